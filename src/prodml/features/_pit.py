@@ -1,0 +1,258 @@
+"""Point-in-time join: for each entity row, the latest feature row known at its time.
+
+For an entity row (keys, timestamp ``t``) and a view, the candidates are the view's
+rows with the same keys (null keys never match) and ``event_time <= t``, and
+``event_time >= t - ttl`` when the view has a TTL (both bounds inclusive); feature rows
+with a null event time are ignored. With ``created_time_guard`` and a created-time
+column, a row whose ``created_time > t`` was not known yet and is no candidate (a null
+created time means "known at its event time"). The pick is the candidate with the
+latest event time, then the latest created time (null oldest), then the **last row in
+the relation's order** — the order DuckDB scans it in: file order for Parquet (files in
+name order), insertion order for a table or an Arrow table, which DuckDB keeps while
+``preserve_insertion_order`` is on (the join turns it on while it runs). A picked row's
+null values stay null; no candidate gives nulls. Every entity row appears exactly once,
+in input order.
+
+How: each view's needed columns are read once into Arrow (position = ordinal); DuckDB
+then as-of joins two narrow integer tables and returns only (entity row, feature row)
+positions (see ``_pit_sql``), and the feature values are gathered in Arrow — they never
+pass through a sort or a hash table. Times are int64 epoch counts (``_pit_columns``), so
+the session time zone cannot change a result; the join still runs with
+``TimeZone='UTC'`` so that timezone-aware feature values come out labelled UTC.
+
+>>> import duckdb, pyarrow as pa
+>>> from datetime import datetime, timedelta
+>>> con = duckdb.connect()
+>>> con.register("trips", pa.table({"driver": [1, 1, 2], "x": [0.5, 0.7, 0.9],
+...     "ts": [datetime(2024, 1, 1), datetime(2024, 1, 3), datetime(2024, 1, 1)]}))
+<...>
+>>> entities = pa.table({"driver": [1, 1, 2, 3],
+...     "at": [datetime(2024, 1, 2), datetime(2024, 1, 3), datetime(2024, 1, 9), datetime(2024, 1, 2)]})
+>>> view = JoinView("trips", "trips", (("driver", "driver"),), "ts", None,
+...                 timedelta(days=7), (("x", "trips__x"),))
+>>> point_in_time_join(con, entities, "at", [view])["trips__x"].to_pylist()
+[0.5, 0.7, None, None]
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from prodml.core.errors import DefinitionError, SchemaError, SourceError, TimestampError
+from prodml.features._pit_columns import (
+    Resolution,
+    check_aware_like,
+    check_key_type,
+    check_timestamp_type,
+    epoch_ints,
+    require_columns,
+    resolution,
+)
+from prodml.features._pit_plan import pick_rows
+
+__all__ = ["JoinView", "point_in_time_join"]
+
+
+@dataclass(frozen=True)
+class JoinView:
+    """One feature view as the join sees it: where its rows come from and which columns mean what."""
+
+    name: str
+    relation: str
+    join_keys: tuple[tuple[str, str], ...]
+    event_time: str
+    created_time: str | None
+    ttl: timedelta | None
+    features: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class _Entities:
+    """The entity rows' keys and timestamp, checked, with epoch counts made once per resolution."""
+
+    rows: pa.Table
+    timestamp: str
+    _epochs: dict[Resolution, pa.ChunkedArray] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> pa.TimestampType:
+        kind: pa.TimestampType = self.rows.schema.field(self.timestamp).type
+        return kind
+
+    def epochs(self, unit: Resolution, view: str) -> pa.ChunkedArray:
+        if unit not in self._epochs:
+            column = self.rows.column(self.timestamp)
+            self._epochs[unit] = epoch_ints(column, unit, view=view, column=self.timestamp)
+        return self._epochs[unit]
+
+
+def point_in_time_join(
+    con: duckdb.DuckDBPyConnection,
+    entity_rows: pa.Table,
+    timestamp: str,
+    views: Sequence[JoinView],
+    *,
+    created_time_guard: bool = True,
+) -> pa.Table:
+    """The views' feature columns for each entity row, as of its timestamp.
+
+    Returns only the output columns (views in order, each view's features in order),
+    ``entity_rows.num_rows`` rows in input order. See the module docstring for the rules.
+    """
+    _check_views(views)
+    entities = _check_entities(entity_rows, timestamp, views)
+    names: list[str] = []
+    columns: list[pa.ChunkedArray] = []
+    with _join_session(con):
+        for view in views:
+            if not view.features:
+                continue
+            picked = _join_view(con, entities, view, guard=created_time_guard)
+            names.extend(output for _, output in view.features)
+            columns.extend(picked.columns)
+    if not columns:
+        return entity_rows.select([])
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def _check_views(views: Sequence[JoinView]) -> None:
+    seen: dict[str, str] = {}
+    for view in views:
+        if not view.join_keys:
+            raise DefinitionError(f"view {view.name!r}: join_keys is empty; expected at least one key")
+        if view.ttl is not None and view.ttl < timedelta(0):
+            raise DefinitionError(
+                f"view {view.name!r}: ttl is {view.ttl}; expected a duration >= 0 or None"
+            )
+        for _, output in view.features:
+            if output in seen:
+                raise DefinitionError(
+                    f"view {view.name!r}: output column {output!r} is also produced by view "
+                    f"{seen[output]!r}; expected unique output column names"
+                )
+            seen[output] = view.name
+
+
+def _check_entities(rows: pa.Table, timestamp: str, views: Sequence[JoinView]) -> _Entities:
+    available = rows.column_names
+    for view in views:
+        wanted = [(timestamp, "timestamp")] + [(key, "join key") for key, _ in view.join_keys]
+        require_columns(available, wanted, view=view.name, side="entity rows")
+    if not views:
+        require_columns(available, [(timestamp, "timestamp")], view="(none)", side="entity rows")
+    kind = rows.schema.field(timestamp).type
+    if not pa.types.is_timestamp(kind):
+        raise SchemaError(
+            f"entity rows: timestamp column {timestamp!r} has type {kind}; expected a "
+            "timestamp (any unit, naive or timezone-aware)"
+        )
+    nulls = rows.column(timestamp).null_count
+    if nulls:
+        raise TimestampError(
+            f"entity rows: timestamp column {timestamp!r} has {nulls} null value(s) out of "
+            f"{rows.num_rows}; expected a time on every entity row"
+        )
+    return _Entities(rows, timestamp)
+
+
+@contextmanager
+def _join_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run with ``TimeZone='UTC'`` and ``preserve_insertion_order`` on, then restore both.
+
+    ``preserve_insertion_order`` is a database-wide setting: while a join runs, other
+    connections to the same database see it on.
+    """
+    zone, keep_order = con.sql(
+        "SELECT current_setting('TimeZone'), current_setting('preserve_insertion_order')"
+    ).fetchall()[0]
+    con.execute("SET TimeZone = 'UTC'")
+    if not keep_order:
+        con.execute("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        con.execute("SET TimeZone = " + _literal(str(zone)))
+        if not keep_order:
+            con.execute("SET preserve_insertion_order = false")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _read_view(con: duckdb.DuckDBPyConnection, view: JoinView) -> pa.Table:
+    """The view's key, time and feature columns, read once, in the relation's order."""
+    wanted = [(feature, "join key") for _, feature in view.join_keys]
+    wanted.append((view.event_time, "event_time"))
+    if view.created_time is not None:
+        wanted.append((view.created_time, "created_time"))
+    wanted.extend((feature, "feature") for feature, _ in view.features)
+    source = f"(SELECT * FROM ({view.relation})) AS __prodml_source"
+    try:
+        available = con.sql(f"SELECT * FROM {source}").columns
+    except duckdb.Error as error:
+        raise SourceError(f"view {view.name!r}: relation could not be read: {error}") from error
+    require_columns(available, wanted, view=view.name, side="feature rows")
+    needed = list(dict.fromkeys(column for column, _ in wanted))
+    query = f"SELECT {', '.join(_ident(c) for c in needed)} FROM {source}"
+    try:
+        return con.sql(query).to_arrow_table()
+    except duckdb.Error as error:
+        raise SourceError(f"view {view.name!r}: relation could not be read: {error}") from error
+
+
+def _join_view(
+    con: duckdb.DuckDBPyConnection, entities: _Entities, view: JoinView, *, guard: bool
+) -> pa.Table:
+    source = _read_view(con, view)
+    entity_kind = entities.kind
+    times = [view.event_time] if view.created_time is None else [view.event_time, view.created_time]
+    for column in times:
+        kind = source.schema.field(column).type
+        check_timestamp_type(kind, view=view.name, column=column, side="feature rows")
+        check_aware_like(kind, entity_kind, view=view.name, column=column, timestamp=entities.timestamp)
+    for entity_key, feature_key in view.join_keys:
+        check_key_type(
+            entities.rows.schema.field(entity_key).type,
+            source.schema.field(feature_key).type,
+            view=view.name,
+            entity_column=entity_key,
+            feature_column=feature_key,
+        )
+    unit = resolution(entity_kind, *(source.schema.field(c).type for c in times))
+    event = epoch_ints(source.column(view.event_time), unit, view=view.name, column=view.event_time)
+    created = None
+    if view.created_time is not None:
+        created = epoch_ints(
+            source.column(view.created_time), unit, view=view.name, column=view.created_time
+        )
+    ttl = None if view.ttl is None else view.ttl // timedelta(microseconds=1)
+    if ttl is not None and unit == "ns":
+        ttl *= 1_000
+    rows, ords = pick_rows(
+        con,
+        entity_keys=[entities.rows.column(key) for key, _ in view.join_keys],
+        entity_times=entities.epochs(unit, view.name),
+        feature_keys=[source.column(key) for _, key in view.join_keys],
+        event=event,
+        created=created,
+        guard=guard and created is not None,
+        ttl=ttl,
+        name=f"__prodml_pit_{uuid.uuid4().hex}",
+    )
+    indices = np.full(entities.rows.num_rows, -1, dtype=np.int64)
+    indices[rows] = ords
+    positions = [source.column_names.index(feature) for feature, _ in view.features]
+    return source.select(positions).take(pa.array(indices, mask=indices < 0))

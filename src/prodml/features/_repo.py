@@ -1,0 +1,123 @@
+"""The set of definitions a project declares, loaded from its ``features.py``.
+
+Objects reachable from the module's globals are collected, including entities and views
+referenced only through services. Two different objects of one kind may not share a name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeAlias
+
+from prodml.core import DefinitionError, FeatureNotFoundError
+from prodml.features._definitions import Entity, FeatureService, FeatureView, OnDemandFeature
+
+__all__ = ["Definition", "FeatureRepo", "KINDS"]
+
+Definition: TypeAlias = Entity | FeatureView | OnDemandFeature | FeatureService
+KINDS = ("entity", "feature_view", "on_demand_feature", "feature_service")
+_KIND_LABEL = {
+    "entity": "entity",
+    "feature_view": "feature view",
+    "on_demand_feature": "on-demand feature",
+    "feature_service": "feature service",
+}
+
+
+class FeatureRepo:
+    """Definitions by kind and name."""
+
+    def __init__(self, objects: Iterable[Definition] = ()) -> None:
+        self._by_kind: dict[str, dict[str, Definition]] = {k: {} for k in KINDS}
+        for obj in objects:
+            self.add(obj)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> FeatureRepo:
+        """Import the definitions module at ``path`` and collect its objects."""
+        path = Path(path)
+        if not path.exists():
+            raise FeatureNotFoundError(
+                f"feature definitions file {str(path)!r} does not exist; create it or set "
+                "[features] definitions in prodml.toml"
+            )
+        module = _import_file(path)
+        return cls(v for v in vars(module).values() if isinstance(v, _DEFINITION_TYPES))
+
+    def add(self, obj: Definition) -> None:
+        """Add ``obj`` and everything it references; a different object under an existing
+        name is an error."""
+        if isinstance(obj, FeatureService):
+            for member in obj.members:
+                self.add(member.view if not isinstance(member, OnDemandFeature) else member)
+        elif isinstance(obj, FeatureView):
+            for entity in obj.entities:
+                self.add(entity)
+        table = self._by_kind[obj.kind]
+        existing = table.get(obj.name)
+        if existing is not None and existing is not obj and existing.version != obj.version:
+            raise DefinitionError(
+                f"{_KIND_LABEL[obj.kind]} name {obj.name!r} is defined twice with different "
+                f"definitions (versions {existing.version[:12]} and {obj.version[:12]}); "
+                "names must be unique per kind"
+            )
+        table[obj.name] = obj
+
+    def all(self) -> list[Definition]:
+        """Every object, entities first, services last (dependency order)."""
+        return [obj for kind in KINDS for obj in self._by_kind[kind].values()]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._by_kind[kind])
+
+    def get(self, kind: str, name: str) -> Any:
+        try:
+            return self._by_kind[kind][name]
+        except KeyError:
+            known = ", ".join(self.names(kind)) or "none"
+            raise FeatureNotFoundError(
+                f"unknown {_KIND_LABEL[kind]} {name!r}; defined: {known}"
+            ) from None
+
+    def service(self, name_or_obj: str | FeatureService) -> FeatureService:
+        if isinstance(name_or_obj, FeatureService):
+            return name_or_obj
+        result: FeatureService = self.get("feature_service", name_or_obj)
+        return result
+
+    def view(self, name: str) -> FeatureView:
+        result: FeatureView = self.get("feature_view", name)
+        return result
+
+    def views(self) -> list[FeatureView]:
+        return [v for v in self._by_kind["feature_view"].values() if isinstance(v, FeatureView)]
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._by_kind.values())
+
+
+_DEFINITION_TYPES = (Entity, FeatureView, OnDemandFeature, FeatureService)
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"prodml_user_features_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise DefinitionError(f"cannot import feature definitions from {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except DefinitionError:
+        sys.modules.pop(name, None)
+        raise
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise DefinitionError(
+            f"importing feature definitions {str(path)!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return module

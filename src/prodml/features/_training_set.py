@@ -1,0 +1,158 @@
+"""Training sets: the joined table, persisted as a dataset snapshot named by its
+fingerprint, with its profile and the feature versions it was built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+
+from prodml.core import DatasetNotFoundError, ensure_utc, fingerprint_table
+from prodml.storage import DatasetRow, MetadataDB, read_table, write_table
+from prodml.validation import Profile, profile
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DatasetStore", "TrainingSet"]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A point-in-time correct training set and its snapshot's metadata."""
+
+    table: pa.Table
+    fingerprint: str
+    profile: Profile
+    path: Path
+    service_name: str
+    service_version: str
+    feature_versions: dict[str, str]
+    timestamp: str
+    label: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+
+    def to_arrow(self) -> pa.Table:
+        return self.table
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.to_pandas()
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.table.num_rows)
+
+    def summary(self) -> dict[str, Any]:
+        """What scripts and the CLI print: everything but the data."""
+        return {
+            "fingerprint": self.fingerprint,
+            "path": str(self.path),
+            "rows": self.num_rows,
+            "columns": self.table.column_names,
+            "service": self.service_name,
+            "service_version": self.service_version,
+            "feature_versions": self.feature_versions,
+            "timestamp": self.timestamp,
+            "label": self.label,
+            "start_time": None if self.start_time is None else self.start_time.isoformat(),
+            "end_time": None if self.end_time is None else self.end_time.isoformat(),
+        }
+
+
+class DatasetStore:
+    """Snapshots under ``datasets/`` and their rows in the metadata DB."""
+
+    def __init__(self, db: MetadataDB, directory: Path, now: Any) -> None:
+        self._db = db
+        self._dir = directory
+        self._now = now
+
+    def save(
+        self,
+        table: pa.Table,
+        *,
+        service_name: str,
+        service_version: str,
+        feature_versions: dict[str, str],
+        timestamp: str,
+        label: str | None,
+    ) -> TrainingSet:
+        """Persist (once per fingerprint) and return the training set."""
+        fingerprint = fingerprint_table(table)
+        path = self._dir / f"{fingerprint}.parquet"
+        stats = profile(table)
+        start, end = _time_range(table, timestamp)
+        with self._db.write() as session:
+            if session.get(DatasetRow, fingerprint) is None:
+                if not path.exists():
+                    write_table(table, path)
+                session.add(
+                    DatasetRow(
+                        fingerprint=fingerprint,
+                        path=path.name,
+                        row_count=table.num_rows,
+                        start_time=start,
+                        end_time=end,
+                        service_name=service_name,
+                        service_version=service_version,
+                        timestamp_column=timestamp,
+                        label_column=label,
+                        feature_versions=orjson.dumps(feature_versions).decode(),
+                        profile=stats.to_json(),
+                        created_at=self._now(),
+                    )
+                )
+        return TrainingSet(
+            table, fingerprint, stats, path, service_name, service_version,
+            feature_versions, timestamp, label, start, end,
+        )
+
+    def load(self, fingerprint: str) -> TrainingSet:
+        """A stored snapshot by fingerprint (or a unique prefix of ≥ 8 hex digits)."""
+        with self._db.session() as session:
+            rows = session.scalars(
+                select(DatasetRow).where(DatasetRow.fingerprint.startswith(fingerprint))
+            ).all()
+            if len(rows) != 1 or len(fingerprint) < 8:
+                raise DatasetNotFoundError(
+                    f"no single training set with fingerprint {fingerprint!r} "
+                    f"({len(rows)} match; give at least 8 hex digits)"
+                )
+            row = rows[0]
+            path = self._dir / row.path
+            table = read_table(path)
+            return TrainingSet(
+                table,
+                row.fingerprint,
+                Profile.from_json(_text(row.profile)),
+                path,
+                row.service_name,
+                row.service_version,
+                orjson.loads(_text(row.feature_versions)),
+                row.timestamp_column,
+                row.label_column,
+                row.start_time,
+                row.end_time,
+            )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _time_range(table: pa.Table, column: str) -> tuple[datetime | None, datetime | None]:
+    if table.num_rows == 0:
+        return None, None
+    bounds = pc.min_max(table.column(column))
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    return (
+        None if low is None else ensure_utc(low),
+        None if high is None else ensure_utc(high),
+    )

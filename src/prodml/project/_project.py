@@ -1,0 +1,86 @@
+"""``Project.open(path)``: config → stores → layer objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from prodml.core import (
+    CONFIG_FILE,
+    Clock,
+    Config,
+    ProjectNotFoundError,
+    SystemClock,
+    load_config,
+)
+from prodml.features import FeatureStore
+from prodml.project._scaffold import init_project
+from prodml.storage import ArtifactStore, MetadataDB, metadata_url, open_artifact_store
+
+__all__ = ["Project"]
+
+
+class Project:
+    """One prodml project on disk (or on its configured backends)."""
+
+    def __init__(self, root: Path, config: Config, clock: Clock) -> None:
+        self.root = root
+        self.config = config
+        self.clock = clock
+        self.state_dir = root / config.project.state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = MetadataDB.open(metadata_url(config.metadata, root))
+        self.artifacts: ArtifactStore = open_artifact_store(config.artifacts, root)
+        self.features = FeatureStore(root=root, config=config, db=self.db, clock=clock)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path = ".",
+        *,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Project:
+        """Open the project whose ``prodml.toml`` is at or above ``path``."""
+        root = find_root(Path(path))
+        return cls(root, load_config(root, environ), clock or SystemClock())
+
+    @classmethod
+    def init(cls, path: str | Path = ".", *, name: str | None = None, clock: Clock | None = None) -> Project:
+        """Create a project at ``path`` (see :func:`init_project`) and open it."""
+        root = init_project(Path(path), name=name)
+        return cls.open(root, clock=clock)
+
+    @property
+    def name(self) -> str:
+        return self.config.project.name
+
+    def close(self) -> None:
+        self.features.close()
+        self.db.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.root)!r}, name={self.name!r})"
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory at or above ``start`` holding ``prodml.toml``."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise ProjectNotFoundError(
+        f"no {CONFIG_FILE} in {str(start)!r} or any parent directory; run `prodml init` to create a project"
+    )

@@ -1,0 +1,52 @@
+"""Layer 1 storage: the metadata DB, the content-addressed artifact store and Parquet IO.
+
+Imports only :mod:`prodml.core` and third-party libraries.
+"""
+
+from __future__ import annotations
+
+from prodml.storage._artifacts import ArtifactStore, check_digest, digest_key
+from prodml.storage._backends import ARTIFACT_BACKENDS, blob_store_class, open_artifact_store
+from prodml.storage._blob_local import LocalBlobStore
+from prodml.storage._blob_memory import MemoryBlobStore
+from prodml.storage._blobs import BlobStore, check_key
+from prodml.storage._columns import UTCDateTime
+from prodml.storage._metadata import MetadataDB, open_metadata_db
+from prodml.storage._migrate import head_revision
+from prodml.storage._models import (
+    DEFINITION_KINDS,
+    Base,
+    DatasetRow,
+    FeatureDefinitionRow,
+    FeatureHeadRow,
+    MaterializationRow,
+)
+from prodml.storage._tables import read_table, write_table
+from prodml.storage._urls import metadata_url, redact_url
+
+__all__ = [
+    "ARTIFACT_BACKENDS",
+    "DEFINITION_KINDS",
+    "ArtifactStore",
+    "Base",
+    "BlobStore",
+    "DatasetRow",
+    "FeatureDefinitionRow",
+    "FeatureHeadRow",
+    "LocalBlobStore",
+    "MaterializationRow",
+    "MemoryBlobStore",
+    "MetadataDB",
+    "UTCDateTime",
+    "blob_store_class",
+    "check_digest",
+    "check_key",
+    "digest_key",
+    "head_revision",
+    "metadata_url",
+    "open_artifact_store",
+    "open_metadata_db",
+    "read_table",
+    "redact_url",
+    "write_table",
+]

@@ -1,0 +1,96 @@
+"""The CLI end to end: a project made by `prodml init`, driven by `prodml features …`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from featurekit import entity_rows, make_project
+
+from prodml.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout
+
+
+def test_init_creates_a_working_project(tmp_path: Path) -> None:
+    code, out = run("init", str(tmp_path / "p"), "--json")
+    assert code == 0, out
+    assert json.loads(out)["name"] == "p"
+    for name in ("prodml.toml", ".gitignore", "features.py", ".prodml"):
+        assert (tmp_path / "p" / name).exists()
+    # the example definitions apply and build out of the box
+    code, out = run("features", "apply", "-p", str(tmp_path / "p"), "--json")
+    assert code == 0, out
+    assert {d["name"] for d in json.loads(out)["applied"]} >= {"customer_stats", "churn"}
+    code, out = run("features", "get", "churn", "--entity", "customer_id=1", "-p", str(tmp_path / "p"), "--json")
+    assert code == 0, out
+    assert set(json.loads(out)["values"]) == {"orders_30d", "spend_30d", "spend_per_order"}
+    code, again = run("init", str(tmp_path / "p"))
+    assert code == 10
+
+
+def test_features_pipeline_through_cli(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    make_project(root).close()
+    p = ["-p", str(root)]
+    code, out = run("features", "apply", *p, "--json")
+    assert code == 0, out
+    code, out = run("features", "list", "--kind", "feature_view", *p, "--json")
+    assert [d["name"] for d in json.loads(out)["definitions"]] == ["planes", "weather"]
+    rows_path = tmp_path / "rows.parquet"
+    pq.write_table(entity_rows(30), rows_path)
+    out_path = tmp_path / "ts.parquet"
+    code, out = run(
+        "features", "build-training-set", str(rows_path), "--service", "flight_delay",
+        "--timestamp", "sched_dep", "--label", "late", "-o", str(out_path), *p, "--json",
+    )
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["rows"] == 30
+    assert pq.read_table(out_path).num_rows == 30
+    code, out = run("features", "materialize", "--end", "2013-01-05T00:00:00", *p, "--json")
+    assert code == 0, out
+    assert {m["view"] for m in json.loads(out)["materialized"]} == {"weather", "planes"}
+    code, out = run(
+        "features", "get", "flight_delay", "-e", "origin=EWR", "-e", "tailnum=N1",
+        "-r", "sched_dep_time=830", *p, "--json",
+    )
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["values"]["dep_hour"] == [8]
+    assert result["values"]["year"] == [2001]
+    code, out = run("features", "list", *p)
+    assert code == 0 and "weather" in out
+
+
+def test_errors_have_exit_codes_and_messages(tmp_path: Path) -> None:
+    code, out = run("features", "list", "-p", str(tmp_path), "--json")
+    assert code == 3
+    assert "no prodml.toml" in json.loads(out)["error"]
+    root = tmp_path / "proj"
+    make_project(root).close()
+    run("features", "apply", "-p", str(root))
+    rows_path = tmp_path / "rows.parquet"
+    pq.write_table(entity_rows(5), rows_path)
+    code, out = run("features", "build-training-set", str(rows_path), "-s", "nope", "--timestamp", "sched_dep", "-p", str(root), "--json")
+    assert code == 4
+    assert "unknown feature service 'nope'" in json.loads(out)["error"]
+    code, out = run("features", "build-training-set", str(rows_path), "-s", "flight_delay", "-p", str(root), "--json")
+    assert code == 7
+    assert "no timestamp column 'event_timestamp'" in json.loads(out)["error"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["features", "--help"], ["demo", "--help"]])
+def test_help(args: list[str]) -> None:
+    code, out = run(*args)
+    assert code == 0
+    assert "Usage" in out

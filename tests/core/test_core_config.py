@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prodml.core import ConfigError, load_config, load_config_text
+
+
+def test_defaults_without_file(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path, environ={})
+    assert cfg.metadata.type == "sqlite"
+    assert cfg.online_store.type == "sqlite"
+    assert cfg.features.created_time_guard is True
+
+
+def test_file_values_and_env_override() -> None:
+    text = '[online_store]\ntype = "sqlite"\npath = "x.db"\n[features]\non_violation = "warn"\n'
+    cfg = load_config_text(text, environ={"PRODML__FEATURES__ON_VIOLATION": "ignore"})
+    assert cfg.features.on_violation == "ignore"
+    assert cfg.online_store.type == "sqlite"
+    assert cfg.online_store.path == "x.db"
+
+
+def test_env_switches_backend_type_from_its_defaults() -> None:
+    text = '[online_store]\ntype = "sqlite"\npath = "x.db"\n'
+    cfg = load_config_text(
+        text,
+        environ={"PRODML__ONLINE_STORE__TYPE": "redis", "PRODML__ONLINE_STORE__URL": "redis://h:1/2"},
+    )
+    assert cfg.online_store.type == "redis"
+    assert cfg.online_store.url == "redis://h:1/2"
+
+
+def test_postgres_metadata_section() -> None:
+    cfg = load_config_text(
+        '[metadata]\ntype = "postgresql"\nurl = "postgresql+psycopg://u@h/db"\n', environ={}
+    )
+    assert cfg.metadata.type == "postgresql"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[features]\nunknown_key = 1\n", "features.unknown_key"),
+        ("[nonsense]\na = 1\n", "nonsense"),
+        ('[online_store]\ntype = "cassandra"\n', "online_store"),
+        ('[features]\non_violation = "explode"\n', "features.on_violation"),
+        ("[features\n", "not valid TOML"),
+    ],
+)
+def test_invalid_config_names_the_key(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config_text(text, environ={})
+
+
+def test_environment_is_restored_after_explicit_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRODML__FEATURES__ON_VIOLATION", "warn")
+    cfg = load_config_text("", environ={})
+    assert cfg.features.on_violation == "error"
+    assert load_config_text("").features.on_violation == "warn"

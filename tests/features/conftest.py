@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from featurekit import make_project
+
+from prodml import Project
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    proj = make_project(tmp_path / "proj")
+    try:
+        yield proj
+    finally:
+        proj.close()

@@ -1,0 +1,123 @@
+"""The BlobStore contract, run against every registered backend."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from prodml.core import ArtifactNotFoundError
+from prodml.storage import ARTIFACT_BACKENDS, BlobStore, LocalBlobStore, MemoryBlobStore
+
+MAKERS: dict[str, Callable[[Path], BlobStore]] = {
+    "local": lambda tmp: LocalBlobStore(tmp / "blobs"),
+    "memory": lambda tmp: MemoryBlobStore(),
+}
+
+
+def test_every_registered_backend_runs_the_contract() -> None:
+    assert set(MAKERS) == set(ARTIFACT_BACKENDS)
+
+
+@pytest.fixture(params=sorted(MAKERS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    return MAKERS[request.param](tmp_path)
+
+
+def test_save_then_load_round_trips(store: BlobStore) -> None:
+    store.save_bytes("models/m1.bin", b"\x00\x01weights")
+    store.save_bytes("empty", b"")
+    assert store.load_bytes("models/m1.bin") == b"\x00\x01weights"
+    assert store.load_bytes("empty") == b""
+
+
+def test_save_accepts_bytes_like_values(store: BlobStore) -> None:
+    store.save_bytes("a", bytearray(b"xy"))
+    store.save_bytes("b", memoryview(b"zz"))
+    assert (store.load_bytes("a"), store.load_bytes("b")) == (b"xy", b"zz")
+
+
+def test_save_overwrites(store: BlobStore) -> None:
+    store.save_bytes("k", b"old")
+    store.save_bytes("k", b"new")
+    assert store.load_bytes("k") == b"new"
+
+
+def test_missing_key_raises_not_found_naming_the_key(store: BlobStore) -> None:
+    with pytest.raises(ArtifactNotFoundError, match="blob 'nope/x' not found"):
+        store.load_bytes("nope/x")
+    assert not store.exists("nope/x")
+
+
+def test_exists_and_delete(store: BlobStore) -> None:
+    store.save_bytes("a/b", b"1")
+    assert store.exists("a/b")
+    assert not store.exists("a")  # a "directory" is not a key
+    store.delete("a/b")
+    assert not store.exists("a/b")
+    store.delete("a/b")  # deleting a missing key is a no-op
+    assert store.list() == []
+
+
+def test_list_filters_by_plain_string_prefix_and_sorts(store: BlobStore) -> None:
+    for key in ["b/2", "a/bc/x", "a/b/y", "a/bz", "b/1", "c"]:
+        store.save_bytes(key, key.encode())
+    assert store.list() == ["a/b/y", "a/bc/x", "a/bz", "b/1", "b/2", "c"]
+    assert store.list("a/b") == ["a/b/y", "a/bc/x", "a/bz"]
+    assert store.list("a/b/") == ["a/b/y"]
+    assert store.list("b") == ["b/1", "b/2"]
+    assert store.list("zzz/") == []
+
+
+@pytest.mark.parametrize(
+    "key", ["", "/abs", "a//b", "../x", "a/../b", "a/./b", "a\\b", "a b", "a/"]
+)
+def test_invalid_keys_are_refused(store: BlobStore, key: str) -> None:
+    with pytest.raises(ValueError, match=r"blob key .* is invalid"):
+        store.save_bytes(key, b"x")
+    with pytest.raises(ValueError, match=r"blob key .* is invalid"):
+        store.exists(key)
+
+
+def test_list_refuses_a_prefix_escaping_the_store(store: BlobStore) -> None:
+    with pytest.raises(ValueError, match="is invalid"):
+        store.list("../")
+
+
+def test_files_round_trip(store: BlobStore, tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    data = os.urandom((2 << 20) + 7)  # spans several copy chunks
+    source.write_bytes(data)
+    store.save_file("files/big", source)
+    dest = tmp_path / "out" / "copy.bin"
+    store.load_file("files/big", dest)
+    assert dest.read_bytes() == data
+    assert store.load_bytes("files/big") == data
+
+
+def test_load_file_of_a_missing_key_leaves_no_file(store: BlobStore, tmp_path: Path) -> None:
+    dest = tmp_path / "never.bin"
+    with pytest.raises(ArtifactNotFoundError):
+        store.load_file("missing", dest)
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_local_store_writes_plain_files_and_hides_temp_files(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    store.save_bytes("x/y", b"1")
+    assert (tmp_path / "x" / "y").read_bytes() == b"1"
+    (tmp_path / "x" / ".y.abc.tmp").write_bytes(b"in flight")
+    assert store.list() == ["x/y"]
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [".y.abc.tmp", "y"]
+
+
+def test_local_save_file_failure_keeps_the_old_blob(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    store.save_bytes("k", b"old")
+    with pytest.raises(FileNotFoundError):
+        store.save_file("k", tmp_path / "does-not-exist")
+    assert store.load_bytes("k") == b"old"
+    assert os.listdir(tmp_path / "blobs") == ["k"]

@@ -1,0 +1,273 @@
+"""Metadata DB behaviour every dialect must share (SQLite always, PostgreSQL if reachable)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text, update
+
+from prodml.core import ConflictError, MigrationError
+from prodml.storage import (
+    Base,
+    DatasetRow,
+    FeatureDefinitionRow,
+    FeatureHeadRow,
+    MaterializationRow,
+    MetadataDB,
+    head_revision,
+)
+
+TABLES = {"datasets", "feature_definitions", "feature_heads", "materializations"}
+V1, V2 = "a" * 64, "b" * 64
+T0 = datetime(2013, 7, 1, 12, 0, tzinfo=UTC)
+
+Target = tuple[str, str | None]
+
+
+def _open(target: Target) -> MetadataDB:
+    url, schema = target
+    return MetadataDB.open(url, schema_name=schema)
+
+
+def test_open_migrates_a_fresh_database_to_head(db_target: Target) -> None:
+    with _open(db_target) as db:
+        assert db.current_revision() == head_revision() == "0001"
+        names = set(inspect(db.engine).get_table_names())
+        assert names >= TABLES
+        assert "prodml_alembic_version" in names
+
+
+def test_open_twice_is_idempotent_and_keeps_data(db_target: Target) -> None:
+    with _open(db_target) as db, db.session() as session:
+        session.add(FeatureHeadRow(kind="entity", name="flight", version=V1, updated_at=T0))
+    with _open(db_target) as db:
+        assert db.current_revision() == "0001"
+        with db.session() as session:
+            assert session.scalars(select(FeatureHeadRow.name)).all() == ["flight"]
+
+
+def test_models_match_the_migrations(db_target: Target) -> None:
+    with _open(db_target) as db, db.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": "prodml_alembic_version"}
+        )
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_every_model_round_trips(db_target: Target) -> None:
+    dataset = DatasetRow(
+        fingerprint=V1,
+        path="datasets/aaaa.parquet",
+        row_count=336_776,
+        start_time=datetime(2013, 1, 1, tzinfo=UTC),
+        end_time=None,
+        service_name="flight_delay",
+        service_version=V2,
+        timestamp_column="time_hour",
+        label_column="late",
+        feature_versions={"weather": V1, "planes": V2},
+        profile={"columns": {"dep_delay": {"mean": 12.6, "nulls": 8255}}, "rows": 336776},
+        created_at=T0,
+    )
+    with _open(db_target) as db:
+        with db.session() as session:
+            session.add(
+                FeatureDefinitionRow(
+                    kind="feature_view",
+                    name="weather",
+                    version=V1,
+                    spec='{"ttl":3600}',
+                    created_at=T0,
+                )
+            )
+            session.add(
+                FeatureHeadRow(kind="feature_view", name="weather", version=V1, updated_at=T0)
+            )
+            session.add(
+                MaterializationRow(
+                    view_name="weather",
+                    view_version=V1,
+                    watermark=T0,
+                    rows_written=2**40,
+                    updated_at=T0,
+                )
+            )
+            session.add(dataset)
+        with db.session() as session:
+            definition = session.scalars(select(FeatureDefinitionRow)).one()
+            assert (definition.id, definition.kind, definition.spec) == (
+                1,
+                "feature_view",
+                '{"ttl":3600}',
+            )
+            assert definition.created_at == T0
+            head = session.get(FeatureHeadRow, ("feature_view", "weather"))
+            assert head is not None
+            assert head.version == V1
+            mat = session.get(MaterializationRow, ("weather", V1))
+            assert mat is not None
+            assert (mat.rows_written, mat.watermark) == (2**40, T0)
+            row = session.get(DatasetRow, V1)
+            assert row is not None
+            assert row.feature_versions == {"weather": V1, "planes": V2}
+            assert row.profile["columns"]["dep_delay"]["nulls"] == 8255
+            assert (row.start_time, row.end_time, row.label_column) == (
+                dataset.start_time,
+                None,
+                "late",
+            )
+
+
+def test_times_come_back_timezone_aware_in_utc(db_target: Target) -> None:
+    paris = datetime(2013, 7, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    with _open(db_target) as db:
+        with db.session() as session:
+            session.add(FeatureHeadRow(kind="entity", name="aware", version=V1, updated_at=paris))
+            session.add(
+                FeatureHeadRow(
+                    kind="entity", name="naive", version=V1, updated_at=datetime(2013, 7, 1, 12)
+                )
+            )
+        with db.session() as session:
+            rows = session.scalars(select(FeatureHeadRow).order_by(FeatureHeadRow.name)).all()
+    for row in rows:
+        assert row.updated_at == T0
+        assert row.updated_at.tzinfo is UTC or row.updated_at.utcoffset() == timedelta(0)
+
+
+def _add(db: MetadataDB, *rows: Base) -> None:
+    with db.session() as session:
+        session.add_all(rows)
+
+
+def _definition(kind: str = "entity") -> FeatureDefinitionRow:
+    return FeatureDefinitionRow(kind=kind, name="flight", version=V1, spec="{}", created_at=T0)
+
+
+def test_duplicate_definition_version_is_a_conflict(db_target: Target) -> None:
+    with _open(db_target) as db:
+        _add(db, _definition())
+        with pytest.raises(ConflictError, match=r"metadata DB .*: transaction failed"):
+            _add(db, _definition())
+
+
+def test_definition_kind_is_checked(db_target: Target) -> None:
+    with (
+        _open(db_target) as db,
+        pytest.raises(ConflictError, match=r"ck_feature_definitions_kind|CHECK"),
+    ):
+        _add(db, _definition(kind="model"))
+
+
+def _write_then_fail(db: MetadataDB) -> None:
+    with db.write() as session:
+        session.add(FeatureHeadRow(kind="entity", name="flight", version=V1, updated_at=T0))
+        session.flush()
+        raise RuntimeError("boom")
+
+
+def test_session_rolls_back_and_reraises_on_error(db_target: Target) -> None:
+    with _open(db_target) as db:
+        with pytest.raises(RuntimeError, match="boom"):
+            _write_then_fail(db)
+        with db.session() as session:
+            assert session.scalars(select(FeatureHeadRow)).all() == []
+
+
+def test_concurrent_writers_do_not_lose_increments(db_target: Target) -> None:
+    threads, increments = 4, 25
+    with _open(db_target) as db:
+        with db.session() as session:
+            session.add(
+                MaterializationRow(
+                    view_name="v", view_version=V1, watermark=T0, rows_written=0, updated_at=T0
+                )
+            )
+        barrier = threading.Barrier(threads)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                barrier.wait()
+                for _ in range(increments):
+                    with db.write() as session:
+                        row = session.scalars(
+                            select(MaterializationRow).with_for_update()  # no-op on SQLite
+                        ).one()
+                        current = row.rows_written
+                        session.execute(update(MaterializationRow).values(rows_written=current + 1))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        assert errors == []
+        with db.session() as session:
+            assert (
+                session.scalars(select(MaterializationRow.rows_written)).one()
+                == threads * increments
+            )
+
+
+_OPENER = """
+import sys
+from prodml.storage import MetadataDB
+print("ready", flush=True)
+sys.stdin.readline()
+with MetadataDB.open(sys.argv[1], schema_name=sys.argv[2] or None) as db:
+    print(db.current_revision(), flush=True)
+"""
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(db_target: Target) -> None:
+    url, schema = db_target
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPENER, url, schema or ""],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:  # release them together
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == "0001"
+
+
+def test_database_from_a_newer_prodml_is_refused(db_target: Target) -> None:
+    with _open(db_target) as db, db.session() as session:
+        session.execute(text("UPDATE prodml_alembic_version SET version_num = '9999'"))
+    with pytest.raises(
+        MigrationError, match=r"could not upgrade the schema to revision '0001'.*9999"
+    ):
+        _open(db_target)
+
+
+def test_sqlite_parent_directory_is_created(tmp_path: Path) -> None:
+    with MetadataDB.open(f"sqlite:///{tmp_path}/a/b/meta.db"):
+        assert (tmp_path / "a" / "b" / "meta.db").is_file()
