@@ -38,7 +38,9 @@ def peer_python(name: str, requirements: list[str]) -> Path:
     return python
 
 
-def run_peer(python: Path, script: str, payload: dict[str, Any], *, timeout: float = 3600) -> dict[str, Any]:
+def run_peer(
+    python: Path, script: str, payload: dict[str, Any], *, timeout: float = 3600
+) -> dict[str, Any]:
     """Run ``script`` (Python source) in the peer interpreter with ``payload`` as JSON on
     stdin; the script prints one JSON object as its last stdout line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

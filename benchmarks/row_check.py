@@ -111,7 +111,7 @@ def main() -> None:
     finally:
         gc.enable()
 
-    figures = {
+    figures: dict[str, Any] = {
         "benchmark": "row_check",
         "columns": COLUMNS,
         "checks": repeat,

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from prodml import Project
 
-FEATURES_PY = '''
+FEATURES_PY = """
 from datetime import timedelta
 from prodml.features import Entity, FeatureService, FeatureView, Field, OnDemandFeature, ParquetSource
 
@@ -28,7 +28,7 @@ dep_hour = OnDemandFeature("dep_hour", lambda c: c["sched_dep_time"] // 100,
 warm = OnDemandFeature("warm", lambda c: c["temp"] > 50.0, inputs=["temp"], dtype="bool")
 
 flight_delay = FeatureService("flight_delay", features=[weather, planes[["year", "seats"]], dep_hour, warm])
-'''
+"""
 
 T0 = datetime(2013, 1, 1, tzinfo=UTC)
 
@@ -42,7 +42,9 @@ def weather_table(seed: int = 0) -> pa.Table:
         {
             "origin": pa.array([o for _ in hours for o in origins]),
             "time_hour": pa.array(times, pa.timestamp("us", tz="UTC")),
-            "created": pa.array([t + timedelta(minutes=30) for t in times], pa.timestamp("us", tz="UTC")),
+            "created": pa.array(
+                [t + timedelta(minutes=30) for t in times], pa.timestamp("us", tz="UTC")
+            ),
             "temp": pa.array(rng.normal(40, 10, len(times))),
             "wind_speed": pa.array(rng.gamma(2, 5, len(times))),
         }
@@ -84,7 +86,11 @@ def make_project(root: Path, *, online: str = "sqlite") -> Project:
     pq.write_table(planes_table(), root / "data" / "planes.parquet")
     (root / "features.py").write_text(FEATURES_PY)
     if online != "sqlite":
-        text = (root / "prodml.toml").read_text().replace('type = "sqlite"              # "memory"', f'type = "{online}"  # "memory"')
+        text = (
+            (root / "prodml.toml")
+            .read_text()
+            .replace('type = "sqlite"              # "memory"', f'type = "{online}"  # "memory"')
+        )
         (root / "prodml.toml").write_text(text)
         project.close()
         project = Project.open(root)

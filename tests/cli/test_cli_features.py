@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from featurekit import entity_rows, make_project
-
 from prodml.cli import app
 
 runner = CliRunner()
@@ -31,10 +30,12 @@ def test_init_creates_a_working_project(tmp_path: Path) -> None:
     code, out = run("features", "apply", "-p", str(tmp_path / "p"), "--json")
     assert code == 0, out
     assert {d["name"] for d in json.loads(out)["applied"]} >= {"customer_stats", "churn"}
-    code, out = run("features", "get", "churn", "--entity", "customer_id=1", "-p", str(tmp_path / "p"), "--json")
+    code, out = run(
+        "features", "get", "churn", "--entity", "customer_id=1", "-p", str(tmp_path / "p"), "--json"
+    )
     assert code == 0, out
     assert set(json.loads(out)["values"]) == {"orders_30d", "spend_30d", "spend_per_order"}
-    code, again = run("init", str(tmp_path / "p"))
+    code, _ = run("init", str(tmp_path / "p"))
     assert code == 10
 
 
@@ -50,8 +51,19 @@ def test_features_pipeline_through_cli(tmp_path: Path) -> None:
     pq.write_table(entity_rows(30), rows_path)
     out_path = tmp_path / "ts.parquet"
     code, out = run(
-        "features", "build-training-set", str(rows_path), "--service", "flight_delay",
-        "--timestamp", "sched_dep", "--label", "late", "-o", str(out_path), *p, "--json",
+        "features",
+        "build-training-set",
+        str(rows_path),
+        "--service",
+        "flight_delay",
+        "--timestamp",
+        "sched_dep",
+        "--label",
+        "late",
+        "-o",
+        str(out_path),
+        *p,
+        "--json",
     )
     assert code == 0, out
     summary = json.loads(out)
@@ -61,15 +73,25 @@ def test_features_pipeline_through_cli(tmp_path: Path) -> None:
     assert code == 0, out
     assert {m["view"] for m in json.loads(out)["materialized"]} == {"weather", "planes"}
     code, out = run(
-        "features", "get", "flight_delay", "-e", "origin=EWR", "-e", "tailnum=N1",
-        "-r", "sched_dep_time=830", *p, "--json",
+        "features",
+        "get",
+        "flight_delay",
+        "-e",
+        "origin=EWR",
+        "-e",
+        "tailnum=N1",
+        "-r",
+        "sched_dep_time=830",
+        *p,
+        "--json",
     )
     assert code == 0, out
     result = json.loads(out)
     assert result["values"]["dep_hour"] == [8]
     assert result["values"]["year"] == [2001]
     code, out = run("features", "list", *p)
-    assert code == 0 and "weather" in out
+    assert code == 0
+    assert "weather" in out
 
 
 def test_errors_have_exit_codes_and_messages(tmp_path: Path) -> None:
@@ -81,10 +103,30 @@ def test_errors_have_exit_codes_and_messages(tmp_path: Path) -> None:
     run("features", "apply", "-p", str(root))
     rows_path = tmp_path / "rows.parquet"
     pq.write_table(entity_rows(5), rows_path)
-    code, out = run("features", "build-training-set", str(rows_path), "-s", "nope", "--timestamp", "sched_dep", "-p", str(root), "--json")
+    code, out = run(
+        "features",
+        "build-training-set",
+        str(rows_path),
+        "-s",
+        "nope",
+        "--timestamp",
+        "sched_dep",
+        "-p",
+        str(root),
+        "--json",
+    )
     assert code == 4
     assert "unknown feature service 'nope'" in json.loads(out)["error"]
-    code, out = run("features", "build-training-set", str(rows_path), "-s", "flight_delay", "-p", str(root), "--json")
+    code, out = run(
+        "features",
+        "build-training-set",
+        str(rows_path),
+        "-s",
+        "flight_delay",
+        "-p",
+        str(root),
+        "--json",
+    )
     assert code == 7
     assert "no timestamp column 'event_timestamp'" in json.loads(out)["error"]
 

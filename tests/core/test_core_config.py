@@ -26,7 +26,10 @@ def test_env_switches_backend_type_from_its_defaults() -> None:
     text = '[online_store]\ntype = "sqlite"\npath = "x.db"\n'
     cfg = load_config_text(
         text,
-        environ={"PRODML__ONLINE_STORE__TYPE": "redis", "PRODML__ONLINE_STORE__URL": "redis://h:1/2"},
+        environ={
+            "PRODML__ONLINE_STORE__TYPE": "redis",
+            "PRODML__ONLINE_STORE__URL": "redis://h:1/2",
+        },
     )
     assert cfg.online_store.type == "redis"
     assert cfg.online_store.url == "redis://h:1/2"

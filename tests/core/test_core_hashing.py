@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,14 +43,16 @@ def _table(rows: list[tuple[object, ...]]) -> pa.Table:
 def test_fingerprint_ignores_chunking(rows: list[tuple[object, ...]], cuts: list[int]) -> None:
     table = _table(rows)
     points = sorted({min(c, table.num_rows) for c in cuts} | {0, table.num_rows})
-    pieces = [table.slice(a, b - a) for a, b in zip(points, points[1:], strict=False)]
+    pieces = [table.slice(a, b - a) for a, b in itertools.pairwise(points)]
     rechunked = pa.concat_tables(pieces) if pieces else table
     assert fingerprint_table(rechunked) == fingerprint_table(table)
 
 
 @settings(max_examples=150, deadline=None)
 @given(values, values)
-def test_different_tables_have_different_fingerprints(a: list[tuple[object, ...]], b: list[tuple[object, ...]]) -> None:
+def test_different_tables_have_different_fingerprints(
+    a: list[tuple[object, ...]], b: list[tuple[object, ...]]
+) -> None:
     ta, tb = _table(a), _table(b)
     if ta.equals(tb):
         assert fingerprint_table(ta) == fingerprint_table(tb)

@@ -72,6 +72,10 @@ def test_times_and_label(full_data: tuple[Path, dict[str, int]]) -> None:
     ids = flights["flight_id"]
     assert pc.count_distinct(ids).as_py() == FLIGHTS_ROWS
     assert (pc.min(ids).as_py(), pc.max(ids).as_py()) == (1, FLIGHTS_ROWS)
+    # rows are in time order (the CSV is not): sorted by sched_dep, then flight_id
+    order = pc.sort_indices(flights, [("sched_dep", "ascending"), ("flight_id", "ascending")])
+    assert order.equals(pa.array(range(FLIGHTS_ROWS), pa.uint64()))
+    assert pc.sort_indices(flights["flight_id"])[0].as_py() == 0  # first departure: first CSV row
     # sched_dep is the scheduled departure: in New York local time it reads sched_dep_time
     local = flights["sched_dep"].cast(NEW_YORK)
     hhmm = pc.add(pc.multiply(pc.hour(local), 100), pc.minute(local))

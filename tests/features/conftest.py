@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from featurekit import make_project
 
+from featurekit import make_project
 from prodml import Project
 
 

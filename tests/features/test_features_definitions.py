@@ -57,7 +57,9 @@ def test_python_source_and_on_demand_hash_their_function_source() -> None:
 
 def test_projection_and_service_outputs() -> None:
     w = weather()
-    hour = OnDemandFeature("dep_hour", lambda c: c["sched_dep_time"] // 100, inputs=["sched_dep_time"], dtype="int64")
+    hour = OnDemandFeature(
+        "dep_hour", lambda c: c["sched_dep_time"] // 100, inputs=["sched_dep_time"], dtype="int64"
+    )
     svc = FeatureService("flight_delay", features=[w[["wind_speed"]], hour])
     assert svc.output_names == ("wind_speed", "dep_hour")
     assert svc.join_keys == ("origin",)
@@ -72,7 +74,9 @@ def test_feature_defined_twice_in_a_service_is_rejected() -> None:
         event_time="t",
         features=[Field("temp", "float64")],
     )
-    with pytest.raises(DefinitionError, match=r"feature name 'temp' is defined twice \(in 'weather' and 'other'\)"):
+    with pytest.raises(
+        DefinitionError, match=r"feature name 'temp' is defined twice \(in 'weather' and 'other'\)"
+    ):
         FeatureService("svc", features=[weather(), other])
 
 
@@ -88,7 +92,10 @@ def test_view_used_twice_in_a_service_is_rejected() -> None:
         ({"features": []}, "features must be a non-empty list"),
         ({"ttl": timedelta(0)}, "ttl must be a positive timedelta"),
         ({"features": [Field("origin", "string")]}, "reuse a join-key or time column"),
-        ({"features": [Field("t", "float64"), Field("t", "float64")]}, "'t' appears more than once"),
+        (
+            {"features": [Field("t", "float64"), Field("t", "float64")]},
+            "'t' appears more than once",
+        ),
         ({"source": "data.parquet"}, "source must be ParquetSource"),
     ],
 )

@@ -94,7 +94,7 @@ def view_cases(draw: st.DrawFn, index: int) -> ViewCase:
 
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
-    entities = [
+    entities: list[dict[str, Any]] = [
         {
             "k1": draw(st.one_of(st.none(), st.integers(0, 3))) if draw(st.booleans()) else 1,
             "k2": draw(st.sampled_from([None, "a", "b"])),
@@ -102,7 +102,8 @@ def cases(draw: st.DrawFn) -> Case:
         }
         for _ in range(draw(st.integers(0, 20)))
     ]
-    if entities and draw(st.booleans()):
+    duplicate = draw(st.booleans())
+    if entities and duplicate:
         entities += draw(st.lists(st.sampled_from(entities), max_size=5))  # duplicate rows
         entities = list(draw(st.permutations(entities)))
     n_views = draw(st.integers(1, 3))

@@ -72,7 +72,7 @@ def test_list_filters_by_plain_string_prefix_and_sorts(store: BlobStore) -> None
 
 
 @pytest.mark.parametrize(
-    "key", ["", "/abs", "a//b", "../x", "a/../b", "a/./b", "a\\b", "a b", "a/"]
+    "key", ["", "/abs", "a//b", "../x", "a/../b", "a/./b", "a\\b", "a b", "a/", ".hidden.tmp"]
 )
 def test_invalid_keys_are_refused(store: BlobStore, key: str) -> None:
     with pytest.raises(ValueError, match=r"blob key .* is invalid"):

@@ -13,6 +13,7 @@ from prodml.core.errors import DefinitionError, NotFoundError
 from prodml.validation import (
     ColumnExpectation,
     Expectations,
+    FiniteExpectation,
     PatternExpectation,
     RangeExpectation,
     infer_expectations,
@@ -40,26 +41,32 @@ def test_inferred_schema_nulls_and_ranges(reference: pa.Table) -> None:
     exp = infer_expectations(profile(reference))
     delay, distance = exp.columns["delay"], exp.columns["distance"]
     assert (delay.dtype, delay.required, delay.severity) == ("float64", True, "error")
-    assert delay.nulls is not None and delay.nulls.nullable
+    assert delay.nulls is not None
+    assert delay.nulls.nullable
     assert delay.nulls.max_rate == pytest.approx(0.2 + 0.05)
     assert delay.finite is None  # the reference held a NaN
     assert delay.range == RangeExpectation(min=-20.0, max=100.0)
     assert distance.range == RangeExpectation(min=0, max=1200)
     assert isinstance(distance.range.min, int)
     ratio = exp.columns["ratio"]
-    assert ratio.finite is not None and ratio.finite.severity == "error"
-    assert ratio.nulls is not None and not ratio.nulls.nullable
-    assert ratio.range is not None and ratio.range.severity == "warning"
+    assert ratio.finite is not None
+    assert ratio.finite.severity == "error"
+    assert ratio.nulls is not None
+    assert not ratio.nulls.nullable
+    assert ratio.range is not None
+    assert ratio.range.severity == "warning"
     assert exp.columns["flag"].range is None
 
 
 def test_inferred_categories_and_patterns(reference: pa.Table) -> None:
     exp = infer_expectations(profile(reference), max_categories=3)
     carrier, tail, name = exp.columns["carrier"], exp.columns["tail"], exp.columns["name"]
-    assert carrier.categories is not None and carrier.categories.values == ["AA", "B6", "UA"]
+    assert carrier.categories is not None
+    assert carrier.categories.values == ["AA", "B6", "UA"]
     assert carrier.pattern == PatternExpectation(regex="^[A-Z0-9]{2}$")
     assert tail.categories is None  # 5 distinct > max_categories
-    assert tail.pattern is not None and tail.pattern.regex == "^[A-Z0-9]{2,4}$"
+    assert tail.pattern is not None
+    assert tail.pattern.regex == "^[A-Z0-9]{2,4}$"
     assert name.pattern is None  # mixed case: no pattern inferred
 
 
@@ -67,7 +74,8 @@ def test_tolerance_and_margin_parameters(reference: pa.Table) -> None:
     exp = infer_expectations(profile(reference), range_tolerance=0.0, null_rate_margin=0.9)
     delay = exp.columns["delay"]
     assert delay.range == RangeExpectation(min=-10.0, max=90.0)
-    assert delay.nulls is not None and delay.nulls.max_rate == 1.0
+    assert delay.nulls is not None
+    assert delay.nulls.max_rate == 1.0
     with pytest.raises(ValueError, match="range_tolerance"):
         infer_expectations(profile(reference), range_tolerance=-1)
     with pytest.raises(ValueError, match="null_rate_margin"):
@@ -112,7 +120,8 @@ def test_save_and_load_round_trip(reference: pa.Table, tmp_path: Path) -> None:
     path = tmp_path / "expectations.json"
     exp.save(path)
     text = path.read_text()
-    assert text.endswith("}\n") and '"severity": "warning"' in text
+    assert text.endswith("}\n")
+    assert '"severity": "warning"' in text
     assert "range" not in json.loads(text)["columns"]["flag"]  # absent checks are left out
     assert Expectations.load(path) == exp
 
@@ -141,12 +150,18 @@ def test_hand_edited_file(tmp_path: Path) -> None:
     ("document", "field"),
     [
         ({"columns": {"x": {"dtype": "float99"}}}, r"columns\.x\.dtype.*float99"),
-        ({"columns": {"x": {"range": {"min": 5, "max": 1}}}}, r"columns\.x\.range.*must not exceed"),
+        (
+            {"columns": {"x": {"range": {"min": 5, "max": 1}}}},
+            r"columns\.x\.range.*must not exceed",
+        ),
         ({"columns": {"x": {"nulls": {"max_rate": 1.5}}}}, r"columns\.x\.nulls\.max_rate"),
         ({"columns": {"x": {"pattern": {"regex": "(["}}}}, r"columns\.x\.pattern\.regex"),
         ({"columns": {"x": {"pattern": {"regex": "(?<=a)b"}}}}, r"columns\.x\.pattern\.regex.*RE2"),
         ({"columns": {"x": {"severity": "fatal"}}}, r"columns\.x\.severity"),
-        ({"columns": {"x": {"dtype": "string", "range": {"min": 0}}}}, r"columns\.x.*range.*'string'"),
+        (
+            {"columns": {"x": {"dtype": "string", "range": {"min": 0}}}},
+            r"columns\.x.*range.*'string'",
+        ),
         ({"columns": {"x": {"colour": "red"}}}, r"columns\.x\.colour"),
         ({"columns": {}, "extra_columns": "maybe"}, r"extra_columns"),
         ({}, r"columns: Field required"),
@@ -165,12 +180,12 @@ def test_unparsable_and_missing_files(tmp_path: Path) -> None:
     path.write_text('{"columns": ')
     with pytest.raises(DefinitionError, match=r"broken\.json.*(?i:json)"):
         Expectations.load(path)
-    with pytest.raises(NotFoundError, match="nowhere.json"):
+    with pytest.raises(NotFoundError, match=r"nowhere\.json"):
         Expectations.load(tmp_path / "nowhere.json")
 
 
 def test_models_are_strict() -> None:
-    with pytest.raises(ValueError, match="allow_inf_nan|finite"):
+    with pytest.raises(ValueError, match=r"finite number"):
         RangeExpectation(min=-math.inf)
     with pytest.raises(ValueError, match="does not apply"):
-        ColumnExpectation(dtype="int64", finite={"severity": "error"})  # type: ignore[arg-type]
+        ColumnExpectation(dtype="int64", finite=FiniteExpectation())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,9 @@ SPECIAL = st.sampled_from([math.nan, math.inf, -math.inf])
 FLOATS = st.one_of(st.floats(-1e9, 1e9), SPECIAL, st.none())
 
 
-def _chunked(values: list[object], split: int, kind: pa.DataType | None = None) -> pa.ChunkedArray:
+def _chunked(
+    values: Sequence[object], split: int, kind: pa.DataType | None = None
+) -> pa.ChunkedArray:
     """The values as a chunked array cut at ``split`` (chunking must not matter)."""
     split = min(split, len(values))
     chunks = [pa.array(values[:split], type=kind), pa.array(values[split:], type=kind)]
@@ -42,7 +45,9 @@ def test_float_profile_matches_numpy(values: list[float | None], split: int) -> 
     assert column.inf_count == int(np.isinf(present).sum())
     assert column.distinct_count == pd.Series(present, dtype="float64").nunique(dropna=False)
     if len(finite) == 0:
-        assert column.min is None and column.mean is None and column.quantiles is None
+        assert column.min is None
+        assert column.mean is None
+        assert column.quantiles is None
         return
     assert (column.min, column.max) == (finite.min(), finite.max())
     assert column.mean == pytest.approx(finite.mean(), rel=1e-9, abs=1e-6)
@@ -67,7 +72,8 @@ def test_int_profile_matches_pandas(values: list[int | None], split: int) -> Non
     assert column.distinct_count == series.nunique()
     if series.empty:
         return
-    assert column.min == int(series.min()) and isinstance(column.min, int)
+    assert column.min == int(series.min())
+    assert isinstance(column.min, int)
     assert column.max == int(series.max())
     assert column.mean == pytest.approx(float(series.mean()), rel=1e-9)
     assert column.quantiles is not None
@@ -77,7 +83,9 @@ def test_int_profile_matches_pandas(values: list[int | None], split: int) -> Non
 
 @settings(max_examples=50, deadline=None)
 @given(
-    values=st.lists(st.one_of(st.text(max_size=6), st.sampled_from(["AA", "B6"]), st.none()), max_size=40),
+    values=st.lists(
+        st.one_of(st.text(max_size=6), st.sampled_from(["AA", "B6"]), st.none()), max_size=40
+    ),
     dictionary=st.booleans(),
 )
 def test_string_profile_matches_brute_force(values: list[str | None], dictionary: bool) -> None:
@@ -157,27 +165,34 @@ def test_empty_table() -> None:
     assert result.row_count == 0
     for column in result.columns.values():
         assert (column.count, column.null_count, column.null_rate) == (0, 0, 0.0)
-        assert column.min is None and column.quantiles is None
+        assert column.min is None
+        assert column.quantiles is None
 
 
-@pytest.mark.parametrize("kind", [pa.float64(), pa.int32(), pa.string(), pa.null(), pa.timestamp("s")])
+@pytest.mark.parametrize(
+    "kind", [pa.float64(), pa.int32(), pa.string(), pa.null(), pa.timestamp("s")]
+)
 def test_all_null_column(kind: pa.DataType) -> None:
     column = profile(pa.table({"x": pa.array([None] * 5, type=kind)})).column("x")
     assert (column.count, column.null_count, column.null_rate) == (0, 5, 1.0)
-    assert column.distinct_count == 0 and column.min is None
+    assert column.distinct_count == 0
+    assert column.min is None
 
 
 def test_constant_column() -> None:
     column = profile(pa.table({"x": [7.0] * 10})).column("x")
     assert (column.min, column.max, column.mean, column.std) == (7.0, 7.0, 7.0, 0.0)
-    assert column.quantiles is not None and set(column.quantiles.values()) == {7.0}
+    assert column.quantiles is not None
+    assert set(column.quantiles.values()) == {7.0}
     assert column.distinct_count == 1
 
 
 def test_only_non_finite_floats() -> None:
     column = profile(pa.table({"x": [math.nan, math.inf, -math.inf, None]})).column("x")
     assert (column.nan_count, column.inf_count, column.count) == (1, 2, 3)
-    assert column.min is None and column.mean is None and column.std is None
+    assert column.min is None
+    assert column.mean is None
+    assert column.std is None
     assert column.distinct_count == 3
 
 
@@ -206,7 +221,10 @@ def test_record_batch_and_many_chunks() -> None:
     batch = pa.record_batch({"x": [1, 2, 3]})
     assert profile(batch).column("x").max == 3
     table = pa.concat_tables([pa.table({"x": [i, None]}) for i in range(5)])
-    assert profile(table).column("x").quantiles == profile(table.combine_chunks()).column("x").quantiles
+    assert (
+        profile(table).column("x").quantiles
+        == profile(table.combine_chunks()).column("x").quantiles
+    )
 
 
 def test_parallel_path_matches_serial() -> None:
@@ -231,7 +249,8 @@ def test_json_round_trip() -> None:
     text = result.to_json()
     again = Profile.from_json(text)
     assert again == result
-    assert isinstance(again.column("i").min, int) and isinstance(again.column("f").min, float)
+    assert isinstance(again.column("i").min, int)
+    assert isinstance(again.column("f").min, float)
     assert again.column("b").top_categories == result.column("b").top_categories
 
 
@@ -242,7 +261,9 @@ def test_errors_name_the_column() -> None:
     with pytest.raises(SchemaError, match=r"\['x'\]"):
         profile(duplicated)
     with pytest.raises(DefinitionError, match=r"columns\.x\.count"):
-        Profile.from_json('{"row_count": 1, "columns": {"x": {"dtype": "int64", "count": "many", "null_count": 0, "null_rate": 0}}}')
+        Profile.from_json(
+            '{"row_count": 1, "columns": {"x": {"dtype": "int64", "count": "many", "null_count": 0, "null_rate": 0}}}'
+        )
 
 
 def test_column_profile_is_frozen() -> None:

@@ -54,7 +54,9 @@ def tables(draw: st.DrawFn, *, max_rows: int = 25) -> pa.Table:
         values, arrow = KINDS[kind]
         nullable = draw(st.booleans())
         cell = st.one_of(st.none(), values) if nullable else values
-        columns[f"{kind}{index}"] = pa.array(draw(st.lists(cell, min_size=rows, max_size=rows)), arrow)
+        columns[f"{kind}{index}"] = pa.array(
+            draw(st.lists(cell, min_size=rows, max_size=rows)), arrow
+        )
     return pa.table(columns)
 
 
@@ -75,7 +77,9 @@ def test_data_meets_its_inferred_expectations(table: pa.Table, split: int) -> No
 @st.composite
 def rows_and_expectations(draw: st.DrawFn) -> tuple[dict[str, Any], Expectations]:
     reference = draw(tables(max_rows=8))
-    expectations = infer_expectations(profile(reference), max_categories=draw(st.sampled_from([0, 50])))
+    expectations = infer_expectations(
+        profile(reference), max_categories=draw(st.sampled_from([0, 50]))
+    )
     update: dict[str, Any] = {
         "min_rows_for_rates": draw(st.sampled_from([1, 100])),
         "extra_columns": draw(st.sampled_from(["allow", "forbid"])),

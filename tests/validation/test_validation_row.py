@@ -94,7 +94,7 @@ def test_valid_rows(validator: RowValidator) -> None:
         ({"carrier": 7}, [("carrier", "wrong_type", "error")]),
         ({"delay": 601.0}, [("delay", "out_of_range", "warning")]),
         ({"delay": math.nan}, [("delay", "non_finite", "error")]),
-        ({"delay": -math.inf}, [("delay", "non_finite", "error"), ("delay", "out_of_range", "warning")]),
+        ({"delay": -math.inf}, [("delay", "non_finite", "error")]),
         ({"delay": "12"}, [("delay", "wrong_type", "error")]),
         ({"delay": True}, [("delay", "wrong_type", "error")]),
         ({"seats": 0}, [("seats", "out_of_range", "warning")]),
@@ -123,13 +123,16 @@ def test_missing_required_column(validator: RowValidator) -> None:
     "changes",
     [{"carrier": SECRET}, {"delay": 987654.25}, {"seats": "s3cr3t"}, {SECRET: 1}, {"late": SECRET}],
 )
-def test_messages_name_column_never_value(validator: RowValidator, changes: dict[str, object]) -> None:
+def test_messages_name_column_never_value(
+    validator: RowValidator, changes: dict[str, object]
+) -> None:
     (found, *rest) = validator.check(_row(**changes))
     for violation in (found, *rest):
         assert f"column {violation.column!r}" in violation.message
         assert "expected" in violation.message
         if violation.kind != "extra_column":
-            assert "s3cr3t" not in violation.message and "987654" not in violation.message
+            assert "s3cr3t" not in violation.message
+            assert "987654" not in violation.message
 
 
 def test_untyped_column_checks_by_value() -> None:

@@ -28,7 +28,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
-    name: Annotated[str | None, typer.Option(help="Project name (default: the directory name).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Project name (default: the directory name).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a project: prodml.toml, .prodml/, .gitignore and an example features.py."""
@@ -48,9 +50,9 @@ def init(
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo project.")] = Path(
-        "flights-demo"
-    ),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to build the demo project.")
+    ] = Path("flights-demo"),
     as_json: JsonOption = False,
 ) -> None:
     """Build the nycflights13 demo project and run the feature pipeline on it."""

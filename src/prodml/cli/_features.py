@@ -18,11 +18,16 @@ from prodml.project import Project, progress_bar
 
 __all__ = ["features_app"]
 
-features_app = typer.Typer(help="Feature definitions, training sets and the online store.", no_args_is_help=True)
+features_app = typer.Typer(
+    help="Feature definitions, training sets and the online store.", no_args_is_help=True
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 ProjectOption = Annotated[
-    Path, typer.Option("--project", "-p", envvar="PRODML_PROJECT", help="Project directory (or below it).")
+    Path,
+    typer.Option(
+        "--project", "-p", envvar="PRODML_PROJECT", help="Project directory (or below it)."
+    ),
 ]
 
 
@@ -47,7 +52,9 @@ def apply_(project: ProjectOption = Path("."), as_json: JsonOption = False) -> N
 
 @features_app.command("list")
 def list_(
-    kind: Annotated[str | None, typer.Option(help="entity | feature_view | on_demand_feature | feature_service")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="entity | feature_view | on_demand_feature | feature_service")
+    ] = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -67,9 +74,14 @@ def list_(
 
 @features_app.command("materialize")
 def materialize(
-    start: Annotated[datetime | None, typer.Option(help="Start (UTC) when no watermark exists; default: all history.")] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(help="Start (UTC) when no watermark exists; default: all history."),
+    ] = None,
     end: Annotated[datetime | None, typer.Option(help="End (UTC); default: now.")] = None,
-    view: Annotated[list[str] | None, typer.Option("--view", help="Only these views (repeatable).")] = None,
+    view: Annotated[
+        list[str] | None, typer.Option("--view", help="Only these views (repeatable).")
+    ] = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -88,7 +100,10 @@ def materialize(
         human=lambda: table(
             "Materialized",
             ["view", "chunks", "rows read", "rows written", "watermark"],
-            [(r["view"], r["chunks"], r["rows_read"], r["rows_written"], r["watermark"]) for r in rows],
+            [
+                (r["view"], r["chunks"], r["rows_read"], r["rows_written"], r["watermark"])
+                for r in rows
+            ],
         ),
     )
 
@@ -97,9 +112,15 @@ def materialize(
 def build_training_set(
     entity_rows: Annotated[Path, typer.Argument(help="Entity rows: a Parquet or CSV file.")],
     service: Annotated[str, typer.Option("--service", "-s", help="Feature service name.")],
-    timestamp: Annotated[str, typer.Option(help="Timestamp column of the entity rows.")] = "event_timestamp",
-    label: Annotated[str | None, typer.Option(help="Label column, recorded with the snapshot.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the table here (Parquet).")] = None,
+    timestamp: Annotated[
+        str, typer.Option(help="Timestamp column of the entity rows.")
+    ] = "event_timestamp",
+    label: Annotated[
+        str | None, typer.Option(help="Label column, recorded with the snapshot.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the table here (Parquet).")
+    ] = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -123,8 +144,13 @@ def build_training_set(
 @features_app.command("get")
 def get(
     service: Annotated[str, typer.Argument(help="Feature service name.")],
-    entity: Annotated[list[str], typer.Option("--entity", "-e", help="KEY=VALUE join key (repeatable).")],
-    request: Annotated[list[str] | None, typer.Option("--request", "-r", help="KEY=VALUE request field (JSON values).")] = None,
+    entity: Annotated[
+        list[str], typer.Option("--entity", "-e", help="KEY=VALUE join key (repeatable).")
+    ],
+    request: Annotated[
+        list[str] | None,
+        typer.Option("--request", "-r", help="KEY=VALUE request field (JSON values)."),
+    ] = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -168,7 +194,9 @@ def _read_rows(path: Path, timestamp: str) -> pa.Table:
         return pq.read_table(path)
     if path.suffix.lower() == ".csv":
         table = pacsv.read_csv(path)
-        if timestamp in table.column_names and not pa.types.is_timestamp(table.schema.field(timestamp).type):
+        if timestamp in table.column_names and not pa.types.is_timestamp(
+            table.schema.field(timestamp).type
+        ):
             try:
                 column = table.column(timestamp).cast(pa.timestamp("us", tz="UTC"))
             except pa.ArrowInvalid as exc:

@@ -60,7 +60,10 @@ def fail(error: ProdMLError, *, as_json: bool) -> typer.Exit:
     code = exit_code(error)
     if as_json:
         sys.stdout.write(
-            orjson.dumps({"error": str(error), "type": type(error).__name__, "exit_code": code}).decode() + "\n"
+            orjson.dumps(
+                {"error": str(error), "type": type(error).__name__, "exit_code": code}
+            ).decode()
+            + "\n"
         )
     else:
         stderr.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
@@ -79,7 +82,9 @@ def guarded(as_json: bool) -> Iterator[None]:
 def emit(data: Any, *, as_json: bool, human: Callable[[], None]) -> None:
     """Print ``data`` as one JSON document, or call ``human`` to render it."""
     if as_json:
-        sys.stdout.write(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
     else:
         human()
 

@@ -87,13 +87,26 @@ def _column_digest(column: pa.ChunkedArray) -> bytes:
 
 def _hash_values(chunk: pa.Array, valid: np.ndarray, lengths: Any, values: Any) -> None:
     kind = chunk.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+    if (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    ):
         blank = b"" if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) else ""
         filled = pc.if_else(pc.is_valid(chunk), chunk, pa.scalar(blank, type=kind))
-        lengths.update(pc.binary_length(filled).to_numpy(zero_copy_only=False).astype("<i8").tobytes())
-        offsets_type = np.int64 if (pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)) else np.int32
+        lengths.update(
+            pc.binary_length(filled).to_numpy(zero_copy_only=False).astype("<i8").tobytes()
+        )
+        offsets_type = (
+            np.int64
+            if (pa.types.is_large_string(kind) or pa.types.is_large_binary(kind))
+            else np.int32
+        )
         buffers = filled.buffers()
-        offsets = np.frombuffer(buffers[1], dtype=offsets_type)[filled.offset : filled.offset + len(filled) + 1]
+        offsets = np.frombuffer(buffers[1], dtype=offsets_type)[
+            filled.offset : filled.offset + len(filled) + 1
+        ]
         if buffers[2] is not None and len(offsets):
             values.update(memoryview(buffers[2])[int(offsets[0]) : int(offsets[-1])])
         return

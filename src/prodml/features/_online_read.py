@@ -86,10 +86,14 @@ def read_online(
     needed = service.join_keys
     unknown = sorted(set(keys_in) - set(needed))
     if unknown:
-        raise SchemaError(f"{where}: unknown entity key(s) {unknown}; the service is keyed by {list(needed)}")
+        raise SchemaError(
+            f"{where}: unknown entity key(s) {unknown}; the service is keyed by {list(needed)}"
+        )
     missing = [k for k in needed if k not in keys_in]
     if missing:
-        raise SchemaError(f"{where}: entity key(s) {missing} not given; the service is keyed by {list(needed)}")
+        raise SchemaError(
+            f"{where}: entity key(s) {missing} not given; the service is keyed by {list(needed)}"
+        )
     count = len(next(iter(keys_in.values()), []))
     values: dict[str, list[Any]] = {}
     versions: dict[str, str] = {}
@@ -104,7 +108,11 @@ def read_online(
         versions[view.name] = view.version
         freshness[view.name] = ViewFreshness(result.ages_s, result.stale, result.found)
     if service.on_demand:
-        extra = columns_of(request_data, what=f"{where}: request data") if request_data is not None else {}
+        extra = (
+            columns_of(request_data, what=f"{where}: request data")
+            if request_data is not None
+            else {}
+        )
         table = _input_table(service, keys_in, extra, values, count)
         table = apply_on_demand(table, service.on_demand)
         for odf in service.on_demand:

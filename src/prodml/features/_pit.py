@@ -15,17 +15,17 @@ in input order.
 
 How: each view's needed columns are read once into Arrow (position = ordinal); DuckDB
 then as-of joins two narrow integer tables and returns only (entity row, feature row)
-positions (see ``_pit_sql``), and the feature values are gathered in Arrow — they never
-pass through a sort or a hash table. Times are int64 epoch counts (``_pit_columns``), so
-the session time zone cannot change a result; the join still runs with
-``TimeZone='UTC'`` so that timezone-aware feature values come out labelled UTC.
+positions — ``_pit_plan`` picks the query, packing the sort keys into single integers
+where they fit, ``_pit_sql`` holds the queries — and the feature values are gathered in
+Arrow, so they never pass through a sort or a hash table. Times are int64 epoch counts
+(``_pit_columns``), so the session time zone cannot change a result; the join still
+runs with ``TimeZone='UTC'`` so that timezone-aware feature values come out labelled UTC.
 
 >>> import duckdb, pyarrow as pa
 >>> from datetime import datetime, timedelta
 >>> con = duckdb.connect()
->>> con.register("trips", pa.table({"driver": [1, 1, 2], "x": [0.5, 0.7, 0.9],
+>>> _ = con.register("trips", pa.table({"driver": [1, 1, 2], "x": [0.5, 0.7, 0.9],
 ...     "ts": [datetime(2024, 1, 1), datetime(2024, 1, 3), datetime(2024, 1, 1)]}))
-<...>
 >>> entities = pa.table({"driver": [1, 1, 2, 3],
 ...     "at": [datetime(2024, 1, 2), datetime(2024, 1, 3), datetime(2024, 1, 9), datetime(2024, 1, 2)]})
 >>> view = JoinView("trips", "trips", (("driver", "driver"),), "ts", None,
@@ -36,8 +36,10 @@ the session time zone cannot change a result; the join still runs with
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -59,6 +61,8 @@ from prodml.features._pit_columns import (
 from prodml.features._pit_plan import pick_rows
 
 __all__ = ["JoinView", "point_in_time_join"]
+
+_PARALLEL_GATHER_ROWS = 500_000
 
 
 @dataclass(frozen=True)
@@ -115,9 +119,8 @@ def point_in_time_join(
         for view in views:
             if not view.features:
                 continue
-            picked = _join_view(con, entities, view, guard=created_time_guard)
+            columns.extend(_join_view(con, entities, view, guard=created_time_guard))
             names.extend(output for _, output in view.features)
-            columns.extend(picked.columns)
     if not columns:
         return entity_rows.select([])
     return pa.Table.from_arrays(columns, names=names)
@@ -127,7 +130,9 @@ def _check_views(views: Sequence[JoinView]) -> None:
     seen: dict[str, str] = {}
     for view in views:
         if not view.join_keys:
-            raise DefinitionError(f"view {view.name!r}: join_keys is empty; expected at least one key")
+            raise DefinitionError(
+                f"view {view.name!r}: join_keys is empty; expected at least one key"
+            )
         if view.ttl is not None and view.ttl < timedelta(0):
             raise DefinitionError(
                 f"view {view.name!r}: ttl is {view.ttl}; expected a duration >= 0 or None"
@@ -215,14 +220,17 @@ def _read_view(con: duckdb.DuckDBPyConnection, view: JoinView) -> pa.Table:
 
 def _join_view(
     con: duckdb.DuckDBPyConnection, entities: _Entities, view: JoinView, *, guard: bool
-) -> pa.Table:
+) -> list[pa.ChunkedArray]:
+    """The view's feature columns, one value per entity row."""
     source = _read_view(con, view)
     entity_kind = entities.kind
     times = [view.event_time] if view.created_time is None else [view.event_time, view.created_time]
     for column in times:
         kind = source.schema.field(column).type
         check_timestamp_type(kind, view=view.name, column=column, side="feature rows")
-        check_aware_like(kind, entity_kind, view=view.name, column=column, timestamp=entities.timestamp)
+        check_aware_like(
+            kind, entity_kind, view=view.name, column=column, timestamp=entities.timestamp
+        )
     for entity_key, feature_key in view.join_keys:
         check_key_type(
             entities.rows.schema.field(entity_key).type,
@@ -254,5 +262,15 @@ def _join_view(
     )
     indices = np.full(entities.rows.num_rows, -1, dtype=np.int64)
     indices[rows] = ords
-    positions = [source.column_names.index(feature) for feature, _ in view.features]
-    return source.select(positions).take(pa.array(indices, mask=indices < 0))
+    columns = [source.column(feature) for feature, _ in view.features]
+    return _gather(columns, pa.array(indices, mask=indices < 0))
+
+
+def _gather(columns: list[pa.ChunkedArray], indices: pa.Array) -> list[pa.ChunkedArray]:
+    """``column.take(indices)`` for each column; on large joins, columns in parallel
+    (Arrow releases the GIL; random gathers are bound by memory latency, not the GIL)."""
+    if len(indices) < _PARALLEL_GATHER_ROWS or len(columns) < 2:
+        return [column.take(indices) for column in columns]
+    workers = min(len(columns), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda column: column.take(indices), columns))

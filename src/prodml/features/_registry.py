@@ -3,6 +3,7 @@ readable; ``feature_heads`` points at the current one per kind and name."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +50,7 @@ class DefinitionRegistry:
         self._db = db
         self._clock = clock
 
-    def apply(self, objects: Iterable[Definition]) -> list[AppliedDefinition]:
+    def apply(self, objects: Iterable[Definition]) -> builtins.list[AppliedDefinition]:
         """Store every object (and what it references); one transaction for all."""
         repo = FeatureRepo(objects)
         now = self._clock.now()
@@ -78,7 +79,11 @@ class DefinitionRegistry:
                     )
                 status: Status
                 if head is None:
-                    session.add(FeatureHeadRow(kind=obj.kind, name=obj.name, version=version, updated_at=now))
+                    session.add(
+                        FeatureHeadRow(
+                            kind=obj.kind, name=obj.name, version=version, updated_at=now
+                        )
+                    )
                     status = "created"
                 elif head.version != version:
                     head.version = version
@@ -87,10 +92,12 @@ class DefinitionRegistry:
                 else:
                     status = "unchanged"
                 created = now if known is None else known.created_at
-                results.append(AppliedDefinition(obj.kind, obj.name, version, spec, created, status))
+                results.append(
+                    AppliedDefinition(obj.kind, obj.name, version, spec, created, status)
+                )
         return results
 
-    def list(self, kind: str | None = None) -> list[AppliedDefinition]:
+    def list(self, kind: str | None = None) -> builtins.list[AppliedDefinition]:
         """Current version of every definition (of one kind if given), by kind then name."""
         with self._db.session() as session:
             query = select(FeatureHeadRow, FeatureDefinitionRow).join(
@@ -107,7 +114,7 @@ class DefinitionRegistry:
         order = {k: i for i, k in enumerate(KINDS)}
         return sorted(out, key=lambda d: (order[d.kind], d.name))
 
-    def versions(self, kind: str, name: str) -> list[AppliedDefinition]:
+    def versions(self, kind: str, name: str) -> builtins.list[AppliedDefinition]:
         """Every stored version of one definition, oldest first."""
         _check_kind(kind)
         with self._db.session() as session:
@@ -134,7 +141,8 @@ class DefinitionRegistry:
             raise FeatureNotFoundError(
                 f"{kind.replace('_', ' ')} {name!r} has no single version matching {version!r}"
             )
-        return matches[0]
+        found: AppliedDefinition = matches[0]
+        return found
 
     def require_current(self, obj: Definition) -> None:
         """Raise unless ``obj``'s version is the applied, current one."""
@@ -143,8 +151,12 @@ class DefinitionRegistry:
             current = None if head is None else head.version
         if current != obj.version:
             label = obj.kind.replace("_", " ")
-            state = "has not been applied" if current is None else (
-                f"differs from the applied version {current[:12]} (definitions file: {obj.version[:12]})"
+            state = (
+                "has not been applied"
+                if current is None
+                else (
+                    f"differs from the applied version {current[:12]} (definitions file: {obj.version[:12]})"
+                )
             )
             raise FeatureNotFoundError(
                 f"{label} {obj.name!r} {state}; run `prodml features apply` first"

@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 from prodml.core import DefinitionError, FeatureNotFoundError
 from prodml.features._definitions import Entity, FeatureService, FeatureView, OnDemandFeature
 
-__all__ = ["Definition", "FeatureRepo", "KINDS"]
+__all__ = ["KINDS", "Definition", "FeatureRepo"]
 
 Definition: TypeAlias = Entity | FeatureView | OnDemandFeature | FeatureService
 KINDS = ("entity", "feature_view", "on_demand_feature", "feature_service")

@@ -4,6 +4,7 @@ modules it calls."""
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -61,7 +62,9 @@ class FeatureStore:
         self._repo = None
         return self.repo
 
-    def apply(self, objects: Iterable[Definition] | None = None) -> list[AppliedDefinition]:
+    def apply(
+        self, objects: Iterable[Definition] | None = None
+    ) -> builtins.list[AppliedDefinition]:
         """Store definitions (default: everything in the definitions file) in the registry."""
         if objects is None:
             return self.registry.apply(self.reload().all())
@@ -73,7 +76,7 @@ class FeatureStore:
         self._repo = repo
         return applied
 
-    def list(self, kind: str | None = None) -> list[AppliedDefinition]:
+    def list(self, kind: str | None = None) -> builtins.list[AppliedDefinition]:
         return self.registry.list(kind)
 
     def service(self, service: str | FeatureService) -> FeatureService:
@@ -106,7 +109,11 @@ class FeatureStore:
                 f"entity rows for feature service {svc.name!r}: no label column {label!r}; "
                 f"columns: {rows.column_names}"
             )
-        guard = self.config.features.created_time_guard if created_time_guard is None else created_time_guard
+        guard = (
+            self.config.features.created_time_guard
+            if created_time_guard is None
+            else created_time_guard
+        )
         table = self.offline.join(rows, svc, timestamp=timestamp, created_time_guard=guard)
         table = apply_on_demand(table, svc.on_demand)
         self._check_expectations(svc, table)
@@ -135,7 +142,13 @@ class FeatureStore:
                 continue
             expectations = Expectations.load(self.root / view.expectations)
             columns = [c for c in expectations.columns if c in projection.feature_names]
-            report = validate(table.select(columns), expectations.subset(columns))
+            subset = expectations.model_copy(
+                update={
+                    "columns": {c: expectations.columns[c] for c in columns},
+                    "extra_columns": "allow",
+                }
+            )
+            report = validate(table.select(columns), subset)
             if not report.ok:
                 failures.append((view.name, report))
         if not failures:
@@ -162,7 +175,7 @@ class FeatureStore:
         *,
         views: Sequence[str] | None = None,
         progress: Progress | None = None,
-    ) -> list[MaterializeResult]:
+    ) -> builtins.list[MaterializeResult]:
         """Load views' rows visible in ``(watermark or start, end]`` into the online store."""
         targets = self._views(views)
         for view in targets:
@@ -191,7 +204,7 @@ class FeatureStore:
         at = ensure_utc(now) if now is not None else self.clock.now()
         return read_online(self.online, svc, entities, request_data, now=at)
 
-    def _views(self, names: Sequence[str] | None) -> list[FeatureView]:
+    def _views(self, names: Sequence[str] | None) -> builtins.list[FeatureView]:
         if names is None:
             return self.repo.views()
         return [self.repo.view(n) for n in names]

@@ -43,7 +43,8 @@ class TrainingSet:
         return self.table
 
     def to_pandas(self) -> pd.DataFrame:
-        return self.table.to_pandas()
+        frame: pd.DataFrame = self.table.to_pandas()
+        return frame
 
     @property
     def num_rows(self) -> int:
@@ -110,8 +111,17 @@ class DatasetStore:
                     )
                 )
         return TrainingSet(
-            table, fingerprint, stats, path, service_name, service_version,
-            feature_versions, timestamp, label, start, end,
+            table,
+            fingerprint,
+            stats,
+            path,
+            service_name,
+            service_version,
+            feature_versions,
+            timestamp,
+            label,
+            start,
+            end,
         )
 
     def load(self, fingerprint: str) -> TrainingSet:

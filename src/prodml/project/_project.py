@@ -47,7 +47,9 @@ class Project:
         return cls(root, load_config(root, environ), clock or SystemClock())
 
     @classmethod
-    def init(cls, path: str | Path = ".", *, name: str | None = None, clock: Clock | None = None) -> Project:
+    def init(
+        cls, path: str | Path = ".", *, name: str | None = None, clock: Clock | None = None
+    ) -> Project:
         """Create a project at ``path`` (see :func:`init_project`) and open it."""
         root = init_project(Path(path), name=name)
         return cls.open(root, clock=clock)

@@ -89,7 +89,9 @@ def init_project(path: Path, *, name: str | None = None) -> Path:
     in ``path``; never overwrite an existing project."""
     root = path.resolve()
     if (root / CONFIG_FILE).exists():
-        raise ConflictError(f"{root / CONFIG_FILE} already exists; this directory is already a prodml project")
+        raise ConflictError(
+            f"{root / CONFIG_FILE} already exists; this directory is already a prodml project"
+        )
     root.mkdir(parents=True, exist_ok=True)
     project_name = name or re.sub(r"[^A-Za-z0-9_\-]", "_", root.name) or "prodml"
     (root / ".prodml").mkdir(exist_ok=True)
@@ -97,7 +99,10 @@ def init_project(path: Path, *, name: str | None = None) -> Path:
     gitignore = root / ".gitignore"
     existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
     if ".prodml/" not in existing:
-        gitignore.write_text(existing + ("\n" if existing and not existing.endswith("\n") else "") + _GITIGNORE, encoding="utf-8")
+        gitignore.write_text(
+            existing + ("\n" if existing and not existing.endswith("\n") else "") + _GITIGNORE,
+            encoding="utf-8",
+        )
     features = root / "features.py"
     if not features.exists():
         features.write_text(_FEATURES, encoding="utf-8")

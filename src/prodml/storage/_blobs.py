@@ -9,7 +9,7 @@ underscored methods only.
 >>> check_key("../etc/passwd")
 Traceback (most recent call last):
 ...
-ValueError: blob key '../etc/passwd' is invalid: expected '/'-separated segments of letters, digits, '.', '_' or '-', none empty, '.' or '..'
+ValueError: blob key '../etc/passwd' is invalid: expected '/'-separated, non-empty segments of letters, digits, '.', '_' or '-', none starting with '.'
 """
 
 from __future__ import annotations
@@ -25,17 +25,18 @@ from prodml.storage._atomic import atomic_write
 
 __all__ = ["BlobStore", "check_key"]
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# Names starting with "." are reserved for in-flight temp files of the local backend.
+_SEGMENT = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
 _CHUNK = 1 << 20
 
 
 def check_key(key: str) -> str:
     """Return ``key`` if it is a valid blob key, else raise :class:`ValueError`."""
     segments = key.split("/") if isinstance(key, str) else [""]
-    if not all(_SEGMENT.match(s) and s not in {".", ".."} for s in segments):
+    if not all(_SEGMENT.match(s) for s in segments):
         raise ValueError(
-            f"blob key {key!r} is invalid: expected '/'-separated segments of letters, "
-            "digits, '.', '_' or '-', none empty, '.' or '..'"
+            f"blob key {key!r} is invalid: expected '/'-separated, non-empty segments of "
+            "letters, digits, '.', '_' or '-', none starting with '.'"
         )
     return key
 

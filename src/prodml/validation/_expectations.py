@@ -42,6 +42,7 @@ __all__ = [
     "RangeExpectation",
     "Severity",
     "ViolationKind",
+    "anchored",
     "compile_pattern",
 ]
 
@@ -63,13 +64,20 @@ NUMERIC_DTYPES = FLOAT_DTYPES | {"int8", "int16", "int32", "int64"}
 
 
 def compile_pattern(regex: str) -> re.Pattern[str]:
-    """Compile ``regex`` as both engines see it: Python ``re`` with ASCII classes (the row
-    check) and RE2 (Arrow, the batch check); raise ``ValueError`` if either rejects it."""
-    compiled = re.compile(regex, re.ASCII)
+    """Compile ``regex`` for both engines: Python ``re`` with ASCII classes (the row
+    check) and RE2 (Arrow, the batch check); raise ``ValueError`` if either rejects it.
+
+    >>> compile_pattern("[A-Z]{2}").fullmatch("AA") is not None
+    True
+    """
+    try:
+        compiled = re.compile(regex, re.ASCII)
+    except re.error as exc:
+        raise ValueError(f"regex {regex!r} does not compile: {exc}") from exc
     try:
         pc.match_substring_regex(pa.array(["", "a"]), anchored(regex))
     except pa.ArrowInvalid as exc:
-        raise ValueError(f"the RE2 engine rejects it: {exc}") from exc
+        raise ValueError(f"regex {regex!r} is rejected by RE2, the batch engine: {exc}") from exc
     return compiled
 
 
@@ -98,7 +106,8 @@ class FiniteExpectation(BaseModel):
 
 
 class RangeExpectation(BaseModel):
-    """Numeric values must lie in ``[min, max]``; either bound may be left open."""
+    """Finite numeric values must lie in ``[min, max]``; either bound may be left open.
+    NaN and ±inf are never out of range: :class:`FiniteExpectation` covers them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -134,10 +143,7 @@ class PatternExpectation(BaseModel):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, regex: str) -> str:
-        try:
-            compile_pattern(regex)
-        except re.error as exc:
-            raise ValueError(f"regex {regex!r} does not compile: {exc}") from exc
+        compile_pattern(regex)
         return regex
 
 
@@ -185,7 +191,12 @@ class ColumnExpectation(BaseModel):
 
 
 class Expectations(BaseModel):
-    """Expectations for every known column of a table, plus table-wide rules."""
+    """Expectations for every known column of a table, plus table-wide rules.
+
+    ``extra_columns="forbid"`` makes each column not named in ``columns`` an
+    error-severity ``extra_column`` violation. Null-rate bounds are judged only on
+    batches of at least ``min_rows_for_rates`` rows (smaller samples say too little).
+    """
 
     model_config = _STRICT
 

@@ -46,7 +46,9 @@ _ASCII_CLASSES: tuple[tuple[CharClass, slice], ...] = (
 )
 
 
-def profile(table: pa.Table, *, top_k: int = 20, category_limit: int = 100) -> Profile:
+def profile(
+    table: pa.Table | pa.RecordBatch, *, top_k: int = 20, category_limit: int = 100
+) -> Profile:
     """Profile every column of ``table``.
 
     ``top_k`` bounds ``top_categories``; ``categories`` (every distinct value) is kept

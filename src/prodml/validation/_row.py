@@ -127,10 +127,9 @@ def _compile(name: str, expectation: ColumnExpectation, single_row_rates: bool) 
         return RowViolation(name, kind, severity, message(name, kind, expectation))
 
     nulls = expectation.nulls
-    null_bad = nulls is not None and (
-        not nulls.nullable or (single_row_rates and nulls.max_rate < 1.0)
-    )
-    on_null = (violation("null_rate", nulls.severity),) if nulls and null_bad else _OK
+    on_null = _OK
+    if nulls is not None and (not nulls.nullable or (single_row_rates and nulls.max_rate < 1)):
+        on_null = (violation("null_rate", nulls.severity),)
     dtype = expectation.dtype
     wrong = (violation("wrong_type", expectation.severity),) if dtype is not None else _OK
     bounds = expectation.range
@@ -213,10 +212,8 @@ def _number_check(
             if non_finite and (value == inf or value == -inf):
                 return non_finite
             return _OK
-        if value != value:  # NaN: never out of range
-            return non_finite
-        if non_finite and (value == inf or value == -inf):
-            return non_finite + outside
+        if value != value or value == inf or value == -inf:
+            return non_finite  # never out of range
         return outside
 
     return check

@@ -112,8 +112,8 @@ def _check(
 
 
 def _outside(column: pa.ChunkedArray, low: float | None, high: float | None) -> pa.ChunkedArray:
-    """Mask of values below ``low`` or above ``high`` (at least one is set); NaN and
-    nulls are never outside. Integer columns are compared with integer bounds (ceil and
+    """Mask of finite values below ``low`` or above ``high`` (at least one is set); NaN,
+    ±inf (the ``non_finite`` check's business) and nulls are never outside. Integer columns are compared with integer bounds (ceil and
     floor, clamped to int64) so that values beyond 2**53 compare exactly, as in Python."""
     if pa.types.is_uint64(column.type):
         column = column.cast(pa.float64(), safe=False)
@@ -129,6 +129,8 @@ def _outside(column: pa.ChunkedArray, low: float | None, high: float | None) -> 
     if upper is not None:
         masks.append(pc.greater(column, upper))
     mask = masks[0] if len(masks) == 1 else pc.or_kleene(*masks)
+    if pa.types.is_floating(column.type):
+        mask = pc.and_kleene(mask, pc.is_finite(column))
     return pc.fill_null(mask, False)
 
 

@@ -86,17 +86,17 @@ def prepare_batch(
     return OnlineBatch(keys, event_us, created_us, _encode_payloads(table, feature_columns))
 
 
-def _column(table: pa.Table, name: str, role: str) -> pa.ChunkedArray:
+def _column(
+    table: pa.Table, name: str, role: str, error: type[SchemaError] = SchemaError
+) -> pa.ChunkedArray:
     if name not in table.column_names:
-        raise SchemaError(
-            f"{role} column {name!r} is missing; table has columns {table.column_names}"
-        )
+        raise error(f"{role} column {name!r} is missing; table has columns {table.column_names}")
     return table.column(name)
 
 
 def _timestamps_us(table: pa.Table, name: str, role: str) -> npt.NDArray[np.int64]:
     """Microseconds since the epoch (UTC; naive values are taken as UTC)."""
-    column = _column(table, name, role)
+    column = _column(table, name, role, TimestampError)
     kind = column.type
     if not pa.types.is_timestamp(kind):
         raise TimestampError(f"{role} column {name!r} has type {kind}; expected a timestamp")
