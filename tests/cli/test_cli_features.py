@@ -89,6 +89,22 @@ def test_features_pipeline_through_cli(tmp_path: Path) -> None:
     result = json.loads(out)
     assert result["values"]["dep_hour"] == [8]
     assert result["values"]["year"] == [2001]
+    code, out = run(
+        "features",
+        "get",
+        "flight_delay",
+        "-e",
+        "origin=EWR",
+        "-e",
+        "tailnum=N1",
+        "-r",
+        "sched_dep_time=830",
+        "--at",
+        "2013-01-04T12:00:00",
+        *p,
+    )
+    assert code == 0, out
+    assert "fresh" in out
     code, out = run("features", "list", *p)
     assert code == 0
     assert "weather" in out

@@ -149,7 +149,14 @@ def get(
     ],
     request: Annotated[
         list[str] | None,
-        typer.Option("--request", "-r", help="KEY=VALUE request field (JSON values)."),
+        typer.Option("--request", "-r", help="KEY=VALUE request field (JSON; ISO times parsed)."),
+    ] = None,
+    at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--at",
+            help="Measure ages and TTLs from this time (UTC; default now). The store holds only the latest values.",
+        ),
     ] = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
@@ -158,16 +165,33 @@ def get(
     with guarded(as_json), Project.open(project) as proj:
         entities = {k: [v] for k, v in (_pair(e, parse_json=False) for e in entity)}
         request_data = {k: [v] for k, v in (_pair(r, parse_json=True) for r in request or [])}
-        result = proj.features.get_online(service, entities, request_data or None).to_dict()
-    emit(
-        result,
-        as_json=as_json,
-        human=lambda: table(
-            f"Online features of {service}",
-            ["feature", "value"],
-            [(name, values[0]) for name, values in result["values"].items()],
-        ),
+        online = proj.features.get_online(
+            service, entities, request_data or None, now=None if at is None else ensure_utc(at)
+        )
+        result = online.to_dict()
+    emit(result, as_json=as_json, human=lambda: _show_online(service, result))
+
+
+def _show_online(service: str, result: dict[str, Any]) -> None:
+    table(
+        f"Online features of {service}",
+        ["feature", "value"],
+        [(name, values[0]) for name, values in result["values"].items()],
     )
+    rows = []
+    for view, fresh in result["freshness"].items():
+        age = fresh["ages_s"][0]
+        state = (
+            "missing"
+            if not fresh["found"][0]
+            else "stale (past TTL)"
+            if fresh["stale"][0]
+            else "fresh"
+        )
+        rows.append(
+            (view, result["versions"][view][:12], state, "" if age is None else f"{age:,.0f} s")
+        )
+    table("Freshness", ["view", "version", "state", "age"], rows)
 
 
 def _pair(text: str, *, parse_json: bool) -> tuple[str, Any]:
@@ -177,9 +201,15 @@ def _pair(text: str, *, parse_json: bool) -> tuple[str, Any]:
     if not parse_json:
         return key, _coerce(value)
     try:
-        return key, orjson.loads(value)
+        parsed: Any = orjson.loads(value)
     except orjson.JSONDecodeError:
-        return key, value
+        parsed = value
+    if isinstance(parsed, str):
+        try:
+            return key, ensure_utc(datetime.fromisoformat(parsed))
+        except ValueError:
+            return key, parsed
+    return key, parsed
 
 
 def _coerce(value: str) -> Any:

@@ -3,18 +3,13 @@ with point-in-time training sets, the online store, materialization and online r
 
 from __future__ import annotations
 
-from prodml.features._definitions import (
-    Entity,
-    FeatureService,
-    FeatureView,
-    FeatureViewProjection,
-    Field,
-    OnDemandFeature,
-)
+from prodml.features._definitions import Entity, FeatureView, FeatureViewProjection, Field
 from prodml.features._materialize import MaterializeResult
+from prodml.features._on_demand import OnDemandFeature
 from prodml.features._online_read import OnlineFeatures, ViewFreshness
 from prodml.features._registry import AppliedDefinition
 from prodml.features._repo import FeatureRepo
+from prodml.features._service import FeatureService
 from prodml.features._sources import ParquetSource, PythonSource, SqlSource
 from prodml.features._store import FeatureStore
 from prodml.features._training_set import TrainingSet

@@ -1,4 +1,5 @@
-"""Feature definitions: entities, feature views, on-demand features and services.
+"""Feature definitions: fields, entities and feature views (on-demand features are in
+``_on_demand``, services in ``_service``).
 
 Definitions are plain objects written once in the project's ``features.py``; the same
 objects drive training sets, materialization and online reads. A definition's
@@ -12,9 +13,6 @@ TTL, the source, a function body — yields a new version.
 ...                       features=[Field("temp", "float64"), Field("wind_speed", "float64")])
 >>> weather[["temp"]].feature_names
 ('temp',)
->>> svc = FeatureService("svc", features=[weather[["temp"]]])
->>> svc.output_names
-('temp',)
 >>> len(weather.version)
 64
 """
@@ -22,24 +20,20 @@ TTL, the source, a function body — yields a new version.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeAlias
-
-import numpy as np
+from typing import Any
 
 from prodml.core import DefinitionError, arrow_type, canonical_json, check_name
-from prodml.features._sources import ParquetSource, PythonSource, Source, SqlSource, function_source
+from prodml.features._sources import ParquetSource, PythonSource, Source, SqlSource
 
 __all__ = [
     "Entity",
-    "FeatureService",
     "FeatureView",
     "FeatureViewProjection",
     "Field",
-    "OnDemandFeature",
-    "ServiceMember",
+    "no_duplicates",
     "spec_version",
 ]
 
@@ -133,8 +127,8 @@ class FeatureView:
         self.join_keys: tuple[str, ...] = tuple(k for e in self.entities for k in e.join_keys)
         names = [f.name for f in features]
         reserved = {*self.join_keys, event_time, *([created_time] if created_time else [])}
-        _no_duplicates(names, where=f"{where} features")
-        _no_duplicates(self.join_keys, where=f"{where} join keys")
+        no_duplicates(names, where=f"{where} features")
+        no_duplicates(self.join_keys, where=f"{where} join keys")
         clash = sorted(reserved & set(names))
         if clash:
             raise DefinitionError(
@@ -196,195 +190,14 @@ class FeatureViewProjection:
             raise DefinitionError(
                 f"feature view {self.view.name!r}: a selection needs at least one feature"
             )
-        _no_duplicates([f.name for f in self.features], where=f"selection of {self.view.name!r}")
+        no_duplicates([f.name for f in self.features], where=f"selection of {self.view.name!r}")
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
 
-ColumnFunction: TypeAlias = Callable[[Mapping[str, np.ndarray]], Any]
-
-
-class OnDemandFeature:
-    """Features computed from request data and other features by a pure, vectorised
-    function: it receives a mapping of input name → NumPy array (one element per row,
-    timestamps as ``datetime64[us]`` in UTC) and returns an array (one output) or a mapping
-    of output name → array. The same function runs for training sets and for serving.
-
-    >>> hour = OnDemandFeature("dep_hour", lambda c: c["sched_dep_time"] // 100,
-    ...                        inputs=["sched_dep_time"], dtype="int64")
-    >>> hour.output_names
-    ('dep_hour',)
-    >>> hour.compute({"sched_dep_time": np.array([517, 1830])})["dep_hour"].tolist()
-    [5, 18]
-    """
-
-    kind = "on_demand_feature"
-
-    def __init__(
-        self,
-        name: str,
-        func: ColumnFunction,
-        *,
-        inputs: Sequence[str],
-        dtype: str | None = None,
-        features: Sequence[Field] | None = None,
-        description: str = "",
-    ) -> None:
-        self.name = check_name(name, kind="on-demand feature")
-        where = f"on-demand feature {name!r}"
-        if not callable(func):
-            raise DefinitionError(f"{where}: func must be callable, got {func!r}")
-        if (dtype is None) == (features is None):
-            raise DefinitionError(f"{where}: give exactly one of dtype= (one output) or features=")
-        outputs = [Field(name, dtype)] if dtype is not None else list(features or [])
-        if not outputs:
-            raise DefinitionError(f"{where}: features must name at least one output Field")
-        _no_duplicates([f.name for f in outputs], where=f"{where} outputs")
-        if not inputs:
-            raise DefinitionError(f"{where}: inputs must name at least one column")
-        self.inputs: tuple[str, ...] = tuple(check_name(i, kind=f"{where} input") for i in inputs)
-        self.func = func
-        self.features: tuple[Field, ...] = tuple(outputs)
-        self.source_text = function_source(func, owner=where)
-        self.description = description
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.features)
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return self.output_names
-
-    def spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "inputs": list(self.inputs),
-            "features": [f.spec() for f in self.features],
-            "source": self.source_text,
-        }
-
-    @property
-    def version(self) -> str:
-        return spec_version(self.spec())
-
-    def compute(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the function on input columns and return output name → array."""
-        missing = [i for i in self.inputs if i not in columns]
-        if missing:
-            raise DefinitionError(
-                f"on-demand feature {self.name!r}: input(s) {missing} not provided; "
-                f"available: {sorted(columns)}"
-            )
-        result = self.func({i: columns[i] for i in self.inputs})
-        if len(self.features) == 1 and not isinstance(result, Mapping):
-            return {self.features[0].name: np.asarray(result)}
-        if not isinstance(result, Mapping):
-            raise DefinitionError(
-                f"on-demand feature {self.name!r}: func must return a mapping of "
-                f"{list(self.output_names)} → array, got {type(result).__name__}"
-            )
-        absent = [n for n in self.output_names if n not in result]
-        if absent:
-            raise DefinitionError(
-                f"on-demand feature {self.name!r}: func did not return output(s) {absent}"
-            )
-        return {n: np.asarray(result[n]) for n in self.output_names}
-
-    def __repr__(self) -> str:
-        return f"OnDemandFeature({self.name!r}, inputs={list(self.inputs)})"
-
-
-ServiceMember: TypeAlias = FeatureViewProjection | OnDemandFeature
-
-
-class FeatureService:
-    """The named, versioned set of features one model consumes, in order."""
-
-    kind = "feature_service"
-
-    def __init__(
-        self,
-        name: str,
-        features: Sequence[FeatureView | FeatureViewProjection | OnDemandFeature],
-        description: str = "",
-    ) -> None:
-        self.name = check_name(name, kind="feature service")
-        where = f"feature service {name!r}"
-        members: list[ServiceMember] = []
-        for item in features:
-            if isinstance(item, FeatureView):
-                members.append(FeatureViewProjection(item, item.features))
-            elif isinstance(item, FeatureViewProjection | OnDemandFeature):
-                members.append(item)
-            else:
-                raise DefinitionError(
-                    f"{where}: features must be FeatureView, view[[...]] or OnDemandFeature, got {item!r}"
-                )
-        if not members:
-            raise DefinitionError(f"{where}: needs at least one feature")
-        views = [m.view.name for m in members if isinstance(m, FeatureViewProjection)]
-        _no_duplicates(
-            views, where=f"{where} feature views (select several features in one view[[...]])"
-        )
-        seen: dict[str, str] = {}
-        for member in members:
-            owner = member.view.name if isinstance(member, FeatureViewProjection) else member.name
-            for fname in member.feature_names:
-                if fname in seen:
-                    raise DefinitionError(
-                        f"{where}: feature name {fname!r} is defined twice "
-                        f"(in {seen[fname]!r} and {owner!r}); feature names must be unique in a service"
-                    )
-                seen[fname] = owner
-        self.members: tuple[ServiceMember, ...] = tuple(members)
-        self.description = description
-
-    @property
-    def projections(self) -> tuple[FeatureViewProjection, ...]:
-        return tuple(m for m in self.members if isinstance(m, FeatureViewProjection))
-
-    @property
-    def on_demand(self) -> tuple[OnDemandFeature, ...]:
-        return tuple(m for m in self.members if isinstance(m, OnDemandFeature))
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(n for m in self.members for n in m.feature_names)
-
-    @property
-    def join_keys(self) -> tuple[str, ...]:
-        keys: dict[str, None] = {}
-        for p in self.projections:
-            keys.update(dict.fromkeys(p.view.join_keys))
-        return tuple(keys)
-
-    def spec(self) -> dict[str, Any]:
-        members: list[dict[str, Any]] = []
-        for m in self.members:
-            if isinstance(m, FeatureViewProjection):
-                members.append(
-                    {
-                        "view": m.view.name,
-                        "version": m.view.version,
-                        "features": list(m.feature_names),
-                    }
-                )
-            else:
-                members.append({"on_demand": m.name, "version": m.version})
-        return {"name": self.name, "members": members}
-
-    @property
-    def version(self) -> str:
-        return spec_version(self.spec())
-
-    def __repr__(self) -> str:
-        return f"FeatureService({self.name!r}, features={list(self.output_names)})"
-
-
-def _no_duplicates(names: Iterable[str], *, where: str) -> None:
+def no_duplicates(names: Iterable[str], *, where: str) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:

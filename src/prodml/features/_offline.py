@@ -19,8 +19,9 @@ from prodml.core import (
     dtype_name,
     is_compatible,
 )
-from prodml.features._definitions import FeatureService, FeatureView
+from prodml.features._definitions import FeatureView
 from prodml.features._pit import JoinView, point_in_time_join
+from prodml.features._service import FeatureService
 from prodml.features._sources import ParquetSource, PythonSource, SqlSource
 
 __all__ = ["OfflineStore", "to_arrow"]
@@ -105,7 +106,6 @@ class OfflineStore:
             for projection in service.projections:
                 view = projection.view
                 relation = self.register_source(con, view)
-                check_join_key_types(entity_rows, view, self.source_schema(con, view, relation))
                 views.append(
                     JoinView(
                         name=view.name,
@@ -206,25 +206,3 @@ def check_entity_rows(entity_rows: pa.Table, service: FeatureService, *, timesta
         raise SchemaError(
             f"{where}: column(s) {clash} have the names of features of the service; rename them"
         )
-
-
-def check_join_key_types(entity_rows: pa.Table, view: FeatureView, schema: pa.Schema) -> None:
-    """Raise when an entity key column and the source's key column have incompatible types."""
-    for key in view.join_keys:
-        left = entity_rows.schema.field(key).type
-        right = schema.field(key).type
-        if _key_family(left) != _key_family(right) and not pa.types.is_null(left):
-            raise SchemaError(
-                f"feature view {view.name!r}: join key {key!r} is {dtype_name(right)} in the "
-                f"source but {dtype_name(left)} in the entity rows; expected the same type"
-            )
-
-
-def _key_family(kind: pa.DataType) -> str:
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    if pa.types.is_integer(kind):
-        return "integer"
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return "string"
-    return str(kind)

@@ -1,18 +1,114 @@
-"""Computes on-demand features over an Arrow table — the one code path used both when
-building training sets (after the point-in-time join) and when serving (over a table
-made of the request data and the online values)."""
+"""On-demand features: their definition, and the one code path that computes them over
+an Arrow table — used both when building training sets (after the point-in-time join)
+and when serving (over a table made of the request data and the online values)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 
-from prodml.core import DefinitionError, arrow_type
-from prodml.features._definitions import OnDemandFeature
+from prodml.core import DefinitionError, arrow_type, check_name
+from prodml.features._definitions import Field, no_duplicates, spec_version
+from prodml.features._sources import function_source
 
-__all__ = ["apply_on_demand", "table_columns_as_numpy"]
+__all__ = ["ColumnFunction", "OnDemandFeature", "apply_on_demand", "table_columns_as_numpy"]
+
+
+ColumnFunction: TypeAlias = Callable[[Mapping[str, np.ndarray]], Any]
+
+
+class OnDemandFeature:
+    """Features computed from request data and other features by a pure, vectorised
+    function: it receives a mapping of input name → NumPy array (one element per row,
+    timestamps as ``datetime64[us]`` in UTC) and returns an array (one output) or a mapping
+    of output name → array. The same function runs for training sets and for serving.
+
+    >>> hour = OnDemandFeature("dep_hour", lambda c: c["sched_dep_time"] // 100,
+    ...                        inputs=["sched_dep_time"], dtype="int64")
+    >>> hour.output_names
+    ('dep_hour',)
+    >>> hour.compute({"sched_dep_time": np.array([517, 1830])})["dep_hour"].tolist()
+    [5, 18]
+    """
+
+    kind = "on_demand_feature"
+
+    def __init__(
+        self,
+        name: str,
+        func: ColumnFunction,
+        *,
+        inputs: Sequence[str],
+        dtype: str | None = None,
+        features: Sequence[Field] | None = None,
+        description: str = "",
+    ) -> None:
+        self.name = check_name(name, kind="on-demand feature")
+        where = f"on-demand feature {name!r}"
+        if not callable(func):
+            raise DefinitionError(f"{where}: func must be callable, got {func!r}")
+        if (dtype is None) == (features is None):
+            raise DefinitionError(f"{where}: give exactly one of dtype= (one output) or features=")
+        outputs = [Field(name, dtype)] if dtype is not None else list(features or [])
+        if not outputs:
+            raise DefinitionError(f"{where}: features must name at least one output Field")
+        no_duplicates([f.name for f in outputs], where=f"{where} outputs")
+        if not inputs:
+            raise DefinitionError(f"{where}: inputs must name at least one column")
+        self.inputs: tuple[str, ...] = tuple(check_name(i, kind=f"{where} input") for i in inputs)
+        self.func = func
+        self.features: tuple[Field, ...] = tuple(outputs)
+        self.source_text = function_source(func, owner=where)
+        self.description = description
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.output_names
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "inputs": list(self.inputs),
+            "features": [f.spec() for f in self.features],
+            "source": self.source_text,
+        }
+
+    @property
+    def version(self) -> str:
+        return spec_version(self.spec())
+
+    def compute(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the function on input columns and return output name → array."""
+        missing = [i for i in self.inputs if i not in columns]
+        if missing:
+            raise DefinitionError(
+                f"on-demand feature {self.name!r}: input(s) {missing} not provided; "
+                f"available: {sorted(columns)}"
+            )
+        result = self.func({i: columns[i] for i in self.inputs})
+        if len(self.features) == 1 and not isinstance(result, Mapping):
+            return {self.features[0].name: np.asarray(result)}
+        if not isinstance(result, Mapping):
+            raise DefinitionError(
+                f"on-demand feature {self.name!r}: func must return a mapping of "
+                f"{list(self.output_names)} → array, got {type(result).__name__}"
+            )
+        absent = [n for n in self.output_names if n not in result]
+        if absent:
+            raise DefinitionError(
+                f"on-demand feature {self.name!r}: func did not return output(s) {absent}"
+            )
+        return {n: np.asarray(result[n]) for n in self.output_names}
+
+    def __repr__(self) -> str:
+        return f"OnDemandFeature({self.name!r}, inputs={list(self.inputs)})"
 
 
 def table_columns_as_numpy(table: pa.Table, names: Sequence[str]) -> dict[str, np.ndarray]:

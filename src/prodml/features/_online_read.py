@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 
 from prodml.core import SchemaError, arrow_type
-from prodml.features._definitions import FeatureService
 from prodml.features._on_demand import apply_on_demand
+from prodml.features._service import FeatureService
 from prodml.features.online import OnlineStore
 
 __all__ = ["OnlineFeatures", "ViewFreshness", "columns_of", "read_online"]

@@ -14,12 +14,15 @@ from types import ModuleType
 from typing import Any, TypeAlias
 
 from prodml.core import DefinitionError, FeatureNotFoundError
-from prodml.features._definitions import Entity, FeatureService, FeatureView, OnDemandFeature
+from prodml.features._definitions import Entity, FeatureView
+from prodml.features._on_demand import OnDemandFeature
+from prodml.features._service import FeatureService
+from prodml.storage import DEFINITION_KINDS
 
 __all__ = ["KINDS", "Definition", "FeatureRepo"]
 
 Definition: TypeAlias = Entity | FeatureView | OnDemandFeature | FeatureService
-KINDS = ("entity", "feature_view", "on_demand_feature", "feature_service")
+KINDS = DEFINITION_KINDS  # dependency order: entities first, services last
 _KIND_LABEL = {
     "entity": "entity",
     "feature_view": "feature view",

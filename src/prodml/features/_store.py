@@ -15,13 +15,14 @@ import pandas as pd
 import pyarrow as pa
 
 from prodml.core import Clock, Config, DataValidationError, ensure_utc
-from prodml.features._definitions import FeatureService, FeatureView
+from prodml.features._definitions import FeatureView
 from prodml.features._materialize import Materializer, MaterializeResult, Progress
 from prodml.features._offline import OfflineStore, to_arrow
 from prodml.features._on_demand import apply_on_demand
 from prodml.features._online_read import OnlineFeatures, read_online
 from prodml.features._registry import AppliedDefinition, DefinitionRegistry
 from prodml.features._repo import Definition, FeatureRepo
+from prodml.features._service import FeatureService
 from prodml.features._training_set import DatasetStore, TrainingSet
 from prodml.features.online import OnlineStore, open_online_store
 from prodml.storage import MetadataDB
