@@ -16,7 +16,7 @@ from prodml.core import (
 )
 from prodml.features import FeatureStore
 from prodml.project._scaffold import init_project
-from prodml.storage import ArtifactStore, MetadataDB, metadata_url, open_artifact_store
+from prodml.storage import ArtifactStore, open_artifact_store, open_metadata_db
 
 __all__ = ["Project"]
 
@@ -30,7 +30,7 @@ class Project:
         self.clock = clock
         self.state_dir = root / config.project.state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = MetadataDB.open(metadata_url(config.metadata, root))
+        self.db = open_metadata_db(config.metadata, root)
         self.artifacts: ArtifactStore = open_artifact_store(config.artifacts, root)
         self.features = FeatureStore(root=root, config=config, db=self.db, clock=clock)
 
