@@ -72,37 +72,14 @@ def test_features_pipeline_through_cli(tmp_path: Path) -> None:
     code, out = run("features", "materialize", "--end", "2013-01-05T00:00:00", *p, "--json")
     assert code == 0, out
     assert {m["view"] for m in json.loads(out)["materialized"]} == {"weather", "planes"}
-    code, out = run(
-        "features",
-        "get",
-        "flight_delay",
-        "-e",
-        "origin=EWR",
-        "-e",
-        "tailnum=N1",
-        "-r",
-        "sched_dep_time=830",
-        *p,
-        "--json",
-    )
+    get = ["features", "get", "flight_delay", "-e", "origin=EWR", "-e", "tailnum=N1"]
+    get += ["-r", "sched_dep_time=830", *p]
+    code, out = run(*get, "--json")
     assert code == 0, out
     result = json.loads(out)
     assert result["values"]["dep_hour"] == [8]
     assert result["values"]["year"] == [2001]
-    code, out = run(
-        "features",
-        "get",
-        "flight_delay",
-        "-e",
-        "origin=EWR",
-        "-e",
-        "tailnum=N1",
-        "-r",
-        "sched_dep_time=830",
-        "--at",
-        "2013-01-04T12:00:00",
-        *p,
-    )
+    code, out = run(*get, "--at", "2013-01-04T12:00:00")
     assert code == 0, out
     assert "fresh" in out
     code, out = run("features", "list", *p)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,15 +15,6 @@ from prodml.features import _pit as pit
 from prodml.features._pit import JoinView, point_in_time_join
 
 T0 = datetime(2024, 1, 1)
-
-
-@pytest.fixture
-def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect()
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def view(relation: str, **overrides: object) -> JoinView:

@@ -8,14 +8,12 @@ times and full ties come up often; units, time zones and session settings vary.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -178,15 +176,6 @@ def reference(case: Case) -> dict[str, list[Any]]:
         out[f"{view.name}__x"] = xs
         out[f"{view.name}__n"] = ns
     return out
-
-
-@pytest.fixture
-def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect()
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 @settings(

@@ -107,11 +107,8 @@ class Materializer:
             visible = self._visibility(view)
             mark = self.watermark(view)
             first_inclusive = mark is None
-            lo = mark if mark is not None else (ensure_utc(start) if start is not None else None)
-            if mark is not None and start is not None:
-                lo = max(mark, ensure_utc(start))
-            if lo is None:
-                lo = self._earliest(con, relation, visible)
+            given = [t for t in (mark, None if start is None else ensure_utc(start)) if t]
+            lo = max(given) if given else self._earliest(con, relation, visible)
             if lo is None or lo >= end:
                 if progress:
                     progress(view.name, 0, 0)

@@ -87,7 +87,7 @@ class OfflineStore:
                 con.register(relation, self._python_rows(view, source))
         except duckdb.Error as exc:
             raise SourceError(f"{where}: reading its source failed: {exc}") from None
-        self.source_schema(con, view, relation)
+        self._check_schema(con, view, relation)
         return relation
 
     def join(
@@ -144,10 +144,10 @@ class OfflineStore:
             ) from exc
         return to_arrow(result, what=f"{where} PythonSource result")
 
-    def source_schema(
+    def _check_schema(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str
-    ) -> pa.Schema:
-        """The relation's Arrow schema, checked against the view's declaration."""
+    ) -> None:
+        """Raise unless the relation has the view's columns with compatible types."""
         schema = con.sql(f'SELECT * FROM "{relation}" LIMIT 0').to_arrow_table().schema
         where = f"feature view {view.name!r}"
         available = schema.names
@@ -175,7 +175,6 @@ class OfflineStore:
                     f"{where}: column {field.name!r} has type {dtype_name(kind)}; "
                     f"expected {field.dtype} as declared"
                 )
-        return schema
 
 
 def check_entity_rows(entity_rows: pa.Table, service: FeatureService, *, timestamp: str) -> None:

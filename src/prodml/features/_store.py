@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from prodml.core import Clock, Config, DataValidationError, ensure_utc
+from prodml.core import Clock, Config, DataValidationError, SchemaError, ensure_utc
 from prodml.features._definitions import FeatureView
 from prodml.features._materialize import Materializer, MaterializeResult, Progress
 from prodml.features._offline import OfflineStore, to_arrow
@@ -104,8 +104,6 @@ class FeatureStore:
         svc = self.service(service)
         rows = to_arrow(entity_rows, what=f"entity rows for feature service {svc.name!r}")
         if label is not None and label not in rows.column_names:
-            from prodml.core import SchemaError
-
             raise SchemaError(
                 f"entity rows for feature service {svc.name!r}: no label column {label!r}; "
                 f"columns: {rows.column_names}"

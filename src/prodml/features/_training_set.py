@@ -3,6 +3,7 @@ fingerprint, with its profile and the feature versions it was built from."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -70,7 +71,7 @@ class TrainingSet:
 class DatasetStore:
     """Snapshots under ``datasets/`` and their rows in the metadata DB."""
 
-    def __init__(self, db: MetadataDB, directory: Path, now: Any) -> None:
+    def __init__(self, db: MetadataDB, directory: Path, now: Callable[[], datetime]) -> None:
         self._db = db
         self._dir = directory
         self._now = now
