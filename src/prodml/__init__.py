@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Project", "__version__"]
+__all__ = ["Project", "__version__", "trainer"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from prodml.project import Project
+    from prodml.training import trainer
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from prodml.project import Project
 
         return Project
+    if name == "trainer":
+        from prodml.training import trainer
+
+        return trainer
     raise AttributeError(f"module 'prodml' has no attribute {name!r}")

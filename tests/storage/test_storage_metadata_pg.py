@@ -29,7 +29,7 @@ def test_tables_live_in_the_configured_schema(pg_url: str, pg_schema: str) -> No
 def test_a_missing_schema_is_created(pg_url: str, pg_schema_factory: Callable[..., str]) -> None:
     schema = pg_schema_factory(create=False)
     with MetadataDB.open(pg_url, schema_name=schema) as db:
-        assert db.current_revision() == "0001"
+        assert db.current_revision() == "0002"
         assert "datasets" in inspect(db.engine).get_table_names(schema=schema)
 
 

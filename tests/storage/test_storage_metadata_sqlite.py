@@ -76,7 +76,7 @@ def test_metadata_url_resolves_sqlite_paths_against_the_root(tmp_path: Path) -> 
 
 def test_open_metadata_db_from_the_default_config(tmp_path: Path) -> None:
     with open_metadata_db(SqliteMetadataConfig(), tmp_path) as db:
-        assert db.current_revision() == "0001"
+        assert db.current_revision() == "0002"
     assert (tmp_path / ".prodml" / "meta.db").is_file()
 
 

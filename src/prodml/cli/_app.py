@@ -1,4 +1,5 @@
-"""Top-level commands: ``init``, ``demo`` and the ``features`` group."""
+"""Top-level commands: ``init``, ``demo``, ``train``, ``reproduce`` and the ``features``
+and ``models`` groups."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Annotated
 import typer
 
 from prodml.cli._features import features_app
+from prodml.cli._models import models_app
+from prodml.cli._options import JsonOption
 from prodml.cli._output import emit, guarded, stdout
+from prodml.cli._train import register_commands
 from prodml.project import Project
 
 __all__ = ["app", "main"]
@@ -21,8 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(features_app, name="features")
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+app.add_typer(models_app, name="models")
+register_commands(app)
 
 
 @app.command()

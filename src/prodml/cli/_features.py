@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import typer
 
+from prodml.cli._options import JsonOption, ProjectOption
 from prodml.cli._output import emit, guarded, stdout, table
 from prodml.core import SchemaError, ensure_utc
 from prodml.project import Project, progress_bar
@@ -21,14 +22,6 @@ __all__ = ["features_app"]
 features_app = typer.Typer(
     help="Feature definitions, training sets and the online store.", no_args_is_help=True
 )
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-ProjectOption = Annotated[
-    Path,
-    typer.Option(
-        "--project", "-p", envvar="PRODML_PROJECT", help="Project directory (or below it)."
-    ),
-]
 
 
 @features_app.command("apply")

@@ -23,7 +23,9 @@ from prodml.core import (
     ProjectNotFoundError,
     SchemaError,
     SourceError,
+    StateError,
     StorageError,
+    TrainingError,
 )
 
 __all__ = ["EXIT_CODES", "emit", "exit_code", "fail", "guarded", "stdout", "table"]
@@ -43,6 +45,8 @@ EXIT_CODES: Sequence[tuple[type[ProdMLError], int]] = (
     (ConflictError, 10),
     (IntegrityError, 11),
     (StorageError, 12),
+    (StateError, 13),
+    (TrainingError, 14),
     (ProdMLError, 1),
 )
 

@@ -33,16 +33,21 @@ __all__ = [
     "ArtifactsConfig",
     "Config",
     "FeaturesConfig",
+    "GateConfig",
     "LocalArtifactsConfig",
     "MemoryOnlineConfig",
     "MetadataConfig",
+    "MetricChange",
+    "MlflowConfig",
     "OfflineStoreConfig",
     "OnlineStoreConfig",
     "PostgresMetadataConfig",
     "ProjectSection",
     "RedisOnlineConfig",
+    "RegistryConfig",
     "SqliteMetadataConfig",
     "SqliteOnlineConfig",
+    "TrainingConfig",
     "load_config",
     "load_config_text",
 ]
@@ -119,6 +124,63 @@ class FeaturesConfig(_Section):
     materialize_chunk_hours: int = Field(default=24 * 7, ge=1)
 
 
+class TrainingConfig(_Section):
+    """``[training]``: where the training function lives and how data is split."""
+
+    module: str = "train.py"
+    trainer: str | None = Field(
+        default=None, description="function name in `module`; default: the one decorated"
+    )
+    model_name: str | None = Field(default=None, description="default: the feature service")
+    validation_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
+    segments: tuple[str, ...] = Field(
+        default=(), description="columns whose values get their own metrics (slices)"
+    )
+    slice_min_rows: int = Field(default=100, ge=1)
+    robustness_dir: str = "robustness"
+
+
+class MetricChange(_Section):
+    """A change threshold against the champion, e.g. ROC-AUC may drop by at most 0.01."""
+
+    metric: str
+    max_degradation: float = Field(ge=0.0)
+    relative: bool = False
+    direction: Literal["higher", "lower"] | None = Field(
+        default=None, description="which way is better; default: known per metric"
+    )
+    per_slice: bool = False
+
+
+class GateConfig(_Section):
+    """``[gate]``: what a candidate must show to be BLESSED."""
+
+    thresholds: tuple[str, ...] = Field(
+        default=(), description='value thresholds such as "roc_auc >= 0.70"'
+    )
+    change: tuple[MetricChange, ...] = ()
+    latency_p99_ms: float | None = Field(default=None, gt=0)
+    robustness: bool = True
+
+
+class RegistryConfig(_Section):
+    """``[registry]``: approval rules."""
+
+    require_approval: bool = Field(
+        default=True, description="only approved versions may be aliased to production aliases"
+    )
+    production_aliases: tuple[str, ...] = ("champion",)
+
+
+class MlflowConfig(_Section):
+    """``[mlflow]``: mirror runs and versions to an MLflow tracking server."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    experiment: str = "prodml"
+
+
 class Config(BaseSettings):
     """The whole configuration of one project."""
 
@@ -135,6 +197,10 @@ class Config(BaseSettings):
     online_store: OnlineStoreConfig = SqliteOnlineConfig()
     offline_store: OfflineStoreConfig = OfflineStoreConfig()
     features: FeaturesConfig = FeaturesConfig()
+    training: TrainingConfig = TrainingConfig()
+    gate: GateConfig = GateConfig()
+    registry: RegistryConfig = RegistryConfig()
+    mlflow: MlflowConfig = MlflowConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -12,17 +12,22 @@ The whole tree::
     ├── NotFoundError               a named object does not exist
     │   ├── FeatureNotFoundError    feature view / service / entity / feature
     │   ├── DatasetNotFoundError    training-set snapshot
-    │   └── ArtifactNotFoundError   blob in the artifact store
+    │   ├── ArtifactNotFoundError   blob in the artifact store
+    │   ├── ModelNotFoundError      registered model, version or alias
+    │   └── RunNotFoundError        training run
     ├── ConflictError               an object with that name or id already exists,
     │                               or a concurrent change won
     ├── DefinitionError             a feature definition is malformed
     ├── SchemaError                 a table lacks a column or has the wrong type
     │   └── TimestampError          missing, null, or mixed naive/aware timestamps
+    ├── StateError                  the object's state forbids the action (approving
+    │                               twice, aliasing a rejected or unblessed version)
     ├── DataValidationError         data violates its expectations (carries a report)
     ├── IntegrityError              stored bytes do not match their recorded hash
     ├── StorageError                a backend (database, file system, Redis) failed
     │   └── MigrationError          the metadata schema could not be brought up to date
-    └── SourceError                 a feature source could not be read or computed
+    ├── SourceError                 a feature source could not be read or computed
+    └── TrainingError               a user's training function or model failed
 """
 
 from __future__ import annotations
@@ -39,13 +44,17 @@ __all__ = [
     "FeatureNotFoundError",
     "IntegrityError",
     "MigrationError",
+    "ModelNotFoundError",
     "NotFoundError",
     "ProdMLError",
     "ProjectNotFoundError",
+    "RunNotFoundError",
     "SchemaError",
     "SourceError",
+    "StateError",
     "StorageError",
     "TimestampError",
+    "TrainingError",
 ]
 
 
@@ -77,6 +86,14 @@ class ArtifactNotFoundError(NotFoundError):
     """A blob is not in the artifact store."""
 
 
+class ModelNotFoundError(NotFoundError):
+    """A registered model, model version or alias does not exist."""
+
+
+class RunNotFoundError(NotFoundError):
+    """A training run does not exist."""
+
+
 class ConflictError(ProdMLError):
     """An object already exists, or a concurrent change won."""
 
@@ -91,6 +108,10 @@ class SchemaError(ProdMLError):
 
 class TimestampError(SchemaError):
     """A timestamp column is missing, null, or mixes naive and timezone-aware values."""
+
+
+class StateError(ProdMLError):
+    """The object's current state forbids the requested action."""
 
 
 class DataValidationError(ProdMLError):
@@ -115,3 +136,7 @@ class MigrationError(StorageError):
 
 class SourceError(ProdMLError):
     """A feature source could not be read or computed."""
+
+
+class TrainingError(ProdMLError):
+    """A user's training function, or the model it returned, failed."""

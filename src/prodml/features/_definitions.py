@@ -120,6 +120,11 @@ class FeatureView:
             raise DefinitionError(f"{where}: features must be a non-empty list of Field")
         if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
             raise DefinitionError(f"{where}: ttl must be a positive timedelta or None, got {ttl!r}")
+        if expectations is not None and not isinstance(expectations, str):
+            raise DefinitionError(
+                f"{where}: expectations must be the path of an expectations JSON file "
+                f"(relative to the project), got {type(expectations).__name__}"
+            )
         check_name(event_time, kind=f"{where} event_time column")
         if created_time is not None:
             check_name(created_time, kind=f"{where} created_time column")

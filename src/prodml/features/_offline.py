@@ -4,6 +4,7 @@ views' declared schema, and runs point-in-time joins."""
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -33,7 +34,11 @@ def to_arrow(data: pa.Table | pd.DataFrame, *, what: str) -> pa.Table:
         return data
     if isinstance(data, pd.DataFrame):
         try:
-            return pa.Table.from_pandas(data, preserve_index=False)
+            with warnings.catch_warnings():
+                # pyarrow reads tz-aware columns through Series.values, which pandas 3.1
+                # deprecates; the conversion itself is correct.
+                warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+                return pa.Table.from_pandas(data, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SchemaError(f"{what}: cannot convert the DataFrame to Arrow: {exc}") from None
     raise SchemaError(

@@ -106,8 +106,8 @@ class DatasetStore:
                         service_version=service_version,
                         timestamp_column=timestamp,
                         label_column=label,
-                        feature_versions=orjson.dumps(feature_versions).decode(),
-                        profile=stats.to_json(),
+                        feature_versions=dict(feature_versions),
+                        profile=orjson.loads(stats.to_json()),
                         created_at=self._now(),
                     )
                 )
@@ -155,6 +155,7 @@ class DatasetStore:
 
 
 def _text(value: Any) -> str:
+    # Snapshots written by prodml 0.1.0 hold JSON text inside the JSON column.
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 

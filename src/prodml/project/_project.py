@@ -16,7 +16,9 @@ from prodml.core import (
 )
 from prodml.features import FeatureStore
 from prodml.project._scaffold import init_project
+from prodml.registry import ModelRegistry, RegistryListener
 from prodml.storage import ArtifactStore, open_artifact_store, open_metadata_db
+from prodml.training import Training
 
 __all__ = ["Project"]
 
@@ -33,6 +35,12 @@ class Project:
         self.db = open_metadata_db(config.metadata, root)
         self.artifacts: ArtifactStore = open_artifact_store(config.artifacts, root)
         self.features = FeatureStore(root=root, config=config, db=self.db, clock=clock)
+        self.registry = ModelRegistry(
+            self.db, self.artifacts, clock, config.registry, listeners=_listeners(config)
+        )
+        self.training = Training(
+            root=root, config=config, features=self.features, registry=self.registry, clock=clock
+        )
 
     @classmethod
     def open(
@@ -86,3 +94,12 @@ def find_root(start: Path) -> Path:
     raise ProjectNotFoundError(
         f"no {CONFIG_FILE} in {str(start)!r} or any parent directory; run `prodml init` to create a project"
     )
+
+
+def _listeners(config: Config) -> list[RegistryListener]:
+    """The MLflow mirror when ``[mlflow] tracking_uri`` is set."""
+    if config.mlflow.tracking_uri is None:
+        return []
+    from prodml.registry.mlflow import MlflowMirror  # optional extra, imported when configured
+
+    return [MlflowMirror(config.mlflow)]

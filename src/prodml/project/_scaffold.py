@@ -33,6 +33,22 @@ type = "duckdb"
 definitions = "features.py"
 created_time_guard = true    # rows created after a training row's time are invisible to it
 on_violation = "error"       # "error" | "warn" | "ignore" declared expectations
+
+[training]
+module = "train.py"          # holds the @prodml.trainer function
+validation_fraction = 0.15   # latest rows by time: test, then validation (never random)
+test_fraction = 0.15
+segments = []                # columns whose values get their own metrics, e.g. ["region"]
+
+[gate]
+thresholds = []              # e.g. ["roc_auc >= 0.70"]; change rules: [[gate.change]]
+robustness = true            # the edge-case suite must pass
+
+[registry]
+require_approval = true      # production aliases (champion) need an approved version
+
+[mlflow]
+# tracking_uri = "sqlite:///mlflow.db"   # mirror runs and versions to MLflow
 """
 
 _GITIGNORE = """\

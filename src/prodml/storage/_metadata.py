@@ -11,7 +11,7 @@
 ...     session.scalars(select(FeatureHeadRow.name)).all()
 ['flight']
 >>> db.dialect, db.current_revision()
-('sqlite', '0001')
+('sqlite', '0002')
 >>> db.close()
 """
 

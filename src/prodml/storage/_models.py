@@ -13,6 +13,9 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Double,
+    ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -24,12 +27,23 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from prodml.storage._columns import UTCDateTime
 
 __all__ = [
+    "APPROVAL_STATUSES",
     "DEFINITION_KINDS",
+    "RUN_STATUSES",
+    "AliasHistoryRow",
+    "AuditRow",
     "Base",
     "DatasetRow",
     "FeatureDefinitionRow",
     "FeatureHeadRow",
     "MaterializationRow",
+    "ModelAliasRow",
+    "ModelVersionRow",
+    "RegisteredModelRow",
+    "RunDatasetRow",
+    "RunLatestMetricRow",
+    "RunMetricRow",
+    "RunRow",
 ]
 
 DEFINITION_KINDS = ("entity", "feature_view", "on_demand_feature", "feature_service")
@@ -111,3 +125,160 @@ class DatasetRow(Base):
     feature_versions: Mapped[dict[str, str]] = mapped_column(JSON)
     profile: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+RUN_STATUSES = ("running", "finished", "failed")
+APPROVAL_STATUSES = ("pending", "approved", "rejected")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    return CheckConstraint(
+        f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")", name=column
+    )
+
+
+class RegisteredModelRow(Base):
+    """A model name; its row is locked while versions are allocated or aliases move."""
+
+    __tablename__ = "registered_models"
+
+    name: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    next_version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RunRow(Base):
+    """A tracked training run: what went in (params, data, code, environment) and its status."""
+
+    __tablename__ = "runs"
+    __table_args__ = (_one_of("status", RUN_STATUSES),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(_NAME, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tags: Mapped[dict[str, str]] = mapped_column(JSON)
+    seed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON)
+    code: Mapped[dict[str, Any]] = mapped_column(JSON)
+    service_name: Mapped[str | None] = mapped_column(_NAME, nullable=True)
+    service_version: Mapped[str | None] = mapped_column(_HASH, nullable=True)
+    parent_version: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    job: Mapped[dict[str, Any]] = mapped_column(JSON)
+    artifacts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RunMetricRow(Base):
+    """One logged metric value (the full history, with step and time)."""
+
+    __tablename__ = "run_metrics"
+    __table_args__ = (Index("ix_run_metrics_run_key_step", "run_id", "key", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    key: Mapped[str] = mapped_column(String(256))
+    value: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL = NaN
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RunLatestMetricRow(Base):
+    """The latest value (highest step) of each metric of a run, for searching by metric."""
+
+    __tablename__ = "run_latest_metrics"
+    __table_args__ = (Index("ix_run_latest_metrics_key_value", "key", "value"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL = NaN
+    step: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunDatasetRow(Base):
+    """A dataset (by fingerprint) a run used, and in which role (train/validation/test)."""
+
+    __tablename__ = "run_datasets"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(_HASH, primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class ModelVersionRow(Base):
+    """One immutable model version. Only the approval columns ever change; triggers in
+    the migration refuse any other update and every delete."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        _one_of("status", APPROVAL_STATUSES),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(ForeignKey("registered_models.name"))
+    version: Mapped[int] = mapped_column(Integer)
+    artifact_digest: Mapped[str] = mapped_column(_HASH)
+    artifact_size: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[dict[str, Any]] = mapped_column(JSON)
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    gate_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), nullable=True, index=True)
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    description: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    status_actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ModelAliasRow(Base):
+    """Where an alias (``champion``, ``challenger``, any name) points now."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(ForeignKey("registered_models.name"), primary_key=True)
+    alias: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AliasHistoryRow(Base):
+    """Every move of an alias: from which version to which (``None`` = unset)."""
+
+    __tablename__ = "alias_history"
+    __table_args__ = (Index("ix_alias_history_name_alias", "name", "alias"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(_NAME)
+    alias: Mapped[str] = mapped_column(_NAME)
+    previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """One state change: who did what to which object, before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(256), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

