@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -75,7 +76,10 @@ def make_training_project(root: Path, *, train_py: str = TRAIN_PY, config: str =
     pq.write_table(labelled_rows(), root / "data" / "rows.parquet")
     (root / "train.py").write_text(train_py)
     text = (root / "prodml.toml").read_text()
-    for section in ("[training]", "[gate]"):
+    for name in dict.fromkeys(re.findall(r"^\[(\w+)\]", config, flags=re.MULTILINE)):
+        section = f"[{name}]"
+        if section not in text:
+            continue
         start = text.index(section)
         end = text.find("\n[", start + 1)
         text = text[:start] + text[end + 1 :] if end != -1 else text[:start]

@@ -148,3 +148,25 @@ def test_human_output_renders(root: str) -> None:
         result = runner.invoke(app, [*args, "-p", root])
         assert result.exit_code == 0, (args, result.stdout, result.stderr)
         assert title in result.stdout
+
+
+def test_no_command_can_change_a_registered_version() -> None:
+    """The reviewed command set: a new command touching versions must be added here, and
+    none of these take a version's artifact, metrics or signature as input."""
+    from prodml.cli._models import models_app
+
+    commands = {c.name for c in models_app.registered_commands}
+    assert commands == {
+        "list",
+        "show",
+        "lineage",
+        "approve",
+        "reject",
+        "alias",
+        "compare",
+        "audit",
+        "import",
+    }
+    for command in models_app.registered_commands:
+        params = set(command.callback.__code__.co_varnames) if command.callback else set()
+        assert not params & {"metrics", "signature", "artifact", "digest"}, command.name

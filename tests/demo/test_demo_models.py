@@ -30,7 +30,7 @@ def test_the_first_model_becomes_the_approved_champion(demo: tuple[Path, dict[st
     assert champion["version"] == "flight_delay:1"
     assert champion["champion"] is None  # first model: value thresholds alone
     assert champion["gate"]["status"] == "BLESSED", champion["gate"]
-    assert champion["metrics"]["roc_auc"] >= 0.65
+    assert champion["metrics"]["roc_auc"] >= 0.60
     with Project.open(root) as project:
         version = project.registry.get("flight_delay@champion")
         assert version.ref == "flight_delay:1"

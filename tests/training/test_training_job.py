@@ -195,7 +195,8 @@ def test_recency_weights_and_warm_start_reach_the_training_function(tmp_path: Pa
     ).replace(
         "    model = make_pipeline",
         "    data.run.log_metrics({'w_min': data.w_train.min(), 'w_max': data.w_train.max()})\n"
-        "    data.run.set_tag('parent', type(data.parent).__name__)\n    model = make_pipeline",
+        "    data.run.set_tag('parent', type(data.parent).__name__)\n"
+        "    print('fitting with', len(data.X_train), 'rows')\n    model = make_pipeline",
     )
     project = make_training_project(tmp_path / "p", train_py=spy)
     with project:
@@ -206,6 +207,8 @@ def test_recency_weights_and_warm_start_reach_the_training_function(tmp_path: Pa
         first_run = project.registry.get_run(first.run.id)
         second_run = project.registry.get_run(second.run.id)
         assert first_run.tags["parent"] == "NoneType"
+        log = project.artifacts.get_bytes(first_run.artifacts["train.log"]["digest"])
+        assert log.decode() == f"fitting with {first.split['train']} rows\n"
         assert second_run.tags["parent"] == "Pipeline"  # the loaded flight_delay:1
         # Recency weights: 1 for the latest training row, halving every 2 days before it.
         span = pd.Timestamp(second.split["validation_start"]) - pd.Timestamp(T0)

@@ -174,9 +174,7 @@ def approve(
     as_json: JsonOption = False,
 ) -> None:
     """Approve a pending version (it may then take production traffic)."""
-    with guarded(as_json), Project.open(project) as proj:
-        version = proj.registry.approve(ref, actor=actor, reason=reason).to_dict()
-    emit(version, as_json=as_json, human=lambda: stdout.print(f"{version['ref']} approved"))
+    _decide(ref, "approved", reason, actor, project, as_json)
 
 
 @models_app.command("reject")
@@ -188,9 +186,16 @@ def reject(
     as_json: JsonOption = False,
 ) -> None:
     """Reject a pending version (it loses its aliases and can hold none)."""
+    _decide(ref, "rejected", reason, actor, project, as_json)
+
+
+def _decide(
+    ref: str, status: str, reason: str | None, actor: str | None, project: Path, as_json: bool
+) -> None:
     with guarded(as_json), Project.open(project) as proj:
-        version = proj.registry.reject(ref, actor=actor, reason=reason).to_dict()
-    emit(version, as_json=as_json, human=lambda: stdout.print(f"{version['ref']} rejected"))
+        change = proj.registry.approve if status == "approved" else proj.registry.reject
+        version = change(ref, actor=actor, reason=reason).to_dict()
+    emit(version, as_json=as_json, human=lambda: stdout.print(f"{version['ref']} {status}"))
 
 
 @models_app.command("alias")

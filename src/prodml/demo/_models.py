@@ -30,7 +30,7 @@ segments = ["origin", "carrier"]     # metrics per airport and per airline
 slice_min_rows = 200
 
 [gate]
-thresholds = ["roc_auc >= 0.65", "ece <= 0.05"]
+thresholds = ["roc_auc >= 0.60", "ece <= 0.10"]   # a floor; the champion sets the bar
 latency_p99_ms = 250
 robustness = true
 

@@ -13,13 +13,13 @@ import getpass
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from prodml.core import (
@@ -44,13 +44,13 @@ from prodml.registry._runs import (
     insert_run,
     load_run,
     metric_rows,
+    require_run,
     run_info,
     run_infos,
 )
 from prodml.registry._search import search_query
 from prodml.registry._signature import Signature
 from prodml.registry._versions import (
-    add_audit,
     audit_entry,
     lock_model,
     resolve_ref,
@@ -61,6 +61,7 @@ from prodml.storage import ArtifactStore, MetadataDB
 from prodml.storage._models import (
     AliasHistoryRow,
     AuditRow,
+    Base,
     ModelAliasRow,
     ModelVersionRow,
     RegisteredModelRow,
@@ -231,12 +232,12 @@ class ModelRegistry:
         gate_status = None if gate is None else str(gate.get("status"))
         with self._db.write() as session:
             if run_id is not None:
-                load_run(session, run_id)
+                require_run(session, run_id)
             model_row = lock_model(session, name, create=True, now=self._clock.now)
             number = model_row.next_version
             model_row.next_version = number + 1
             now = self._clock.now()
-            row = ModelVersionRow(
+            record = ModelVersion(
                 name=name,
                 version=number,
                 artifact_digest=digest,
@@ -254,20 +255,26 @@ class ModelRegistry:
                 created_by=actor,
                 created_at=now,
                 status="pending",
+                status_actor=None,
+                status_reason=None,
+                status_time=None,
             )
-            session.add(row)
-            add_audit(
-                session,
-                time=now,
-                actor=actor,
-                action="register",
-                object_type="model_version",
-                object_id=f"{name}:{number}",
-                before=None,
-                after={"artifact": digest, "format": fmt.name, "gate": gate_status},
+            # Core INSERTs (no unit of work): the record is built above, nothing is read back.
+            values = asdict(record)
+            del values["aliases"]
+            session.execute(insert(_VERSIONS), values)
+            session.execute(
+                insert(_AUDIT),
+                {
+                    "time": now,
+                    "actor": actor,
+                    "action": "register",
+                    "object_type": "model_version",
+                    "object_id": record.ref,
+                    "before": None,
+                    "after": {"artifact": digest, "format": fmt.name, "gate": gate_status},
+                },
             )
-            session.flush()
-            record = version_record(session, row, aliases=())
         self._notify(lambda listener: listener.version_registered(record))
         return record
 
@@ -474,6 +481,10 @@ class ModelRegistry:
                 call(listener)
             except Exception as exc:  # a mirror must never undo the system of record
                 log.warning("registry listener %r failed: %s", listener, exc)
+
+
+_VERSIONS = Base.metadata.tables["model_versions"]
+_AUDIT = Base.metadata.tables["audit_log"]
 
 
 def _aliases(session: Session, name: str) -> dict[str, int]:

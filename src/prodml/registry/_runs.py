@@ -331,38 +331,7 @@ def run_infos(session: Session, rows: Sequence[RunRow]) -> list[RunInfo]:
 
 def run_info(session: Session, row: RunRow) -> RunInfo:
     """The record of a run, with its latest metrics and datasets."""
-    metrics = {
-        m.key: (math.nan if m.value is None else m.value)
-        for m in session.scalars(
-            select(RunLatestMetricRow).where(RunLatestMetricRow.run_id == row.id)
-        )
-    }
-    datasets = tuple(
-        sorted(
-            (d.fingerprint, d.role)
-            for d in session.scalars(select(RunDatasetRow).where(RunDatasetRow.run_id == row.id))
-        )
-    )
-    return RunInfo(
-        id=row.id,
-        model_name=row.model_name,
-        status=row.status,
-        params=dict(row.params),
-        tags=dict(row.tags),
-        seed=row.seed,
-        environment=dict(row.environment),
-        code=dict(row.code),
-        service_name=row.service_name,
-        service_version=row.service_version,
-        parent_version=row.parent_version,
-        job=dict(row.job),
-        artifacts=dict(row.artifacts),
-        error=row.error,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        metrics=metrics,
-        datasets=datasets,
-    )
+    return run_infos(session, [row])[0]
 
 
 def insert_run(session: Session, row: RunRow) -> None:
@@ -391,6 +360,12 @@ def run_info_of_new(row: RunRow) -> RunInfo:
         start_time=row.start_time,
         end_time=row.end_time,
     )
+
+
+def require_run(session: Session, run_id: str) -> None:
+    """Raise :class:`RunNotFoundError` unless the run exists (reads only its id)."""
+    if session.scalar(select(RunRow.id).where(RunRow.id == run_id)) is None:
+        raise RunNotFoundError(f"run {run_id!r} does not exist")
 
 
 def load_run(session: Session, run_id: str) -> RunRow:

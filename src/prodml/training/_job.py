@@ -10,6 +10,7 @@ scored on the same rows → gate → registered as a pending version with its re
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import sys
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ from prodml.registry import (
     infer_signature,
 )
 from prodml.registry.formats import serialize
+from prodml.training._capture import captured_output
 from prodml.training._evaluate import EvaluationReport, evaluate, measure_performance
 from prodml.training._gate import GateCheck, GateResult, judge
 from prodml.training._robustness import (
@@ -293,14 +295,19 @@ class Training:
             run=run,
         )
         set_seeds(seed)
+        output = io.StringIO()
         try:
-            model = spec(data)
+            with captured_output() as output:
+                model = spec(data)
         except ProdMLError:
             raise
         except Exception as exc:
             raise TrainingError(
                 f"training function {spec.qualname} raised {type(exc).__name__}: {exc}"
             ) from exc
+        finally:
+            if output.getvalue():
+                run.log_text("train.log", output.getvalue())
         if model is None:
             raise TrainingError(
                 f"training function {spec.qualname} returned None; expected a model"

@@ -26,6 +26,7 @@ import zipfile
 from pathlib import PurePosixPath
 from typing import Any
 
+import orjson
 import skops.io as sio  # type: ignore[import-untyped, unused-ignore]
 from sklearn.base import BaseEstimator  # type: ignore[import-untyped, unused-ignore]
 
@@ -115,7 +116,7 @@ def canonical(raw: bytes) -> bytes:
     with zipfile.ZipFile(out, "w") as dst:
         for name, data in contents.items():
             dst.writestr(_entry(name), _fixed_times(data) if name.endswith(".npz") else data)
-        dst.writestr(_entry(_SCHEMA), json.dumps(schema, indent=2))
+        dst.writestr(_entry(_SCHEMA), orjson.dumps(schema))
     return out.getvalue()
 
 
