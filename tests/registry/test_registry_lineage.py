@@ -220,6 +220,7 @@ def test_a_short_or_ambiguous_fingerprint_is_not_found(
         ("eeeeeee_", "0 match"),  # LIKE wildcards are not hex digits
         ("%%%%%%%%", "0 match"),
         ("", "5 match"),
+        ("f" * 64, "0 match"),  # a full fingerprint never recorded
     ]:
         with pytest.raises(DatasetNotFoundError, match=rf"fingerprint {prefix!r} \({matches}"):
             reg.used_by(dataset=prefix)

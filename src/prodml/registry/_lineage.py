@@ -159,8 +159,7 @@ def versions_using_view(
 
 
 def _full_fingerprint(session: Session, prefix: str) -> str:
-    if len(prefix) == 64:
-        return prefix
+    """The one recorded fingerprint starting with ``prefix`` (a full one must be recorded)."""
     matches = set(
         session.scalars(
             select(RunDatasetRow.fingerprint).where(

@@ -390,6 +390,7 @@ class ModelRegistry:
         self, name: str, alias: str, *, actor: str | None = None, reason: str | None = None
     ) -> None:
         with self._db.write() as session:
+            lock_model(session, name)  # before reading the alias: no stale previous version
             resolve_ref(session, ModelRef(name, alias=alias))  # raises if unknown
             event = move_alias(
                 session,

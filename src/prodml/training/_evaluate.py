@@ -25,6 +25,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from prodml.core.errors import ConfigError, SchemaError, TrainingError
 from prodml.training._metrics import (
@@ -206,7 +207,8 @@ def measure_performance(
 ) -> dict[str, float]:
     """Single-row latency percentiles, batch throughput and (with ``load``) loaded size.
 
-    Latency is ``predict`` on one-row frames after a few warm-up calls; throughput is the
+    Latency is ``predict`` on one-row frames after a few warm-up calls, with native thread
+    pools limited to one thread as in a serving worker; throughput is the
     best of three runs over one batch; ``model_memory_bytes`` is the peak memory traced by
     :mod:`tracemalloc` (Python objects and NumPy buffers) while ``load()`` runs.
     """
@@ -218,13 +220,16 @@ def measure_performance(
             f"got {single_rows} and {batch_rows}"
         )
     rows = [X.iloc[[i]] for i in range(min(single_rows, len(X)))]
-    for i in range(WARMUP_CALLS):
-        _call(predict, rows[i % len(rows)])
     latencies = np.empty(len(rows))
-    for i, row in enumerate(rows):
-        start = time.perf_counter()
-        _call(predict, row)
-        latencies[i] = time.perf_counter() - start
+    # One request runs on one thread, as a serving worker does: native thread pools
+    # (OpenMP, BLAS) woken for a single row only add stalls of tens of milliseconds.
+    with threadpool_limits(limits=1):
+        for i in range(WARMUP_CALLS):
+            _call(predict, rows[i % len(rows)])
+        for i, row in enumerate(rows):
+            start = time.perf_counter()
+            _call(predict, row)
+            latencies[i] = time.perf_counter() - start
     batch = X.iloc[:batch_rows]
     best = math.inf
     for _ in range(3):
