@@ -51,6 +51,7 @@ from prodml.registry._runs import (
 from prodml.registry._search import search_query
 from prodml.registry._signature import Signature
 from prodml.registry._versions import (
+    allocate_version,
     audit_entry,
     lock_model,
     resolve_ref,
@@ -233,9 +234,7 @@ class ModelRegistry:
         with self._db.write() as session:
             if run_id is not None:
                 require_run(session, run_id)
-            model_row = lock_model(session, name, create=True, now=self._clock.now)
-            number = model_row.next_version
-            model_row.next_version = number + 1
+            number = allocate_version(session, name, now=self._clock.now)
             now = self._clock.now()
             record = ModelVersion(
                 name=name,

@@ -11,16 +11,23 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from prodml.core import ModelNotFoundError, ModelRef, check_name, parse_ref
 from prodml.registry._records import AuditEntry, ModelVersion
-from prodml.storage._models import AuditRow, ModelAliasRow, ModelVersionRow, RegisteredModelRow
+from prodml.storage._models import (
+    AuditRow,
+    Base,
+    ModelAliasRow,
+    ModelVersionRow,
+    RegisteredModelRow,
+)
 
 __all__ = [
     "add_audit",
+    "allocate_version",
     "audit_entry",
     "dialect_insert",
     "lock_model",
@@ -52,6 +59,31 @@ def lock_model(
     if row is None:
         raise ModelNotFoundError(f"model {name!r} is not registered; see `prodml models list`")
     return row
+
+
+_MODELS = Base.metadata.tables["registered_models"]
+_NEXT_VERSION = (
+    update(_MODELS)
+    .where(_MODELS.c.name == bindparam("model"))
+    .values(next_version=_MODELS.c.next_version + 1)
+    .returning(_MODELS.c.next_version)
+)
+
+
+def allocate_version(session: Session, name: str, *, now: Callable[[], datetime]) -> int:
+    """The next version number of ``name`` (the model is created on first use), taken
+    by one ``UPDATE … RETURNING`` that also holds the model's row lock until commit."""
+    conn = session.connection()
+    allocated = conn.execute(_NEXT_VERSION, {"model": name}).scalar()
+    if allocated is None:
+        check_name(name, kind="model")
+        conn.execute(
+            dialect_insert(session)(_MODELS)
+            .values(name=name, next_version=1, description="", created_at=now())
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        allocated = conn.execute(_NEXT_VERSION, {"model": name}).scalar_one()
+    return int(allocated) - 1
 
 
 def dialect_insert(session: Session) -> Callable[[Any], Any]:
