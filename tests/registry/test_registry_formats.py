@@ -171,6 +171,24 @@ def test_registry_skops_refuses_functions_even_from_allowed_packages() -> None:
     assert not is_allowed("sklearn.no_such_module.Thing")
 
 
+def test_registry_skops_safety_verdicts_are_shared_only_by_archives_of_the_same_types() -> None:
+    from prodml.registry.formats._skops import canonical_with_types
+
+    fmt = get_format("skops")
+    X = np.zeros((4, 1))
+    safe = FunctionTransformer(kw_args={"scale": 2.0}).fit(X)
+    unsafe = FunctionTransformer(kw_args={"scale": ThresholdModel(0.5)}).fit(X)
+    evil = FunctionTransformer(func=builtins.eval).fit(X)
+    keys = [canonical_with_types(sio.dumps(m))[1] for m in (safe, unsafe, evil)]
+    assert len(set(keys)) == 3  # a foreign class or function changes the key
+    retrained = FunctionTransformer(kw_args={"scale": 3.0}).fit(X)
+    # Same types, other values: one verdict serves both, whatever the order.
+    for model in (safe, unsafe, evil, retrained, unsafe, evil, safe):
+        expected_safe = model is safe or model is retrained
+        assert (fmt.save_if_safe(model) is not None) is expected_safe
+        assert detect_format(model).name == ("skops" if expected_safe else "cloudpickle")
+
+
 def test_registry_skops_rejects_unreadable_bytes() -> None:
     with pytest.raises(StorageError, match="not a readable skops archive"):
         get_format("skops").load(b"definitely not a zip file")

@@ -13,7 +13,7 @@ import getpass
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -236,33 +236,33 @@ class ModelRegistry:
                 require_run(session, run_id)
             number = allocate_version(session, name, now=self._clock.now)
             now = self._clock.now()
-            record = ModelVersion(
-                name=name,
-                version=number,
-                artifact_digest=digest,
-                artifact_size=len(data),
-                format=fmt.name,
-                signature=signature.to_dict(),
-                profile=None if profile is None else dict(profile),
-                metrics=dict(metrics or {}),
-                evaluation=None if evaluation is None else dict(evaluation),
-                gate=None if gate is None else dict(gate),
-                gate_status=gate_status,
-                run_id=run_id,
-                source=source,
-                description=description,
-                created_by=actor,
-                created_at=now,
-                status="pending",
-                status_actor=None,
-                status_reason=None,
-                status_time=None,
-            )
-            # Core INSERTs (no unit of work): the record is built above, nothing is read back.
-            values = asdict(record)
-            del values["aliases"]
-            session.execute(insert(_VERSIONS), values)
-            session.execute(
+            values: dict[str, Any] = {
+                "name": name,
+                "version": number,
+                "artifact_digest": digest,
+                "artifact_size": len(data),
+                "format": fmt.name,
+                "signature": signature.to_dict(),
+                "profile": None if profile is None else dict(profile),
+                "metrics": dict(metrics or {}),
+                "evaluation": None if evaluation is None else dict(evaluation),
+                "gate": None if gate is None else dict(gate),
+                "gate_status": gate_status,
+                "run_id": run_id,
+                "source": source,
+                "description": description,
+                "created_by": actor,
+                "created_at": now,
+                "status": "pending",
+                "status_actor": None,
+                "status_reason": None,
+                "status_time": None,
+            }
+            # Core INSERTs (no unit of work): the record is built here, nothing read back.
+            conn = session.connection()
+            conn.execute(insert(_VERSIONS), values)
+            record = ModelVersion(**values, aliases=())
+            conn.execute(
                 insert(_AUDIT),
                 {
                     "time": now,

@@ -24,7 +24,7 @@ import io
 import json
 import zipfile
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import skops.io as sio  # type: ignore[import-untyped, unused-ignore]
@@ -85,14 +85,32 @@ def _fixed_times(data: bytes) -> bytes:
 def canonical(raw: bytes) -> bytes:
     """A skops archive rewritten so that its bytes depend only on the saved model:
     object ids and file names renumbered in order of first appearance, fixed times."""
+    return canonical_with_types(raw)[0]
+
+
+TypeKey = frozenset[tuple[tuple[str, str], ...]]
+
+
+def canonical_with_types(raw: bytes) -> tuple[bytes, TypeKey]:
+    """:func:`canonical`, and a key naming every type the archive refers to: the string
+    attributes of each schema node (class, module, loader, function paths …). Archives
+    with equal keys refer to the same types, so they share one safety verdict."""
     with zipfile.ZipFile(io.BytesIO(raw)) as src:
         schema = json.loads(src.read(_SCHEMA))
         members = set(src.namelist()) - {_SCHEMA}
         ids: dict[int, int] = {}
         files: dict[str, str] = {}
+        shapes: set[tuple[tuple[str, str], ...]] = set()
 
         def renumber(node: Any) -> None:
             if isinstance(node, dict):
+                shapes.add(
+                    tuple(
+                        sorted(
+                            (k, v) for k, v in node.items() if isinstance(v, str) and k != "file"
+                        )
+                    )
+                )
                 for key, value in node.items():
                     if key == "__id__" and isinstance(value, int):
                         node[key] = ids.setdefault(value, len(ids) + 1)
@@ -117,7 +135,7 @@ def canonical(raw: bytes) -> bytes:
         for name, data in contents.items():
             dst.writestr(_entry(name), _fixed_times(data) if name.endswith(".npz") else data)
         dst.writestr(_entry(_SCHEMA), orjson.dumps(schema))
-    return out.getvalue()
+    return out.getvalue(), frozenset(shapes)
 
 
 class SkopsFormat(ModelFormat):
@@ -125,6 +143,10 @@ class SkopsFormat(ModelFormat):
 
     name = "skops"
     trusted_only = False
+    #: Safety verdicts by :data:`TypeKey`: retraining the same pipeline skips the check.
+    #: Loading always checks the bytes themselves, so a verdict only picks the format.
+    _verdicts: ClassVar[dict[TypeKey, bool]] = {}
+    _MAX_VERDICTS = 1024
 
     def can_save(self, model: Any) -> bool:
         return self.save_if_safe(model) is not None
@@ -133,20 +155,29 @@ class SkopsFormat(ModelFormat):
         if not isinstance(model, BaseEstimator):
             return None
         try:
-            data = self.save(model)
-            return None if self._refused(data) else data
+            data, types = canonical_with_types(self._dumps(model))
+            safe = self._verdicts.get(types)
+            if safe is None:
+                safe = not self._refused(data)
+                if len(self._verdicts) < self._MAX_VERDICTS:
+                    self._verdicts[types] = safe
+            return data if safe else None
         except (TrainingError, StorageError):
             return None
 
     def save(self, model: Any) -> bytes:
+        return canonical(self._dumps(model))
+
+    @staticmethod
+    def _dumps(model: Any) -> bytes:
         try:
-            raw = sio.dumps(model)
+            raw: bytes = sio.dumps(model)
         except Exception as exc:
             raise TrainingError(
                 f"model of type {type(model).__name__} cannot be saved with skops "
                 f"({type(exc).__name__}: {exc}): register it in the 'cloudpickle' format instead"
             ) from exc
-        return canonical(raw)
+        return raw
 
     def load(self, data: bytes) -> Any:
         untrusted = self._untrusted(data)
