@@ -1,4 +1,5 @@
-"""Layer 1 storage: the metadata DB, the content-addressed artifact store and Parquet IO.
+"""Layer 1 storage: the metadata DB, the content-addressed artifact store, Parquet IO and
+the partitioned prediction/label logs.
 
 Imports only :mod:`prodml.core` and third-party libraries.
 """
@@ -11,6 +12,8 @@ from prodml.storage._blob_local import LocalBlobStore
 from prodml.storage._blob_memory import MemoryBlobStore
 from prodml.storage._blobs import BlobStore, check_key
 from prodml.storage._columns import UTCDateTime
+from prodml.storage._log_reader import read_log
+from prodml.storage._logs import LogStats, LogWriter
 from prodml.storage._metadata import MetadataDB, open_metadata_db
 from prodml.storage._migrate import head_revision
 from prodml.storage._models import (
@@ -34,6 +37,8 @@ __all__ = [
     "FeatureDefinitionRow",
     "FeatureHeadRow",
     "LocalBlobStore",
+    "LogStats",
+    "LogWriter",
     "MaterializationRow",
     "MemoryBlobStore",
     "MetadataDB",
@@ -46,6 +51,7 @@ __all__ = [
     "metadata_url",
     "open_artifact_store",
     "open_metadata_db",
+    "read_log",
     "read_table",
     "redact_url",
     "write_table",
