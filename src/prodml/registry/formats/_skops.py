@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import json
 import zipfile
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
@@ -96,32 +95,34 @@ def canonical_with_types(raw: bytes) -> tuple[bytes, TypeKey]:
     attributes of each schema node (class, module, loader, function paths …). Archives
     with equal keys refer to the same types, so they share one safety verdict."""
     with zipfile.ZipFile(io.BytesIO(raw)) as src:
-        schema = json.loads(src.read(_SCHEMA))
+        schema = orjson.loads(src.read(_SCHEMA))
         members = set(src.namelist()) - {_SCHEMA}
         ids: dict[int, int] = {}
         files: dict[str, str] = {}
         shapes: set[tuple[tuple[str, str], ...]] = set()
 
         def renumber(node: Any) -> None:
-            if isinstance(node, dict):
-                shapes.add(
-                    tuple(
-                        sorted(
-                            (k, v) for k, v in node.items() if isinstance(v, str) and k != "file"
-                        )
-                    )
-                )
-                for key, value in node.items():
-                    if key == "__id__" and isinstance(value, int):
-                        node[key] = ids.setdefault(value, len(ids) + 1)
-                    elif key == "file" and isinstance(value, str) and value in members:
+            # Visits only dicts and lists (most values are scalars): this walk is a
+            # measurable part of every registration.
+            if isinstance(node, list):
+                for item in node:
+                    if isinstance(item, dict | list):
+                        renumber(item)
+                return
+            strings = []
+            for key, value in node.items():
+                if isinstance(value, str):
+                    if key != "file":
+                        strings.append((key, value))
+                    elif value in members:
                         suffix = PurePosixPath(value).suffix
                         node[key] = files.setdefault(value, f"{len(files) + 1}{suffix}")
-                    else:
-                        renumber(value)
-            elif isinstance(node, list):
-                for item in node:
-                    renumber(item)
+                elif key == "__id__" and isinstance(value, int):
+                    node[key] = ids.setdefault(value, len(ids) + 1)
+                elif isinstance(value, dict | list):
+                    renumber(value)
+            strings.sort()
+            shapes.add(tuple(strings))
 
         renumber(schema)
         unreferenced = sorted(members - set(files))
