@@ -17,7 +17,6 @@ import pytest
 from prodml.core import RegistryConfig, SimulatedClock
 from prodml.registry import ModelRegistry, ModelVersion, Signature, infer_signature
 from prodml.storage import ArtifactStore, LocalBlobStore, MetadataDB
-from servicekit import libpq, pg_url_or_skip
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 BLESSED: dict[str, Any] = {
@@ -45,42 +44,6 @@ class Env:
     clock: SimulatedClock
     artifacts_dir: Path
     target: Target
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """The SQLAlchemy URL of the test PostgreSQL; skips the test when it is unreachable."""
-    return pg_url_or_skip()
-
-
-@pytest.fixture
-def pg_schema_factory(pg_url: str) -> Iterator[Callable[[], str]]:
-    """Make uniquely named, created schemas; all dropped afterwards."""
-    import psycopg
-
-    names: list[str] = []
-
-    def make() -> str:
-        name = f"prodml_test_{uuid.uuid4().hex[:12]}"
-        names.append(name)
-        with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{name}"')
-        return name
-
-    yield make
-    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    """``(url, schema_name)`` of an empty metadata DB, once per supported dialect."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/meta.db", None
-    url: str = request.getfixturevalue("pg_url")
-    schema: str = request.getfixturevalue("pg_schema_factory")()
-    return url, schema
 
 
 OpenEnv = Callable[..., Env]

@@ -1,53 +1,14 @@
-"""Fixtures for the storage tests: a reachable PostgreSQL and fresh, isolated schemas."""
+"""Fixtures for the storage tests: one fresh PostgreSQL schema per test (the PostgreSQL
+URL, the schema factory and ``db_target`` are shared, in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-
-from servicekit import libpq, pg_url_or_skip
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """The SQLAlchemy URL of the test PostgreSQL; skips the test when it is unreachable."""
-    return pg_url_or_skip()
-
-
-@pytest.fixture
-def pg_schema_factory(pg_url: str) -> Iterator[Callable[..., str]]:
-    """Make uniquely named schemas (created unless ``create=False``); all dropped afterwards."""
-    import psycopg
-
-    names: list[str] = []
-
-    def make(*, create: bool = True) -> str:
-        name = f"prodml_test_{uuid.uuid4().hex[:12]}"
-        names.append(name)
-        if create:
-            with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
-                conn.execute(f'CREATE SCHEMA "{name}"')
-        return name
-
-    yield make
-    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @pytest.fixture
 def pg_schema(pg_schema_factory: Callable[..., str]) -> str:
     """A fresh, empty schema of its own for one test."""
     return pg_schema_factory()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def db_target(request: pytest.FixtureRequest, tmp_path: object) -> tuple[str, str | None]:
-    """``(url, schema_name)`` of an empty metadata DB, once per supported dialect."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/meta.db", None
-    url: str = request.getfixturevalue("pg_url")
-    schema: str = request.getfixturevalue("pg_schema")
-    return url, schema

@@ -51,6 +51,7 @@ from prodml.registry._runs import (
 from prodml.registry._search import search_query
 from prodml.registry._signature import Signature
 from prodml.registry._versions import (
+    add_audit,
     allocate_version,
     audit_entry,
     lock_model,
@@ -259,20 +260,17 @@ class ModelRegistry:
                 "status_time": None,
             }
             # Core INSERTs (no unit of work): the record is built here, nothing read back.
-            conn = session.connection()
-            conn.execute(insert(_VERSIONS), values)
+            session.connection().execute(insert(_VERSIONS), values)
             record = ModelVersion(**values, aliases=())
-            conn.execute(
-                insert(_AUDIT),
-                {
-                    "time": now,
-                    "actor": actor,
-                    "action": "register",
-                    "object_type": "model_version",
-                    "object_id": record.ref,
-                    "before": None,
-                    "after": {"artifact": digest, "format": fmt.name, "gate": gate_status},
-                },
+            add_audit(
+                session,
+                time=now,
+                actor=actor,
+                action="register",
+                object_type="model_version",
+                object_id=record.ref,
+                before=None,
+                after={"artifact": digest, "format": fmt.name, "gate": gate_status},
             )
         self._notify(lambda listener: listener.version_registered(record))
         return record
@@ -484,7 +482,6 @@ class ModelRegistry:
 
 
 _VERSIONS = Base.metadata.tables["model_versions"]
-_AUDIT = Base.metadata.tables["audit_log"]
 
 
 def _aliases(session: Session, name: str) -> dict[str, int]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,24 +37,9 @@ __all__ = [
 ]
 
 
-def lock_model(
-    session: Session, name: str, *, create: bool = False, now: Callable[[], datetime] | None = None
-) -> RegisteredModelRow:
-    """The model's row, locked for this transaction; created first if ``create``."""
+def lock_model(session: Session, name: str) -> RegisteredModelRow:
+    """The model's row, locked for this transaction."""
     query = select(RegisteredModelRow).where(RegisteredModelRow.name == name).with_for_update()
-    found = session.scalars(query).one_or_none()
-    if found is not None:
-        return found
-    if create:
-        if now is None:  # pragma: no cover - programming error
-            raise TypeError("lock_model(create=True) needs now")
-        check_name(name, kind="model")
-        insert = dialect_insert(session)
-        session.execute(
-            insert(RegisteredModelRow)
-            .values(name=name, next_version=1, description="", created_at=now())
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
     row = session.scalars(query).one_or_none()
     if row is None:
         raise ModelNotFoundError(f"model {name!r} is not registered; see `prodml models list`")
@@ -62,6 +47,7 @@ def lock_model(
 
 
 _MODELS = Base.metadata.tables["registered_models"]
+_AUDIT = Base.metadata.tables["audit_log"]
 _NEXT_VERSION = (
     update(_MODELS)
     .where(_MODELS.c.name == bindparam("model"))
@@ -188,16 +174,18 @@ def add_audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> None:
-    session.add(
-        AuditRow(
-            time=time,
-            actor=actor,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            before=before,
-            after=after,
-        )
+    """Record one state change in the audit log, inside the caller's transaction."""
+    session.connection().execute(
+        insert(_AUDIT),
+        {
+            "time": time,
+            "actor": actor,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "before": before,
+            "after": after,
+        },
     )
 
 

@@ -40,6 +40,7 @@ from prodml.registry import (
     ModelVersion,
     Run,
     RunInfo,
+    Signature,
     infer_signature,
 )
 from prodml.registry.formats import serialize
@@ -76,13 +77,14 @@ class TrainingResult:
     predictions_sha256: str
 
     def to_dict(self) -> dict[str, Any]:
+        report = self.report.to_dict()
         return {
             "run": self.run.id,
             "version": None if self.version is None else self.version.ref,
             "training_set": self.training_set,
             "split": self.split,
-            "metrics": self.report.to_dict()["metrics"],
-            "performance": self.report.to_dict()["performance"],
+            "metrics": report["metrics"],
+            "performance": report["performance"],
             "gate": self.gate.to_dict(),
             "robustness": self.robustness.to_dict(),
             "champion": self.champion,
@@ -207,13 +209,14 @@ class Training:
             outcome = self._evaluate(
                 spec, frame, inputs, labels, split, fmt, artifact, loaded, dataset
             )
-            report, robustness, champion, champion_report, gate, scores = outcome
+            report, robustness, champion, champion_report, gate, scores, signature = outcome
             checksum = predictions_sha256(scores)
             run.log_metrics(report.metrics)
             run.log_metrics(report.performance)
             run.set_job(predictions_sha256=checksum, gate=gate.status)
         info = self.registry.get_run(run.id)
         version = None
+        report_json = report.to_dict()
         if register:
             step(f"Registering {spec.name} ({gate.status})")
             version = self.registry.register(
@@ -221,12 +224,12 @@ class Training:
                 loaded,
                 artifact=artifact,
                 format=fmt.name,
-                signature=infer_signature(frame.loc[split.test, inputs], scores),
+                signature=signature,
                 run_id=run.id,
                 profile=orjson.loads(dataset.profile.to_json()),
-                metrics={**_json_metrics(report.metrics), **_json_metrics(report.performance)},
+                metrics={**report_json["metrics"], **report_json["performance"]},
                 evaluation={
-                    "test": report.to_dict(),
+                    "test": report_json,
                     "champion": None
                     if champion_report is None
                     else {"version": champion, "report": champion_report.to_dict()},
@@ -342,6 +345,7 @@ class Training:
         EvaluationReport | None,
         GateResult,
         np.ndarray,
+        Signature,
     ]:
         test = frame.loc[split.test].reset_index(drop=True)
         y_test = labels[split.test].to_numpy()
@@ -384,7 +388,7 @@ class Training:
         if problem is not None:
             check = GateCheck(name="champion comparison", passed=False, detail=problem)
             gate = GateResult(status="NOT_BLESSED", checks=(*gate.checks, check), champion=champion)
-        return report, robustness, champion, champion_report, gate, scores
+        return report, robustness, champion, champion_report, gate, scores, signature
 
     def _segments(self, spec: TrainerSpec, test: pd.DataFrame) -> pd.DataFrame | None:
         columns = spec.segments if spec.segments is not None else self.config.training.segments
@@ -414,7 +418,3 @@ class Training:
                 f"champion {ref} failed on the test split: {type(exc).__name__}: {exc}",
             )
         return ref, evaluate(y_test, scores, **kwargs), None
-
-
-def _json_metrics(metrics: Mapping[str, float]) -> dict[str, float | None]:
-    return {k: (None if v != v else float(v)) for k, v in metrics.items()}

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from prodml.core import DatasetNotFoundError, StateError
-from prodml.registry import capture_code, capture_environment, diff_code, diff_environments
+from prodml.registry import diff_code, diff_environments
 from prodml.training._job import Training, TrainingResult
 
 __all__ = ["ReproduceReport", "reproduce"]
@@ -98,14 +98,16 @@ def reproduce(
             f"{result.predictions_sha256[:16]}… on the test split"
         )
     metrics = _metric_differences(version.metrics, result.report.metrics, tolerance)
-    code = diff_code(run.code, capture_code(training.root)) if run.code else []
-    current_sha = training.trainer().source_sha256()
+    # The rerun recorded the current code, environment and training function itself.
+    rerun = result.run
+    code = diff_code(run.code, rerun.code) if run.code else []
+    current_sha = rerun.job.get("trainer_sha256")
     if job.get("trainer_sha256") != current_sha:
         code.append(
             f"training function {job.get('trainer')} source sha256 "
             f"{str(job.get('trainer_sha256'))[:16]}… → {str(current_sha)[:16]}…"
         )
-    environment = diff_environments(run.environment, capture_environment())
+    environment = diff_environments(run.environment, rerun.environment)
     return ReproduceReport(
         version=version.ref,
         run=run.id,
