@@ -97,3 +97,42 @@ def test_lineage_from_a_version_to_its_features_and_back(demo: tuple[Path, dict[
         assert project.registry.used_by(dataset=dataset["fingerprint"])["versions"] == [
             "flight_delay:1"
         ]
+
+
+def test_the_champion_is_deployed_and_answers_native_requests(
+    demo: tuple[Path, dict[str, Any]],
+) -> None:
+    from datetime import UTC, datetime
+
+    from fastapi.testclient import TestClient
+
+    from prodml.core import SimulatedClock
+    from prodml.project import serving_app
+    from prodml.storage import read_log
+
+    root, report = demo
+    deployment = report["models"]["deployment"]
+    assert deployment["endpoint"] == "flight_delay"
+    arms = {a["name"]: a for a in deployment["spec"]["arms"]}
+    assert arms["champion"]["model"] == "flight_delay:1"
+    if report["models"]["challenger"]["aliased"]:
+        assert arms["shadow"]["model"] == "flight_delay:2"
+    project = Project.open(root, clock=SimulatedClock(datetime(2013, 4, 1, 6, tzinfo=UTC)))
+    body = {
+        "entities": {"origin": "EWR", "tailnum": "N14228", "carrier": "UA"},
+        "request_data": {
+            "sched_dep_time": 600,
+            "sched_dep": "2013-04-01T10:00:00Z",
+        },
+        "id": "demo-1",
+    }
+    with TestClient(serving_app(project)) as client:
+        response = client.post("/v1/endpoints/flight_delay/predict", json=body)
+    records = read_log(project.state_dir / "logs" / "predictions", partition="flight_delay")
+    project.close()
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model_version"] == "flight_delay:1"
+    assert 0.0 < answer["prediction"] < 1.0
+    mine = [r for r in records.to_pylist() if r["request_id"] == "demo-1"]
+    assert {r["shadow"] for r in mine} == ({False, True} if "shadow" in arms else {False})

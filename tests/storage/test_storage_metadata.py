@@ -52,7 +52,7 @@ def _open(target: Target) -> MetadataDB:
 
 def test_open_migrates_a_fresh_database_to_head(db_target: Target) -> None:
     with _open(db_target) as db:
-        assert db.current_revision() == head_revision() == "0002"
+        assert db.current_revision() == head_revision() == "0003"
         names = set(inspect(db.engine).get_table_names())
         assert names >= TABLES
         assert "prodml_alembic_version" in names
@@ -62,7 +62,7 @@ def test_open_twice_is_idempotent_and_keeps_data(db_target: Target) -> None:
     with _open(db_target) as db, db.session() as session:
         session.add(FeatureHeadRow(kind="entity", name="flight", version=V1, updated_at=T0))
     with _open(db_target) as db:
-        assert db.current_revision() == "0002"
+        assert db.current_revision() == head_revision()
         with db.session() as session:
             assert session.scalars(select(FeatureHeadRow.name)).all() == ["flight"]
 
@@ -270,14 +270,14 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(db_target: Targe
                 proc.kill()
     for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
-        assert out.strip() == "0002"
+        assert out.strip() == head_revision()
 
 
 def test_database_from_a_newer_prodml_is_refused(db_target: Target) -> None:
     with _open(db_target) as db, db.session() as session:
         session.execute(text("UPDATE prodml_alembic_version SET version_num = '9999'"))
     with pytest.raises(
-        MigrationError, match=r"could not upgrade the schema to revision '0002'.*9999"
+        MigrationError, match=r"could not upgrade the schema to revision '0003'.*9999"
     ):
         _open(db_target)
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, select, text
 
 from prodml.core import PostgresMetadataConfig
-from prodml.storage import FeatureHeadRow, MetadataDB, open_metadata_db
+from prodml.storage import FeatureHeadRow, MetadataDB, head_revision, open_metadata_db
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_tables_live_in_the_configured_schema(pg_url: str, pg_schema: str) -> No
 def test_a_missing_schema_is_created(pg_url: str, pg_schema_factory: Callable[..., str]) -> None:
     schema = pg_schema_factory(create=False)
     with MetadataDB.open(pg_url, schema_name=schema) as db:
-        assert db.current_revision() == "0002"
+        assert db.current_revision() == head_revision()
         assert "datasets" in inspect(db.engine).get_table_names(schema=schema)
 
 

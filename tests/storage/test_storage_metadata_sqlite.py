@@ -15,7 +15,14 @@ from prodml.core import (
     SqliteMetadataConfig,
     StorageError,
 )
-from prodml.storage import FeatureHeadRow, MetadataDB, metadata_url, open_metadata_db, redact_url
+from prodml.storage import (
+    FeatureHeadRow,
+    MetadataDB,
+    head_revision,
+    metadata_url,
+    open_metadata_db,
+    redact_url,
+)
 
 T0 = datetime(2013, 7, 1, 12, 0, tzinfo=UTC)
 
@@ -76,7 +83,7 @@ def test_metadata_url_resolves_sqlite_paths_against_the_root(tmp_path: Path) -> 
 
 def test_open_metadata_db_from_the_default_config(tmp_path: Path) -> None:
     with open_metadata_db(SqliteMetadataConfig(), tmp_path) as db:
-        assert db.current_revision() == "0002"
+        assert db.current_revision() == head_revision()
     assert (tmp_path / ".prodml" / "meta.db").is_file()
 
 

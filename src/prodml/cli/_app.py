@@ -12,6 +12,7 @@ from prodml.cli._features import features_app
 from prodml.cli._models import models_app
 from prodml.cli._options import JsonOption
 from prodml.cli._output import emit, guarded, stdout
+from prodml.cli._serve import register_serving
 from prodml.cli._train import register_commands
 from prodml.project import Project
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
 register_commands(app)
+register_serving(app)
 
 
 @app.command()

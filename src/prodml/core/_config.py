@@ -45,6 +45,8 @@ __all__ = [
     "ProjectSection",
     "RedisOnlineConfig",
     "RegistryConfig",
+    "ServingConfig",
+    "ServingToken",
     "SqliteMetadataConfig",
     "SqliteOnlineConfig",
     "TrainingConfig",
@@ -181,6 +183,51 @@ class MlflowConfig(_Section):
     experiment: str = "prodml"
 
 
+class ServingToken(_Section):
+    """One bearer token and its role; give the token itself or the environment variable
+    that holds it (``env``), so that secrets stay out of ``prodml.toml``."""
+
+    name: str
+    role: Literal["viewer", "operator", "admin"]
+    token: str | None = Field(default=None, min_length=16)
+    env: str | None = None
+
+
+class ServingConfig(_Section):
+    """``[serving]``: the HTTP server, its runtime limits and its logs."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_batch_rows: int = Field(default=10_000, ge=1, description="rows in one request")
+    on_soft_violation: Literal["serve", "reject"] = Field(
+        default="serve",
+        description="out-of-range values and unseen categories: predict anyway or refuse",
+    )
+    batch_max_size: int = Field(default=32, ge=1, description="micro-batch rows per model call")
+    batch_max_wait_ms: float = Field(
+        default=0.0, ge=0.0, description="extra wait for a fuller micro-batch (0: adaptive only)"
+    )
+    prediction_threads: int = Field(default=4, ge=1)
+    breaker_failures: int = Field(default=5, ge=1, description="consecutive failures to open")
+    breaker_reset_s: float = Field(default=10.0, gt=0)
+    idempotency_ttl_s: float = Field(default=600.0, gt=0)
+    idempotency_store: Literal["memory", "redis"] = Field(
+        default="memory", description="redis: shared by every replica"
+    )
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    watch_interval_s: float = Field(default=1.0, gt=0)
+    bandit_sync_s: float = Field(default=1.0, gt=0)
+    log_flush_rows: int = Field(default=5000, ge=1)
+    log_flush_interval_s: float = Field(default=1.0, gt=0)
+    log_max_queue: int = Field(default=200_000, ge=1)
+    log_features: bool = Field(default=True, description="log feature values with predictions")
+    predict_requires_token: bool = False
+    tokens: tuple[ServingToken, ...] = ()
+    shutdown_timeout_s: float = Field(default=30.0, gt=0)
+
+
 class Config(BaseSettings):
     """The whole configuration of one project."""
 
@@ -201,6 +248,7 @@ class Config(BaseSettings):
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    serving: ServingConfig = ServingConfig()
 
     @classmethod
     def settings_customise_sources(

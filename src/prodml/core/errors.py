@@ -14,7 +14,9 @@ The whole tree::
     │   ├── DatasetNotFoundError    training-set snapshot
     │   ├── ArtifactNotFoundError   blob in the artifact store
     │   ├── ModelNotFoundError      registered model, version or alias
+    │   ├── DeploymentNotFoundError no deployment on that endpoint
     │   └── RunNotFoundError        training run
+    ├── AuthError                   a missing, unknown or under-privileged token
     ├── ConflictError               an object with that name or id already exists,
     │                               or a concurrent change won
     ├── DefinitionError             a feature definition is malformed
@@ -27,7 +29,11 @@ The whole tree::
     ├── StorageError                a backend (database, file system, Redis) failed
     │   └── MigrationError          the metadata schema could not be brought up to date
     ├── SourceError                 a feature source could not be read or computed
-    └── TrainingError               a user's training function or model failed
+    ├── TrainingError               a user's training function or model failed
+    └── ServingError                a model could not answer a request
+        ├── ModelTimeoutError       an arm took longer than its timeout
+        ├── CircuitOpenError        an arm's circuit breaker is open
+        └── BadOutputError          a model returned output its signature does not allow
 """
 
 from __future__ import annotations
@@ -36,20 +42,26 @@ from typing import Any
 
 __all__ = [
     "ArtifactNotFoundError",
+    "AuthError",
+    "BadOutputError",
+    "CircuitOpenError",
     "ConfigError",
     "ConflictError",
     "DataValidationError",
     "DatasetNotFoundError",
     "DefinitionError",
+    "DeploymentNotFoundError",
     "FeatureNotFoundError",
     "IntegrityError",
     "MigrationError",
     "ModelNotFoundError",
+    "ModelTimeoutError",
     "NotFoundError",
     "ProdMLError",
     "ProjectNotFoundError",
     "RunNotFoundError",
     "SchemaError",
+    "ServingError",
     "SourceError",
     "StateError",
     "StorageError",
@@ -92,6 +104,14 @@ class ModelNotFoundError(NotFoundError):
 
 class RunNotFoundError(NotFoundError):
     """A training run does not exist."""
+
+
+class DeploymentNotFoundError(NotFoundError):
+    """No deployment exists on the endpoint."""
+
+
+class AuthError(ProdMLError):
+    """A request's bearer token is missing, unknown, or its role may not do this."""
 
 
 class ConflictError(ProdMLError):
@@ -140,3 +160,19 @@ class SourceError(ProdMLError):
 
 class TrainingError(ProdMLError):
     """A user's training function, or the model it returned, failed."""
+
+
+class ServingError(ProdMLError):
+    """A model could not answer a request."""
+
+
+class ModelTimeoutError(ServingError):
+    """An arm took longer than its timeout."""
+
+
+class CircuitOpenError(ServingError):
+    """An arm's circuit breaker is open: it is not called until it may have recovered."""
+
+
+class BadOutputError(ServingError):
+    """A model returned output its signature does not allow (wrong shape, non-finite)."""

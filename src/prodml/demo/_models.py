@@ -1,7 +1,8 @@
 """The model half of the demo: train the January–March model, gate it (no champion
 yet: value thresholds alone), approve it and alias it ``champion``; then train on
 January–April, gate it against the champion on the same April test rows, and alias it
-``challenger`` only if it is blessed."""
+``challenger`` only if it is blessed; deploy the champion on endpoint ``flight_delay``
+with the challenger in shadow."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prodml.project import Project
+from prodml.registry import DeploymentSpec
 from prodml.training import TrainingResult
 
 __all__ = ["DEMO_CONFIG", "train_models"]
@@ -80,7 +82,31 @@ def train_models(project: Project, say: Echo) -> dict[str, Any]:
     else:
         say(f"{candidate} is NOT_BLESSED: " + "; ".join(second.gate.reasons))
     report["challenger"] = {**second.to_dict(), "aliased": second.gate.blessed}
+    report["deployment"] = deploy_champion(project, say)
     return report
+
+
+def deploy_champion(project: Project, say: Echo) -> dict[str, Any] | None:
+    """Put the champion on endpoint ``flight_delay``, with the challenger (if any) in
+    shadow: it sees every request, its answers are logged and never returned."""
+    aliases = project.registry.aliases("flight_delay")
+    if "champion" not in aliases:
+        say("No champion: nothing deployed")
+        return None
+    champion = f"flight_delay:{aliases['champion']}"
+    if "challenger" in aliases:
+        spec = DeploymentSpec.shadow(champion, f"flight_delay:{aliases['challenger']}")
+    else:
+        spec = DeploymentSpec.single(champion)
+    deployment = project.deployments.deploy(
+        "flight_delay", spec, actor="demo", reason="demo: champion serves, challenger shadows"
+    )
+    arms = ", ".join(f"{a.name}={a.model}" for a in spec.arms)
+    say(
+        f"Deployed endpoint flight_delay (revision {deployment.revision}, {spec.policy}: {arms}); "
+        "serve it with `prodml serve`"
+    )
+    return deployment.to_dict()
 
 
 def _registered(result: TrainingResult) -> str:

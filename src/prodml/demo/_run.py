@@ -120,6 +120,6 @@ def run_demo(
     report["seconds"] = round(time.perf_counter() - started, 2)
     say(
         f"Done in {report['seconds']} s. Explore the project in {root}: "
-        f"prodml models show flight_delay -p {root}"
+        f"prodml models show flight_delay -p {root}; serve it: prodml serve -p {root}"
     )
     return report

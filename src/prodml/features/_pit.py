@@ -197,6 +197,16 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_QUERY_START = ("select", "with", "from", "values", "table", "(")
+
+
+def _relation(relation: str) -> str:
+    """``relation`` usable after FROM: a query goes in parentheses, a (quoted) name does
+    not (DuckDB 2 refuses a parenthesised name)."""
+    text = relation.strip()
+    return f"({text})" if text.lower().startswith(_QUERY_START) else text
+
+
 def _read_view(con: duckdb.DuckDBPyConnection, view: JoinView) -> pa.Table:
     """The view's key, time and feature columns, read once, in the relation's order."""
     wanted = [(feature, "join key") for _, feature in view.join_keys]
@@ -204,7 +214,7 @@ def _read_view(con: duckdb.DuckDBPyConnection, view: JoinView) -> pa.Table:
     if view.created_time is not None:
         wanted.append((view.created_time, "created_time"))
     wanted.extend((feature, "feature") for feature, _ in view.features)
-    source = f"(SELECT * FROM ({view.relation})) AS __prodml_source"
+    source = f"(SELECT * FROM {_relation(view.relation)}) AS __prodml_source"
     try:
         available = con.sql(f"SELECT * FROM {source}").columns
     except duckdb.Error as error:

@@ -6,5 +6,6 @@ from __future__ import annotations
 from prodml.project._progress import progress_bar
 from prodml.project._project import Project
 from prodml.project._scaffold import init_project
+from prodml.project._serve import PROJECT_ENV, app_from_env, serving_app
 
-__all__ = ["Project", "init_project", "progress_bar"]
+__all__ = ["PROJECT_ENV", "Project", "app_from_env", "init_project", "progress_bar", "serving_app"]

@@ -16,7 +16,7 @@ from prodml.core import (
 )
 from prodml.features import FeatureStore
 from prodml.project._scaffold import init_project
-from prodml.registry import ModelRegistry, RegistryListener
+from prodml.registry import DeploymentStore, ModelRegistry, RegistryListener
 from prodml.storage import ArtifactStore, open_artifact_store, open_metadata_db
 from prodml.training import Training
 
@@ -38,6 +38,7 @@ class Project:
         self.registry = ModelRegistry(
             self.db, self.artifacts, clock, config.registry, listeners=_listeners(config)
         )
+        self.deployments = DeploymentStore(self.db, clock)
         self.training = Training(
             root=root, config=config, features=self.features, registry=self.registry, clock=clock
         )

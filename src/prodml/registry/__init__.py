@@ -1,12 +1,23 @@
 """Layer 3, registry: tracked runs, immutable model versions, approvals, aliases,
-lineage and the audit log, stored in the metadata DB; model artifacts are
+lineage, deployments and the audit log, stored in the metadata DB; model artifacts are
 content-addressed in the artifact store and verified before every load.
 
-Imports only :mod:`prodml.core`, :mod:`prodml.storage` and :mod:`prodml.validation`.
+Imports only :mod:`prodml.core`, :mod:`prodml.storage`, :mod:`prodml.stats` and
+:mod:`prodml.validation`.
 """
 
 from __future__ import annotations
 
+from prodml.registry._deployment_spec import (
+    POLICIES,
+    ROLES,
+    Arm,
+    BanditSpec,
+    Deployment,
+    DeploymentSpec,
+    Guardrails,
+)
+from prodml.registry._deployments import DeploymentStore
 from prodml.registry._environment import (
     capture_code,
     capture_environment,
@@ -27,9 +38,17 @@ from prodml.registry.formats import (
 
 __all__ = [
     "MODEL_FORMATS",
+    "POLICIES",
+    "ROLES",
     "AliasEvent",
+    "Arm",
     "AuditEntry",
+    "BanditSpec",
     "ColumnSpec",
+    "Deployment",
+    "DeploymentSpec",
+    "DeploymentStore",
+    "Guardrails",
     "LoadedModel",
     "ModelFormat",
     "ModelRegistry",

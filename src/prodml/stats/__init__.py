@@ -16,7 +16,13 @@ True
 
 from __future__ import annotations
 
-from prodml.stats._assignment import assign, assign_many, sample_fraction, unit_hash
+from prodml.stats._assignment import (
+    assign,
+    assign_many,
+    finite_float,
+    sample_fraction,
+    unit_hash,
+)
 from prodml.stats._bandits import (
     PRIOR_MEAN_VARIANCE,
     PRIOR_NOISE_VARIANCE,
@@ -40,6 +46,7 @@ __all__ = [
     "assign",
     "assign_many",
     "choose",
+    "finite_float",
     "probabilities",
     "sample_fraction",
     "unit_hash",

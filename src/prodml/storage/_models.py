@@ -29,11 +29,16 @@ from prodml.storage._columns import UTCDateTime
 __all__ = [
     "APPROVAL_STATUSES",
     "DEFINITION_KINDS",
+    "DEPLOYMENT_ACTIONS",
     "RUN_STATUSES",
     "AliasHistoryRow",
     "AuditRow",
+    "BanditDecisionRow",
+    "BanditStateRow",
     "Base",
     "DatasetRow",
+    "DeploymentHistoryRow",
+    "DeploymentRow",
     "FeatureDefinitionRow",
     "FeatureHeadRow",
     "MaterializationRow",
@@ -282,3 +287,71 @@ class AuditRow(Base):
     object_id: Mapped[str] = mapped_column(String(256), index=True)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+DEPLOYMENT_ACTIONS = (
+    "deploy",
+    "set_weights",
+    "pause",
+    "resume",
+    "promote",
+    "rollback",
+    "guardrail",
+    "delete",
+)
+
+
+class DeploymentRow(Base):
+    """An endpoint's current deployment; ``revision`` grows by one with every change."""
+
+    __tablename__ = "deployments"
+
+    endpoint: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DeploymentHistoryRow(Base):
+    """Every change of a deployment (``spec`` is NULL for a delete). Append-only:
+    triggers in the migration refuse every update and delete. The unique
+    (endpoint, revision) index also serves lookups by endpoint."""
+
+    __tablename__ = "deployment_history"
+    __table_args__ = (
+        UniqueConstraint("endpoint", "revision"),
+        _one_of("action", DEPLOYMENT_ACTIONS),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(_NAME)
+    revision: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BanditStateRow(Base):
+    """The shared bandit posterior of an endpoint (``BanditState.to_dict()``)."""
+
+    __tablename__ = "bandit_states"
+
+    endpoint: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BanditDecisionRow(Base):
+    """Which arm served a bandit request, so a reward arriving later at any replica
+    finds its arm."""
+
+    __tablename__ = "bandit_decisions"
+
+    request_id: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(_NAME)
+    arm: Mapped[str] = mapped_column(_NAME)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -1,0 +1,81 @@
+"""Wire a project's stores into a serving app (``prodml serve``, tests, benchmarks).
+
+``app_from_env`` is the factory uvicorn imports in each worker process when
+``prodml serve --workers N`` runs more than one: the project directory arrives in
+``PRODML_SERVE_PROJECT``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from prodml.core import Clock, ProjectNotFoundError
+from prodml.project._project import Project
+from prodml.serving import PredictionLog, ServingRuntime, create_app
+from prodml.storage import LogWriter
+
+__all__ = ["PROJECT_ENV", "app_from_env", "serving_app"]
+
+PROJECT_ENV = "PRODML_SERVE_PROJECT"
+
+
+def serving_app(project: Project, *, close_project: bool = False) -> FastAPI:
+    """The ASGI app serving every endpoint deployed in ``project``."""
+    config = project.config.serving
+    log = PredictionLog(
+        project.state_dir,
+        clock=project.clock,
+        flush_rows=config.log_flush_rows,
+        flush_interval_s=config.log_flush_interval_s,
+        max_queue=config.log_max_queue,
+        log_features=config.log_features,
+    )
+    runtime = ServingRuntime(
+        config=config,
+        registry=project.registry,
+        deployments=project.deployments,
+        features=project.features,
+        clock=project.clock,
+        predictions=log,
+    )
+    for name, writer in (("predictions", log.predictions), ("labels", log.labels)):
+        runtime.metrics.on_collect(_log_gauges(runtime, name, writer))
+    app = create_app(runtime)
+    if close_project:
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            try:
+                async with inner(app):
+                    yield
+            finally:
+                project.close()
+
+        app.router.lifespan_context = lifespan
+    return app
+
+
+def _log_gauges(runtime: ServingRuntime, name: str, writer: LogWriter) -> Callable[[], None]:
+    metrics = runtime.metrics
+
+    def refresh() -> None:
+        stats = writer.stats
+        metrics.log_queue.labels(name).set(stats.queued)
+        metrics.log_dropped.labels(name).set(stats.dropped)
+        metrics.log_saturated.labels(name).set(1 if stats.queued >= 0.9 * writer.max_queue else 0)
+
+    return refresh
+
+
+def app_from_env(clock: Clock | None = None) -> FastAPI:
+    """The app of the project named by ``PRODML_SERVE_PROJECT`` (uvicorn ``--factory``)."""
+    path = os.environ.get(PROJECT_ENV)
+    if not path:
+        raise ProjectNotFoundError(f"{PROJECT_ENV} is not set: expected a project directory")
+    return serving_app(Project.open(Path(path), clock=clock), close_project=True)

@@ -1,0 +1,35 @@
+"""Layer 5, serving: the HTTP server that meets traffic.
+
+Open Inference Protocol V2, the MLflow scoring protocol and the native entity-keyed
+protocol over one runtime that routes each request by its endpoint's deployment
+(single, shadow, canary, A/B, bandit), runs models behind adaptive micro-batching,
+timeouts and circuit breakers, falls back to the champion and then to a default
+response, enforces canary guardrails, remembers idempotent requests, and logs every
+prediction off the request path.
+
+Imports only layers below it: features, registry, validation, storage, stats, core.
+"""
+
+from __future__ import annotations
+
+from prodml.serving._app import create_app, status_of
+from prodml.serving._auth import Tokens
+from prodml.serving._feedback import parse_feedback
+from prodml.serving._labels import import_labels
+from prodml.serving._metrics import ServingMetrics
+from prodml.serving._predlog import LABELS_DIR, PREDICTIONS_DIR, PredictionLog
+from prodml.serving._runtime import Prediction, ServingRuntime
+
+__all__ = [
+    "LABELS_DIR",
+    "PREDICTIONS_DIR",
+    "Prediction",
+    "PredictionLog",
+    "ServingMetrics",
+    "ServingRuntime",
+    "Tokens",
+    "create_app",
+    "import_labels",
+    "parse_feedback",
+    "status_of",
+]

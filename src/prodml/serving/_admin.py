@@ -1,0 +1,141 @@
+"""The admin API ``/v1/admin/...``: read and change deployments, behind bearer tokens.
+
+``viewer`` lists deployments and their history; ``operator`` sets weights, pauses,
+resumes and rolls back; ``admin`` deploys and promotes. Every change goes through the
+deployment store (history and audit entry, actor = the token's name) and is applied by
+this server at once; other replicas pick it up within their watch interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from prodml.registry import Deployment, DeploymentSpec
+from prodml.serving import _openapi as api
+from prodml.serving._wire import FieldProblem, RequestInvalid
+
+if TYPE_CHECKING:
+    from prodml.serving._app import Server
+
+__all__ = ["add_admin_routes"]
+
+
+def _mapping(body: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise RequestInvalid(f"{what}: request body must be a JSON object", status=400)
+    return body
+
+
+def _reason(body: Mapping[str, Any]) -> str | None:
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise RequestInvalid(
+            "field 'reason' must be a string",
+            status=422,
+            details=[FieldProblem("reason", "wrong_type", "string")],
+        )
+    return reason
+
+
+def add_admin_routes(app: FastAPI, server: Server) -> None:
+    from prodml.serving._app import json_response  # the app module imports this one
+
+    runtime = server.runtime
+    store = runtime.deployments
+
+    async def run(role: str, request: Request, change: Callable[[str], Deployment]) -> Response:
+        actor = server.tokens.require(request.headers.get("authorization"), role)
+        loop = asyncio.get_running_loop()
+        deployment = await loop.run_in_executor(None, change, f"token:{actor}")
+        await runtime.refresh()
+        return json_response(deployment.to_dict())
+
+    @app.get("/v1/admin/deployments", responses=api.ADMIN)
+    async def deployments(request: Request) -> Response:
+        server.tokens.require(request.headers.get("authorization"), "viewer")
+        items = await asyncio.get_running_loop().run_in_executor(None, store.list)
+        return json_response([d.to_dict() for d in items])
+
+    @app.get("/v1/admin/deployments/{endpoint}/history", responses=api.ADMIN)
+    async def history(endpoint: str, request: Request) -> Response:
+        server.tokens.require(request.headers.get("authorization"), "viewer")
+        rows = await asyncio.get_running_loop().run_in_executor(None, store.history, endpoint)
+        return json_response(rows)
+
+    @app.put("/v1/admin/deployments/{endpoint}", responses=api.ADMIN, openapi_extra=api.DEPLOY)
+    async def deploy(endpoint: str, request: Request) -> Response:
+        body = _mapping(await server.json(request), "deploy")
+        spec_data = body.get("spec")
+        if not isinstance(spec_data, Mapping):
+            raise RequestInvalid(
+                "field 'spec' must be a deployment spec object",
+                status=422,
+                details=[FieldProblem("spec", "missing_field", "deployment spec object")],
+            )
+        spec = DeploymentSpec.from_dict(spec_data)
+        reason = _reason(body)
+        return await run(
+            "admin", request, lambda actor: store.deploy(endpoint, spec, actor=actor, reason=reason)
+        )
+
+    @app.post(
+        "/v1/admin/deployments/{endpoint}/weights", responses=api.ADMIN, openapi_extra=api.WEIGHTS
+    )
+    async def weights(endpoint: str, request: Request) -> Response:
+        body = _mapping(await server.json(request), "weights")
+        values = body.get("weights")
+        if not isinstance(values, Mapping) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+        ):
+            raise RequestInvalid(
+                "field 'weights' must map arm names to numbers",
+                status=422,
+                details=[FieldProblem("weights", "wrong_type", "object of arm name → number")],
+            )
+        reason = _reason(body)
+        change = partial(store.set_weights, endpoint, dict(values), reason=reason)
+        return await run("operator", request, lambda actor: change(actor=actor))
+
+    def simple(action: str, role: str) -> None:
+        async def handler(endpoint: str, request: Request) -> Response:
+            data = await server.body(request)
+            body = _mapping(await server.json(request), action) if data.strip() else {}
+            reason = _reason(body)
+            method = getattr(store, action)
+            if action == "promote":
+                arm = body.get("arm", "challenger")
+                if not isinstance(arm, str):
+                    raise RequestInvalid(
+                        "field 'arm' must be a string",
+                        status=422,
+                        details=[FieldProblem("arm", "wrong_type", "arm name")],
+                    )
+                return await run(
+                    role, request, lambda actor: method(endpoint, arm, actor=actor, reason=reason)
+                )
+            return await run(
+                role, request, lambda actor: method(endpoint, actor=actor, reason=reason)
+            )
+
+        handler.__name__ = f"admin_{action}"
+        app.add_api_route(
+            f"/v1/admin/deployments/{{endpoint}}/{action}",
+            handler,
+            methods=["POST"],
+            responses=api.ADMIN,
+            openapi_extra=api.ACTION,
+        )
+
+    for action, role in (
+        ("pause", "operator"),
+        ("resume", "operator"),
+        ("rollback", "operator"),
+        ("promote", "admin"),
+    ):
+        simple(action, role)

@@ -1,0 +1,494 @@
+"""The HTTP server: FastAPI routes over one :class:`ServingRuntime`.
+
+Handlers take the raw request and answer with orjson bytes: request bodies are decoded
+by the protocol codecs (``_v2``, ``_mlflow_wire``, ``_native``) against the model's
+signature, not by pydantic, which keeps the hot path short; the OpenAPI schema still
+describes every body (``openapi_extra``). Every error is ``{"error": …}`` (plus
+``details`` for contract violations) with a status from :func:`status_of`; no stack
+trace and no input value ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any
+
+import orjson
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from prodml.core import (
+    AuthError,
+    ConflictError,
+    DataValidationError,
+    DefinitionError,
+    NotFoundError,
+    ProdMLError,
+    SchemaError,
+    ServingConfig,
+    ServingError,
+    StateError,
+)
+from prodml.serving import _openapi as api
+from prodml.serving._admin import add_admin_routes
+from prodml.serving._auth import RoleError, Tokens
+from prodml.serving._endpoint import EndpointTable, stratum_of
+from prodml.serving._feedback import FeedbackHandler
+from prodml.serving._idempotency import IdempotencyStore, open_idempotency_store
+from prodml.serving._mlflow_wire import decode_invocations, encode_predictions
+from prodml.serving._native import NativeRequest, decode_native, encode_native
+from prodml.serving._runtime import Prediction, ServingRuntime
+from prodml.serving._v2 import decode_infer, encode_infer, model_metadata, split_infer_body
+from prodml.serving._wire import FieldProblem, RequestInvalid
+
+__all__ = ["create_app", "status_of"]
+
+try:
+    VERSION = package_version("prodml")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    VERSION = "0+unknown"
+
+log = logging.getLogger("prodml.serving")
+
+JSON = "application/json"
+MAX_ID_LENGTH = 128
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status of an error."""
+    if isinstance(exc, RequestInvalid):
+        return exc.status
+    if isinstance(exc, RoleError):
+        return 403
+    if isinstance(exc, AuthError):
+        return 401
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError | StateError):
+        return 409
+    if isinstance(exc, SchemaError | DataValidationError | DefinitionError):
+        return 422
+    if isinstance(exc, ServingError):
+        return 503
+    return 500
+
+
+def error_response(exc: BaseException, request_id: str | None = None) -> Response:
+    status = status_of(exc)
+    if (isinstance(exc, ProdMLError) and status < 500) or isinstance(exc, ServingError):
+        body: dict[str, Any] = {"error": str(exc).splitlines()[0]}
+        details = getattr(exc, "details", None)
+        if details:
+            body["details"] = [d.to_dict() for d in details]
+    else:
+        reference = request_id or uuid.uuid4().hex
+        log.error("request %s failed: %r", reference, exc, exc_info=exc)
+        body = {"error": f"internal error; see the server log for request {reference}"}
+    return json_response(body, status)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, JSON)
+
+
+class Server:
+    """The request handlers, bound to one runtime."""
+
+    def __init__(self, runtime: ServingRuntime, tokens: Tokens) -> None:
+        self.runtime = runtime
+        self.config: ServingConfig = runtime.config
+        self.tokens = tokens
+        self.idempotency: IdempotencyStore = open_idempotency_store(
+            self.config.idempotency_store, redis_url=self.config.redis_url
+        )
+        self.feedback = FeedbackHandler(runtime)
+
+    # -- plumbing ---------------------------------------------------------------------
+    async def body(self, request: Request) -> bytes:
+        limit = self.config.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestInvalid(f"request body over the {limit}-byte limit", status=413)
+        data = await request.body()
+        if len(data) > limit:
+            raise RequestInvalid(f"request body over the {limit}-byte limit", status=413)
+        return data
+
+    async def json(self, request: Request) -> Any:
+        data = await self.body(request)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise RequestInvalid("request body is not valid JSON", status=400) from None
+
+    async def remember(self, key: str, body: bytes | None = None) -> bytes | None:
+        """The cached response of ``key`` (``body`` None), or store ``body`` under it.
+        A shared store (Redis) is called off the event loop."""
+        store = self.idempotency
+        ttl = self.config.idempotency_ttl_s
+        if self.config.idempotency_store == "memory":
+            if body is None:
+                return store.get(key)
+            store.put(key, body, ttl)
+            return None
+        loop = asyncio.get_running_loop()
+        if body is None:
+            return await loop.run_in_executor(None, store.get, key)
+        await loop.run_in_executor(None, store.put, key, body, ttl)
+        return None
+
+    def check_predict_token(self, request: Request) -> None:
+        if self.config.predict_requires_token:
+            self.tokens.require(request.headers.get("authorization"), "viewer")
+
+    async def answer(
+        self,
+        request: Request,
+        table: EndpointTable,
+        frame: pd.DataFrame,
+        *,
+        request_id: str,
+        key: str | None,
+        encode: Callable[[Prediction], bytes],
+        protocol: str,
+        unit: str | None = None,
+        arm: str | None = None,
+        native: NativeRequest | None = None,
+        native_output: bool = False,
+    ) -> Response:
+        """Route, predict, log, count and encode one request (idempotently with a key)."""
+        started = time.perf_counter()
+        if len(request_id) > MAX_ID_LENGTH or (key is not None and len(key) > MAX_ID_LENGTH):
+            raise RequestInvalid(
+                f"request id or idempotency key longer than {MAX_ID_LENGTH} characters",
+                status=422,
+                details=[FieldProblem("id", "too_long", f"at most {MAX_ID_LENGTH} characters")],
+            )
+        cache_key = None if key is None else f"{table.endpoint}\0{key}"
+        if cache_key is not None:
+            cached = await self.remember(cache_key)
+            if cached is not None:
+                self.runtime.metrics.idempotent_replays.labels(table.endpoint).inc()
+                return Response(cached, 200, {"Idempotent-Replayed": "true"}, JSON)
+        rows: list[dict[str, Any]] = (
+            frame.to_dict("records") if table.primary.soft is not None else []  # type: ignore[assignment]
+        )
+        violations = self.runtime.soft_check(table, rows) if rows else []
+        if violations and self.config.on_soft_violation == "reject":
+            raise RequestInvalid.of(
+                [FieldProblem(v.column, v.kind, v.message) for v in violations], status=422
+            )
+        spec = table.deployment.spec
+        unit_value = unit or request.headers.get("x-prodml-unit")
+        if unit_value is None and spec.unit is not None and native is not None:
+            found = native.field(spec.unit)
+            unit_value = None if found is None else str(found)
+        if unit_value is None and spec.unit is not None and spec.unit in frame.columns:
+            unit_value = str(frame[spec.unit].iloc[0])
+        unit_value = unit_value or request_id
+        stratum = None
+        if spec.stratify_by is not None:
+            source = native.first_row() if native is not None else (rows[0] if rows else {})
+            stratum = stratum_of(source, spec.stratify_by)
+        prediction = await self.runtime.predict(
+            table, frame, request_id=request_id, unit=unit_value, stratum=stratum, arm=arm,
+            violations=violations, native=native_output,
+        )  # fmt: skip
+        body = encode(prediction)
+        latency_ms = (time.perf_counter() - started) * 1000
+        metrics = self.runtime.metrics
+        metrics.requests.labels(table.endpoint, prediction.arm, prediction.status, "").inc()
+        metrics.latency.labels(table.endpoint, prediction.arm).observe(latency_ms / 1000)
+        self.runtime.log.record(
+            prediction, frame, unit=unit_value, latency_ms=latency_ms, protocol=protocol,
+            entities=native.entities if native is not None else None,
+            feature_versions=native.versions if native is not None else None,
+        )  # fmt: skip
+        if cache_key is not None:
+            await self.remember(cache_key, body)
+        return Response(body, 200, {"X-Request-ID": request_id}, JSON)
+
+    def count_error(self, endpoint: str, exc: BaseException) -> None:
+        self.runtime.metrics.requests.labels(endpoint, "", "error", type(exc).__name__).inc()
+
+    # -- OIP V2 -------------------------------------------------------------------------
+    async def v2_infer(self, request: Request) -> Response:
+        name = request.path_params["model_name"]
+        version = request.path_params.get("version")
+        self.check_predict_token(request)
+        table = self.runtime.table(name)
+        arm = None if version is None else self.arm_of_version(table, version)
+        signature = (table.arms[arm].model if arm else table.primary).signature
+        raw = await self.body(request)
+        body, binary = split_infer_body(raw, _header_length(request.headers))
+        decoded = decode_infer(body, signature, binary=binary, model=name)
+        request_id = decoded.id or request.headers.get("x-request-id") or uuid.uuid4().hex
+
+        def encode(p: Prediction) -> bytes:
+            model_version = p.model.split(":", 1)[1] if p.model else ""
+            body = encode_infer(
+                name, model_version, decoded.id, p.scores, signature,
+                outputs=decoded.outputs, parameters=decoded.parameters or None,
+            )  # fmt: skip
+            return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+        key = request.headers.get("idempotency-key") or _v2_key(decoded.id, request, raw)
+        return await self.answer(
+            request, table, decoded.frame, request_id=request_id, key=key, encode=encode,
+            protocol="v2", arm=arm,
+        )  # fmt: skip
+
+    def arm_of_version(self, table: EndpointTable, version: str) -> str:
+        for state in table.arms.values():
+            if state.model.ref.split(":", 1)[1] == version and state.arm.role != "shadow":
+                return state.name
+        versions = sorted({s.model.ref.split(":", 1)[1] for s in table.arms.values()})
+        raise NotFoundError(
+            f"model {table.endpoint!r} has no serving version {version!r}: expected one of {versions}"
+        )
+
+    async def v2_model(self, request: Request) -> Response:
+        name = request.path_params["model_name"]
+        table = self.runtime.table(name)
+        version = request.path_params.get("version")
+        model = table.arms[self.arm_of_version(table, version)].model if version else table.primary
+        versions = sorted({s.model.ref.split(":", 1)[1] for s in table.arms.values()})
+        return json_response(model_metadata(name, versions, model.signature))
+
+    async def v2_model_ready(self, request: Request) -> Response:
+        name = request.path_params["model_name"]
+        table = self.runtime.table(name)
+        version = request.path_params.get("version")
+        if version is not None:
+            self.arm_of_version(table, version)
+        return json_response({"name": name, "ready": self.runtime.ready})
+
+    # -- MLflow scoring protocol --------------------------------------------------------
+    async def invocations(self, request: Request) -> Response:
+        self.check_predict_token(request)
+        name = request.path_params.get("name") or request.query_params.get("endpoint")
+        table = self.runtime.table(name) if name else self.runtime.only_endpoint()
+        model = table.primary
+        frame = decode_invocations(
+            await self.body(request), request.headers.get("content-type", JSON), model.signature
+        )
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+
+        def encode(p: Prediction) -> bytes:
+            return encode_predictions(p.scores)
+
+        return await self.answer(
+            request, table, frame, request_id=request_id,
+            key=request.headers.get("idempotency-key"), encode=encode, protocol="mlflow",
+            native_output=True,
+        )  # fmt: skip
+
+    # -- native -------------------------------------------------------------------------
+    async def native_predict(self, request: Request) -> Response:
+        self.check_predict_token(request)
+        table = self.runtime.table(request.path_params["name"])
+        body = await self.json(request)
+        native = await decode_native(body, table, self.runtime)
+        request_id = native.request_id or request.headers.get("x-request-id") or uuid.uuid4().hex
+
+        def encode(p: Prediction) -> bytes:
+            return encode_native(p, native)
+
+        key = request.headers.get("idempotency-key") or native.request_id
+        return await self.answer(
+            request, table, native.frame, request_id=request_id, key=key, encode=encode,
+            protocol="native", unit=native.unit, native=native,
+        )  # fmt: skip
+
+
+def create_app(runtime: ServingRuntime, *, tokens: Tokens | None = None) -> FastAPI:
+    """The ASGI app; its lifespan starts the runtime (loads every deployment) and closes
+    it at shutdown (drains shadows, syncs bandits, flushes the logs)."""
+    server = Server(runtime, tokens or Tokens(runtime.config.tokens))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+            server.idempotency.close()
+
+    app = FastAPI(
+        title="prodml serving",
+        version=VERSION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.server = server
+
+    @app.exception_handler(ProdMLError)
+    async def prodml_error(request: Request, exc: ProdMLError) -> Response:
+        return error_response(exc, request.headers.get("x-request-id"))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return json_response({"error": str(exc.detail)}, exc.status_code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return json_response({"error": "request parameters are invalid"}, 422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return error_response(exc, request.headers.get("x-request-id"))
+
+    add_health_routes(app, server)
+    add_v2_routes(app, server)
+    add_mlflow_routes(app, server)
+    add_native_routes(app, server)
+    add_admin_routes(app, server)
+    return app
+
+
+def add_health_routes(app: FastAPI, server: Server) -> None:
+    runtime = server.runtime
+
+    @app.get("/healthz", responses=api.OK)
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", responses=api.OK)
+    async def readyz() -> Response:
+        ready = runtime.ready and bool(runtime.tables)
+        body = {
+            "ready": ready,
+            "endpoints": {n: t.revision for n, t in sorted(runtime.tables.items())},
+            "error": runtime.last_refresh_error,
+        }
+        return json_response(body, 200 if ready else 503)
+
+    @app.get("/metrics", responses=api.OK)
+    async def metrics() -> Response:
+        data, content_type = runtime.metrics.render()
+        return Response(data, 200, media_type=content_type)
+
+
+def add_v2_routes(app: FastAPI, server: Server) -> None:
+    runtime = server.runtime
+
+    @app.get("/v2/health/live", responses=api.OK)
+    async def live() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/v2/health/ready", responses=api.OK)
+    async def ready() -> Response:
+        ok = runtime.ready and bool(runtime.tables)
+        return json_response({"ready": ok}, 200 if ok else 503)
+
+    @app.get("/v2", responses=api.OK)
+    async def metadata() -> Response:
+        return json_response({"name": "prodml", "version": VERSION, "extensions": []})
+
+    for path in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{version}"):
+        app.add_api_route(path, _raw(server.v2_model), methods=["GET"], responses=api.OK)
+        app.add_api_route(
+            path + "/ready", _raw(server.v2_model_ready), methods=["GET"], responses=api.OK
+        )
+        app.add_api_route(
+            path + "/infer",
+            _raw(server.v2_infer),
+            methods=["POST"],
+            openapi_extra=api.V2_INFER,
+            responses=api.PREDICT,
+        )
+
+
+def add_mlflow_routes(app: FastAPI, server: Server) -> None:
+    @app.get("/ping", responses=api.OK)
+    @app.get("/health", responses=api.OK)
+    async def ping() -> Response:
+        return Response(b"\n", 200, media_type=JSON)
+
+    @app.get("/version", responses=api.OK)
+    async def version() -> Response:
+        return Response(VERSION.encode(), 200, media_type="text/plain")
+
+    for path in ("/invocations", "/v1/endpoints/{name}/invocations"):
+        app.add_api_route(
+            path,
+            _raw(server.invocations),
+            methods=["POST"],
+            openapi_extra=api.INVOCATIONS,
+            responses=api.PREDICT,
+        )
+
+
+def add_native_routes(app: FastAPI, server: Server) -> None:
+    runtime = server.runtime
+    app.add_api_route(
+        "/v1/endpoints/{name}/predict",
+        _raw(server.native_predict),
+        methods=["POST"],
+        openapi_extra=api.NATIVE,
+        responses=api.PREDICT,
+    )
+    app.add_api_route(
+        "/v1/feedback",
+        _raw(server.feedback.handle(server)),
+        methods=["POST"],
+        openapi_extra=api.FEEDBACK,
+        responses=api.PREDICT,
+    )
+
+    @app.get("/v1/endpoints", responses=api.OK)
+    async def endpoints() -> Response:
+        return json_response([t.describe() for _, t in sorted(runtime.tables.items())])
+
+    @app.get("/v1/endpoints/{name}", responses=api.OK)
+    async def endpoint(name: str) -> Response:
+        return json_response(runtime.table(name).describe())
+
+
+def _v2_key(request_id: str | None, request: Request, raw: bytes) -> str | None:
+    """The idempotency key of a V2 request's ``id``: an id correlates, it does not
+    deduplicate, so only the same id with the same route and body replays an answer."""
+    if request_id is None:
+        return None
+    digest = hashlib.sha256(request.url.path.encode() + b"\0" + raw).hexdigest()
+    return f"{request_id}\0{digest}"
+
+
+def _header_length(headers: Mapping[str, str]) -> int | None:
+    """The JSON length Triton's binary tensor extension puts in
+    ``Inference-Header-Content-Length`` (``None``: the whole body is JSON)."""
+    value = headers.get("inference-header-content-length")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        problem = FieldProblem(
+            "Inference-Header-Content-Length", "is not a byte count", "a non-negative integer"
+        )
+        raise RequestInvalid.of([problem], status=400)
+    return int(value)
+
+
+def _raw(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` as a FastAPI endpoint taking the raw request (no body model)."""
+
+    async def endpoint(request: Request) -> Response:
+        return await handler(request)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint

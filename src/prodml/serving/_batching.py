@@ -1,0 +1,230 @@
+"""Adaptive micro-batching: concurrent requests to one model share one model call.
+
+One consumer task per :class:`MicroBatcher` takes the first queued request plus
+whatever else is queued at that moment, up to ``max_size`` rows (a request is never
+split; a request larger than ``max_size`` goes alone), optionally waits ``max_wait_ms``
+for a fuller batch, and runs ``predict`` on the concatenated frame in an executor so
+CPU-bound model code stays off the event loop. While a batch runs, new arrivals queue
+and form the next batch: at low load a request waits for nobody, under load batches
+grow by themselves. That is the whole policy; the batch size follows the load.
+
+The queue is a deque plus an :class:`asyncio.Event` rather than an
+:class:`asyncio.Queue` because batching needs to look at the next request before taking
+it (does it still fit?). A lone request's frame goes to ``predict`` as it is (no copy,
+its own index); batched frames are joined with ``pd.concat(ignore_index=True)``.
+
+>>> import asyncio, concurrent.futures
+>>> async def demo() -> list[float]:
+...     with concurrent.futures.ThreadPoolExecutor(1) as pool:
+...         batcher = MicroBatcher(lambda f: f["x"].to_numpy() * 2, max_size=8,
+...                                max_wait_ms=0, executor=pool, name="demo")
+...         out = await batcher.submit(pd.DataFrame({"x": [1.0, 2.0]}))
+...         await batcher.close()
+...         return out.tolist()
+>>> asyncio.run(demo())
+[2.0, 4.0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from prodml.core.errors import BadOutputError, ServingError
+
+__all__ = ["MicroBatcher"]
+
+log = logging.getLogger("prodml.serving")
+
+Predict = Callable[[pd.DataFrame], np.ndarray]
+
+
+@dataclass(slots=True)
+class _Request:
+    frame: pd.DataFrame
+    rows: int
+    future: asyncio.Future[np.ndarray]
+
+
+class MicroBatcher:
+    """Queue of requests to one model, answered in adaptive micro-batches.
+
+    ``on_batch`` (e.g. a Prometheus histogram's ``observe``) is called with the row
+    count of every batch sent to ``predict``; ``batches`` and ``rows`` count them.
+    """
+
+    def __init__(
+        self,
+        predict: Predict,
+        *,
+        max_size: int,
+        max_wait_ms: float,
+        executor: concurrent.futures.Executor,
+        name: str,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise ValueError(
+                f"MicroBatcher {name!r}: max_size must be an integer >= 1, got {max_size!r}"
+            )
+        if not (isinstance(max_wait_ms, int | float) and 0 <= max_wait_ms < math.inf):
+            raise ValueError(
+                f"MicroBatcher {name!r}: max_wait_ms must be a finite number >= 0, got {max_wait_ms!r}"
+            )
+        self.name = name
+        self.max_size = max_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self._predict = predict
+        self._executor = executor
+        self._on_batch = on_batch
+        self._pending: deque[_Request] = deque()
+        self._inflight: list[_Request] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._batches = 0
+        self._rows = 0
+
+    @property
+    def batches(self) -> int:
+        """Model calls made so far."""
+        return self._batches
+
+    @property
+    def rows(self) -> int:
+        """Rows sent to the model so far."""
+        return self._rows
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch (not counting the one running)."""
+        return len(self._pending)
+
+    async def submit(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's output for ``frame``'s rows, computed in a shared batch."""
+        if self._closed:
+            raise ServingError(f"model {self.name!r}: the micro-batcher is closed")
+        wakeup = self._wakeup
+        task = self._task
+        if wakeup is None or task is None or task.done():
+            wakeup = self._start()
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Request(frame, len(frame), future))
+        wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Stop the consumer; every request not yet answered fails with ServingError."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])  # unlike ``await task``, keeps our own cancellation
+        self._fail_all(ServingError(f"model {self.name!r}: the micro-batcher was closed"))
+
+    def _start(self) -> asyncio.Event:
+        """Start (or, after its event loop ended, restart) the consumer in this loop."""
+        self._fail_all(ServingError(f"model {self.name!r}: the micro-batcher was restarted"))
+        wakeup = self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(
+            self._consume(wakeup), name=f"prodml-batcher-{self.name}"
+        )
+        return wakeup
+
+    async def _consume(self, wakeup: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                wakeup.clear()
+                await wakeup.wait()
+                continue
+            batch, rows, full = self._take([], 0)
+            if not batch:  # every queued caller had given up
+                continue
+            if self.max_wait_s > 0 and not full:
+                deadline = loop.time() + self.max_wait_s
+                while not full and (remaining := deadline - loop.time()) > 0:
+                    wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(remaining):
+                            await wakeup.wait()
+                    batch, rows, full = self._take(batch, rows)
+            await self._run(loop, batch, rows)
+
+    def _take(self, batch: list[_Request], rows: int) -> tuple[list[_Request], int, bool]:
+        """Move queued requests into ``batch`` while they fit; True when nothing more fits."""
+        pending = self._pending
+        while pending:
+            request = pending[0]
+            if request.future.done():  # its caller gave up (cancelled) while it queued
+                pending.popleft()
+                continue
+            if batch and rows + request.rows > self.max_size:
+                return batch, rows, True
+            pending.popleft()
+            batch.append(request)
+            rows += request.rows
+            if rows >= self.max_size:
+                return batch, rows, True
+        return batch, rows, False
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Request], rows: int) -> None:
+        self._inflight = batch  # stays set if we are cancelled: close() fails these
+        try:
+            if len(batch) == 1:
+                frame = batch[0].frame
+            else:
+                frame = pd.concat([r.frame for r in batch], ignore_index=True)
+            self._batches += 1
+            self._rows += rows
+            self._observe(rows)
+            output = np.asarray(await loop.run_in_executor(self._executor, self._predict, frame))
+            if output.ndim == 0 or len(output) != rows:
+                shape = output.shape
+                raise BadOutputError(
+                    f"model {self.name!r}: predict returned output of shape {shape} for "
+                    f"{rows} input rows; expected {rows} rows"
+                )
+        except Exception as exc:
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+        else:
+            start = 0
+            for request in batch:
+                stop = start + request.rows
+                if not request.future.done():
+                    request.future.set_result(output[start:stop])
+                start = stop
+        self._inflight = []
+
+    def _observe(self, rows: int) -> None:
+        if self._on_batch is None:
+            return
+        try:
+            self._on_batch(rows)
+        except Exception:  # a metrics hook must not fail predictions; say so loudly
+            log.exception("model %r: the on_batch hook failed", self.name)
+
+    def _fail_all(self, error: ServingError) -> None:
+        requests = [*self._inflight, *self._pending]
+        self._inflight = []
+        self._pending.clear()
+        for request in requests:
+            if not request.future.done() and not request.future.get_loop().is_closed():
+                request.future.set_exception(error)
+
+    def __repr__(self) -> str:
+        return (
+            f"MicroBatcher(name={self.name!r}, max_size={self.max_size}, "
+            f"max_wait_ms={self.max_wait_s * 1000:g}, batches={self._batches}, rows={self._rows})"
+        )

@@ -1,0 +1,134 @@
+"""One endpoint's routing table at one deployment revision: which arm answers a request.
+
+A table is immutable; a new deployment revision builds a new table (new models loaded
+and warmed first) and swaps it in with one assignment, so a request in flight keeps the
+table it started with and no request is dropped. Breakers and guardrail windows belong
+to (endpoint, arm, model) and carry over between tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prodml.features import FeatureService
+from prodml.registry import Arm, Deployment
+from prodml.serving._bandit import BanditRouter
+from prodml.serving._breaker import CircuitBreaker
+from prodml.serving._guardrails import ArmWindow
+from prodml.serving._served import ServedModel
+from prodml.stats import assign, sample_fraction
+
+__all__ = ["ArmState", "EndpointTable", "Route"]
+
+
+@dataclass(eq=False)
+class ArmState:
+    """An arm with its loaded model, breaker and (for guarded arms) guardrail window."""
+
+    arm: Arm
+    model: ServedModel
+    breaker: CircuitBreaker
+    window: ArmWindow | None = None
+    tripped: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.arm.name
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one request goes: the arm that answers, the shadows that also see it, and
+    the bandit propensity of the choice (None for hashed routing)."""
+
+    arm: ArmState
+    shadows: tuple[ArmState, ...]
+    propensity: float | None = None
+
+
+@dataclass(eq=False)
+class EndpointTable:
+    """The routing table of one endpoint at one revision."""
+
+    deployment: Deployment
+    arms: dict[str, ArmState]
+    service: FeatureService | None = None
+    service_error: str | None = None
+    bandit: BanditRouter | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        spec = self.deployment.spec
+        self.endpoint = self.deployment.endpoint
+        self.revision = self.deployment.revision
+        self.salt = spec.salt or self.endpoint
+        self._shadow_salt = self.salt + "\0shadow"
+        champion = spec.champion
+        self.champion: ArmState | None = self.arms[champion.name] if champion else None
+        self.shadows = tuple(self.arms[a.name] for a in spec.shadow_arms)
+        if not self.weights:
+            self.weights = {n: w for n, w in spec.serving_weights().items() if w > 0}
+        self._only = next(iter(self.weights)) if len(self.weights) == 1 else None
+
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Change live weights in place (a guardrail trip, before the DB records it)."""
+        live = {n: w for n, w in weights.items() if w > 0}
+        self.weights = live
+        self._only = next(iter(live)) if len(live) == 1 else None
+
+    @property
+    def primary(self) -> ServedModel:
+        """The model whose signature the endpoint's requests are checked against."""
+        arm = self.champion or next(iter(self.arms.values()))
+        return arm.model
+
+    def route(self, unit: str, request_id: str, now: datetime, stratum: str | None = None) -> Route:
+        """The arm for a request: sticky by unit hash (per-stratum salt when stratified),
+        or Thompson sampling for a bandit; shadows sampled by unit."""
+        spec = self.deployment.spec
+        propensity = None
+        if self.bandit is not None and not spec.paused:
+            decision = self.bandit.choose(request_id, now)
+            name, propensity = decision.arm, decision.propensity
+        elif self._only is not None:
+            name = self._only
+        else:
+            salt = self.salt if stratum is None else f"{self.salt}\0{stratum}"
+            name = assign(unit, salt, self.weights)
+        shadows: tuple[ArmState, ...] = ()
+        if self.shadows:
+            fraction = spec.shadow_fraction
+            if fraction >= 1.0 or sample_fraction(unit, self._shadow_salt, fraction):
+                shadows = self.shadows
+        return Route(self.arms[name], shadows, propensity)
+
+    def describe(self) -> dict[str, Any]:
+        spec = self.deployment.spec
+        return {
+            "endpoint": self.endpoint,
+            "revision": self.revision,
+            "policy": spec.policy,
+            "paused": spec.paused,
+            "weights": dict(self.weights),
+            "arms": [
+                {
+                    "name": state.name,
+                    "role": state.arm.role,
+                    "model": state.model.ref,
+                    "breaker": state.breaker.state,
+                    "tripped": state.tripped,
+                }
+                for state in self.arms.values()
+            ],
+            "feature_service": None if self.service is None else self.service.name,
+        }
+
+
+def stratum_of(row: Mapping[str, Any], field_name: str | None) -> str | None:
+    if field_name is None:
+        return None
+    value = row.get(field_name)
+    return None if value is None else str(value)

@@ -1,0 +1,184 @@
+"""``POST /v1/feedback``: labels and rewards arriving after the prediction.
+
+One item, or ``{"items": [...]}``, each naming its ``endpoint`` and either the
+``request_id`` it answers or the ``entities`` and ``event_time`` it is about, with a
+``label`` and/or a ``reward``. Every item goes to the label log; a reward (or, for a
+bandit endpoint, a label) whose request was routed by a bandit updates that arm's
+posterior, wherever the request was served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from prodml.core import ensure_utc
+from prodml.serving._wire import FieldProblem, RequestInvalid
+from prodml.stats import finite_float
+
+if TYPE_CHECKING:
+    from prodml.serving._app import Server
+    from prodml.serving._runtime import ServingRuntime
+
+__all__ = ["FeedbackHandler", "parse_feedback"]
+
+_FIELDS = frozenset({"endpoint", "request_id", "entities", "event_time", "label", "reward", "time"})
+_MAX_ITEMS = 10_000
+
+
+def _problem(index: int, name: str, problem: str, expected: str) -> FieldProblem:
+    return FieldProblem(f"items[{index}].{name}", problem, expected)
+
+
+def _time(value: Any, index: int, name: str, problems: list[FieldProblem]) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return ensure_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    problems.append(_problem(index, name, "wrong_type", "an ISO 8601 time"))
+    return None
+
+
+def parse_feedback(body: Any, *, now: datetime) -> list[dict[str, Any]]:
+    """Label records from a feedback body; every problem of every item in one error."""
+    if isinstance(body, Mapping) and "items" in body:
+        items = body["items"]
+        if not isinstance(items, list) or not items or len(body) != 1:
+            raise RequestInvalid(
+                "'items' must be a non-empty list of feedback objects and the only field",
+                status=422,
+                details=[FieldProblem("items", "wrong_type", "non-empty list of objects")],
+            )
+    elif isinstance(body, Mapping):
+        items = [body]
+    else:
+        raise RequestInvalid("feedback body must be a JSON object", status=400)
+    if len(items) > _MAX_ITEMS:
+        raise RequestInvalid(f"{len(items)} feedback items: the limit is {_MAX_ITEMS}", status=413)
+    records: list[dict[str, Any]] = []
+    problems: list[FieldProblem] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            problems.append(_problem(index, "", "wrong_type", "object"))
+            continue
+        problems.extend(
+            _problem(index, str(k), "extra_field", "a feedback field")
+            for k in item
+            if k not in _FIELDS
+        )
+        endpoint = item.get("endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            problems.append(_problem(index, "endpoint", "missing_field", "the endpoint's name"))
+        request_id = item.get("request_id")
+        entities = item.get("entities")
+        if request_id is not None and not isinstance(request_id, str):
+            problems.append(_problem(index, "request_id", "wrong_type", "string"))
+        if entities is not None and (
+            not isinstance(entities, Mapping)
+            or not all(isinstance(v, str | int | float) for v in entities.values())
+        ):
+            problems.append(_problem(index, "entities", "wrong_type", "object of scalar keys"))
+        if request_id is None and entities is None:
+            problems.append(
+                _problem(
+                    index, "request_id", "missing_field", "request_id, or entities + event_time"
+                )
+            )
+        event_time = _time(item.get("event_time"), index, "event_time", problems)
+        if request_id is None and entities is not None and event_time is None:
+            problems.append(_problem(index, "event_time", "missing_field", "an ISO 8601 time"))
+        label_time = _time(item.get("time"), index, "time", problems) or now
+        label, reward = item.get("label"), item.get("reward")
+        if label is None and reward is None:
+            problems.append(_problem(index, "label", "missing_field", "a label or a reward"))
+        if label is not None and not isinstance(label, str | int | float | bool):
+            problems.append(_problem(index, "label", "wrong_type", "number, string or bool"))
+        if reward is not None and finite_float(reward) is None:
+            problems.append(_problem(index, "reward", "wrong_type", "finite number"))
+        records.append(
+            {
+                "time": label_time,
+                "endpoint": endpoint,
+                "request_id": request_id,
+                "event_time": event_time,
+                "entities": dict(entities) if isinstance(entities, Mapping) else None,
+                "label": label,
+                "reward": None if reward is None else float(reward),
+                "source": "feedback",
+            }
+        )
+    if problems:
+        raise RequestInvalid(
+            f"feedback has {len(problems)} problem(s); see details", status=422, details=problems
+        )
+    return records
+
+
+class FeedbackHandler:
+    """Writes feedback to the label log and credits bandit arms."""
+
+    def __init__(self, runtime: ServingRuntime) -> None:
+        self.runtime = runtime
+
+    def handle(self, server: Server) -> Callable[[Request], Awaitable[Response]]:
+        async def feedback(request: Request) -> Response:
+            server.check_predict_token(request)
+            records = parse_feedback(await server.json(request), now=self.runtime.clock.now())
+            written = sum(self.runtime.log.record_label(r) for r in records)
+            matched = await self.credit(records)
+            body = {"accepted": written, "dropped": len(records) - written, "rewarded": matched}
+            return Response(orjson.dumps(body), 200, media_type="application/json")
+
+        return feedback
+
+    async def credit(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Rewards for bandit endpoints, matched to the arm that served each request."""
+        wanted = [
+            r for r in records
+            if r["request_id"] is not None
+            and (table := self.runtime.tables.get(r["endpoint"])) is not None
+            and table.bandit is not None
+        ]  # fmt: skip
+        if not wanted:
+            return 0
+        loop = asyncio.get_running_loop()
+        ids = [r["request_id"] for r in wanted]
+        found: dict[str, tuple[str, str]] = {}
+        for table in {self.runtime.tables[r["endpoint"]] for r in wanted}:
+            if table.bandit is not None:
+                found.update(table.bandit.pending(ids))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            found.update(
+                await loop.run_in_executor(None, self.runtime.deployments.find_decisions, missing)
+            )
+        credited = 0
+        for record in wanted:
+            hit = found.get(record["request_id"])
+            table = self.runtime.tables.get(record["endpoint"])
+            value = record["reward"] if record["reward"] is not None else record["label"]
+            ok = (
+                hit is not None
+                and table is not None
+                and table.bandit is not None
+                and hit[0] == record["endpoint"]
+            )
+            self.runtime.metrics.feedback.labels(record["endpoint"], "yes" if ok else "no").inc()
+            if not ok or table is None or table.bandit is None or hit is None:
+                continue
+            try:
+                table.bandit.reward(hit[1], float(value))
+            except Exception:  # a reward the bandit cannot take (e.g. 0.5 for bernoulli)
+                self.runtime.metrics.feedback.labels(record["endpoint"], "invalid").inc()
+                continue
+            credited += 1
+        return credited

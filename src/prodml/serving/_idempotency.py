@@ -1,0 +1,224 @@
+"""Idempotency keys: a retried request with the same key, within a TTL, gets the same
+response bytes instead of a second prediction (and a second prediction-log record).
+
+:class:`IdempotencyStore` is the interface: ``get`` a stored response, ``put`` one
+with a TTL — atomically, first writer wins, so two replicas racing on one retry agree
+on a single answer. Callers namespace keys themselves (endpoint + client key). Public
+methods check their arguments, backends write ``_get`` / ``_put`` / ``_close``.
+
+* :class:`MemoryIdempotencyStore` — one process: a dict in insertion order with expiry,
+  bounded (oldest entries evicted first), thread-safe; time from ``clock_fn``.
+* :class:`RedisIdempotencyStore` — shared by replicas: ``SET key value NX PX ttl``;
+  redis-py is imported only when this store is opened.
+
+>>> now = [0.0]
+>>> store = open_idempotency_store("memory", clock_fn=lambda: now[0])
+>>> store.put("predict:abc", b'{"y": 1}', ttl_s=60), store.put("predict:abc", b"other", ttl_s=60)
+(True, False)
+>>> store.get("predict:abc")
+b'{"y": 1}'
+>>> now[0] = 60.0
+>>> store.get("predict:abc") is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self
+
+from prodml.core.errors import ConfigError, StorageError
+from prodml.storage import redact_url
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = [
+    "IdempotencyStore",
+    "MemoryIdempotencyStore",
+    "RedisIdempotencyStore",
+    "open_idempotency_store",
+]
+
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+class IdempotencyStore(ABC):
+    """Response bytes by idempotency key, each kept for its own TTL."""
+
+    def get(self, key: str) -> bytes | None:
+        """The response stored under ``key``, or None if there is none or it expired."""
+        _check_key(key)
+        return self._get(key)
+
+    def put(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Store ``value`` for ``ttl_s`` seconds unless ``key`` already holds a live value.
+
+        True when this call stored it; False when another writer got there first (then
+        ``get`` returns theirs).
+        """
+        _check_key(key)
+        if not isinstance(value, bytes):
+            raise TypeError(
+                f"idempotency value for {key!r}: expected bytes, got {type(value).__name__}"
+            )
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0:
+            raise ValueError(f"idempotency ttl_s for {key!r}: expected a number > 0, got {ttl_s!r}")
+        if not math.isfinite(ttl_s):
+            raise ValueError(
+                f"idempotency ttl_s for {key!r}: expected a finite number, got {ttl_s!r}"
+            )
+        return self._put(key, value, float(ttl_s))
+
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def _get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def _put(self, key: str, value: bytes, ttl_s: float) -> bool: ...
+
+    def _close(self) -> None:
+        return None
+
+
+class MemoryIdempotencyStore(IdempotencyStore):
+    """In-process store; past ``max_entries`` the oldest-written keys are evicted."""
+
+    def __init__(
+        self,
+        clock_fn: Callable[[], float] = time.monotonic,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(
+                f"MemoryIdempotencyStore: max_entries must be an integer >= 1, got {max_entries!r}"
+            )
+        self.max_entries = max_entries
+        self._clock = clock_fn
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _get(self, key: str) -> bytes | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= now:
+                del self._entries[key]
+                return None
+            return entry[1]
+
+    def _put(self, key: str, value: bytes, ttl_s: float) -> bool:
+        now = self._clock()
+        entries = self._entries
+        with self._lock:
+            entry = entries.get(key)
+            if entry is not None:
+                if entry[0] > now:
+                    return False
+                del entries[key]
+            while entries and next(iter(entries.values()))[0] <= now:
+                entries.popitem(last=False)  # expired at the old end: cheap to drop now
+            while len(entries) >= self.max_entries:
+                entries.popitem(last=False)
+            entries[key] = (now + ttl_s, value)
+            return True
+
+    def _close(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class RedisIdempotencyStore(IdempotencyStore):
+    """Store in Redis under ``prefix + key``; Redis expires keys itself.
+
+    The constructor pings the server so an unreachable Redis fails at startup, with a
+    :class:`StorageError` naming the URL (password masked). ``timeout_s`` bounds every
+    call: an idempotency check must not hang a request.
+    """
+
+    def __init__(self, url: str, prefix: str = "prodml:idem:", *, timeout_s: float = 2.0) -> None:
+        import redis
+
+        self._where = f"idempotency store {redact_url(url)}"
+        self._error: type[Exception] = redis.RedisError
+        self.prefix = prefix
+        try:
+            self._client: redis.Redis[bytes] = redis.Redis.from_url(
+                url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{self._where}: invalid Redis URL: {exc}") from None
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            self._client.close()
+            raise StorageError(f"{self._where}: Redis is unreachable: {exc}") from None
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            value: bytes | None = self._client.get(self.prefix + key)
+        except self._error as exc:
+            raise StorageError(f"{self._where}: get {key!r} failed: {exc}") from None
+        return value
+
+    def _put(self, key: str, value: bytes, ttl_s: float) -> bool:
+        ttl_ms = max(1, math.ceil(ttl_s * 1000))
+        try:
+            stored = self._client.set(self.prefix + key, value, nx=True, px=ttl_ms)
+        except self._error as exc:
+            raise StorageError(f"{self._where}: put {key!r} failed: {exc}") from None
+        return bool(stored)
+
+    def _close(self) -> None:
+        self._client.close()
+
+
+def open_idempotency_store(
+    kind: Literal["memory", "redis"],
+    *,
+    redis_url: str | None = None,
+    clock_fn: Callable[[], float] = time.monotonic,
+    redis_prefix: str = "prodml:idem:",
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> IdempotencyStore:
+    """The idempotency store ``kind`` names (``serving.idempotency_store`` in the config)."""
+    if kind == "memory":
+        return MemoryIdempotencyStore(clock_fn, max_entries=max_entries)
+    if kind == "redis":
+        if not redis_url:
+            raise ConfigError("serving.redis_url: the 'redis' idempotency store needs a Redis URL")
+        return RedisIdempotencyStore(redis_url, redis_prefix)
+    raise ConfigError(
+        f"serving.idempotency_store: expected one of ['memory', 'redis'], got {kind!r}"
+    )
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"idempotency key: expected a non-empty string, got {key!r}")

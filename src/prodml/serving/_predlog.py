@@ -1,0 +1,116 @@
+"""The prediction and label logs of a server: one record per predicted row (live or
+shadow) and per label, appended without I/O on the request path and written to Parquet
+partitions ``endpoint=…/date=…/hour=…`` by :class:`~prodml.storage.LogWriter`'s
+background thread.
+
+A prediction record holds the fields of DESIGN.md: ``request_id``, ``row``, ``time``,
+``endpoint``, ``arm``, ``model_version``, ``unit``, ``status`` (ok, fallback, degraded,
+error), ``shadow``, ``output``, ``latency_ms``, ``propensity``, ``fallback_from``,
+``error``, ``violations``, the entity keys (``entity.<key>``), the feature values
+(``feature.<name>``) and the feature-view versions (``feature_versions``, JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from prodml.core import Clock
+from prodml.storage import LogStats, LogWriter
+
+if TYPE_CHECKING:
+    from prodml.serving._runtime import Prediction
+
+__all__ = ["LABELS_DIR", "PREDICTIONS_DIR", "PredictionLog"]
+
+PREDICTIONS_DIR = Path("logs") / "predictions"
+LABELS_DIR = Path("logs") / "labels"
+
+
+class PredictionLog:
+    """Writers of the prediction and label logs under a project's state directory."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        clock: Clock,
+        flush_rows: int = 5000,
+        flush_interval_s: float = 1.0,
+        max_queue: int = 200_000,
+        log_features: bool = True,
+    ) -> None:
+        self.clock = clock
+        self.log_features = log_features
+        options: dict[str, Any] = {
+            "clock": clock,
+            "max_batch_rows": flush_rows,
+            "max_wait_s": flush_interval_s,
+            "max_queue": max_queue,
+        }
+        self.predictions = LogWriter(state_dir / PREDICTIONS_DIR, **options).start()
+        self.labels = LogWriter(state_dir / LABELS_DIR, **options).start()
+
+    def record(
+        self,
+        prediction: Prediction,
+        frame: pd.DataFrame,
+        *,
+        unit: str,
+        latency_ms: float,
+        shadow: bool = False,
+        error: str | None = None,
+        entities: Mapping[str, Sequence[Any]] | None = None,
+        feature_versions: Mapping[str, str] | None = None,
+        protocol: str | None = None,
+    ) -> None:
+        """Queue one record per row of ``frame``."""
+        now = self.clock.now()
+        scores = prediction.scores.tolist()
+        rows = frame.to_dict("records") if self.log_features else [{}] * len(frame)
+        violations = (
+            ";".join(sorted({f"{v.column}:{v.kind}" for v in prediction.violations}))
+            if prediction.violations
+            else None
+        )
+        base = {
+            "time": now,
+            "request_id": prediction.request_id,
+            "endpoint": prediction.endpoint,
+            "arm": prediction.arm,
+            "model_version": prediction.model,
+            "unit": unit,
+            "status": prediction.status,
+            "shadow": shadow,
+            "latency_ms": latency_ms,
+            "propensity": prediction.propensity,
+            "fallback_from": prediction.fallback_from,
+            "error": error,
+            "violations": violations,
+            "protocol": protocol,
+            "feature_versions": dict(feature_versions) if feature_versions else None,
+        }
+        for index, (features, output) in enumerate(zip(rows, scores, strict=True)):
+            record = dict(base)
+            record["row"] = index
+            record["output"] = output
+            if entities:
+                for key, values in entities.items():
+                    record[f"entity.{key}"] = values[index]
+            for name, value in features.items():
+                record[f"feature.{name}"] = value
+            self.predictions.append(record)
+
+    def record_label(self, record: Mapping[str, Any]) -> bool:
+        return self.labels.append(record)
+
+    @property
+    def stats(self) -> dict[str, LogStats]:
+        return {"predictions": self.predictions.stats, "labels": self.labels.stats}
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.predictions.close(timeout=timeout)
+        self.labels.close(timeout=timeout)

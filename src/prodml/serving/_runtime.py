@@ -1,0 +1,402 @@
+"""The serving runtime of one process: routing tables per endpoint, kept in step with the
+deployments in the metadata DB, and the request path — route, call the arm under its
+breaker and timeout, fall back to the champion and then to the default response, mirror
+to shadows off the response path, enforce guardrails, log every prediction, count it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prodml.core import (
+    BadOutputError,
+    CircuitOpenError,
+    Clock,
+    DeploymentNotFoundError,
+    ModelTimeoutError,
+    ServingConfig,
+    ServingError,
+)
+from prodml.features import FeatureStore
+from prodml.registry import Deployment, DeploymentStore, ModelRegistry
+from prodml.serving._endpoint import ArmState, EndpointTable, Route
+from prodml.serving._metrics import ServingMetrics
+from prodml.serving._predlog import PredictionLog
+from prodml.serving._tables import TableBuilder
+from prodml.validation import RowViolation
+
+__all__ = ["Prediction", "ServingRuntime"]
+
+log = logging.getLogger("prodml.serving")
+
+_GUARD_CHECK_S = 0.25  # a guarded arm's window is checked at most this often
+_MAX_SHADOW_TASKS = 256
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer to one request: scores per row, which arm and model gave them, and
+    whether it came from a fallback (``status`` ``fallback``) or the default response
+    (``degraded``)."""
+
+    request_id: str
+    endpoint: str
+    arm: str
+    model: str | None
+    scores: np.ndarray
+    status: str
+    propensity: float | None = None
+    fallback_from: str | None = None
+    violations: tuple[RowViolation, ...] = ()
+
+
+class ServingRuntime:
+    """Everything a server process holds; one per process, created by the app."""
+
+    def __init__(
+        self,
+        *,
+        config: ServingConfig,
+        registry: ModelRegistry,
+        deployments: DeploymentStore,
+        features: FeatureStore | None,
+        clock: Clock,
+        predictions: PredictionLog,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.deployments = deployments
+        self.features = features
+        self.clock = clock
+        self.log = predictions
+        self.metrics = metrics or ServingMetrics()
+        self.executor = ThreadPoolExecutor(config.prediction_threads, "prodml-predict")
+        self.builder = TableBuilder(
+            config=config,
+            registry=registry,
+            deployments=deployments,
+            features=features,
+            executor=self.executor,
+            metrics=self.metrics,
+        )
+        self.tables: dict[str, EndpointTable] = {}
+        self.actor = f"server@{socket.gethostname()}"
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._guard_checked: dict[int, float] = {}
+        self._watch_task: asyncio.Task[None] | None = None
+        self._bandit_task: asyncio.Task[None] | None = None
+        self.ready = False
+        self.last_refresh_error: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load every deployment, then keep watching for changes."""
+        await self.refresh()
+        self.ready = True
+        self._watch_task = asyncio.create_task(self._watch(), name="prodml-deployment-watch")
+        self._bandit_task = asyncio.create_task(self._sync_bandits(), name="prodml-bandit-sync")
+
+    async def close(self) -> None:
+        """Stop watching, let shadows finish, sync bandits, flush logs."""
+        self.ready = False
+        for task in (self._watch_task, self._bandit_task):
+            if task is not None:
+                task.cancel()
+        if self._shadow_tasks:
+            await asyncio.wait(list(self._shadow_tasks), timeout=self.config.shutdown_timeout_s)
+        loop = asyncio.get_running_loop()
+        for table in self.tables.values():
+            if table.bandit is not None:
+                try:
+                    await loop.run_in_executor(None, table.bandit.sync)
+                except Exception as exc:
+                    log.warning(
+                        "endpoint %s: bandit state not synced at shutdown: %s", table.endpoint, exc
+                    )
+        await self.builder.close_all()
+        self.executor.shutdown(wait=True)
+        self.log.close(timeout=self.config.shutdown_timeout_s)
+
+    async def refresh(self) -> list[str]:
+        """Bring every table up to its deployment's revision; return endpoints changed.
+
+        New tables are built (models loaded, verified and warmed) in a worker thread and
+        swapped in one assignment each; a table that fails to build keeps the old one
+        serving and the error is logged and kept in :attr:`last_refresh_error`."""
+        loop = asyncio.get_running_loop()
+        revisions = await loop.run_in_executor(None, self.deployments.revisions)
+        changed: list[str] = []
+        for endpoint, revision in sorted(revisions.items()):
+            current = self.tables.get(endpoint)
+            if current is not None and current.revision == revision:
+                continue
+            try:
+                deployment = await loop.run_in_executor(None, self.deployments.get, endpoint)
+                table = await loop.run_in_executor(None, self.builder.build, deployment, current)
+            except Exception as exc:
+                self.last_refresh_error = f"endpoint {endpoint!r} revision {revision}: {exc}"
+                log.error("cannot apply deployment: %s", self.last_refresh_error)
+                continue
+            self.tables[endpoint] = table
+            self.metrics.deployment_revision.labels(endpoint).set(table.revision)
+            changed.append(endpoint)
+            log.info("endpoint %s now serves revision %d", endpoint, table.revision)
+        for endpoint in set(self.tables) - set(revisions):
+            del self.tables[endpoint]
+            changed.append(endpoint)
+        if changed:
+            await self.builder.release_unused(self.tables.values())
+        return changed
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.watch_interval_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the watcher must outlive a database hiccup
+                self.last_refresh_error = str(exc)
+                log.warning("deployment watch failed: %s", exc)
+
+    async def _sync_bandits(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.bandit_sync_s)
+            for table in list(self.tables.values()):
+                if table.bandit is None:
+                    continue
+                try:
+                    await loop.run_in_executor(None, table.bandit.sync)
+                except Exception as exc:
+                    log.warning("endpoint %s: bandit sync failed: %s", table.endpoint, exc)
+
+    # -- lookups --------------------------------------------------------------------------
+    def table(self, endpoint: str) -> EndpointTable:
+        table = self.tables.get(endpoint)
+        if table is None:
+            known = ", ".join(sorted(self.tables)) or "none"
+            raise DeploymentNotFoundError(
+                f"endpoint {endpoint!r} is not deployed on this server: expected one of {known}"
+            )
+        return table
+
+    def only_endpoint(self) -> EndpointTable:
+        """The single deployed endpoint (for protocols without an endpoint in the path)."""
+        if len(self.tables) != 1:
+            known = ", ".join(sorted(self.tables)) or "none"
+            raise DeploymentNotFoundError(
+                f"this server has {len(self.tables)} endpoints ({known}): name one with the "
+                "'endpoint' query parameter or POST /v1/endpoints/{name}/invocations"
+            )
+        return next(iter(self.tables.values()))
+
+    # -- the request path -----------------------------------------------------------------
+    def soft_check(
+        self, table: EndpointTable, rows: Sequence[Mapping[str, Any]]
+    ) -> list[RowViolation]:
+        violations = table.primary.check_soft(list(rows))
+        for v in violations:
+            self.metrics.violations.labels(table.endpoint, v.column, v.kind).inc()
+        return violations
+
+    async def predict(
+        self,
+        table: EndpointTable,
+        frame: pd.DataFrame,
+        *,
+        request_id: str,
+        unit: str,
+        stratum: str | None = None,
+        arm: str | None = None,
+        violations: Sequence[RowViolation] = (),
+        native: bool = False,
+    ) -> Prediction:
+        """Route ``frame`` and answer it, falling back as the deployment allows."""
+        now = self.clock.now()
+        if arm is None:
+            route = table.route(unit, request_id, now, stratum)
+        else:
+            route = Route(table.arms[arm], ())
+        state = route.arm
+        for shadow in route.shadows:
+            self._mirror(table, shadow, frame, request_id, unit)
+        try:
+            scores = await self._call(table, state, frame, native)
+            return Prediction(
+                request_id, table.endpoint, state.name, state.model.ref, scores, "ok",
+                route.propensity, violations=tuple(violations),
+            )  # fmt: skip
+        except ServingError as first:
+            failure = first
+        champion = table.champion
+        if champion is not None and champion is not state and arm is None:
+            try:
+                scores = await self._call(table, champion, frame, native)
+                self.metrics.fallbacks.labels(table.endpoint, "champion").inc()
+                return Prediction(
+                    request_id, table.endpoint, champion.name, champion.model.ref, scores,
+                    "fallback", route.propensity, state.name, tuple(violations),
+                )  # fmt: skip
+            except ServingError as second:
+                failure = second
+        default = table.deployment.spec.default_response
+        if default is None:
+            raise ServingError(
+                f"endpoint {table.endpoint!r}: arm {state.name!r} failed ({failure}) and no "
+                "default_response is deployed"
+            )
+        self.metrics.fallbacks.labels(table.endpoint, "default").inc()
+        scores = np.array(
+            [default] * len(frame), dtype=object if isinstance(default, str | list | dict) else None
+        )
+        return Prediction(
+            request_id, table.endpoint, "default", None, scores, "degraded",
+            route.propensity, state.name, tuple(violations),
+        )  # fmt: skip
+
+    async def _call(
+        self, table: EndpointTable, state: ArmState, frame: pd.DataFrame, native: bool = False
+    ) -> np.ndarray:
+        """One arm call under its breaker and timeout; outcomes feed breaker and guardrail."""
+        breaker = state.breaker
+        if not breaker.allow():
+            self.metrics.arm_failures.labels(table.endpoint, state.name, "circuit_open").inc()
+            # a request the arm could not take is an error of the arm: an open breaker
+            # must not hide a broken canary from its guardrail
+            self._observe(table, state, False, 0.0, throttled=True)
+            raise CircuitOpenError(
+                f"endpoint {table.endpoint!r}: arm {state.name!r} circuit breaker is open"
+            )
+        started = time.perf_counter()
+        timeout_s = table.deployment.spec.timeout_ms / 1000.0
+        try:
+            scores = await state.model.predict(frame, timeout_s=timeout_s, native=native)
+        except Exception as exc:
+            breaker.record_failure()
+            kind = (
+                "timeout" if isinstance(exc, ModelTimeoutError)
+                else "bad_output" if isinstance(exc, BadOutputError)
+                else "error"
+            )  # fmt: skip
+            self.metrics.arm_failures.labels(table.endpoint, state.name, kind).inc()
+            self.metrics.breaker_state.labels(table.endpoint, state.name).set(
+                1 if breaker.state == "open" else 0
+            )
+            self._observe(table, state, False, (time.perf_counter() - started) * 1000)
+            if isinstance(exc, ServingError):
+                raise
+            log.warning(
+                "endpoint %s arm %s: model %s failed: %r",
+                table.endpoint,
+                state.name,
+                state.model.ref,
+                exc,
+            )
+            raise ServingError(
+                f"endpoint {table.endpoint!r}: model {state.model.ref} raised {type(exc).__name__}"
+            ) from exc
+        recovering = breaker.consecutive_failures > 0
+        breaker.record_success()
+        if recovering:  # a half-open trial succeeded (or a failure streak ended)
+            self.metrics.breaker_state.labels(table.endpoint, state.name).set(0)
+        if state.window is not None:
+            self._observe(table, state, True, (time.perf_counter() - started) * 1000)
+        return scores
+
+    def _observe(
+        self,
+        table: EndpointTable,
+        state: ArmState,
+        ok: bool,
+        latency_ms: float,
+        *,
+        throttled: bool = False,
+    ) -> None:
+        """Record one call in the arm's guardrail window; check the window at most every
+        ``_GUARD_CHECK_S`` unless the call failed (and is not ``throttled``)."""
+        window = state.window
+        if window is None or state.tripped:
+            return
+        now = time.monotonic()
+        window.record(now, ok, latency_ms)
+        key = id(state)
+        if now - self._guard_checked.get(key, 0.0) < _GUARD_CHECK_S and (ok or throttled):
+            return
+        self._guard_checked[key] = now
+        reason = window.check(now, table.deployment.spec.guardrails)
+        if reason is not None:
+            self._trip(table, state, reason)
+
+    def _trip(self, table: EndpointTable, state: ArmState, reason: str) -> None:
+        """Take an arm out of traffic now, here, and record it for every replica."""
+        state.tripped = True
+        weights = {n: w for n, w in table.weights.items() if n != state.name}
+        if not weights and table.champion is not None:
+            weights = {table.champion.name: 1.0}
+        table.set_weights(weights)
+        self.metrics.guardrail_trips.labels(table.endpoint, state.name).inc()
+        message = f"guardrail: arm {state.name!r} ({state.model.ref}) set to weight 0: {reason}"
+        log.warning("ALERT endpoint %s: %s", table.endpoint, message)
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, self._record_trip, table.endpoint, state.name, message)
+
+    def _record_trip(self, endpoint: str, arm: str, reason: str) -> Deployment | None:
+        try:
+            return self.deployments.set_weights(
+                endpoint, {arm: 0.0}, actor=self.actor, reason=reason, action="guardrail"
+            )
+        except Exception as exc:
+            log.error("endpoint %s: could not record guardrail trip: %s", endpoint, exc)
+            return None
+
+    def _mirror(
+        self,
+        table: EndpointTable,
+        shadow: ArmState,
+        frame: pd.DataFrame,
+        request_id: str,
+        unit: str,
+    ) -> None:
+        if len(self._shadow_tasks) >= _MAX_SHADOW_TASKS:
+            self.metrics.shadow.labels(table.endpoint, shadow.name, "dropped").inc()
+            return
+        task = asyncio.create_task(self._shadow_call(table, shadow, frame, request_id, unit))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow_call(
+        self,
+        table: EndpointTable,
+        shadow: ArmState,
+        frame: pd.DataFrame,
+        request_id: str,
+        unit: str,
+    ) -> None:
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            scores = await self._call(table, shadow, frame)
+        except ServingError as exc:
+            self.metrics.shadow.labels(table.endpoint, shadow.name, "error").inc()
+            status, error = "error", type(exc).__name__
+            scores = np.full(len(frame), None)
+        else:
+            self.metrics.shadow.labels(table.endpoint, shadow.name, "ok").inc()
+            status = "ok"
+        prediction = Prediction(
+            request_id, table.endpoint, shadow.name, shadow.model.ref, scores, status
+        )
+        self.log.record(
+            prediction, frame, unit=unit, latency_ms=(time.perf_counter() - started) * 1000,
+            shadow=True, error=error,
+        )  # fmt: skip

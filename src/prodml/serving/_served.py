@@ -1,0 +1,215 @@
+"""One loaded model version as the server runs it: verified bytes, warmed up, behind an
+adaptive micro-batcher whose model calls run on a thread pool (off the event loop), with
+its output checked against the signature and its inputs' soft contract compiled once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prodml.core import BadOutputError, ModelTimeoutError, ServingConfig
+from prodml.registry import LoadedModel, Signature
+from prodml.serving._batching import MicroBatcher
+from prodml.serving._metrics import ServingMetrics
+from prodml.validation import Profile, RowValidator, RowViolation, infer_expectations
+
+__all__ = ["ServedModel", "warm_up_frame"]
+
+log = logging.getLogger("prodml.serving")
+
+_FLOAT_KINDS = frozenset("fc")
+
+
+class ServedModel:
+    """A model version ready for traffic; :meth:`predict` is the hot path."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        config: ServingConfig,
+        executor: Executor,
+        metrics: ServingMetrics,
+    ) -> None:
+        self.loaded = loaded
+        self.ref = loaded.version.ref
+        self.version = loaded.version
+        self.signature: Signature = loaded.signature
+        self.columns = loaded.signature.columns
+        self._model = loaded.model
+        self._format = loaded.format
+        self._metrics = metrics
+        self._model_latency = metrics.model_latency.labels(self.ref)
+        batch_sizes = metrics.batch_size.labels(self.ref)
+        self.batcher = MicroBatcher(
+            self._predict_batch,
+            max_size=config.batch_max_size,
+            max_wait_ms=config.batch_max_wait_ms,
+            executor=executor,
+            name=self.ref,
+            on_batch=batch_sizes.observe,
+        )
+        self._native_batcher: MicroBatcher | None = None
+        self._batch_options = (config.batch_max_size, config.batch_max_wait_ms, executor)
+        self.soft = _soft_validator(loaded)
+        self._float_output = loaded.signature.output_dtype.startswith("float")
+        self._row_shape = tuple(loaded.signature.output_shape)
+
+    def _predict_batch(self, frame: pd.DataFrame) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return self._format.predict(self._model, frame)
+        finally:
+            self._model_latency.observe(time.perf_counter() - started)
+
+    async def predict(
+        self, frame: pd.DataFrame, *, timeout_s: float, native: bool = False
+    ) -> np.ndarray:
+        """Scores for ``frame`` (columns in signature order), through the micro-batcher;
+        with ``native``, the model's own ``predict`` output instead (class labels for a
+        classifier: what an MLflow server answers).
+
+        Raises :class:`ModelTimeoutError` after ``timeout_s`` and :class:`BadOutputError`
+        when the output has the wrong length or shape, or non-finite floats."""
+        batcher = self.batcher if not native else self._native()
+        try:
+            output = await asyncio.wait_for(batcher.submit(frame), timeout_s)
+        except TimeoutError:
+            raise ModelTimeoutError(
+                f"model {self.ref}: no answer within {timeout_s * 1000:.0f} ms"
+            ) from None
+        if native:
+            return self._check_rows(np.asarray(output), len(frame))
+        return self.check_output(output, len(frame))
+
+    def _native(self) -> MicroBatcher:
+        if self._native_batcher is None:
+            max_size, max_wait_ms, executor = self._batch_options
+            self._native_batcher = MicroBatcher(
+                self._predict_native,
+                max_size=max_size,
+                max_wait_ms=max_wait_ms,
+                executor=executor,
+                name=self.ref + "#native",
+            )
+        return self._native_batcher
+
+    def _predict_native(self, frame: pd.DataFrame) -> np.ndarray:
+        predict = getattr(self._model, "predict", None)
+        if not callable(predict):
+            return self._predict_batch(frame)
+        started = time.perf_counter()
+        try:
+            return np.asarray(predict(frame))
+        finally:
+            self._model_latency.observe(time.perf_counter() - started)
+
+    def _check_rows(self, array: np.ndarray, rows: int) -> np.ndarray:
+        if array.ndim == 0 or array.shape[0] != rows:
+            raise BadOutputError(
+                f"model {self.ref}: returned {array.shape} for {rows} input row(s); "
+                "expected one output per row"
+            )
+        return array
+
+    def check_output(self, scores: Any, rows: int) -> np.ndarray:
+        """``scores`` as an array with one entry per row, else :class:`BadOutputError`."""
+        array = self._check_rows(np.asarray(scores), rows)
+        if self._row_shape and tuple(array.shape[1:]) != self._row_shape:
+            raise BadOutputError(
+                f"model {self.ref}: output rows have shape {array.shape[1:]}; the signature "
+                f"says {self._row_shape}"
+            )
+        if self._float_output or array.dtype.kind in _FLOAT_KINDS:
+            if array.dtype.kind not in "fiub":
+                raise BadOutputError(
+                    f"model {self.ref}: returned {array.dtype} values; expected numbers "
+                    f"({self.signature.output_dtype})"
+                )
+            if array.dtype.kind in _FLOAT_KINDS and not np.isfinite(array).all():
+                raise BadOutputError(f"model {self.ref}: returned NaN or infinite scores")
+        return array
+
+    def check_soft(self, rows: list[Mapping[str, Any]]) -> list[RowViolation]:
+        """Soft contract violations (out of range, unseen category, …) of the rows."""
+        if self.soft is None:
+            return []
+        found: list[RowViolation] = []
+        for row in rows:
+            found.extend(self.soft.check(row))
+        return found
+
+    def warm_up(self) -> None:
+        """One prediction on a typical row (so the first request pays no lazy setup);
+        a failure is logged, not raised: some models refuse synthetic rows."""
+        try:
+            frame = warm_up_frame(self.loaded)
+            self.check_output(self._format.predict(self._model, frame), len(frame))
+        except Exception as exc:  # a warm-up failure must not block a deployment
+            log.warning("model %s: warm-up prediction failed: %s", self.ref, exc)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        if self._native_batcher is not None:
+            await self._native_batcher.close()
+
+
+def _soft_validator(loaded: LoadedModel) -> RowValidator | None:
+    """Expectations of the model's inputs inferred from its training profile, as a row
+    check; every violation it finds is soft (the hard contract is the signature)."""
+    data = loaded.version.profile
+    if not data:
+        return None
+    try:
+        profile = Profile.model_validate(data)
+    except ValueError as exc:
+        log.warning(
+            "model %s: training profile unreadable, no soft checks: %s", loaded.version.ref, exc
+        )
+        return None
+    columns = {n: c for n, c in profile.columns.items() if n in set(loaded.signature.columns)}
+    expectations = infer_expectations(profile.model_copy(update={"columns": columns}))
+    return RowValidator(expectations)
+
+
+def warm_up_frame(loaded: LoadedModel) -> pd.DataFrame:
+    """One row of typical values: profile medians and most frequent categories, else
+    zeros and empty strings."""
+    profile = loaded.version.profile or {}
+    stats: Mapping[str, Any] = profile.get("columns", {}) if isinstance(profile, dict) else {}
+    row: dict[str, Any] = {}
+    for spec in loaded.signature.inputs:
+        column = stats.get(spec.name) or {}
+        row[spec.name] = _typical(spec.dtype, column)
+    frame = pd.DataFrame([row], columns=loaded.signature.columns)
+    for spec in loaded.signature.inputs:
+        if spec.dtype.startswith(("int", "uint")):
+            frame[spec.name] = frame[spec.name].astype("int64")
+        elif spec.dtype.startswith("float"):
+            frame[spec.name] = frame[spec.name].astype("float64")
+    return frame
+
+
+def _typical(dtype: str, column: Mapping[str, Any]) -> Any:
+    quantiles = column.get("quantiles") or {}
+    top = column.get("top_categories") or []
+    if dtype.startswith(("float", "int", "uint")):
+        median = quantiles.get("0.5", quantiles.get("p50", column.get("mean")))
+        value = float(median) if isinstance(median, int | float) else 0.0
+        if not math.isfinite(value):
+            value = 0.0
+        return round(value) if dtype.startswith(("int", "uint")) else value
+    if dtype == "bool":
+        return bool(top[0]["value"]) if top else False
+    if dtype == "string":
+        return str(top[0]["value"]) if top else ""
+    return None

@@ -1,0 +1,152 @@
+"""Build an endpoint's routing table from its deployment: load each arm's model version
+(SHA-256 verified by the registry), warm it up, and find the feature service it was
+trained on. Models are shared between endpoints and tables, and closed once no table
+uses them any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Executor
+
+from prodml.core import ServingConfig
+from prodml.features import FeatureService, FeatureStore
+from prodml.registry import Deployment, DeploymentStore, ModelRegistry
+from prodml.serving._bandit import BanditRouter
+from prodml.serving._breaker import CircuitBreaker
+from prodml.serving._endpoint import ArmState, EndpointTable
+from prodml.serving._guardrails import ArmWindow
+from prodml.serving._metrics import ServingMetrics
+from prodml.serving._served import ServedModel
+
+__all__ = ["TableBuilder"]
+
+log = logging.getLogger("prodml.serving")
+
+_GUARDED_POLICIES = frozenset({"canary", "ab", "bandit"})
+_RELEASE_DELAY_S = 30.0  # a replaced model keeps its batcher this long for in-flight calls
+
+
+async def _close_later(models: list[ServedModel], delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    for served in models:
+        await served.close()
+
+
+class TableBuilder:
+    """Makes :class:`EndpointTable` objects; :meth:`build` runs in a worker thread."""
+
+    def __init__(
+        self,
+        *,
+        config: ServingConfig,
+        registry: ModelRegistry,
+        deployments: DeploymentStore,
+        features: FeatureStore | None,
+        executor: Executor,
+        metrics: ServingMetrics,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.deployments = deployments
+        self.features = features
+        self.executor = executor
+        self.metrics = metrics
+        self._models: dict[str, ServedModel] = {}
+        self._lock = threading.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def model(self, ref: str) -> ServedModel:
+        """The served model of a version, loaded and warmed on first use."""
+        with self._lock:
+            served = self._models.get(ref)
+        if served is not None:
+            return served
+        try:
+            loaded = self.registry.load(ref)
+            served = ServedModel(
+                loaded, config=self.config, executor=self.executor, metrics=self.metrics
+            )
+            served.warm_up()
+        except Exception:
+            self.metrics.model_loads.labels(ref, "failed").inc()
+            raise
+        self.metrics.model_loads.labels(ref, "ok").inc()
+        with self._lock:
+            return self._models.setdefault(ref, served)
+
+    def build(self, deployment: Deployment, previous: EndpointTable | None) -> EndpointTable:
+        spec = deployment.spec
+        arms: dict[str, ArmState] = {}
+        for arm in spec.arms:
+            served = self.model(arm.model)
+            old = previous.arms.get(arm.name) if previous is not None else None
+            if old is not None and old.model.ref == arm.model:
+                breaker, window = old.breaker, old.window
+            else:
+                breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_reset_s)
+                window = None
+            guarded = spec.policy in _GUARDED_POLICIES and arm.role in ("challenger", "arm")
+            if guarded and window is None:
+                window = ArmWindow(spec.guardrails.window_s)
+            arms[arm.name] = ArmState(arm, served, breaker, window if guarded else None)
+        service, problem = self._service(deployment, arms)
+        bandit = None
+        if spec.policy == "bandit" and spec.bandit is not None:
+            bandit = BanditRouter(
+                deployment.endpoint, [a.name for a in spec.live_arms], spec.bandit, self.deployments
+            )
+        return EndpointTable(deployment, arms, service, problem, bandit)
+
+    def _service(
+        self, deployment: Deployment, arms: dict[str, ArmState]
+    ) -> tuple[FeatureService | None, str | None]:
+        """The feature service the primary arm was trained on, for native requests."""
+        if self.features is None:
+            return None, "this server has no feature store"
+        spec = deployment.spec
+        arm = spec.champion or spec.live_arms[0]
+        version = arms[arm.name].model.version
+        if version.run_id is None:
+            return None, f"model {version.ref} has no training run, so no feature service"
+        try:
+            run = self.registry.get_run(version.run_id)
+            if run.service_name is None:
+                return None, f"model {version.ref} was not trained on a feature service"
+            service = self.features.service(run.service_name)
+        except Exception as exc:
+            return None, f"feature service of model {version.ref}: {exc}"
+        if run.service_version is not None and service.version != run.service_version:
+            log.warning(
+                "endpoint %s: model %s was trained on feature service %s version %s; the "
+                "project defines version %s",
+                deployment.endpoint,
+                version.ref,
+                service.name,
+                run.service_version,
+                service.version,
+            )
+        return service, None
+
+    async def release_unused(self, tables: Iterable[EndpointTable]) -> None:
+        """Close models no table uses, after in-flight requests had time to finish."""
+        used = {state.model.ref for table in tables for state in table.arms.values()}
+        with self._lock:
+            unused = [m for ref, m in self._models.items() if ref not in used]
+            for served in unused:
+                del self._models[served.ref]
+        if unused:
+            task = asyncio.create_task(_close_later(unused, _RELEASE_DELAY_S))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close_all(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
+        with self._lock:
+            models, self._models = list(self._models.values()), {}
+        for served in models:
+            await served.close()

@@ -1,0 +1,416 @@
+"""The Open Inference Protocol V2 (KServe v2 / Triton) REST JSON wire format.
+
+A request carries either one tensor per input column (shape ``[N]`` or ``[N, 1]``) or a
+single 2-D tensor ``[N, K]`` whose columns are the signature's, in order; ``data`` is
+flat (row-major) or nested. Triton's binary tensor extension is read too: pass the bytes
+after the JSON header as ``binary`` (:func:`split_infer_body` splits a raw body). A
+malformed or self-inconsistent body raises :class:`RequestInvalid` 400; a well-formed
+one that does not fit the model (missing or extra inputs, wrong datatype or rank, bad
+values) raises 422. The one output tensor is ``predict``.
+
+>>> from prodml.registry import ColumnSpec, Signature
+>>> sig = Signature((ColumnSpec("x", "float64"), ColumnSpec("n", "int64")), "float64")
+>>> body = {"id": "r1", "inputs": [{"name": "input-0", "shape": [2, 2],
+...         "datatype": "FP64", "data": [[0.5, 1], [1.5, 2]]}]}
+>>> request = decode_infer(body, sig)
+>>> request.id, request.frame.to_dict("list")
+('r1', {'x': [0.5, 1.5], 'n': [1, 2]})
+>>> encode_infer("m", "1", "r1", np.array([0.25, 0.75]), sig, outputs=None)["outputs"]
+[{'name': 'predict', 'datatype': 'FP64', 'shape': [2], 'data': [0.25, 0.75]}]
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from prodml.core.errors import BadOutputError, DefinitionError
+from prodml.registry import Signature
+from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns
+
+__all__ = [
+    "OUTPUT_NAME",
+    "V2Request",
+    "check_outputs",
+    "decode_infer",
+    "dtype_from_v2",
+    "encode_infer",
+    "model_metadata",
+    "split_infer_body",
+    "v2_datatype",
+]
+
+OUTPUT_NAME = "predict"
+_NUMPY = {
+    "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+    "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
+    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+}  # fmt: skip
+_TO_V2 = {
+    "bool": "BOOL", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
+    "float32": "FP32", "float64": "FP64",
+    "string": "BYTES", "binary": "BYTES", "date": "BYTES", "timestamp": "BYTES",
+}  # fmt: skip
+_FROM_V2 = {
+    **{v: k for k, v in _TO_V2.items() if v != "BYTES"},
+    "BYTES": "string", "FP16": "float32",
+    "UINT8": "int16", "UINT16": "int32", "UINT32": "int64", "UINT64": "int64",
+}  # fmt: skip
+_NONE = type(None)
+_VALUE_TYPES = {
+    "BOOL": frozenset({bool, _NONE}),
+    "BYTES": frozenset({str, _NONE}),
+    "FP": frozenset({int, float, _NONE}),
+    "INT": frozenset({int, _NONE}),
+}
+_OUTPUT_CASTS = {
+    "bool": np.bool_, "float32": np.float64, "float64": np.float64,
+    "int8": np.int64, "int16": np.int64, "int32": np.int64, "int64": np.int64,
+}  # fmt: skip
+
+
+def v2_datatype(dtype: str) -> str:
+    """The V2 datatype of a signature dtype name (text-like ones travel as BYTES).
+
+    >>> v2_datatype("float32"), v2_datatype("timestamp")
+    ('FP32', 'BYTES')
+    """
+    try:
+        return _TO_V2[dtype]
+    except KeyError:
+        raise DefinitionError(
+            f"dtype {dtype!r} has no V2 datatype: expected one of {', '.join(sorted(_TO_V2))}"
+        ) from None
+
+
+def dtype_from_v2(datatype: str) -> str:
+    """The signature dtype name a V2 datatype is read as (unsigned ones widen).
+
+    >>> dtype_from_v2("UINT16"), dtype_from_v2("BYTES")
+    ('int32', 'string')
+    """
+    try:
+        return _FROM_V2[datatype]
+    except KeyError:
+        raise DefinitionError(
+            f"V2 datatype {datatype!r} is unknown: expected one of {', '.join(sorted(_FROM_V2))}"
+        ) from None
+
+
+_FAMILIES = {d: "INT" if "INT" in d else "FP" if "FP" in d else d for d in [*_NUMPY, "BYTES"]}
+
+
+def _family(datatype: str) -> str:
+    """BOOL, BYTES, FP or INT (UINT counts as INT)."""
+    return _FAMILIES[datatype]
+
+
+def _accepts(dtype: str, family: str, *, lenient: bool) -> bool:
+    """Whether a column of ``dtype`` reads a tensor of ``family``; in a 2-D tensor
+    (``lenient``) any numeric family feeds any numeric column (whole values checked later)."""
+    want = _family(_TO_V2[dtype])
+    if want in ("FP", "INT") and family in ("FP", "INT"):
+        return lenient or family == "INT" or want == "FP"
+    return want == family
+
+
+@dataclass(frozen=True)
+class V2Request:
+    """A decoded inference request: its id, request-level parameters, the model's input
+    frame and the names of the outputs asked for (``None``: all)."""
+
+    id: str | None
+    parameters: dict[str, Any]
+    frame: pd.DataFrame
+    outputs: list[str] | None
+
+
+@dataclass
+class _Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    values: list[Any] | np.ndarray
+
+
+def split_infer_body(raw: bytes, header_length: int | None = None) -> tuple[Any, bytes]:
+    """The JSON part of a raw request body, parsed, and the binary tensor data after it
+    (``header_length`` is Triton's ``Inference-Header-Content-Length``)."""
+    cut = len(raw) if header_length is None else header_length
+    try:
+        if not 0 <= cut <= len(raw):
+            raise ValueError
+        return orjson.loads(raw[:cut]), raw[cut:]
+    except (orjson.JSONDecodeError, ValueError):
+        expected = "a JSON inference request (its byte length in Inference-Header-Content-Length)"
+        raise RequestInvalid.of(
+            [FieldProblem("body", "is not valid JSON", expected)], status=400
+        ) from None
+
+
+def decode_infer(
+    body: Any, signature: Signature, *, binary: bytes = b"", model: str = "model"
+) -> V2Request:
+    """The request in ``body`` (a parsed JSON object) checked against ``signature``."""
+    subject = f"inference request for model {model!r}"
+    if not isinstance(body, Mapping):
+        problem = FieldProblem("body", "is not a JSON object", "an inference request object")
+        raise RequestInvalid.of([problem], status=400, subject=subject)
+    problems: list[FieldProblem] = []
+    request_id, parameters = body.get("id"), body.get("parameters") or {}
+    if not isinstance(request_id, str | _NONE):
+        problems.append(FieldProblem("id", "is not a string", "a string request id"))
+    if not isinstance(parameters, dict):
+        problems.append(FieldProblem("parameters", "is not an object", "a JSON object"))
+    outputs = _requested(body.get("outputs"), problems)
+    try:
+        check_outputs(outputs, model)
+    except RequestInvalid as exc:
+        problems += exc.details
+    inputs = body.get("inputs")
+    tensors: list[_Tensor] = []
+    if not isinstance(inputs, list) or not inputs:
+        problems.append(FieldProblem("inputs", "is missing or empty", "a list of input tensors"))
+    else:
+        offset = 0
+        for position, item in enumerate(inputs):
+            tensor, offset = _tensor(item, position, binary, offset, problems)
+            tensors += [tensor] if tensor is not None else []
+        if offset != len(binary) and not problems:
+            size = f"{offset} bytes of binary tensor data"
+            problems.append(FieldProblem("binary data", f"has {len(binary)} bytes", size))
+    names = [t.name for t in tensors]
+    problems += [
+        FieldProblem(n, "appears more than once", "each input once")
+        for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    if problems:
+        raise RequestInvalid.of(problems, status=400, subject=subject)
+    columns, problems = _columns(tensors, signature)
+    frame = None
+    try:
+        frame = check_columns(columns, signature) if columns is not None else None
+    except RequestInvalid as exc:
+        problems += exc.details
+    if problems or frame is None:
+        raise RequestInvalid.of(problems, status=422, subject=subject)
+    return V2Request(request_id, dict(parameters), frame, outputs)
+
+
+def _requested(outputs: Any, problems: list[FieldProblem]) -> list[str] | None:
+    if outputs is None:
+        return None
+    if isinstance(outputs, list) and all(
+        isinstance(o, Mapping) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        return [o["name"] for o in outputs]
+    problems.append(FieldProblem("outputs", "is malformed", "a list of {name, parameters?}"))
+    return None
+
+
+def _tensor(
+    item: Any, position: int, binary: bytes, offset: int, problems: list[FieldProblem]
+) -> tuple[_Tensor | None, int]:
+    """One input tensor with flat values, or ``None`` after appending its problem."""
+    name = item.get("name") if type(item) is dict else None
+    field = name if isinstance(name, str) else f"inputs[{position}]"
+    if not isinstance(name, str):
+        problems.append(FieldProblem(field, "is malformed", "{name, shape, datatype, data}"))
+        return None, offset
+    shape, datatype, params = item.get("shape"), item.get("datatype"), item.get("parameters")
+    params = params if type(params) is dict else {}
+    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+        problems.append(FieldProblem(field, "has a malformed shape", "a list of sizes"))
+        return None, offset
+    if datatype not in _NUMPY and datatype != "BYTES":
+        expected = f"one of {', '.join([*_NUMPY, 'BYTES'])}"
+        problems.append(FieldProblem(field, "has an unknown datatype", expected))
+        return None, offset
+    size = params.get("binary_data_size")
+    values: Any
+    if "data" not in item and type(size) is int and size >= 0:
+        try:
+            values = _from_binary(binary[offset : offset + size], datatype)
+        except ValueError as exc:
+            problems.append(FieldProblem(field, f"has binary data {exc}", f"{datatype} elements"))
+            return None, offset + size
+        offset += size
+    elif type(values := item.get("data")) is list:
+        kinds = set(map(type, values))
+        if list in kinds:
+            values = _flat(values)
+            kinds = set(map(type, values))
+        allowed = _VALUE_TYPES[_family(datatype)]
+        if not kinds <= allowed:
+            at, kind = next((i, type(v)) for i, v in enumerate(values) if type(v) not in allowed)
+            problem = f"holds a {kind.__name__} at position {at}"
+            problems.append(FieldProblem(field, problem, f"{datatype} values"))
+            return None, offset
+    else:
+        problems.append(FieldProblem(field, "has no data", "a list under 'data'"))
+        return None, offset
+    if len(values) != math.prod(shape):
+        count = f"{math.prod(shape)} values for shape {shape}"
+        problems.append(FieldProblem(field, f"has {len(values)} values", count))
+        return None, offset
+    return _Tensor(name, datatype, shape, values), offset
+
+
+def _flat(data: list[Any]) -> list[Any]:
+    return [leaf for v in data for leaf in (_flat(v) if type(v) is list else (v,))]
+
+
+def _from_binary(chunk: bytes, datatype: str) -> list[Any] | np.ndarray:
+    """Triton's binary tensor data: raw little-endian elements, or for BYTES each element
+    prefixed by its 4-byte little-endian length (decoded as UTF-8 where it is text)."""
+    if datatype != "BYTES":
+        dtype = np.dtype(_NUMPY[datatype])
+        if len(chunk) % dtype.itemsize:
+            raise ValueError(f"of {len(chunk)} bytes, not a whole number of elements")
+        return np.frombuffer(chunk, dtype=dtype).astype(dtype.newbyteorder("="))
+    values: list[Any] = []
+    at = 0
+    while at < len(chunk):
+        n = struct.unpack_from("<I", chunk, at)[0] if at + 4 <= len(chunk) else len(chunk)
+        if at + 4 + n > len(chunk):
+            raise ValueError("with a truncated element")
+        raw = chunk[at + 4 : at + 4 + n]
+        try:
+            values.append(raw.decode())
+        except UnicodeDecodeError:
+            values.append(raw)
+        at += 4 + n
+    return values
+
+
+def _columns(
+    tensors: list[_Tensor], signature: Signature
+) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
+    """Columns by name from either layout, with the datatype and rank problems found
+    (no columns when a 2-D tensor has one; a bad column tensor's values become nulls so
+    that it is reported once)."""
+    specs = {spec.name: spec.dtype for spec in signature.inputs}
+    problems: list[FieldProblem] = []
+    if len(tensors) == 1 and tensors[0].name not in specs:
+        tensor, k = tensors[0], len(specs)
+        family = _family(tensor.datatype)
+        if tensor.shape[1:] != [k] and not (k == 1 and len(tensor.shape) == 1):
+            expected = f"[N, {k}]: one column per model input, in order ({', '.join(specs)})"
+            return None, [FieldProblem(tensor.name, f"has shape {tensor.shape}", expected)]
+        wrong = [n for n, d in specs.items() if not _accepts(d, family, lenient=True)]
+        if wrong:
+            expected = f"a datatype every input reads (inputs {', '.join(wrong)} cannot)"
+            return None, [FieldProblem(tensor.name, f"has datatype {tensor.datatype}", expected)]
+        values = tensor.values
+        if isinstance(values, np.ndarray):
+            grid = values.reshape(-1, k)
+            return {n: grid[:, j] for j, n in enumerate(specs)}, problems
+        return {n: values[j::k] for j, n in enumerate(specs)}, problems
+    columns: dict[str, Any] = {}
+    for tensor in tensors:
+        columns[tensor.name] = tensor.values
+        dtype = specs.get(tensor.name)
+        if dtype is None:
+            continue
+        if len(tensor.shape) not in (1, 2) or tensor.shape[1:] not in ([], [1]):
+            problems.append(FieldProblem(tensor.name, f"has shape {tensor.shape}", "[N] or [N, 1]"))
+        elif not _accepts(dtype, _family(tensor.datatype), lenient=False):
+            expected = f"{_TO_V2[dtype]} (or a datatype it holds losslessly)"
+            problems.append(FieldProblem(tensor.name, f"has datatype {tensor.datatype}", expected))
+    bad = {problem.field for problem in problems}
+    rows = next((len(v) for n, v in columns.items() if n not in bad), 0)
+    return {n: [None] * rows if n in bad else v for n, v in columns.items()}, problems
+
+
+def check_outputs(outputs: list[str] | None, model: str = "model") -> None:
+    """Raise :class:`RequestInvalid` (400) when a requested output does not exist."""
+    unknown = [name for name in outputs or [] if name != OUTPUT_NAME]
+    if unknown:
+        problems = [FieldProblem(n, "is not an output of the model", OUTPUT_NAME) for n in unknown]
+        raise RequestInvalid.of(
+            problems, status=400, subject=f"inference request for model {model!r}"
+        )
+
+
+def _output(scores: np.ndarray, signature: Signature, model: str) -> tuple[str, list[Any]]:
+    """The output datatype and flat row-major data for ``scores``."""
+    want = signature.output_dtype
+    if scores.dtype.kind == "O" and want in _OUTPUT_CASTS:
+        try:
+            scores = scores.astype(_OUTPUT_CASTS[want])
+        except (TypeError, ValueError):
+            raise BadOutputError(
+                f"model {model!r}: output {OUTPUT_NAME!r} holds values that are not {want}"
+            ) from None
+    kind = scores.dtype.kind
+    flat = scores.ravel()
+    if kind == "f":
+        return "FP64", flat.astype(np.float64, copy=False).tolist()
+    if kind in "iu":
+        return "INT64", flat.tolist()
+    if kind == "b":
+        return "BOOL", flat.tolist()
+    if kind == "M":
+        return "BYTES", np.datetime_as_string(flat).tolist()
+    text = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in flat.tolist()]
+    return "BYTES", [v if v is None or isinstance(v, str) else str(v) for v in text]
+
+
+def encode_infer(
+    model_name: str,
+    model_version: str | None,
+    request_id: str | None,
+    scores: np.ndarray,
+    signature: Signature,
+    *,
+    outputs: list[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The inference response for ``scores`` (shape ``[N]`` or ``[N, k]``), echoing the
+    request id and ``parameters``; RequestInvalid 400 when an unknown output is asked for."""
+    check_outputs(outputs, model_name)
+    array = np.asarray(scores)
+    datatype, data = _output(array, signature, model_name)
+    tensor = {"name": OUTPUT_NAME, "datatype": datatype, "shape": list(array.shape), "data": data}
+    response: dict[str, Any] = {"model_name": model_name}
+    if model_version is not None:
+        response["model_version"] = model_version
+    if request_id is not None:
+        response["id"] = request_id
+    if parameters:
+        response["parameters"] = dict(parameters)
+    response["outputs"] = [tensor]
+    return response
+
+
+def model_metadata(
+    name: str, versions: list[str], signature: Signature, platform: str = "prodml"
+) -> dict[str, Any]:
+    """The V2 model metadata response for a model reading ``signature``.
+
+    >>> from prodml.registry import ColumnSpec, Signature
+    >>> sig = Signature((ColumnSpec("x", "float32"),), "float32", (3,))
+    >>> model_metadata("m", ["1"], sig)["outputs"]
+    [{'name': 'predict', 'datatype': 'FP64', 'shape': [-1, 3]}]
+    """
+    inputs = [
+        {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": [-1]}
+        for spec in signature.inputs
+    ]
+    family = _family(v2_datatype(signature.output_dtype))
+    datatype = {"FP": "FP64", "INT": "INT64"}.get(family, family)
+    output = {"name": OUTPUT_NAME, "datatype": datatype, "shape": [-1, *signature.output_shape]}
+    return {
+        "name": name,
+        "versions": list(versions),
+        "platform": platform,
+        "inputs": inputs,
+        "outputs": [output],
+    }
