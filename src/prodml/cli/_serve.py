@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import orjson
@@ -90,6 +92,12 @@ def build_spec(
     )
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """uvicorn drains and shuts down on SIGTERM, then re-raises the signal to the handler
+    installed before it: a server that stopped gracefully exits 0, not killed by it."""
+    raise SystemExit(0)
+
+
 def _show(deployment: Deployment) -> None:
     spec = deployment.spec
     stdout.print(
@@ -141,7 +149,11 @@ def register_serving(app: typer.Typer) -> None:
                 proj.close()
                 uvicorn.run("prodml.project:app_from_env", factory=True, workers=count, **options)
             else:
-                uvicorn.run(serving_app(proj, close_project=True), **options)
+                previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+                try:
+                    uvicorn.run(serving_app(proj, close_project=True), **options)
+                finally:
+                    signal.signal(signal.SIGTERM, previous)
 
     @app.command()
     def deploy(

@@ -70,6 +70,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
     @app.put("/v1/admin/deployments/{endpoint}", responses=api.ADMIN, openapi_extra=api.DEPLOY)
     async def deploy(endpoint: str, request: Request) -> Response:
+        server.tokens.require(request.headers.get("authorization"), "admin")  # before the body
         body = _mapping(await server.json(request), "deploy")
         spec_data = body.get("spec")
         if not isinstance(spec_data, Mapping):
@@ -88,6 +89,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         "/v1/admin/deployments/{endpoint}/weights", responses=api.ADMIN, openapi_extra=api.WEIGHTS
     )
     async def weights(endpoint: str, request: Request) -> Response:
+        server.tokens.require(request.headers.get("authorization"), "operator")
         body = _mapping(await server.json(request), "weights")
         values = body.get("weights")
         if not isinstance(values, Mapping) or not all(
@@ -104,6 +106,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
     def simple(action: str, role: str) -> None:
         async def handler(endpoint: str, request: Request) -> Response:
+            server.tokens.require(request.headers.get("authorization"), role)
             data = await server.body(request)
             body = _mapping(await server.json(request), action) if data.strip() else {}
             reason = _reason(body)

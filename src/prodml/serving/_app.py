@@ -48,6 +48,7 @@ from prodml.serving._feedback import FeedbackHandler
 from prodml.serving._idempotency import IdempotencyStore, open_idempotency_store
 from prodml.serving._mlflow_wire import decode_invocations, encode_predictions
 from prodml.serving._native import NativeRequest, decode_native, encode_native
+from prodml.serving._predlog import frame_rows
 from prodml.serving._runtime import Prediction, ServingRuntime
 from prodml.serving._v2 import decode_infer, encode_infer, model_metadata, split_infer_body
 from prodml.serving._wire import FieldProblem, RequestInvalid
@@ -184,10 +185,9 @@ class Server:
             if cached is not None:
                 self.runtime.metrics.idempotent_replays.labels(table.endpoint).inc()
                 return Response(cached, 200, {"Idempotent-Replayed": "true"}, JSON)
-        rows: list[dict[str, Any]] = (
-            frame.to_dict("records") if table.primary.soft is not None else []  # type: ignore[assignment]
-        )
-        violations = self.runtime.soft_check(table, rows) if rows else []
+        wanted = table.primary.soft is not None or self.runtime.log.log_features
+        rows = frame_rows(frame) if wanted else []
+        violations = self.runtime.soft_check(table, rows) if table.primary.soft else []
         if violations and self.config.on_soft_violation == "reject":
             raise RequestInvalid.of(
                 [FieldProblem(v.column, v.kind, v.message) for v in violations], status=422
@@ -203,6 +203,8 @@ class Server:
         stratum = None
         if spec.stratify_by is not None:
             source = native.first_row() if native is not None else (rows[0] if rows else {})
+            if not source and spec.stratify_by in frame.columns:
+                source = {spec.stratify_by: frame[spec.stratify_by].iloc[0]}
             stratum = stratum_of(source, spec.stratify_by)
         prediction = await self.runtime.predict(
             table, frame, request_id=request_id, unit=unit_value, stratum=stratum, arm=arm,
@@ -214,7 +216,8 @@ class Server:
         metrics.requests.labels(table.endpoint, prediction.arm, prediction.status, "").inc()
         metrics.latency.labels(table.endpoint, prediction.arm).observe(latency_ms / 1000)
         self.runtime.log.record(
-            prediction, frame, unit=unit_value, latency_ms=latency_ms, protocol=protocol,
+            prediction, frame, rows=rows or None, unit=unit_value, latency_ms=latency_ms,
+            protocol=protocol,
             entities=native.entities if native is not None else None,
             feature_versions=native.versions if native is not None else None,
         )  # fmt: skip
@@ -476,7 +479,8 @@ def _header_length(headers: Mapping[str, str]) -> int | None:
     value = headers.get("inference-header-content-length")
     if value is None:
         return None
-    if not value.strip().isdigit():
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit(), but int("²") fails
         problem = FieldProblem(
             "Inference-Header-Content-Length", "is not a byte count", "a non-negative integer"
         )

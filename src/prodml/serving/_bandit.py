@@ -34,6 +34,7 @@ class BanditRouter:
         self.spec = spec
         self._store = store
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._rng = np.random.default_rng()
         stored = store.bandit_state(endpoint)
         state = BanditState.new(spec.reward, self.arms)
@@ -75,20 +76,23 @@ class BanditRouter:
             self._delta = self._delta.update(arm, value)
 
     def sync(self) -> None:
-        """Push decisions and the reward delta, pull the merged shared state."""
-        with self._lock:
-            delta, self._delta = self._delta, self._delta.empty()
-            decisions, self._decisions = self._decisions, []
-        try:
-            if decisions:
-                self._store.record_decisions(decisions)
-            merged = self._store.merge_bandit(
-                self.endpoint, delta.to_dict(), kind=self.spec.reward, arms=self.arms
-            )
-        except Exception:
-            with self._lock:  # keep what was not written for the next sync
-                self._delta = delta.merge(self._delta)
-                self._decisions = decisions + self._decisions
-            raise
-        with self._lock:
-            self._state = BanditState.from_dict(merged)
+        """Push decisions and the reward delta, pull the merged shared state. Decisions
+        stay in :meth:`pending` until they are written, so that a reward arriving during
+        the sync still finds its arm."""
+        with self._sync_lock:  # one sync at a time (the shutdown sync may meet the loop's)
+            with self._lock:
+                delta, self._delta = self._delta, self._delta.empty()
+                decisions = list(self._decisions)
+            try:
+                if decisions:
+                    self._store.record_decisions(decisions)
+                merged = self._store.merge_bandit(
+                    self.endpoint, delta.to_dict(), kind=self.spec.reward, arms=self.arms
+                )
+            except Exception:
+                with self._lock:  # keep the delta for the next sync (decisions stay queued)
+                    self._delta = delta.merge(self._delta)
+                raise
+            with self._lock:
+                del self._decisions[: len(decisions)]  # written; later ones were appended
+                self._state = BanditState.from_dict(merged)

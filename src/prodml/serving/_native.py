@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
-from prodml.core import SchemaError, ServingError, ensure_utc
+from prodml.core import SchemaError, StateError, ensure_utc
 from prodml.serving._endpoint import EndpointTable
 from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns
 
@@ -137,8 +137,10 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
             )
     service = table.service
     if service is None or runtime.features is None:
-        raise ServingError(
-            f"endpoint {table.endpoint!r} cannot fetch features: {table.service_error}"
+        # the deployed model has no feature service: no retry helps until a redeploy (409)
+        raise StateError(
+            f"endpoint {table.endpoint!r} cannot fetch features: {table.service_error}; "
+            f"send the model's inputs to /v2/models/{table.endpoint}/infer instead"
         )
     entities = _columns(entity_rows)
     request = {name: _times(values) for name, values in _columns(request_rows).items()}

@@ -37,6 +37,7 @@ PREDICT: dict[int | str, dict[str, Any]] = {
     400: _ERROR,
     401: _ERROR,
     404: _ERROR,
+    409: _ERROR,
     413: _ERROR,
     422: _ERROR,
     503: _ERROR,

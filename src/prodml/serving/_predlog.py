@@ -24,10 +24,24 @@ from prodml.storage import LogStats, LogWriter
 if TYPE_CHECKING:
     from prodml.serving._runtime import Prediction
 
-__all__ = ["LABELS_DIR", "PREDICTIONS_DIR", "PredictionLog"]
+__all__ = ["LABELS_DIR", "PREDICTIONS_DIR", "PredictionLog", "frame_rows"]
 
 PREDICTIONS_DIR = Path("logs") / "predictions"
 LABELS_DIR = Path("logs") / "labels"
+
+
+def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as dicts of plain Python values, fast: one conversion of the
+    whole frame to an object array (pandas' ``to_dict("records")`` costs ~20× more on
+    the one-row frames of the request path).
+
+    >>> frame_rows(pd.DataFrame({"x": [1.5], "n": [2], "s": ["a"]}))
+    [{'x': 1.5, 'n': 2, 's': 'a'}]
+    """
+    names = [str(name) for name in frame.columns]
+    return [
+        dict(zip(names, values, strict=True)) for values in frame.to_numpy(dtype=object).tolist()
+    ]
 
 
 class PredictionLog:
@@ -59,6 +73,7 @@ class PredictionLog:
         prediction: Prediction,
         frame: pd.DataFrame,
         *,
+        rows: Sequence[Mapping[str, Any]] | None = None,
         unit: str,
         latency_ms: float,
         shadow: bool = False,
@@ -67,10 +82,14 @@ class PredictionLog:
         feature_versions: Mapping[str, str] | None = None,
         protocol: str | None = None,
     ) -> None:
-        """Queue one record per row of ``frame``."""
+        """Queue one record per row of ``frame`` (``rows``: the frame's rows as dicts, when
+        the caller has them already)."""
         now = self.clock.now()
         scores = prediction.scores.tolist()
-        rows = frame.to_dict("records") if self.log_features else [{}] * len(frame)
+        if not self.log_features:
+            rows = [{}] * len(frame)
+        elif rows is None:
+            rows = frame_rows(frame)
         violations = (
             ";".join(sorted({f"{v.column}:{v.kind}" for v in prediction.violations}))
             if prediction.violations

@@ -1,0 +1,272 @@
+"""The admin API behind bearer tokens with roles: viewers read, operators set weights,
+pause, resume and roll back, admins deploy and promote; every change is recorded with
+the token's name and applied by the server at once. Also: the admin API with no token
+configured, and predictions that require a token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from prodml import Project
+from prodml.project import serving_app
+from prodml.registry import DeploymentSpec
+from servingkit import FEATURES, lr_model, register, row, serving_project
+
+VIEWER = "viewer-token-0123456789"
+OPERATOR = "operator-token-0123456789"
+ADMIN = "admin-token-0123456789"
+TOKENS = f"""
+[serving]
+watch_interval_s = 3600
+
+[[serving.tokens]]
+name = "ana"
+role = "viewer"
+token = "{VIEWER}"
+
+[[serving.tokens]]
+name = "olga"
+role = "operator"
+token = "{OPERATOR}"
+
+[[serving.tokens]]
+name = "adam"
+role = "admin"
+token = "{ADMIN}"
+"""
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def v2_body(values: dict[str, float]) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": n, "shape": [1], "datatype": "FP64", "data": [values[n]]} for n in FEATURES
+        ]
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    """``lr:1`` and ``lr:2`` registered; endpoint ``lr`` a 10% canary of ``lr:2``."""
+    project, champion = serving_project(tmp_path / "project", config=TOKENS)
+    model, X = lr_model(C=0.1, seed=1)
+    challenger = register(project, model, X)
+    spec = DeploymentSpec.canary(champion.ref, challenger.ref, weight=0.1)
+    project.deployments.deploy("lr", spec, actor="test")
+    yield project
+    project.close()
+
+
+@pytest.fixture
+def client(project: Project) -> Iterator[TestClient]:
+    with TestClient(serving_app(project)) as client:
+        yield client
+
+
+def test_admin_api_needs_a_valid_token(client: TestClient) -> None:
+    for headers in ({}, bearer("not-a-known-token-at-all"), {"Authorization": VIEWER}):
+        response = client.get("/v1/admin/deployments", headers=headers)
+        assert response.status_code == 401
+        assert "bearer token" in response.json()["error"]
+    response = client.post(
+        "/v1/admin/deployments/lr/weights", json={"weights": {"challenger": 0.5}}
+    )
+    assert response.status_code == 401
+    response = client.put("/v1/admin/deployments/lr", json={"spec": "not a spec"})
+    assert response.status_code == 401  # the token is checked before the body
+    response = client.get("/v1/admin/deployments", headers=bearer(VIEWER))
+    assert response.status_code == 200
+    [deployment] = response.json()
+    assert deployment["endpoint"] == "lr"
+    assert deployment["spec"]["policy"] == "canary"
+    response = client.get("/v1/admin/deployments/lr/history", headers=bearer(VIEWER))
+    assert response.status_code == 200
+    assert [h["action"] for h in response.json()] == ["deploy", "deploy"]
+
+
+@pytest.mark.parametrize(
+    ("token", "method", "path", "body"),
+    [
+        (VIEWER, "POST", "/v1/admin/deployments/lr/weights", {"weights": {"challenger": 0.5}}),
+        (VIEWER, "POST", "/v1/admin/deployments/lr/pause", {}),
+        (VIEWER, "POST", "/v1/admin/deployments/lr/rollback", {}),
+        (OPERATOR, "POST", "/v1/admin/deployments/lr/promote", {"arm": "challenger"}),
+        (OPERATOR, "PUT", "/v1/admin/deployments/lr", {"spec": {"policy": "single"}}),
+    ],
+)
+def test_a_role_below_the_action_is_403(
+    project: Project, client: TestClient, token: str, method: str, path: str, body: Any
+) -> None:
+    response = client.request(method, path, json=body, headers=bearer(token))
+    assert response.status_code == 403, response.text
+    assert "needs" in response.json()["error"]
+    assert project.deployments.get("lr").revision == 2  # nothing changed
+
+
+def test_operator_sets_weights_pauses_resumes_and_rolls_back(
+    project: Project, client: TestClient
+) -> None:
+    headers = bearer(OPERATOR)
+    response = client.post(
+        "/v1/admin/deployments/lr/weights",
+        json={"weights": {"challenger": 0.4}, "reason": "ramp up"},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["revision"] == 3
+    assert project.deployments.get("lr").spec.arm("challenger").weight == 0.4
+    live = client.get("/v1/endpoints/lr").json()  # applied at once, no watch needed
+    assert live["revision"] == 3
+    assert live["weights"] == pytest.approx({"champion": 0.6, "challenger": 0.4})
+
+    assert client.post("/v1/admin/deployments/lr/pause", headers=headers).status_code == 200
+    live = client.get("/v1/endpoints/lr").json()
+    assert live["paused"] is True
+    assert live["weights"] == {"champion": 1.0}
+    again = client.post("/v1/admin/deployments/lr/pause", headers=headers)
+    assert again.status_code == 409
+    assert "already paused" in again.json()["error"]
+    response = client.post(
+        "/v1/admin/deployments/lr/resume", json={"reason": "fixed"}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    assert client.get("/v1/endpoints/lr").json()["paused"] is False
+
+    bad = client.post(
+        "/v1/admin/deployments/lr/weights", json={"weights": {"nope": 0.5}}, headers=headers
+    )
+    assert bad.status_code == 422
+    bad = client.post(
+        "/v1/admin/deployments/lr/weights", json={"weights": "all of it"}, headers=headers
+    )
+    assert bad.status_code == 422
+    assert [d["field"] for d in bad.json()["details"]] == ["weights"]
+
+    response = client.post("/v1/admin/deployments/lr/rollback", headers=headers)
+    assert response.status_code == 200, response.text
+    spec = project.deployments.get("lr").spec
+    assert spec.policy == "single"
+    assert spec.arms[0].model == "lr:1"
+    live = client.get("/v1/endpoints/lr").json()
+    assert live["policy"] == "single"
+    assert [a["model"] for a in live["arms"]] == ["lr:1"]
+
+    history = client.get("/v1/admin/deployments/lr/history", headers=bearer(VIEWER)).json()
+    changes = [(h["action"], h["actor"], h["reason"]) for h in history[2:]]
+    assert changes == [
+        ("set_weights", "token:olga", "ramp up"),
+        ("pause", "token:olga", None),
+        ("resume", "token:olga", "fixed"),
+        ("rollback", "token:olga", None),
+    ]
+
+
+def test_admin_deploys_an_alias_resolved_and_promotes(project: Project, client: TestClient) -> None:
+    project.registry.set_alias("lr", "champion", 2, actor="test")
+    spec = {
+        "policy": "canary",
+        "arms": [
+            {"name": "champion", "model": "lr:1", "role": "champion", "weight": 0.75},
+            {"name": "challenger", "model": "lr@champion", "role": "challenger", "weight": 0.25},
+        ],
+        "timeout_ms": 500,
+    }
+    response = client.put(
+        "/v1/admin/deployments/lr", json={"spec": spec, "reason": "new"}, headers=bearer(ADMIN)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["spec"]["arms"][1]["model"] == "lr:2"
+    stored = project.deployments.get("lr").spec
+    assert [a.model for a in stored.arms] == ["lr:1", "lr:2"]  # stored resolved
+    project.registry.set_alias("lr", "champion", 1, actor="test")
+    assert project.deployments.get("lr").spec.arm("challenger").model == "lr:2"
+
+    bad = client.put(
+        "/v1/admin/deployments/lr",
+        json={"spec": {**spec, "policy": "lottery"}},
+        headers=bearer(ADMIN),
+    )
+    assert bad.status_code == 422
+
+    response = client.put(
+        "/v1/admin/deployments/lr2",
+        json={"spec": {"policy": "single", "arms": [{"name": "champion", "model": "lr:2", "role": "champion"}]}},
+        headers=bearer(ADMIN),
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    infer = client.post("/v2/models/lr2/infer", json=v2_body(row(1)))
+    assert infer.status_code == 200, infer.text  # served at once
+    assert infer.json()["model_version"] == "2"
+
+    response = client.post(
+        "/v1/admin/deployments/lr/promote", json={"arm": "challenger"}, headers=bearer(ADMIN)
+    )
+    assert response.status_code == 200, response.text
+    spec_now = project.deployments.get("lr").spec
+    assert spec_now.policy == "single"
+    assert spec_now.arms[0].model == "lr:2"
+    assert client.get("/v1/endpoints/lr").json()["arms"][0]["model"] == "lr:2"
+
+    history = project.deployments.history("lr")
+    assert [(h["action"], h["actor"]) for h in history[2:]] == [
+        ("deploy", "token:adam"),
+        ("promote", "token:adam"),
+    ]
+    assert project.deployments.history("lr2")[0]["actor"] == "token:adam"
+
+
+def test_without_tokens_the_admin_api_is_closed(tmp_path: Path) -> None:
+    project, _ = serving_project(tmp_path / "project")
+    try:
+        with TestClient(serving_app(project)) as client:
+            for headers in ({}, bearer(ADMIN)):
+                response = client.get("/v1/admin/deployments", headers=headers)
+                assert response.status_code == 401
+                assert "no tokens are configured" in response.json()["error"]
+            response = client.post("/v1/admin/deployments/lr/pause", headers=bearer(ADMIN))
+            assert response.status_code == 401
+            assert client.post("/v2/models/lr/infer", json=v2_body(row(1))).status_code == 200
+        assert project.deployments.get("lr").spec.paused is False
+    finally:
+        project.close()
+
+
+def test_predictions_can_require_a_token(tmp_path: Path) -> None:
+    config = TOKENS.replace("[serving]\n", "[serving]\npredict_requires_token = true\n")
+    project, _ = serving_project(tmp_path / "project", config=config)
+    try:
+        with TestClient(serving_app(project)) as client:
+            body = v2_body(row(1))
+            records = {"dataframe_records": [row(1)]}
+            feedback = {"endpoint": "lr", "request_id": "r-1", "label": 1}
+            for headers in ({}, bearer("not-a-known-token-at-all")):
+                assert (
+                    client.post("/v2/models/lr/infer", json=body, headers=headers).status_code
+                    == 401
+                )
+                assert client.post("/invocations", json=records, headers=headers).status_code == 401
+                assert (
+                    client.post("/v1/feedback", json=feedback, headers=headers).status_code == 401
+                )
+            for token in (VIEWER, OPERATOR, ADMIN):
+                response = client.post("/v2/models/lr/infer", json=body, headers=bearer(token))
+                assert response.status_code == 200, response.text
+            assert (
+                client.post("/invocations", json=records, headers=bearer(VIEWER)).status_code == 200
+            )
+            assert (
+                client.post("/v1/feedback", json=feedback, headers=bearer(VIEWER)).status_code
+                == 200
+            )
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/readyz").status_code == 200
+    finally:
+        project.close()
