@@ -63,7 +63,7 @@ def _number(owner: str, name: str, value: Any, low: float, high: float = math.in
 @dataclass(frozen=True)
 class Arm:
     """One model version serving an endpoint: ``model`` is ``name:version`` (an alias
-``name@alias`` is resolved to its version by the deployment store when deployed)."""
+    ``name@alias`` is resolved to its version by the deployment store when deployed)."""
 
     name: str
     model: str
