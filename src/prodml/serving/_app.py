@@ -374,9 +374,19 @@ def add_health_routes(app: FastAPI, server: Server) -> None:
 
     @app.get("/readyz", responses=api.OK)
     async def readyz() -> Response:
-        ready = runtime.ready and bool(runtime.tables)
+        """Ready: every deployed endpoint's models loaded and warmed, and the metadata DB
+        and the online store answering (within 2 s)."""
+        loop = asyncio.get_running_loop()
+        try:
+            stores = await asyncio.wait_for(loop.run_in_executor(None, runtime.check_stores), 2.0)
+        except TimeoutError:
+            stores = {"metadata": "no answer within 2 s"}
+        loaded = runtime.ready and bool(runtime.tables)
+        ready = loaded and all(v == "ok" for v in stores.values())
         body = {
             "ready": ready,
+            "models_loaded": loaded,
+            "stores": stores,
             "endpoints": {n: t.revision for n, t in sorted(runtime.tables.items())},
             "error": runtime.last_refresh_error,
         }

@@ -133,6 +133,12 @@ class ServingMetrics:
             ["endpoint"],
             registry=r,
         )
+        self.batch_queue = Gauge(
+            "prodml_batch_queue_depth",
+            "Requests waiting for a model's micro-batcher, by model version",
+            ["model"],
+            registry=r,
+        )
         self.log_queue = Gauge(
             "prodml_log_queue_depth", "Records waiting to be written", ["log"], registry=r
         )

@@ -91,6 +91,7 @@ class ServingRuntime:
             metrics=self.metrics,
         )
         self.tables: dict[str, EndpointTable] = {}
+        self.metrics.on_collect(self._collect)
         self.actor = f"server@{socket.gethostname()}"
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._guard_checked: dict[int, float] = {}
@@ -98,6 +99,10 @@ class ServingRuntime:
         self._bandit_task: asyncio.Task[None] | None = None
         self.ready = False
         self.last_refresh_error: str | None = None
+
+    def _collect(self) -> None:
+        for ref, depth in self.builder.queue_depths().items():
+            self.metrics.batch_queue.labels(ref).set(depth)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -179,6 +184,29 @@ class ServingRuntime:
                     await loop.run_in_executor(None, table.bandit.sync)
                 except Exception as exc:
                     log.warning("endpoint %s: bandit sync failed: %s", table.endpoint, exc)
+
+    def check_stores(self) -> dict[str, str]:
+        """Reach every store the request path needs: ``"ok"`` or the error, per store
+        (call it from a worker thread)."""
+        status: dict[str, str] = {}
+        try:
+            self.deployments.revisions()
+            status["metadata"] = "ok"
+        except Exception as exc:
+            status["metadata"] = f"{type(exc).__name__}: {exc}"
+        services = [t.service for t in self.tables.values() if t.service is not None]
+        if services and self.features is not None:
+            view = services[0].projections[0].view if services[0].projections else None
+            try:
+                if view is not None:
+                    self.features.online.read(
+                        f"{view.name}:{view.version}", [("__ready__",) * len(view.join_keys)],
+                        [], now=self.clock.now(), ttl=None,
+                    )  # fmt: skip
+                status["online_store"] = "ok"
+            except Exception as exc:
+                status["online_store"] = f"{type(exc).__name__}: {exc}"
+        return status
 
     # -- lookups --------------------------------------------------------------------------
     def table(self, endpoint: str) -> EndpointTable:

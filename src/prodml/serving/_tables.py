@@ -78,6 +78,11 @@ class TableBuilder:
         with self._lock:
             return self._models.setdefault(ref, served)
 
+    def queue_depths(self) -> dict[str, int]:
+        """Requests queued in each loaded model's micro-batcher."""
+        with self._lock:
+            return {ref: served.batcher.queued for ref, served in self._models.items()}
+
     def build(self, deployment: Deployment, previous: EndpointTable | None) -> EndpointTable:
         spec = deployment.spec
         arms: dict[str, ArmState] = {}
