@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -170,6 +170,7 @@ class Server:
         arm: str | None = None,
         native: NativeRequest | None = None,
         native_output: bool = False,
+        columns: Sequence[str] | None = None,
     ) -> Response:
         """Route, predict, log, count and encode one request (idempotently with a key)."""
         started = time.perf_counter()
@@ -186,7 +187,7 @@ class Server:
                 self.runtime.metrics.idempotent_replays.labels(table.endpoint).inc()
                 return Response(cached, 200, {"Idempotent-Replayed": "true"}, JSON)
         wanted = table.primary.soft is not None or self.runtime.log.log_features
-        rows = frame_rows(frame) if wanted else []
+        rows = frame_rows(frame, columns) if wanted else []
         violations = self.runtime.soft_check(table, rows) if table.primary.soft else []
         if violations and self.config.on_soft_violation == "reject":
             raise RequestInvalid.of(
@@ -208,7 +209,7 @@ class Server:
             stratum = stratum_of(source, spec.stratify_by)
         prediction = await self.runtime.predict(
             table, frame, request_id=request_id, unit=unit_value, stratum=stratum, arm=arm,
-            violations=violations, native=native_output,
+            violations=violations, native=native_output, rows=rows or None,
         )  # fmt: skip
         body = encode(prediction)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -252,7 +253,7 @@ class Server:
         key = request.headers.get("idempotency-key") or _v2_key(decoded.id, request, raw)
         return await self.answer(
             request, table, decoded.frame, request_id=request_id, key=key, encode=encode,
-            protocol="v2", arm=arm,
+            protocol="v2", arm=arm, columns=signature.columns,
         )  # fmt: skip
 
     def arm_of_version(self, table: EndpointTable, version: str) -> str:
@@ -297,7 +298,7 @@ class Server:
         return await self.answer(
             request, table, frame, request_id=request_id,
             key=request.headers.get("idempotency-key"), encode=encode, protocol="mlflow",
-            native_output=True,
+            native_output=True, columns=model.columns,
         )  # fmt: skip
 
     # -- native -------------------------------------------------------------------------
@@ -314,7 +315,7 @@ class Server:
         key = request.headers.get("idempotency-key") or native.request_id
         return await self.answer(
             request, table, native.frame, request_id=request_id, key=key, encode=encode,
-            protocol="native", unit=native.unit, native=native,
+            protocol="native", unit=native.unit, native=native, columns=table.primary.columns,
         )  # fmt: skip
 
 

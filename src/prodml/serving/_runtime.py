@@ -248,8 +248,10 @@ class ServingRuntime:
         arm: str | None = None,
         violations: Sequence[RowViolation] = (),
         native: bool = False,
+        rows: Sequence[Mapping[str, Any]] | None = None,
     ) -> Prediction:
-        """Route ``frame`` and answer it, falling back as the deployment allows."""
+        """Route ``frame`` and answer it, falling back as the deployment allows
+        (``rows``: the frame's rows as dicts, for the shadows' log records)."""
         now = self.clock.now()
         if arm is None:
             route = table.route(unit, request_id, now, stratum)
@@ -257,7 +259,7 @@ class ServingRuntime:
             route = Route(table.arms[arm], ())
         state = route.arm
         for shadow in route.shadows:
-            self._mirror(table, shadow, frame, request_id, unit)
+            self._mirror(table, shadow, frame, request_id, unit, rows)
         try:
             scores = await self._call(table, state, frame, native)
             return Prediction(
@@ -293,7 +295,12 @@ class ServingRuntime:
         )  # fmt: skip
 
     async def _call(
-        self, table: EndpointTable, state: ArmState, frame: pd.DataFrame, native: bool = False
+        self,
+        table: EndpointTable,
+        state: ArmState,
+        frame: pd.DataFrame,
+        native: bool = False,
+        shadow: bool = False,
     ) -> np.ndarray:
         """One arm call under its breaker and timeout; outcomes feed breaker and guardrail."""
         breaker = state.breaker
@@ -308,7 +315,9 @@ class ServingRuntime:
         started = time.perf_counter()
         timeout_s = table.deployment.spec.timeout_ms / 1000.0
         try:
-            scores = await state.model.predict(frame, timeout_s=timeout_s, native=native)
+            scores = await state.model.predict(
+                frame, timeout_s=timeout_s, native=native, shadow=shadow
+            )
         except Exception as exc:
             breaker.record_failure()
             kind = (
@@ -394,11 +403,13 @@ class ServingRuntime:
         frame: pd.DataFrame,
         request_id: str,
         unit: str,
+        rows: Sequence[Mapping[str, Any]] | None,
     ) -> None:
         if len(self._shadow_tasks) >= _MAX_SHADOW_TASKS:
             self.metrics.shadow.labels(table.endpoint, shadow.name, "dropped").inc()
             return
-        task = asyncio.create_task(self._shadow_call(table, shadow, frame, request_id, unit))
+        call = self._shadow_call(table, shadow, frame, request_id, unit, rows)
+        task = asyncio.create_task(call)
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
@@ -409,11 +420,12 @@ class ServingRuntime:
         frame: pd.DataFrame,
         request_id: str,
         unit: str,
+        rows: Sequence[Mapping[str, Any]] | None,
     ) -> None:
         started = time.perf_counter()
         error: str | None = None
         try:
-            scores = await self._call(table, shadow, frame)
+            scores = await self._call(table, shadow, frame, shadow=True)
         except ServingError as exc:
             self.metrics.shadow.labels(table.endpoint, shadow.name, "error").inc()
             status, error = "error", type(exc).__name__
@@ -425,6 +437,6 @@ class ServingRuntime:
             request_id, table.endpoint, shadow.name, shadow.model.ref, scores, status
         )
         self.log.record(
-            prediction, frame, unit=unit, latency_ms=(time.perf_counter() - started) * 1000,
-            shadow=True, error=error,
+            prediction, frame, rows=rows, unit=unit, shadow=True, error=error,
+            latency_ms=(time.perf_counter() - started) * 1000,
         )  # fmt: skip

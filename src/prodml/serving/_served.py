@@ -27,6 +27,8 @@ __all__ = ["ServedModel", "warm_up_frame"]
 log = logging.getLogger("prodml.serving")
 
 _FLOAT_KINDS = frozenset("fc")
+_SHADOW_WAIT_MS = 20.0  # shadow batches wait this long to fill up
+_SHADOW_BATCH = 256
 
 
 class ServedModel:
@@ -59,6 +61,7 @@ class ServedModel:
             on_batch=batch_sizes.observe,
         )
         self._native_batcher: MicroBatcher | None = None
+        self._shadow_batcher: MicroBatcher | None = None
         self._batch_options = (config.batch_max_size, config.batch_max_wait_ms, executor)
         self.soft = _soft_validator(loaded)
         self._float_output = loaded.signature.output_dtype.startswith("float")
@@ -72,17 +75,27 @@ class ServedModel:
             self._model_latency.observe(time.perf_counter() - started)
 
     async def predict(
-        self, frame: pd.DataFrame, *, timeout_s: float, native: bool = False
+        self, frame: pd.DataFrame, *, timeout_s: float, native: bool = False, shadow: bool = False
     ) -> np.ndarray:
         """Scores for ``frame`` (columns in signature order), through the micro-batcher;
         with ``native``, the model's own ``predict`` output instead (class labels for a
         classifier: what an MLflow server answers).
 
+        A ``shadow`` call goes through a batcher of its own that waits longer for fuller
+        batches: nobody waits for a shadow's answer, so it may as well cost less CPU.
+
         Raises :class:`ModelTimeoutError` after ``timeout_s`` and :class:`BadOutputError`
         when the output has the wrong length or shape, or non-finite floats."""
-        batcher = self.batcher if not native else self._native()
+        if native:
+            batcher = self._native()
+        elif shadow:
+            batcher = self._shadow()
+            timeout_s += _SHADOW_WAIT_MS / 1000
+        else:
+            batcher = self.batcher
         try:
-            output = await asyncio.wait_for(batcher.submit(frame), timeout_s)
+            async with asyncio.timeout(timeout_s):  # no extra task, unlike wait_for
+                output = await batcher.submit(frame)
         except TimeoutError:
             raise ModelTimeoutError(
                 f"model {self.ref}: no answer within {timeout_s * 1000:.0f} ms"
@@ -100,8 +113,22 @@ class ServedModel:
                 max_wait_ms=max_wait_ms,
                 executor=executor,
                 name=self.ref + "#native",
+                on_batch=self._metrics.batch_size.labels(self.ref).observe,
             )
         return self._native_batcher
+
+    def _shadow(self) -> MicroBatcher:
+        if self._shadow_batcher is None:
+            max_size, max_wait_ms, executor = self._batch_options
+            self._shadow_batcher = MicroBatcher(
+                self._predict_batch,
+                max_size=max(max_size, _SHADOW_BATCH),
+                max_wait_ms=max(max_wait_ms, _SHADOW_WAIT_MS),
+                executor=executor,
+                name=self.ref + "#shadow",
+                on_batch=self._metrics.batch_size.labels(self.ref).observe,
+            )
+        return self._shadow_batcher
 
     def _predict_native(self, frame: pd.DataFrame) -> np.ndarray:
         predict = getattr(self._model, "predict", None)
@@ -159,8 +186,9 @@ class ServedModel:
 
     async def close(self) -> None:
         await self.batcher.close()
-        if self._native_batcher is not None:
-            await self._native_batcher.close()
+        for extra in (self._native_batcher, self._shadow_batcher):
+            if extra is not None:
+                await extra.close()
 
 
 def _soft_validator(loaded: LoadedModel) -> RowValidator | None:
