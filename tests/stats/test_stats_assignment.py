@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prodml.core.errors import ConfigError, SchemaError
-from prodml.stats import assign, assign_many, sample_fraction, unit_hash
+from prodml.stats import Assigner, assign, assign_many, sample_fraction, unit_hash
 
 #: The chi-square (1 degree of freedom) quantile with upper tail 0.001.
 CHI2_1DF_999 = 10.828
@@ -194,3 +194,20 @@ def test_invalid_fraction_unit_and_salt() -> None:
         assign(42, "salt", {"a": 1.0})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="salt"):
         unit_hash("user-1", None)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    weights=st.dictionaries(
+        st.sampled_from(["a", "b", "c", "d", "champion"]),
+        st.floats(min_value=0.0, max_value=10.0),
+        min_size=1,
+    ).filter(lambda w: sum(w.values()) > 0),
+    units=st.lists(st.text(max_size=12), min_size=1, max_size=30),
+    salt=st.text(max_size=8),
+)
+def test_prepared_assigner_agrees_with_assign(
+    weights: dict[str, float], units: list[str], salt: str
+) -> None:
+    prepared = Assigner(weights)
+    assert [prepared(u, salt) for u in units] == assign_many(units, salt, weights)

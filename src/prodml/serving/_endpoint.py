@@ -19,7 +19,7 @@ from prodml.serving._bandit import BanditRouter
 from prodml.serving._breaker import CircuitBreaker
 from prodml.serving._guardrails import ArmWindow
 from prodml.serving._served import ServedModel
-from prodml.stats import assign, sample_fraction
+from prodml.stats import Assigner, sample_fraction
 
 __all__ = ["ArmState", "EndpointTable", "Route"]
 
@@ -72,10 +72,12 @@ class EndpointTable:
         if not self.weights:
             self.weights = {n: w for n, w in spec.serving_weights().items() if w > 0}
         self._only = next(iter(self.weights)) if len(self.weights) == 1 else None
+        self._assign = Assigner(self.weights) if self.weights else None
 
     def set_weights(self, weights: Mapping[str, float]) -> None:
         """Change live weights in place (a guardrail trip, before the DB records it)."""
         live = {n: w for n, w in weights.items() if w > 0}
+        self._assign = Assigner(live) if live else None
         self.weights = live
         self._only = next(iter(live)) if len(live) == 1 else None
 
@@ -97,13 +99,17 @@ class EndpointTable:
             name = self._only
         else:
             salt = self.salt if stratum is None else f"{self.salt}\0{stratum}"
-            name = assign(unit, salt, self.weights)
+            name = self._assign(unit, salt) if self._assign is not None else self._fallback()
         shadows: tuple[ArmState, ...] = ()
         if self.shadows:
             fraction = spec.shadow_fraction
             if fraction >= 1.0 or sample_fraction(unit, self._shadow_salt, fraction):
                 shadows = self.shadows
         return Route(self.arms[name], shadows, propensity)
+
+    def _fallback(self) -> str:
+        """Every live weight is 0 (all tripped): the champion, else the first arm."""
+        return self.champion.name if self.champion is not None else next(iter(self.arms))
 
     def describe(self) -> dict[str, Any]:
         spec = self.deployment.spec

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 from prodml.stats._assignment import (
+    Assigner,
     assign,
     assign_many,
     finite_float,
@@ -38,6 +39,7 @@ from prodml.stats._bandits import (
 __all__ = [
     "PRIOR_MEAN_VARIANCE",
     "PRIOR_NOISE_VARIANCE",
+    "Assigner",
     "BanditKind",
     "BanditState",
     "BetaArm",

@@ -30,6 +30,7 @@ under different salts are independent.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,14 @@ import numpy as np
 
 from prodml.core.errors import ConfigError, SchemaError
 
-__all__ = ["assign", "assign_many", "finite_float", "sample_fraction", "unit_hash"]
+__all__ = [
+    "Assigner",
+    "assign",
+    "assign_many",
+    "finite_float",
+    "sample_fraction",
+    "unit_hash",
+]
 
 #: 2**-53: maps the top 53 bits of the digest onto the float grid of [0, 1).
 _SCALE = 2.0**-53
@@ -119,6 +127,27 @@ def assign_many(units: Sequence[str], salt: str, weights: Mapping[str, float]) -
     # side="right": the arm i with upper[i-1] <= h < upper[i]; empty intervals never match.
     index = np.searchsorted(upper, hashes, side="right")
     return [names[i] for i in index.tolist()]
+
+
+class Assigner:
+    """:func:`assign` with the weights prepared once, for the request path (one hash and
+    one bisection per call).
+
+    >>> choose = Assigner({"champion": 0.9, "challenger": 0.1})
+    >>> choose("user-42", "exp-1") == assign("user-42", "exp-1", {"champion": 0.9, "challenger": 0.1})
+    True
+    """
+
+    __slots__ = ("_names", "_upper")
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        names, upper = _boundaries(weights)
+        self._names = names
+        self._upper = upper.tolist()
+
+    def __call__(self, unit: str, salt: str) -> str:
+        index = bisect.bisect_right(self._upper, unit_hash(unit, salt))
+        return self._names[min(index, len(self._names) - 1)]
 
 
 def sample_fraction(unit: str, salt: str, fraction: float) -> bool:
