@@ -153,6 +153,8 @@ def test_parameters_id_and_outputs_are_kept() -> None:
         ({"inputs": [{"shape": [1], "datatype": "FP64", "data": [1.0]}]}, "inputs[0]", "is malformed"),
         ({"inputs": [tensor("x", "FP64", [1.0], [-1])]}, "x", "has a malformed shape"),
         ({"inputs": [tensor("x", "FP99", [1.0])]}, "x", "has an unknown datatype"),
+        ({"inputs": [tensor("x", ["FP64"], [1.0])]}, "x", "has an unknown datatype"),  # type: ignore[arg-type]
+        ({"inputs": [tensor("x", {"a": 1}, [1.0])]}, "x", "has an unknown datatype"),  # type: ignore[arg-type]
         ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64"}]}, "x", "has no data"),
         ({"inputs": [tensor("x", "FP64", [1.0, 123456.789], [3])]}, "x", "has 2 values"),
         ({"inputs": [tensor("x", "FP64", [1.0, "s3cr3t-value"])]}, "x", "holds a str at position 1"),

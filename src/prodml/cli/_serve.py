@@ -151,7 +151,7 @@ def register_serving(app: typer.Typer) -> None:
             else:
                 previous = signal.signal(signal.SIGTERM, _exit_cleanly)
                 try:
-                    uvicorn.run(serving_app(proj, close_project=True), **options)
+                    uvicorn.run(serving_app(proj, close_project=True, own_process=True), **options)
                 finally:
                     signal.signal(signal.SIGTERM, previous)
 

@@ -24,8 +24,12 @@ __all__ = ["PROJECT_ENV", "app_from_env", "serving_app"]
 PROJECT_ENV = "PRODML_SERVE_PROJECT"
 
 
-def serving_app(project: Project, *, close_project: bool = False) -> FastAPI:
-    """The ASGI app serving every endpoint deployed in ``project``."""
+def serving_app(
+    project: Project, *, close_project: bool = False, own_process: bool = False
+) -> FastAPI:
+    """The ASGI app serving every endpoint deployed in ``project``; ``own_process`` (a
+    server process of its own) moves what startup loaded out of the cyclic GC and lets
+    proven-equal scikit-learn models take arrays (see ``prodml.serving._fast_input``)."""
     config = project.config.serving
     log = PredictionLog(
         project.state_dir,
@@ -42,6 +46,7 @@ def serving_app(project: Project, *, close_project: bool = False) -> FastAPI:
         features=project.features,
         clock=project.clock,
         predictions=log,
+        own_process=own_process,
     )
     for name, writer in (("predictions", log.predictions), ("labels", log.labels)):
         runtime.metrics.on_collect(_log_gauges(runtime, name, writer))
@@ -78,4 +83,4 @@ def app_from_env(clock: Clock | None = None) -> FastAPI:
     path = os.environ.get(PROJECT_ENV)
     if not path:
         raise ProjectNotFoundError(f"{PROJECT_ENV} is not set: expected a project directory")
-    return serving_app(Project.open(Path(path), clock=clock), close_project=True)
+    return serving_app(Project.open(Path(path), clock=clock), close_project=True, own_process=True)

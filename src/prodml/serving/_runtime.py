@@ -7,6 +7,7 @@ to shadows off the response path, enforce guardrails, log every prediction, coun
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import time
@@ -30,6 +31,7 @@ from prodml.core import (
 from prodml.features import FeatureStore
 from prodml.registry import Deployment, DeploymentStore, ModelRegistry
 from prodml.serving._endpoint import ArmState, EndpointTable, Route
+from prodml.serving._fast_input import silence_feature_name_warning
 from prodml.serving._metrics import ServingMetrics
 from prodml.serving._predlog import PredictionLog
 from prodml.serving._tables import TableBuilder
@@ -73,6 +75,7 @@ class ServingRuntime:
         clock: Clock,
         predictions: PredictionLog,
         metrics: ServingMetrics | None = None,
+        own_process: bool = False,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -89,6 +92,7 @@ class ServingRuntime:
             features=features,
             executor=self.executor,
             metrics=self.metrics,
+            array_inputs=own_process,
         )
         self.tables: dict[str, EndpointTable] = {}
         self.metrics.on_collect(self._collect)
@@ -98,6 +102,7 @@ class ServingRuntime:
         self._watch_task: asyncio.Task[None] | None = None
         self._bandit_task: asyncio.Task[None] | None = None
         self.ready = False
+        self.own_process = own_process
         self.last_refresh_error: str | None = None
 
     def _collect(self) -> None:
@@ -107,7 +112,14 @@ class ServingRuntime:
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         """Load every deployment, then keep watching for changes."""
+        if self.own_process:
+            silence_feature_name_warning()  # before models load: see _fast_input
         await self.refresh()
+        if self.own_process:
+            # Everything loaded so far (libraries, models) lives as long as the process:
+            # keep it out of the cyclic GC, whose full passes over it stalled requests.
+            gc.collect()
+            gc.freeze()
         self.ready = True
         self._watch_task = asyncio.create_task(self._watch(), name="prodml-deployment-watch")
         self._bandit_task = asyncio.create_task(self._sync_bandits(), name="prodml-bandit-sync")

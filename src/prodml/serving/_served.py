@@ -19,6 +19,7 @@ import pandas as pd
 from prodml.core import BadOutputError, ModelTimeoutError, ServingConfig
 from prodml.registry import LoadedModel, Signature
 from prodml.serving._batching import MicroBatcher
+from prodml.serving._fast_input import array_input_agrees, structurally_eligible
 from prodml.serving._metrics import ServingMetrics
 from prodml.validation import Profile, RowValidator, RowViolation, infer_expectations
 
@@ -41,6 +42,7 @@ class ServedModel:
         config: ServingConfig,
         executor: Executor,
         metrics: ServingMetrics,
+        array_inputs: bool = False,
     ) -> None:
         self.loaded = loaded
         self.ref = loaded.version.ref
@@ -60,6 +62,8 @@ class ServedModel:
             name=self.ref,
             on_batch=batch_sizes.observe,
         )
+        self._allow_array = array_inputs
+        self.array_input = False  # set by warm_up() once the array path is proven equal
         self._native_batcher: MicroBatcher | None = None
         self._shadow_batcher: MicroBatcher | None = None
         self._batch_options = (config.batch_max_size, config.batch_max_wait_ms, executor)
@@ -70,6 +74,8 @@ class ServedModel:
     def _predict_batch(self, frame: pd.DataFrame) -> np.ndarray:
         started = time.perf_counter()
         try:
+            if self.array_input:
+                return self._format.predict(self._model, frame.to_numpy())
             return self._format.predict(self._model, frame)
         finally:
             self._model_latency.observe(time.perf_counter() - started)
@@ -136,7 +142,7 @@ class ServedModel:
             return self._predict_batch(frame)
         started = time.perf_counter()
         try:
-            return np.asarray(predict(frame))
+            return np.asarray(predict(frame.to_numpy() if self.array_input else frame))
         finally:
             self._model_latency.observe(time.perf_counter() - started)
 
@@ -183,12 +189,42 @@ class ServedModel:
             self.check_output(self._format.predict(self._model, frame), len(frame))
         except Exception as exc:  # a warm-up failure must not block a deployment
             log.warning("model %s: warm-up prediction failed: %s", self.ref, exc)
+            return
+        dtypes = [spec.dtype for spec in self.signature.inputs]
+        if self._allow_array and structurally_eligible(self._model, self.columns, dtypes):
+            sample = check_frame(self.loaded)
+            self.array_input = array_input_agrees(
+                lambda X: self._format.predict(self._model, X), sample
+            ) and array_input_agrees(self._native_predict(), sample)
 
     async def close(self) -> None:
         await self.batcher.close()
         for extra in (self._native_batcher, self._shadow_batcher):
             if extra is not None:
                 await extra.close()
+
+    def _native_predict(self) -> Any:
+        predict = getattr(self._model, "predict", None)
+        return predict if callable(predict) else (lambda X: self._format.predict(self._model, X))
+
+
+def check_frame(loaded: LoadedModel) -> pd.DataFrame:
+    """Rows of varied typical values (the profile's quantiles, column by column, shifted
+    so that rows differ) to compare two ways of calling a model on."""
+    base = warm_up_frame(loaded)
+    profile = loaded.version.profile or {}
+    stats: Mapping[str, Any] = profile.get("columns", {}) if isinstance(profile, dict) else {}
+    rows = []
+    for k in range(8):
+        row = base.iloc[0].to_dict()
+        for i, spec in enumerate(loaded.signature.inputs):
+            quantiles = list(((stats.get(spec.name) or {}).get("quantiles") or {}).values())
+            numbers = [q for q in quantiles if isinstance(q, int | float) and math.isfinite(q)]
+            if numbers and spec.dtype.startswith(("float", "int", "uint")):
+                value = numbers[(k + i) % len(numbers)]
+                row[spec.name] = round(value) if spec.dtype.startswith(("int", "uint")) else value
+        rows.append(row)
+    return pd.DataFrame(rows, columns=base.columns).astype(base.dtypes.to_dict())
 
 
 def _soft_validator(loaded: LoadedModel) -> RowValidator | None:

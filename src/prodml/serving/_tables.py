@@ -48,6 +48,7 @@ class TableBuilder:
         features: FeatureStore | None,
         executor: Executor,
         metrics: ServingMetrics,
+        array_inputs: bool = False,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -55,6 +56,7 @@ class TableBuilder:
         self.features = features
         self.executor = executor
         self.metrics = metrics
+        self.array_inputs = array_inputs
         self._models: dict[str, ServedModel] = {}
         self._lock = threading.Lock()
         self._closing: set[asyncio.Task[None]] = set()
@@ -68,7 +70,11 @@ class TableBuilder:
         try:
             loaded = self.registry.load(ref)
             served = ServedModel(
-                loaded, config=self.config, executor=self.executor, metrics=self.metrics
+                loaded,
+                config=self.config,
+                executor=self.executor,
+                metrics=self.metrics,
+                array_inputs=self.array_inputs,
             )
             served.warm_up()
         except Exception:

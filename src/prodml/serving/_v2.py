@@ -229,7 +229,7 @@ def _tensor(
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
         problems.append(FieldProblem(field, "has a malformed shape", "a list of sizes"))
         return None, offset
-    if datatype not in _NUMPY and datatype != "BYTES":
+    if not isinstance(datatype, str) or (datatype not in _NUMPY and datatype != "BYTES"):
         expected = f"one of {', '.join([*_NUMPY, 'BYTES'])}"
         problems.append(FieldProblem(field, "has an unknown datatype", expected))
         return None, offset

@@ -90,7 +90,7 @@ class ModelFormat(ABC):
         """``save(model)`` when this format can hold it safely, else ``None``."""
         return self.save(model) if self.can_save(model) else None
 
-    def predict(self, model: Any, X: pd.DataFrame) -> np.ndarray:
+    def predict(self, model: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Scores as a 1-d float array for binary classifiers (probability of the positive
         class, via ``predict_proba[:, 1]`` when the model has ``predict_proba`` and 2
         classes), else ``model.predict(X)`` as a NumPy array (1-d if single output)."""

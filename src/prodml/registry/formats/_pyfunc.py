@@ -140,6 +140,6 @@ class PyfuncFormat(ModelFormat):
             ) from exc
         return PyfuncModel(model, directory)
 
-    def predict(self, model: Any, X: pd.DataFrame) -> np.ndarray:
+    def predict(self, model: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """``model.predict(X)`` as a NumPy array, 1-d when the model has one output."""
         return to_scores(model.predict(X))

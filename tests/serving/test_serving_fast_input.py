@@ -1,0 +1,97 @@
+"""The array fast path for scikit-learn models: taken only when names, dtypes and parts
+allow it and predictions are identical both ways; never for column-selecting pipelines."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from prodml import Project
+from prodml.core import ServingConfig
+from prodml.serving._fast_input import (
+    array_input_agrees,
+    silence_feature_name_warning,
+    structurally_eligible,
+)
+from prodml.serving._metrics import ServingMetrics
+from prodml.serving._served import ServedModel
+from servingkit import numeric_data, register
+
+
+def _served(tmp_path: Path, model: object, X: pd.DataFrame, *, allow: bool) -> ServedModel:
+    project = Project.init(tmp_path / "p")
+    version = register(project, model, X)
+    loaded = project.registry.load(version.ref)
+    project.close()
+    served = ServedModel(
+        loaded,
+        config=ServingConfig(),
+        executor=ThreadPoolExecutor(1),
+        metrics=ServingMetrics(),
+        array_inputs=allow,
+    )
+    served.warm_up()
+    return served
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LogisticRegression(),
+        lambda: make_pipeline(StandardScaler(), LogisticRegression()),
+        lambda: RandomForestClassifier(n_estimators=5, random_state=0),
+    ],
+)
+def test_eligible_models_take_arrays_and_answer_the_same(tmp_path: Path, make: object) -> None:
+    silence_feature_name_warning()  # as a server process does; pytest restores filters
+    X, y = numeric_data(500)
+    model = make().fit(X, y)  # type: ignore[operator]
+    served = _served(tmp_path, model, X, allow=True)
+    assert served.array_input
+    rows = X.sample(50, random_state=1).reset_index(drop=True)
+    np.testing.assert_array_equal(served._predict_batch(rows), model.predict_proba(rows)[:, 1])
+    np.testing.assert_array_equal(served._predict_native(rows), model.predict(rows))
+
+
+def test_without_the_silenced_warning_or_permission_the_path_stays_off(tmp_path: Path) -> None:
+    X, y = numeric_data(300)
+    model = LogisticRegression().fit(X, y)
+    assert not _served(tmp_path / "a", model, X, allow=True).array_input  # warning not silenced
+    silence_feature_name_warning()
+    assert not _served(tmp_path / "b", model, X, allow=False).array_input
+
+
+def test_column_selecting_or_reordered_or_non_numeric_models_are_ineligible() -> None:
+    X, y = numeric_data(200)
+    columns = list(X.columns)
+    dtypes = ["float64"] * len(columns)
+    selecting = make_pipeline(
+        ColumnTransformer([("num", StandardScaler(), columns[:5])]), LogisticRegression()
+    ).fit(X, y)
+    assert not structurally_eligible(selecting, columns, dtypes)
+    plain = LogisticRegression().fit(X, y)
+    assert structurally_eligible(plain, columns, dtypes)
+    assert not structurally_eligible(plain, columns[::-1], dtypes)
+    assert not structurally_eligible(plain, columns, ["string", *dtypes[1:]])
+    unnamed = LogisticRegression().fit(X.to_numpy(), y)
+    assert not structurally_eligible(unnamed, columns, dtypes)
+
+
+def test_disagreeing_predictions_keep_the_dataframe_path() -> None:
+    silence_feature_name_warning()
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+
+    def predict(X: object) -> np.ndarray:
+        return np.array([0.0, 1.0]) if isinstance(X, pd.DataFrame) else np.array([1.0, 0.0])
+
+    assert not array_input_agrees(predict, frame)
+    assert array_input_agrees(lambda X: np.asarray(X)[:, 0] * 2, frame)
