@@ -133,6 +133,12 @@ class MicroBatcher:
 
     async def submit(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's output for ``frame``'s rows, computed in a shared batch."""
+        return await self.enqueue(frame)
+
+    def enqueue(self, frame: pd.DataFrame) -> asyncio.Future[np.ndarray]:
+        """Queue ``frame`` and return the future of its output, without a task of its own
+        (fire-and-forget callers such as shadows add a done-callback); call it from the
+        event loop's thread."""
         if self._closed:
             raise ServingError(f"model {self.name!r}: the micro-batcher is closed")
         wakeup = self._wakeup
@@ -142,7 +148,7 @@ class MicroBatcher:
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending.append(_Request(frame, len(frame), future))
         wakeup.set()
-        return await future
+        return future
 
     async def close(self) -> None:
         """Stop the consumer; every request not yet answered fails with ServingError."""

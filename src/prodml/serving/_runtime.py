@@ -42,7 +42,7 @@ __all__ = ["Prediction", "ServingRuntime"]
 log = logging.getLogger("prodml.serving")
 
 _GUARD_CHECK_S = 0.25  # a guarded arm's window is checked at most this often
-_MAX_SHADOW_TASKS = 256
+_MAX_SHADOW_CALLS = 1024
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class ServingRuntime:
         self.tables: dict[str, EndpointTable] = {}
         self.metrics.on_collect(self._collect)
         self.actor = f"server@{socket.gethostname()}"
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._shadow_calls = 0
         self._guard_checked: dict[int, float] = {}
         self._watch_task: asyncio.Task[None] | None = None
         self._bandit_task: asyncio.Task[None] | None = None
@@ -130,8 +130,9 @@ class ServingRuntime:
         for task in (self._watch_task, self._bandit_task):
             if task is not None:
                 task.cancel()
-        if self._shadow_tasks:
-            await asyncio.wait(list(self._shadow_tasks), timeout=self.config.shutdown_timeout_s)
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
+        while self._shadow_calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # shadows answer, then their records are queued
         loop = asyncio.get_running_loop()
         for table in self.tables.values():
             if table.bandit is not None:
@@ -312,7 +313,6 @@ class ServingRuntime:
         state: ArmState,
         frame: pd.DataFrame,
         native: bool = False,
-        shadow: bool = False,
     ) -> np.ndarray:
         """One arm call under its breaker and timeout; outcomes feed breaker and guardrail."""
         breaker = state.breaker
@@ -327,9 +327,7 @@ class ServingRuntime:
         started = time.perf_counter()
         timeout_s = table.deployment.spec.timeout_ms / 1000.0
         try:
-            scores = await state.model.predict(
-                frame, timeout_s=timeout_s, native=native, shadow=shadow
-            )
+            scores = await state.model.predict(frame, timeout_s=timeout_s, native=native)
         except Exception as exc:
             breaker.record_failure()
             kind = (
@@ -417,15 +415,49 @@ class ServingRuntime:
         unit: str,
         rows: Sequence[Mapping[str, Any]] | None,
     ) -> None:
-        if len(self._shadow_tasks) >= _MAX_SHADOW_TASKS:
+        """Queue ``frame`` for a shadow arm: no task, no timeout, a done-callback logs the
+        output. At most ``_MAX_SHADOW_CALLS`` wait at once (a hanging shadow costs
+        dropped mirrors, counted, never memory or latency)."""
+        if self._shadow_calls >= _MAX_SHADOW_CALLS:
             self.metrics.shadow.labels(table.endpoint, shadow.name, "dropped").inc()
             return
-        call = self._shadow_call(table, shadow, frame, request_id, unit, rows)
-        task = asyncio.create_task(call)
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_tasks.discard)
+        started = time.perf_counter()
+        if not shadow.breaker.allow():
+            self.metrics.arm_failures.labels(table.endpoint, shadow.name, "circuit_open").inc()
+            self._shadow_logged(
+                table, shadow, frame, request_id, unit, rows, started, None, "CircuitOpenError"
+            )
+            return
+        try:
+            future = shadow.model.enqueue_shadow(frame)
+        except ServingError as exc:
+            self._shadow_logged(
+                table, shadow, frame, request_id, unit, rows, started, None, type(exc).__name__
+            )
+            return
+        self._shadow_calls += 1
 
-    async def _shadow_call(
+        def done(future: asyncio.Future[np.ndarray]) -> None:
+            self._shadow_calls -= 1
+            scores, error = None, None
+            try:
+                scores = shadow.model.check_output(future.result(), len(frame))
+            except asyncio.CancelledError:
+                error = "CancelledError"
+            except Exception as exc:
+                error = type(exc).__name__
+            if error is None:
+                shadow.breaker.record_success()
+            else:
+                shadow.breaker.record_failure()
+                self.metrics.arm_failures.labels(table.endpoint, shadow.name, "error").inc()
+            self._shadow_logged(
+                table, shadow, frame, request_id, unit, rows, started, scores, error
+            )
+
+        future.add_done_callback(done)
+
+    def _shadow_logged(
         self,
         table: EndpointTable,
         shadow: ArmState,
@@ -433,21 +465,16 @@ class ServingRuntime:
         request_id: str,
         unit: str,
         rows: Sequence[Mapping[str, Any]] | None,
+        started: float,
+        scores: np.ndarray | None,
+        error: str | None,
     ) -> None:
-        started = time.perf_counter()
-        error: str | None = None
-        try:
-            scores = await self._call(table, shadow, frame, shadow=True)
-        except ServingError as exc:
-            self.metrics.shadow.labels(table.endpoint, shadow.name, "error").inc()
-            status, error = "error", type(exc).__name__
-            scores = np.full(len(frame), None)
-        else:
-            self.metrics.shadow.labels(table.endpoint, shadow.name, "ok").inc()
-            status = "ok"
+        status = "ok" if error is None else "error"
+        self.metrics.shadow.labels(table.endpoint, shadow.name, status).inc()
         prediction = Prediction(
-            request_id, table.endpoint, shadow.name, shadow.model.ref, scores, status
-        )
+            request_id, table.endpoint, shadow.name, shadow.model.ref,
+            scores if scores is not None else np.full(len(frame), None), status,
+        )  # fmt: skip
         self.log.record(
             prediction, frame, rows=rows, unit=unit, shadow=True, error=error,
             latency_ms=(time.perf_counter() - started) * 1000,

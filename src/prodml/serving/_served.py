@@ -81,24 +81,15 @@ class ServedModel:
             self._model_latency.observe(time.perf_counter() - started)
 
     async def predict(
-        self, frame: pd.DataFrame, *, timeout_s: float, native: bool = False, shadow: bool = False
+        self, frame: pd.DataFrame, *, timeout_s: float, native: bool = False
     ) -> np.ndarray:
         """Scores for ``frame`` (columns in signature order), through the micro-batcher;
         with ``native``, the model's own ``predict`` output instead (class labels for a
         classifier: what an MLflow server answers).
 
-        A ``shadow`` call goes through a batcher of its own that waits longer for fuller
-        batches: nobody waits for a shadow's answer, so it may as well cost less CPU.
-
         Raises :class:`ModelTimeoutError` after ``timeout_s`` and :class:`BadOutputError`
         when the output has the wrong length or shape, or non-finite floats."""
-        if native:
-            batcher = self._native()
-        elif shadow:
-            batcher = self._shadow()
-            timeout_s += _SHADOW_WAIT_MS / 1000
-        else:
-            batcher = self.batcher
+        batcher = self._native() if native else self.batcher
         try:
             async with asyncio.timeout(timeout_s):  # no extra task, unlike wait_for
                 output = await batcher.submit(frame)
@@ -109,6 +100,12 @@ class ServedModel:
         if native:
             return self._check_rows(np.asarray(output), len(frame))
         return self.check_output(output, len(frame))
+
+    def enqueue_shadow(self, frame: pd.DataFrame) -> asyncio.Future[np.ndarray]:
+        """Queue a shadow call and return its future output (check it with
+        :meth:`check_output`): shadows have a batcher of their own that waits longer for
+        fuller batches, since nobody waits for a shadow's answer."""
+        return self._shadow().enqueue(frame)
 
     def _native(self) -> MicroBatcher:
         if self._native_batcher is None:
