@@ -7,7 +7,8 @@ A prediction record holds the fields of DESIGN.md: ``request_id``, ``row``, ``ti
 ``endpoint``, ``arm``, ``model_version``, ``unit``, ``status`` (ok, fallback, degraded,
 error), ``shadow``, ``output``, ``latency_ms``, ``propensity``, ``fallback_from``,
 ``error``, ``violations``, the entity keys (``entity.<key>``), the feature values
-(``feature.<name>``) and the feature-view versions (``feature_versions``, JSON).
+(``feature.<name>``; live records only: a shadow record joins its live record by
+``request_id`` and ``row``) and the feature-view versions (``feature_versions``, JSON).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class PredictionLog:
     ) -> None:
         self.clock = clock
         self.log_features = log_features
+        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
         options: dict[str, Any] = {
             "clock": clock,
             "max_batch_rows": flush_rows,
@@ -85,10 +87,11 @@ class PredictionLog:
         protocol: str | None = None,
     ) -> None:
         """Queue one record per row of ``frame`` (``rows``: the frame's rows as dicts, when
-        the caller has them already)."""
+        the caller has them already). A shadow record holds no feature values: they are
+        the live record's, found by ``request_id`` and ``row``."""
         now = self.clock.now()
         scores = prediction.scores.tolist()
-        if not self.log_features:
+        if not self.log_features or shadow:
             rows = [{}] * len(frame)
         elif rows is None:
             rows = frame_rows(frame)
@@ -121,9 +124,19 @@ class PredictionLog:
             if entities:
                 for key, values in entities.items():
                     record[f"entity.{key}"] = values[index]
-            for name, value in features.items():
-                record[f"feature.{name}"] = value
+            if features:
+                record.update(zip(self._prefixed(features), features.values(), strict=True))
             self.predictions.append(record)
+
+    def _prefixed(self, features: Mapping[str, Any]) -> tuple[str, ...]:
+        """``feature.<name>`` for each key, cached per set of keys."""
+        keys = tuple(features)
+        names = self._names.get(keys)
+        if names is None:
+            names = tuple(f"feature.{name}" for name in keys)
+            if len(self._names) < 1024:
+                self._names[keys] = names
+        return names
 
     def record_label(self, record: Mapping[str, Any]) -> bool:
         return self.labels.append(record)
