@@ -39,12 +39,16 @@ def frame_rows(frame: pd.DataFrame, names: Sequence[str] | None = None) -> list[
 
     >>> frame_rows(pd.DataFrame({"x": [1.5], "n": [2], "s": ["a"]}))
     [{'x': 1.5, 'n': 2, 's': 'a'}]
+    >>> frame_rows(pd.DataFrame({"x": [float("nan")], "n": [None]}))
+    [{'x': None, 'n': None}]
     """
     if names is None or len(names) != frame.shape[1]:
         names = [str(name) for name in frame.columns]
-    return [
-        dict(zip(names, values, strict=True)) for values in frame.to_numpy(dtype=object).tolist()
-    ]
+    values = frame.to_numpy(dtype=object)
+    missing = pd.isna(values)
+    if missing.any():  # NaN and NaT were nulls before pandas held them: say so
+        values[missing] = None
+    return [dict(zip(names, row, strict=True)) for row in values.tolist()]
 
 
 class PredictionLog:
