@@ -239,7 +239,13 @@ def _soft_validator(loaded: LoadedModel) -> RowValidator | None:
         return None
     columns = {n: c for n, c in profile.columns.items() if n in set(loaded.signature.columns)}
     expectations = infer_expectations(profile.model_copy(update={"columns": columns}))
-    return RowValidator(expectations)
+    # Types are the signature's business (a nullable int column of the training set is a
+    # float64 model input): keep ranges, categories, nulls and finiteness, not dtypes.
+    untyped = {
+        name: expectation.model_copy(update={"dtype": None})
+        for name, expectation in expectations.columns.items()
+    }
+    return RowValidator(expectations.model_copy(update={"columns": untyped}))
 
 
 def warm_up_frame(loaded: LoadedModel) -> pd.DataFrame:
