@@ -101,6 +101,20 @@ class GarbageModel:
         return np.full(len(X) + 1, np.nan)
 
 
+class OverflowModel:
+    """Answers NaN for rows with any value beyond ±100 (as a model overflowing would)."""
+
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        wild = (np.abs(np.asarray(X, dtype=float)) > 100).any(axis=1)
+        p = np.where(wild, np.nan, 0.5)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict_proba(X)[:, 1]
+
+
 class FlakyModel:
     """Raises while the file ``switch`` exists, then answers 0.25."""
 

@@ -51,3 +51,35 @@ def test_readyz_is_503_without_any_deployment(tmp_path: Path) -> None:
         assert ready.json()["models_loaded"] is False
         assert client.get("/v2/health/ready").status_code == 503
     project.close()
+
+
+def test_non_finite_output_for_out_of_range_inputs_is_the_requests_fault(tmp_path: Path) -> None:
+    """NaN scores for inputs outside the training range: a 422 naming the columns, and no
+    breaker failure; the same model's NaN for in-range inputs stays a model failure."""
+    from prodml import Project
+    from prodml.registry import DeploymentSpec
+    from servingkit import FEATURES, OverflowModel, lr_model, register, row
+
+    project = Project.init(tmp_path / "p")
+    _, X = lr_model()
+    version = register(project, OverflowModel(), X, name="wild", format="cloudpickle")
+    project.deployments.deploy("wild", DeploymentSpec.single(version.ref), actor="test")
+    with TestClient(serving_app(project)) as client:
+
+        def body(values: dict[str, float]) -> dict[str, object]:
+            data = [values[name] for name in FEATURES]
+            return {"inputs": [{"name": "x", "shape": [1, 20], "datatype": "FP64", "data": data}]}
+
+        infer = "/v2/models/wild/infer"
+        normal = body(row(1))
+        assert client.post(infer, json=normal).status_code == 200
+        wild = body({**row(2), "f3": 1e6})
+        for _ in range(8):  # more than breaker_failures (5)
+            response = client.post(infer, json=wild)
+            assert response.status_code == 422, response.text
+            assert response.json()["details"][0]["field"] == "f3"
+            assert "1000000" not in response.text
+        assert client.post(infer, json=normal).status_code == 200  # breaker still closed
+        metrics = client.get("/metrics").text
+        assert 'prodml_breaker_open{arm="champion",endpoint="wild"} 1.0' not in metrics
+    project.close()

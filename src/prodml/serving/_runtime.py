@@ -35,6 +35,7 @@ from prodml.serving._fast_input import silence_feature_name_warning
 from prodml.serving._metrics import ServingMetrics
 from prodml.serving._predlog import PredictionLog
 from prodml.serving._tables import TableBuilder
+from prodml.serving._wire import FieldProblem, RequestInvalid
 from prodml.validation import RowViolation
 
 __all__ = ["Prediction", "ServingRuntime"]
@@ -43,6 +44,7 @@ log = logging.getLogger("prodml.serving")
 
 _GUARD_CHECK_S = 0.25  # a guarded arm's window is checked at most this often
 _MAX_SHADOW_CALLS = 1024
+_SUSPECT = frozenset({"out_of_range", "non_finite"})  # inputs that may overflow a model
 
 
 @dataclass(frozen=True)
@@ -271,10 +273,11 @@ class ServingRuntime:
         else:
             route = Route(table.arms[arm], ())
         state = route.arm
+        suspect = tuple(v for v in violations if v.kind in _SUSPECT)
         for shadow in route.shadows:
             self._mirror(table, shadow, frame, request_id, unit, rows)
         try:
-            scores = await self._call(table, state, frame, native)
+            scores = await self._call(table, state, frame, native, suspect)
             return Prediction(
                 request_id, table.endpoint, state.name, state.model.ref, scores, "ok",
                 route.propensity, violations=tuple(violations),
@@ -284,7 +287,7 @@ class ServingRuntime:
         champion = table.champion
         if champion is not None and champion is not state and arm is None:
             try:
-                scores = await self._call(table, champion, frame, native)
+                scores = await self._call(table, champion, frame, native, suspect)
                 self.metrics.fallbacks.labels(table.endpoint, "champion").inc()
                 return Prediction(
                     request_id, table.endpoint, champion.name, champion.model.ref, scores,
@@ -313,8 +316,13 @@ class ServingRuntime:
         state: ArmState,
         frame: pd.DataFrame,
         native: bool = False,
+        suspect: Sequence[RowViolation] = (),
     ) -> np.ndarray:
-        """One arm call under its breaker and timeout; outcomes feed breaker and guardrail."""
+        """One arm call under its breaker and timeout; outcomes feed breaker and guardrail.
+
+        Non-finite output for inputs outside the training range (``suspect``) is the
+        request's fault, not the arm's: a 422 naming those columns, and no breaker
+        failure (or one client's extreme values could open the champion's breaker)."""
         breaker = state.breaker
         if not breaker.allow():
             self.metrics.arm_failures.labels(table.endpoint, state.name, "circuit_open").inc()
@@ -329,6 +337,10 @@ class ServingRuntime:
         try:
             scores = await state.model.predict(frame, timeout_s=timeout_s, native=native)
         except Exception as exc:
+            if isinstance(exc, BadOutputError) and suspect:
+                raise RequestInvalid.of(
+                    [FieldProblem(v.column, v.kind, v.message) for v in suspect], status=422
+                ) from None
             breaker.record_failure()
             kind = (
                 "timeout" if isinstance(exc, ModelTimeoutError)
