@@ -34,6 +34,7 @@ from prodml.serving._endpoint import ArmState, EndpointTable, Route
 from prodml.serving._fast_input import silence_feature_name_warning
 from prodml.serving._metrics import ServingMetrics
 from prodml.serving._predlog import PredictionLog
+from prodml.serving._served import NonFiniteOutputError
 from prodml.serving._tables import TableBuilder
 from prodml.serving._wire import FieldProblem, RequestInvalid
 from prodml.validation import RowViolation
@@ -337,7 +338,7 @@ class ServingRuntime:
         try:
             scores = await state.model.predict(frame, timeout_s=timeout_s, native=native)
         except Exception as exc:
-            if isinstance(exc, BadOutputError) and suspect:
+            if isinstance(exc, NonFiniteOutputError) and suspect:
                 raise RequestInvalid.of(
                     [FieldProblem(v.column, v.kind, v.message) for v in suspect], status=422
                 ) from None

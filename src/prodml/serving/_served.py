@@ -23,13 +23,17 @@ from prodml.serving._fast_input import array_input_agrees, structurally_eligible
 from prodml.serving._metrics import ServingMetrics
 from prodml.validation import Profile, RowValidator, RowViolation, infer_expectations
 
-__all__ = ["ServedModel", "warm_up_frame"]
+__all__ = ["NonFiniteOutputError", "ServedModel", "warm_up_frame"]
 
 log = logging.getLogger("prodml.serving")
 
 _FLOAT_KINDS = frozenset("fc")
 _SHADOW_WAIT_MS = 20.0  # shadow batches wait this long to fill up
 _SHADOW_BATCH = 256
+
+
+class NonFiniteOutputError(BadOutputError):
+    """A model returned NaN or infinite scores (for extreme inputs, the request's fault)."""
 
 
 class ServedModel:
@@ -166,7 +170,7 @@ class ServedModel:
                     f"({self.signature.output_dtype})"
                 )
             if array.dtype.kind in _FLOAT_KINDS and not np.isfinite(array).all():
-                raise BadOutputError(f"model {self.ref}: returned NaN or infinite scores")
+                raise NonFiniteOutputError(f"model {self.ref}: returned NaN or infinite scores")
         return array
 
     def check_soft(self, rows: list[Mapping[str, Any]]) -> list[RowViolation]:
