@@ -612,10 +612,7 @@ def routing(
                 samples[name].append(figures)
     finally:
         project.close()
-    out = {
-        name: Bench.report(f"routing {name} C={connections}", pooled(runs))
-        for name, runs in samples.items()
-    }
+    out = {name: Bench.report(f"routing {name}", pooled(runs)) for name, runs in samples.items()}
     a, b = out["single"], out["canary_shadow"]
     return {
         **out,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from prodml.cli._options import ActorOption, JsonOption, ProjectOption
+from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout, table
 from prodml.core import ConfigError, parse_ref
 from prodml.project import Project
@@ -19,7 +19,6 @@ models_app = typer.Typer(
 )
 
 RefArgument = Annotated[str, typer.Argument(help="name:3, name@alias, or name (its latest).")]
-ReasonOption = Annotated[str | None, typer.Option(help="Why, for the audit log.")]
 
 
 @models_app.command("list")

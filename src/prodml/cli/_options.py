@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["ActorOption", "JsonOption", "ProjectOption"]
+__all__ = ["ActorOption", "JsonOption", "ProjectOption", "ReasonOption"]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 ProjectOption = Annotated[
@@ -23,4 +23,7 @@ ActorOption = Annotated[
         envvar="PRODML_ACTOR",
         help="Who is acting, for the audit log (default: OS user).",
     ),
+]
+ReasonOption = Annotated[
+    str | None, typer.Option(help="Why, for the audit log (and a deployment's history).")
 ]

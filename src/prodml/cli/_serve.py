@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from prodml.cli._options import ActorOption, JsonOption, ProjectOption
+from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout, table
 from prodml.core import ConfigError
 from prodml.project import PROJECT_ENV, Project, progress_bar, serving_app
@@ -25,7 +25,6 @@ deployments_app = typer.Typer(
 )
 labels_app = typer.Typer(help="The label log: labels from label jobs.", no_args_is_help=True)
 
-ReasonOption = Annotated[str | None, typer.Option(help="Why, for the history and audit log.")]
 EndpointArgument = Annotated[str, typer.Argument(help="Endpoint name.")]
 
 

@@ -7,7 +7,7 @@ from prodml.features._definitions import Entity, FeatureView, FeatureViewProject
 from prodml.features._materialize import MaterializeResult
 from prodml.features._offline import to_arrow
 from prodml.features._on_demand import OnDemandFeature
-from prodml.features._online_read import OnlineFeatures, ViewFreshness
+from prodml.features._online_read import OnlineFeatures, ViewFreshness, columns_of
 from prodml.features._registry import AppliedDefinition
 from prodml.features._repo import FeatureRepo
 from prodml.features._service import FeatureService
@@ -32,5 +32,6 @@ __all__ = [
     "SqlSource",
     "TrainingSet",
     "ViewFreshness",
+    "columns_of",
     "to_arrow",
 ]

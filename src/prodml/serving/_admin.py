@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from prodml.registry import Deployment, DeploymentSpec
 from prodml.serving import _openapi as api
+from prodml.serving._responses import json_response
 from prodml.serving._wire import FieldProblem, RequestInvalid
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ def _reason(body: Mapping[str, Any]) -> str | None:
 
 
 def add_admin_routes(app: FastAPI, server: Server) -> None:
-    from prodml.serving._app import json_response  # the app module imports this one
-
     runtime = server.runtime
     store = runtime.deployments
 

@@ -49,6 +49,7 @@ from prodml.serving._idempotency import IdempotencyStore, open_idempotency_store
 from prodml.serving._mlflow_wire import decode_invocations, encode_predictions
 from prodml.serving._native import NativeRequest, decode_native, encode_native
 from prodml.serving._predlog import frame_rows
+from prodml.serving._responses import JSON, json_response
 from prodml.serving._runtime import Prediction, ServingRuntime
 from prodml.serving._v2 import decode_infer, encode_infer, model_metadata, split_infer_body
 from prodml.serving._wire import FieldProblem, RequestInvalid
@@ -62,7 +63,6 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 log = logging.getLogger("prodml.serving")
 
-JSON = "application/json"
 MAX_ID_LENGTH = 128
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -98,12 +98,6 @@ def error_response(exc: BaseException, request_id: str | None = None) -> Respons
         log.error("request %s failed: %r", reference, exc, exc_info=exc)
         body = {"error": f"internal error; see the server log for request {reference}"}
     return json_response(body, status)
-
-
-def json_response(
-    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, JSON)
 
 
 class Server:
@@ -226,9 +220,6 @@ class Server:
             await self.remember(cache_key, body)
         return Response(body, 200, {"X-Request-ID": request_id}, JSON)
 
-    def count_error(self, endpoint: str, exc: BaseException) -> None:
-        self.runtime.metrics.requests.labels(endpoint, "", "error", type(exc).__name__).inc()
-
     # -- OIP V2 -------------------------------------------------------------------------
     async def v2_infer(self, request: Request) -> Response:
         name = request.path_params["model_name"]
@@ -260,9 +251,9 @@ class Server:
         for state in table.arms.values():
             if state.model.ref.split(":", 1)[1] == version and state.arm.role != "shadow":
                 return state.name
-        versions = sorted({s.model.ref.split(":", 1)[1] for s in table.arms.values()})
         raise NotFoundError(
-            f"model {table.endpoint!r} has no serving version {version!r}: expected one of {versions}"
+            f"model {table.endpoint!r} has no serving version {version!r}: expected one of "
+            f"{_versions(table)}"
         )
 
     async def v2_model(self, request: Request) -> Response:
@@ -270,8 +261,7 @@ class Server:
         table = self.runtime.table(name)
         version = request.path_params.get("version")
         model = table.arms[self.arm_of_version(table, version)].model if version else table.primary
-        versions = sorted({s.model.ref.split(":", 1)[1] for s in table.arms.values()})
-        return json_response(model_metadata(name, versions, model.signature))
+        return json_response(model_metadata(name, _versions(table), model.signature))
 
     async def v2_model_ready(self, request: Request) -> Response:
         name = request.path_params["model_name"]
@@ -473,6 +463,11 @@ def add_native_routes(app: FastAPI, server: Server) -> None:
     @app.get("/v1/endpoints/{name}", responses=api.OK)
     async def endpoint(name: str) -> Response:
         return json_response(runtime.table(name).describe())
+
+
+def _versions(table: EndpointTable) -> list[str]:
+    """The version numbers of every model an endpoint's arms serve, as V2 names them."""
+    return sorted({state.model.ref.split(":", 1)[1] for state in table.arms.values()})
 
 
 def _v2_key(request_id: str | None, request: Request, raw: bytes) -> str | None:

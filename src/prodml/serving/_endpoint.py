@@ -33,6 +33,7 @@ class ArmState:
     breaker: CircuitBreaker
     window: ArmWindow | None = None
     tripped: bool = False
+    checked_at: float = 0.0  # time.monotonic() of the last guardrail check
 
     @property
     def name(self) -> str:

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
 from prodml.core import ensure_utc
+from prodml.serving._responses import json_response
 from prodml.serving._wire import FieldProblem, RequestInvalid
 from prodml.stats import finite_float
 
@@ -136,7 +136,7 @@ class FeedbackHandler:
             written = sum(self.runtime.log.record_label(r) for r in records)
             matched = await self.credit(records)
             body = {"accepted": written, "dropped": len(records) - written, "rewarded": matched}
-            return Response(orjson.dumps(body), 200, media_type="application/json")
+            return json_response(body)
 
         return feedback
 

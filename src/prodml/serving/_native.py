@@ -25,6 +25,7 @@ import orjson
 import pandas as pd
 
 from prodml.core import SchemaError, StateError, ensure_utc
+from prodml.features import columns_of
 from prodml.serving._endpoint import EndpointTable
 from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns
 
@@ -69,13 +70,6 @@ def _rows(value: Any, what: str) -> tuple[list[Mapping[str, Any]], bool]:
         status=422,
         details=[FieldProblem(what, "wrong_type", "object or list of objects")],
     )
-
-
-def _columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    return {str(n): [row.get(n) for row in rows] for n in names}
 
 
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -142,8 +136,8 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
             f"endpoint {table.endpoint!r} cannot fetch features: {table.service_error}; "
             f"send the model's inputs to /v2/models/{table.endpoint}/infer instead"
         )
-    entities = _columns(entity_rows)
-    request = {name: _times(values) for name, values in _columns(request_rows).items()}
+    entities = columns_of(entity_rows, what="entities")
+    request = {n: _times(v) for n, v in columns_of(request_rows, what="request_data").items()}
     loop = asyncio.get_running_loop()
     try:
         online = await loop.run_in_executor(

@@ -101,7 +101,6 @@ class ServingRuntime:
         self.metrics.on_collect(self._collect)
         self.actor = f"server@{socket.gethostname()}"
         self._shadow_calls = 0
-        self._guard_checked: dict[int, float] = {}
         self._watch_task: asyncio.Task[None] | None = None
         self._bandit_task: asyncio.Task[None] | None = None
         self.ready = False
@@ -136,15 +135,7 @@ class ServingRuntime:
         deadline = time.monotonic() + self.config.shutdown_timeout_s
         while self._shadow_calls and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # shadows answer, then their records are queued
-        loop = asyncio.get_running_loop()
-        for table in self.tables.values():
-            if table.bandit is not None:
-                try:
-                    await loop.run_in_executor(None, table.bandit.sync)
-                except Exception as exc:
-                    log.warning(
-                        "endpoint %s: bandit state not synced at shutdown: %s", table.endpoint, exc
-                    )
+        await self._sync_bandits_once("at shutdown")
         await self.builder.close_all()
         self.executor.shutdown(wait=True)
         self.log.close(timeout=self.config.shutdown_timeout_s)
@@ -190,16 +181,20 @@ class ServingRuntime:
                 log.warning("deployment watch failed: %s", exc)
 
     async def _sync_bandits(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.config.bandit_sync_s)
-            for table in list(self.tables.values()):
-                if table.bandit is None:
-                    continue
-                try:
-                    await loop.run_in_executor(None, table.bandit.sync)
-                except Exception as exc:
-                    log.warning("endpoint %s: bandit sync failed: %s", table.endpoint, exc)
+            await self._sync_bandits_once()
+
+    async def _sync_bandits_once(self, when: str = "") -> None:
+        """Sync every bandit endpoint's posterior; a failure is logged and retried later."""
+        loop = asyncio.get_running_loop()
+        for table in list(self.tables.values()):
+            if table.bandit is None:
+                continue
+            try:
+                await loop.run_in_executor(None, table.bandit.sync)
+            except Exception as exc:
+                log.warning("endpoint %s: bandit sync failed %s: %s", table.endpoint, when, exc)
 
     def check_stores(self) -> dict[str, str]:
         """Reach every store the request path needs: ``"ok"`` or the error, per store
@@ -389,10 +384,9 @@ class ServingRuntime:
             return
         now = time.monotonic()
         window.record(now, ok, latency_ms)
-        key = id(state)
-        if now - self._guard_checked.get(key, 0.0) < _GUARD_CHECK_S and (ok or throttled):
+        if now - state.checked_at < _GUARD_CHECK_S and (ok or throttled):
             return
-        self._guard_checked[key] = now
+        state.checked_at = now
         reason = window.check(now, table.deployment.spec.guardrails)
         if reason is not None:
             self._trip(table, state, reason)

@@ -9,8 +9,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,22 +56,20 @@ class ServedModel:
         self.columns = loaded.signature.columns
         self._model = loaded.model
         self._format = loaded.format
-        self._metrics = metrics
         self._model_latency = metrics.model_latency.labels(self.ref)
-        batch_sizes = metrics.batch_size.labels(self.ref)
-        self.batcher = MicroBatcher(
-            self._predict_batch,
-            max_size=config.batch_max_size,
-            max_wait_ms=config.batch_max_wait_ms,
-            executor=executor,
-            name=self.ref,
-            on_batch=batch_sizes.observe,
+        self._batch_sizes = metrics.batch_size.labels(self.ref)
+        self._config = config
+        self._executor = executor
+        own = getattr(loaded.model, "predict", None)
+        #: The model's own ``predict`` (what MLflow answers); the scores when it has none.
+        self._own_predict: Callable[[Any], Any] = (
+            own if callable(own) else partial(self._format.predict, self._model)
         )
+        self.batcher = self._batcher(self._predict_batch, "")
         self._allow_array = array_inputs
         self.array_input = False  # set by warm_up() once the array path is proven equal
         self._native_batcher: MicroBatcher | None = None
         self._shadow_batcher: MicroBatcher | None = None
-        self._batch_options = (config.batch_max_size, config.batch_max_wait_ms, executor)
         self.soft = _soft_validator(loaded)
         self._float_output = loaded.signature.output_dtype.startswith("float")
         self._row_shape = tuple(loaded.signature.output_shape)
@@ -111,39 +110,36 @@ class ServedModel:
         fuller batches, since nobody waits for a shadow's answer."""
         return self._shadow().enqueue(frame)
 
+    def _batcher(
+        self, predict: Callable[[pd.DataFrame], np.ndarray], suffix: str, *, shadow: bool = False
+    ) -> MicroBatcher:
+        """A micro-batcher over ``predict``; a shadow's waits longer for fuller batches."""
+        max_size, max_wait_ms = self._config.batch_max_size, self._config.batch_max_wait_ms
+        if shadow:
+            max_size, max_wait_ms = max(max_size, _SHADOW_BATCH), max(max_wait_ms, _SHADOW_WAIT_MS)
+        return MicroBatcher(
+            predict,
+            max_size=max_size,
+            max_wait_ms=max_wait_ms,
+            executor=self._executor,
+            name=self.ref + suffix,
+            on_batch=self._batch_sizes.observe,
+        )
+
     def _native(self) -> MicroBatcher:
         if self._native_batcher is None:
-            max_size, max_wait_ms, executor = self._batch_options
-            self._native_batcher = MicroBatcher(
-                self._predict_native,
-                max_size=max_size,
-                max_wait_ms=max_wait_ms,
-                executor=executor,
-                name=self.ref + "#native",
-                on_batch=self._metrics.batch_size.labels(self.ref).observe,
-            )
+            self._native_batcher = self._batcher(self._predict_native, "#native")
         return self._native_batcher
 
     def _shadow(self) -> MicroBatcher:
         if self._shadow_batcher is None:
-            max_size, max_wait_ms, executor = self._batch_options
-            self._shadow_batcher = MicroBatcher(
-                self._predict_batch,
-                max_size=max(max_size, _SHADOW_BATCH),
-                max_wait_ms=max(max_wait_ms, _SHADOW_WAIT_MS),
-                executor=executor,
-                name=self.ref + "#shadow",
-                on_batch=self._metrics.batch_size.labels(self.ref).observe,
-            )
+            self._shadow_batcher = self._batcher(self._predict_batch, "#shadow", shadow=True)
         return self._shadow_batcher
 
     def _predict_native(self, frame: pd.DataFrame) -> np.ndarray:
-        predict = getattr(self._model, "predict", None)
-        if not callable(predict):
-            return self._predict_batch(frame)
         started = time.perf_counter()
         try:
-            return np.asarray(predict(frame.to_numpy() if self.array_input else frame))
+            return np.asarray(self._own_predict(frame.to_numpy() if self.array_input else frame))
         finally:
             self._model_latency.observe(time.perf_counter() - started)
 
@@ -196,17 +192,13 @@ class ServedModel:
             sample = check_frame(self.loaded)
             self.array_input = array_input_agrees(
                 lambda X: self._format.predict(self._model, X), sample
-            ) and array_input_agrees(self._native_predict(), sample)
+            ) and array_input_agrees(self._own_predict, sample)
 
     async def close(self) -> None:
         await self.batcher.close()
         for extra in (self._native_batcher, self._shadow_batcher):
             if extra is not None:
                 await extra.close()
-
-    def _native_predict(self) -> Any:
-        predict = getattr(self._model, "predict", None)
-        return predict if callable(predict) else (lambda X: self._format.predict(self._model, X))
 
 
 def check_frame(loaded: LoadedModel) -> pd.DataFrame:
