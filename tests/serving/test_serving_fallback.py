@@ -410,3 +410,16 @@ def test_idempotency_key_replays_the_first_answer_and_logs_once(make_project: Fa
     assert len(log) == 3  # k-1, k-2 and req-42, once each
     assert [r["request_id"] for r in log].count("req-42") == 1
     assert first.headers["X-Request-ID"] in {r["request_id"] for r in log}
+
+
+def test_a_long_v2_id_is_a_request_id_up_to_128_characters(make_project: Factory) -> None:
+    project, _ = make_project()
+    with TestClient(serving_app(project)) as client:
+        body = {**v2_body(row(5)), "id": "r" * 128}
+        first = client.post("/v2/models/lr/infer", json=body)
+        again = client.post("/v2/models/lr/infer", json=body)
+        too_long = client.post("/v2/models/lr/infer", json={**body, "id": "r" * 129})
+    assert first.status_code == 200, first.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert too_long.status_code == 422
+    assert "128" in too_long.json()["error"]

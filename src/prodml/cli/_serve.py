@@ -38,6 +38,17 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def _weights(values: list[str]) -> dict[str, float]:
+    """``NAME=WEIGHT`` pairs as numbers; :class:`ConfigError` naming a bad one."""
+    out: dict[str, float] = {}
+    for name, text in _pairs(values, "weight").items():
+        try:
+            out[name] = float(text)
+        except ValueError:
+            raise ConfigError(f"--weight {name}={text!r}: expected a number") from None
+    return out
+
+
 def build_spec(
     *,
     policy: str,
@@ -63,7 +74,7 @@ def build_spec(
             raise ConfigError("--model takes one model; use --arm NAME=MODEL for more arms")
     if not named:
         raise ConfigError("no model: give --model MODEL or --arm NAME=MODEL")
-    weight_of = {n: float(w) for n, w in _pairs(weights, "weight").items()}
+    weight_of = _weights(weights)
     unknown = sorted(set(weight_of) - set(named))
     if unknown:
         raise ConfigError(f"--weight names unknown arm(s) {unknown}: arms are {sorted(named)}")
@@ -276,7 +287,7 @@ def register_serving(app: typer.Typer) -> None:
     ) -> None:
         """Change arms' weights (a canary's champion takes the rest)."""
         with guarded(as_json), Project.open(project) as proj:
-            values = {n: float(w) for n, w in _pairs(weight, "weight").items()}
+            values = _weights(weight)
             result = proj.deployments.set_weights(
                 endpoint, values, actor=actor or default_actor(), reason=reason
             )

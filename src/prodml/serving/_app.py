@@ -475,8 +475,9 @@ def _v2_key(request_id: str | None, request: Request, raw: bytes) -> str | None:
     deduplicate, so only the same id with the same route and body replays an answer."""
     if request_id is None:
         return None
-    digest = hashlib.sha256(request.url.path.encode() + b"\0" + raw).hexdigest()
-    return f"{request_id}\0{digest}"
+    digest = hashlib.sha256(request_id.encode() + b"\0" + request.url.path.encode() + b"\0")
+    digest.update(raw)
+    return digest.hexdigest()  # 64 characters, whatever the id's length
 
 
 def _header_length(headers: Mapping[str, str]) -> int | None:
