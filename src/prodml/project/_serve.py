@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from prodml.core import Clock, ProjectNotFoundError
 from prodml.project._project import Project
 from prodml.serving import PredictionLog, ServingRuntime, create_app
-from prodml.storage import LogWriter
 
 __all__ = ["PROJECT_ENV", "app_from_env", "serving_app"]
 
@@ -48,8 +47,6 @@ def serving_app(
         predictions=log,
         own_process=own_process,
     )
-    for name, writer in (("predictions", log.predictions), ("labels", log.labels)):
-        runtime.metrics.on_collect(_log_gauges(runtime, name, writer))
     app = create_app(runtime)
     if close_project:
         inner = app.router.lifespan_context
@@ -64,18 +61,6 @@ def serving_app(
 
         app.router.lifespan_context = lifespan
     return app
-
-
-def _log_gauges(runtime: ServingRuntime, name: str, writer: LogWriter) -> Callable[[], None]:
-    metrics = runtime.metrics
-
-    def refresh() -> None:
-        stats = writer.stats
-        metrics.log_queue.labels(name).set(stats.queued)
-        metrics.log_dropped.labels(name).set(stats.dropped)
-        metrics.log_saturated.labels(name).set(1 if stats.queued >= 0.9 * writer.max_queue else 0)
-
-    return refresh
 
 
 def app_from_env(clock: Clock | None = None) -> FastAPI:

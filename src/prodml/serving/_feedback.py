@@ -166,15 +166,10 @@ class FeedbackHandler:
             hit = found.get(record["request_id"])
             table = self.runtime.tables.get(record["endpoint"])
             value = record["reward"] if record["reward"] is not None else record["label"]
-            ok = (
-                hit is not None
-                and table is not None
-                and table.bandit is not None
-                and hit[0] == record["endpoint"]
-            )
-            self.runtime.metrics.feedback.labels(record["endpoint"], "yes" if ok else "no").inc()
-            if not ok or table is None or table.bandit is None or hit is None:
+            if hit is None or table is None or table.bandit is None or hit[0] != record["endpoint"]:
+                self.runtime.metrics.feedback.labels(record["endpoint"], "no").inc()
                 continue
+            self.runtime.metrics.feedback.labels(record["endpoint"], "yes").inc()
             try:
                 table.bandit.reward(hit[1], float(value))
             except Exception:  # a reward the bandit cannot take (e.g. 0.5 for bernoulli)

@@ -108,8 +108,15 @@ class ServingRuntime:
         self.last_refresh_error: str | None = None
 
     def _collect(self) -> None:
+        """Refresh the gauges read from elsewhere before a scrape."""
+        metrics = self.metrics
         for ref, depth in self.builder.queue_depths().items():
-            self.metrics.batch_queue.labels(ref).set(depth)
+            metrics.batch_queue.labels(ref).set(depth)
+        for name, writer in (("predictions", self.log.predictions), ("labels", self.log.labels)):
+            stats = writer.stats
+            metrics.log_queue.labels(name).set(stats.queued)
+            metrics.log_dropped.labels(name).set(stats.dropped)
+            metrics.log_saturated.labels(name).set(stats.queued >= 0.9 * writer.max_queue)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
