@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,6 @@ class NativeRequest:
     batch: bool
     unit: str | None = None
     request_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def field(self, name: str) -> Any:
         for source in (self.entities, self.request):
