@@ -1,6 +1,7 @@
-"""Layer 1, pure statistics (NumPy only, usable without a project): sticky weighted
-assignment of routing units to arms, and Thompson-sampling bandit policies with shared,
-mergeable state.
+"""Layer 1, pure statistics (NumPy and SciPy, usable without a project): sticky weighted
+assignment of routing units to arms, Thompson-sampling bandit policies with shared,
+mergeable state, drift statistics over profiles fitted once, multiple-testing control,
+and mergeable sketches.
 
 >>> import numpy as np
 >>> assign("user-42", "exp-1", {"champion": 0.9, "challenger": 0.1})
@@ -12,6 +13,11 @@ mergeable state.
 ('champion', 1.0, True)
 >>> BanditState.from_dict(state.to_dict()) == state
 True
+>>> ref = NumericProfile.fit(np.arange(100.0), bins=4)
+>>> round(wasserstein(ref, NumericProfile.fit(np.arange(100.0) + 10), normed=True), 4)
+0.3464
+>>> round(psi(*binned(ref, NumericProfile.fit(np.arange(100.0) + 10))), 4)
+0.0847
 """
 
 from __future__ import annotations
@@ -35,21 +41,65 @@ from prodml.stats._bandits import (
     choose,
     probabilities,
 )
+from prodml.stats._categorical_drift import CategoricalProfile, aligned, chi_square, g_test
+from prodml.stats._divergences import (
+    ZERO_SHARE,
+    hellinger,
+    jensen_shannon,
+    kl,
+    linf,
+    psi,
+    shares,
+    smooth,
+)
+from prodml.stats._multiple_testing import benjamini_hochberg
+from prodml.stats._numeric_drift import (
+    DEFAULT_RESOLUTION,
+    NumericProfile,
+    as_float_array,
+    binned,
+    ks,
+    wasserstein,
+)
+from prodml.stats._sketches import DistinctCount, FrequentItems, Histogram, QuantileSketch
 
 __all__ = [
+    "DEFAULT_RESOLUTION",
     "PRIOR_MEAN_VARIANCE",
     "PRIOR_NOISE_VARIANCE",
+    "ZERO_SHARE",
     "Assigner",
     "BanditKind",
     "BanditState",
     "BetaArm",
+    "CategoricalProfile",
     "Decision",
+    "DistinctCount",
+    "FrequentItems",
     "GaussianArm",
+    "Histogram",
+    "NumericProfile",
+    "QuantileSketch",
+    "aligned",
+    "as_float_array",
     "assign",
     "assign_many",
+    "benjamini_hochberg",
+    "binned",
+    "chi_square",
     "choose",
     "finite_float",
+    "g_test",
+    "hellinger",
+    "jensen_shannon",
+    "kl",
+    "ks",
+    "linf",
     "probabilities",
+    "psi",
     "sample_fraction",
+    "shares",
+    "smooth",
     "unit_hash",
+    "wasserstein",
 ]
