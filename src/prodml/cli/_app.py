@@ -10,6 +10,7 @@ import typer
 
 from prodml.cli._features import features_app
 from prodml.cli._models import models_app
+from prodml.cli._monitor import monitor_app
 from prodml.cli._options import JsonOption
 from prodml.cli._output import emit, guarded, stdout
 from prodml.cli._serve import register_serving
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
+app.add_typer(monitor_app, name="monitor")
 register_commands(app)
 register_serving(app)
 

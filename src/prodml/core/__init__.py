@@ -3,16 +3,25 @@ beyond reading the config file and hashing files."""
 
 from __future__ import annotations
 
+from prodml.core._alert_config import (
+    AlertRuleConfig,
+    AlertsConfig,
+    AlertSinkConfig,
+    format_duration,
+    parse_duration,
+)
 from prodml.core._clock import Clock, SimulatedClock, SystemClock, ensure_utc
 from prodml.core._config import (
     CONFIG_FILE,
     Config,
+    DriftMethodConfig,
     FeaturesConfig,
     GateConfig,
     LocalArtifactsConfig,
     MemoryOnlineConfig,
     MetricChange,
     MlflowConfig,
+    MonitoringConfig,
     OfflineStoreConfig,
     PostgresMetadataConfig,
     ProjectSection,
@@ -66,6 +75,9 @@ from prodml.core.errors import (
 __all__ = [
     "CONFIG_FILE",
     "DTYPES",
+    "AlertRuleConfig",
+    "AlertSinkConfig",
+    "AlertsConfig",
     "ArtifactNotFoundError",
     "AuthError",
     "BadOutputError",
@@ -78,6 +90,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DefinitionError",
     "DeploymentNotFoundError",
+    "DriftMethodConfig",
     "FeatureNotFoundError",
     "FeaturesConfig",
     "GateConfig",
@@ -90,6 +103,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelRef",
     "ModelTimeoutError",
+    "MonitoringConfig",
     "NotFoundError",
     "OfflineStoreConfig",
     "PostgresMetadataConfig",
@@ -121,9 +135,11 @@ __all__ = [
     "fingerprint_bytes",
     "fingerprint_file",
     "fingerprint_table",
+    "format_duration",
     "is_compatible",
     "load_config",
     "load_config_text",
     "new_id",
+    "parse_duration",
     "parse_ref",
 ]

@@ -26,12 +26,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from prodml.core._alert_config import AlertsConfig
 from prodml.core.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
     "ArtifactsConfig",
     "Config",
+    "DriftMethodConfig",
     "FeaturesConfig",
     "GateConfig",
     "LocalArtifactsConfig",
@@ -39,6 +41,7 @@ __all__ = [
     "MetadataConfig",
     "MetricChange",
     "MlflowConfig",
+    "MonitoringConfig",
     "OfflineStoreConfig",
     "OnlineStoreConfig",
     "PostgresMetadataConfig",
@@ -228,6 +231,48 @@ class ServingConfig(_Section):
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class DriftMethodConfig(_Section):
+    """The drift statistic of one column (or a column type) and its threshold."""
+
+    statistic: Literal[
+        "wasserstein", "psi", "jensen_shannon", "hellinger", "kl", "linf", "ks", "chi_square",
+        "g_test",
+    ]  # fmt: skip
+    threshold: float | None = Field(default=None, gt=0, description="default: the statistic's")
+
+
+class MonitoringConfig(_Section):
+    """``[monitoring]``: windows over the prediction log and the checks run on each.
+
+    ``window`` is a tumbling window length: ``<n>h``, ``<n>d``, ``<n>w`` (aligned to
+    UTC hours, midnights, Mondays) or ``<n>mo`` (calendar months); ``step`` makes it
+    sliding (a window of ``window`` every ``step``). A window is computed once, when it
+    has closed and ``grace`` has passed (so late log flushes are in); its delayed-label
+    performance is recomputed while labels can still arrive, ``label_horizon`` after it.
+    """
+
+    window: str = Field(default="1d", pattern=r"^[1-9][0-9]*(h|d|w|mo)$")
+    step: str | None = Field(default=None, pattern=r"^[1-9][0-9]*(h|d|w|mo)$")
+    grace: str = Field(default="5m", pattern=r"^[0-9]+(s|m|h|d|w)$")
+    min_rows: int = Field(default=100, ge=1, description="fewer rows: reported, not scored")
+    bins: int = Field(default=10, ge=2, le=1000, description="reference-quantile bins")
+    numeric: DriftMethodConfig = DriftMethodConfig(statistic="wasserstein")
+    categorical: DriftMethodConfig = DriftMethodConfig(statistic="jensen_shannon")
+    columns: dict[str, DriftMethodConfig] = Field(
+        default_factory=dict, description="per-feature statistic and threshold"
+    )
+    dataset_share: float = Field(default=0.5, gt=0, le=1)
+    importance_weighted: bool = False
+    label_horizon: str = Field(default="7d", pattern=r"^[0-9]+(s|m|h|d|w)$")
+    segments: tuple[str, ...] = ()
+    classification_threshold: float = Field(default=0.5, gt=0, lt=1)
+    label_rate_change: float = Field(
+        default=0.05, gt=0, lt=1, description="label or predicted-positive share change that drifts"
+    )
+    watch_interval_s: float = Field(default=60.0, gt=0)
+    alerts: AlertsConfig = AlertsConfig()
+
+
 class Config(BaseSettings):
     """The whole configuration of one project."""
 
@@ -249,6 +294,7 @@ class Config(BaseSettings):
     registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @classmethod
     def settings_customise_sources(

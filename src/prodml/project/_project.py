@@ -15,6 +15,7 @@ from prodml.core import (
     load_config,
 )
 from prodml.features import FeatureStore
+from prodml.monitoring import Monitor
 from prodml.project._scaffold import init_project
 from prodml.registry import DeploymentStore, ModelRegistry, RegistryListener
 from prodml.storage import ArtifactStore, open_artifact_store, open_metadata_db
@@ -42,6 +43,10 @@ class Project:
         self.training = Training(
             root=root, config=config, features=self.features, registry=self.registry, clock=clock
         )
+        self.monitor = Monitor(
+            config=config.monitoring, db=self.db, artifacts=self.artifacts,
+            registry=self.registry, features=self.features, state_dir=self.state_dir, clock=clock,
+        )  # fmt: skip
 
     @classmethod
     def open(

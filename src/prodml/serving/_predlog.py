@@ -20,15 +20,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from prodml.core import Clock
-from prodml.storage import LogStats, LogWriter
+from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, LogStats, LogWriter
 
 if TYPE_CHECKING:
     from prodml.serving._runtime import Prediction
 
 __all__ = ["LABELS_DIR", "PREDICTIONS_DIR", "PredictionLog", "frame_rows"]
-
-PREDICTIONS_DIR = Path("logs") / "predictions"
-LABELS_DIR = Path("logs") / "labels"
 
 
 def frame_rows(frame: pd.DataFrame, names: Sequence[str] | None = None) -> list[dict[str, Any]]:

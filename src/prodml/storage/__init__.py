@@ -13,16 +13,21 @@ from prodml.storage._blob_memory import MemoryBlobStore
 from prodml.storage._blobs import BlobStore, check_key
 from prodml.storage._columns import UTCDateTime
 from prodml.storage._log_reader import read_log
-from prodml.storage._logs import LogStats, LogWriter
+from prodml.storage._logs import LABELS_DIR, PREDICTIONS_DIR, LogStats, LogWriter
 from prodml.storage._metadata import MetadataDB, open_metadata_db
 from prodml.storage._migrate import head_revision
 from prodml.storage._models import (
     DEFINITION_KINDS,
+    AlertEventRow,
+    AlertStateRow,
     Base,
     DatasetRow,
     FeatureDefinitionRow,
     FeatureHeadRow,
     MaterializationRow,
+    MonitorReferenceRow,
+    MonitorResultRow,
+    MonitorWindowRow,
 )
 from prodml.storage._tables import read_table, write_table
 from prodml.storage._urls import metadata_url, redact_url
@@ -30,6 +35,10 @@ from prodml.storage._urls import metadata_url, redact_url
 __all__ = [
     "ARTIFACT_BACKENDS",
     "DEFINITION_KINDS",
+    "LABELS_DIR",
+    "PREDICTIONS_DIR",
+    "AlertEventRow",
+    "AlertStateRow",
     "ArtifactStore",
     "Base",
     "BlobStore",
@@ -42,6 +51,9 @@ __all__ = [
     "MaterializationRow",
     "MemoryBlobStore",
     "MetadataDB",
+    "MonitorReferenceRow",
+    "MonitorResultRow",
+    "MonitorWindowRow",
     "UTCDateTime",
     "blob_store_class",
     "check_digest",

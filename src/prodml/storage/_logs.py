@@ -48,7 +48,9 @@ from prodml.storage._tables import write_table
 __all__ = [
     "DATE_KEY",
     "HOUR_KEY",
+    "LABELS_DIR",
     "LOG_TIMESTAMP",
+    "PREDICTIONS_DIR",
     "LogStats",
     "LogWriter",
     "check_partition",
@@ -59,6 +61,9 @@ __all__ = [
 #: Directory keys below a partition: ``<partition_field>=<name>/date=<YYYY-MM-DD>/hour=<HH>``.
 DATE_KEY = "date"
 HOUR_KEY = "hour"
+#: Where a project keeps its prediction and label logs, under its state directory.
+PREDICTIONS_DIR = Path("logs") / "predictions"
+LABELS_DIR = Path("logs") / "labels"
 #: The Arrow type of every datetime column in the log.
 LOG_TIMESTAMP = pa.timestamp("us", tz="UTC")
 

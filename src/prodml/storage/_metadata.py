@@ -11,7 +11,7 @@
 ...     session.scalars(select(FeatureHeadRow.name)).all()
 ['flight']
 >>> db.dialect, db.current_revision()
-('sqlite', '0003')
+('sqlite', '0004')
 >>> db.close()
 """
 

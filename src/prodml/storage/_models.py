@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Double,
     ForeignKey,
@@ -31,6 +32,8 @@ __all__ = [
     "DEFINITION_KINDS",
     "DEPLOYMENT_ACTIONS",
     "RUN_STATUSES",
+    "AlertEventRow",
+    "AlertStateRow",
     "AliasHistoryRow",
     "AuditRow",
     "BanditDecisionRow",
@@ -44,6 +47,9 @@ __all__ = [
     "MaterializationRow",
     "ModelAliasRow",
     "ModelVersionRow",
+    "MonitorReferenceRow",
+    "MonitorResultRow",
+    "MonitorWindowRow",
     "RegisteredModelRow",
     "RunDatasetRow",
     "RunLatestMetricRow",
@@ -355,3 +361,92 @@ class BanditDecisionRow(Base):
     endpoint: Mapped[str] = mapped_column(_NAME)
     arm: Mapped[str] = mapped_column(_NAME)
     time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class MonitorReferenceRow(Base):
+    """The drift reference of a model version: a ``DriftReference`` blob in the artifact
+    store (``digest``) and where it was fitted from (``source``)."""
+
+    __tablename__ = "monitor_references"
+
+    model_version: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    digest: Mapped[str] = mapped_column(_HASH)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MonitorWindowRow(Base):
+    """One computed window of one (endpoint, arm, model version): computed once; its
+    delayed-label results are refreshed until ``labels_final``."""
+
+    __tablename__ = "monitor_windows"
+    __table_args__ = (
+        UniqueConstraint(
+            "endpoint",
+            "arm",
+            "model_version",
+            "window_start",
+            "window_end",
+            name="uq_monitor_windows_scope_window",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(_NAME)
+    arm: Mapped[str] = mapped_column(_NAME)
+    model_version: Mapped[str] = mapped_column(_NAME)
+    shadow: Mapped[bool] = mapped_column(Boolean)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    rows: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    label_rows: Mapped[int] = mapped_column(Integer)
+    labels_final: Mapped[bool] = mapped_column(Boolean)
+
+
+class MonitorResultRow(Base):
+    """One metric of one window: ``check`` (drift, quality, performance, …), ``metric``,
+    ``column`` ('' for window-level metrics), value, threshold and status."""
+
+    __tablename__ = "monitor_results"
+    __table_args__ = (UniqueConstraint("window_id", "check", "metric", "column"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    window_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("monitor_windows.id", ondelete="CASCADE")
+    )
+    check: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(64))
+    column: Mapped[str] = mapped_column(String(256))
+    value: Mapped[float | None] = mapped_column(Double, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Double, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class AlertStateRow(Base):
+    """The current state of one alert rule in one scope (``AlertState.to_dict()``)."""
+
+    __tablename__ = "alert_states"
+
+    rule: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(512), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertEventRow(Base):
+    """A notification sent (firing or resolved), with the window that caused it."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_rule_scope", "rule", "scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(_NAME)
+    scope: Mapped[str] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(16))
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,193 @@
+"""``prodml monitor run | watch | windows``: monitoring passes over the prediction log."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from prometheus_client import CollectorRegistry, start_http_server
+
+from prodml.cli._options import JsonOption, ProjectOption
+from prodml.cli._output import emit, guarded, stdout, table
+from prodml.monitoring import (
+    MonitorCollector,
+    MonitorRun,
+    exposition,
+    render_report,
+)
+from prodml.project import Project, progress_bar
+
+__all__ = ["monitor_app"]
+
+monitor_app = typer.Typer(
+    help="Monitoring: drift, data quality, performance and alerts per window.", no_args_is_help=True
+)
+
+EndpointOption = Annotated[
+    str | None, typer.Option("--endpoint", "-e", help="Only this endpoint (default: all).")
+]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
+    return str(value)
+
+
+def _value(found: dict[tuple[str, str, str], Any], check: str, metric: str, column: str) -> str:
+    result = found.get((check, metric, column))
+    return "–" if result is None else _fmt(result.value)
+
+
+def _summary(outcome: MonitorRun) -> None:
+    reports = [*outcome.computed, *outcome.refreshed]
+    if not reports:
+        stdout.print("No window to compute: every closed window is done.")
+        return
+    rows = []
+    for report in reports:
+        w = report.window
+        found = {(r.check, r.metric, r.column): r for r in report.results}
+        drifted = sorted(
+            (r for r in report.results if r.check == "drift" and r.status == "drift" and r.column),
+            key=lambda r: -(r.value or 0.0),
+        )
+        arm = f"{w.endpoint}/{w.arm or '–'}" + (" (shadow)" if w.shadow else "")
+        rows.append(
+            [
+                f"{w.start:%Y-%m-%d %H:%M}",
+                arm,
+                w.model_version or "–",
+                f"{w.rows:,}",
+                _value(found, "drift", "share", ""),
+                f"{_value(found, 'estimated', 'roc_auc', '')} / {_value(found, 'performance', 'roc_auc', '')}",
+                _value(found, "performance", "label_coverage", ""),
+                ", ".join(r.column for r in drifted[:3]) or "–",
+            ]
+        )
+    table(
+        f"Monitoring: {len(outcome.computed)} window(s) computed, {len(outcome.refreshed)} refreshed",
+        [
+            "window",
+            "endpoint/arm",
+            "model",
+            "rows",
+            "drift share",
+            "AUC est./real",
+            "labels",
+            "most drifted",
+        ],
+        rows,
+    )
+    for note in outcome.notifications:
+        stdout.print(
+            f"[bold]ALERT[/bold] {note.get('rule')} {note.get('state')} {note.get('scope')}"
+        )
+
+
+@monitor_app.command("run")
+def run(
+    endpoint: EndpointOption = None,
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """One incremental pass: compute every closed, new window; refresh label results."""
+    with guarded(as_json), Project.open(project) as proj, progress_bar(not as_json) as bar:
+        outcome = proj.monitor.run(endpoint=endpoint, progress=bar)
+    emit(outcome.to_dict(), as_json=as_json, human=lambda: _summary(outcome))
+
+
+@monitor_app.command("watch")
+def watch(
+    endpoint: EndpointOption = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between passes (default: [monitoring] watch_interval_s)."),
+    ] = None,
+    passes: Annotated[int | None, typer.Option(help="Stop after this many passes.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve the monitoring gauges for Prometheus on this port.")
+    ] = None,
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Run passes in a loop until interrupted (SIGINT/SIGTERM finish the current pass)."""
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with guarded(as_json), Project.open(project) as proj:
+            if metrics_port is not None:
+                registry = CollectorRegistry()
+                registry.register(MonitorCollector(proj.monitor.store))
+                start_http_server(metrics_port, registry=registry)
+            wait = interval if interval is not None else proj.config.monitoring.watch_interval_s
+            done = 0
+            while not stop.is_set():
+                started = time.monotonic()
+                outcome = proj.monitor.run(endpoint=endpoint)
+                done += 1
+                emit(outcome.to_dict(), as_json=as_json, human=functools.partial(_summary, outcome))
+                if passes is not None and done >= passes:
+                    break
+                stop.wait(max(0.0, wait - (time.monotonic() - started)))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@monitor_app.command("report")
+def report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path(
+        "monitoring-report.html"
+    ),
+    endpoint: EndpointOption = None,
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Write one self-contained HTML report of the stored windows (opens offline)."""
+    with guarded(as_json), Project.open(project) as proj:
+        stored = proj.monitor.stored(endpoint=endpoint)
+        html = render_report(
+            [r.window for r in stored], {r.window.id: r.results for r in stored},
+            title=f"prodml monitoring: {proj.name}", generated_at=proj.clock.now(),
+        )  # fmt: skip
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(output)
+    emit(
+        {"path": str(output), "windows": len(stored), "bytes": len(html.encode())},
+        as_json=as_json,
+        human=lambda: stdout.print(f"Wrote {output} ({len(stored)} windows)"),
+    )
+
+
+@monitor_app.command("metrics")
+def metrics(project: ProjectOption = Path(".")) -> None:
+    """Print the monitoring gauges in Prometheus text format (for a textfile collector)."""
+    with guarded(False), Project.open(project) as proj:
+        text = exposition(proj.monitor.store)
+    typer.echo(text.decode(), nl=False)
+
+
+@monitor_app.command("windows")
+def list_windows(
+    endpoint: EndpointOption = None,
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """The computed windows and their headline results."""
+    with guarded(as_json), Project.open(project) as proj:
+        outcome = MonitorRun(computed=proj.monitor.stored(endpoint=endpoint))
+    emit(outcome.to_dict()["computed"], as_json=as_json, human=lambda: _summary(outcome))

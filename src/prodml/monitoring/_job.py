@@ -1,0 +1,456 @@
+"""The monitoring job: one incremental pass over every endpoint's prediction log.
+
+For each endpoint, every window that has closed (plus ``grace``) and was not computed
+before is read once, split by (arm, model version, shadow), checked against that model
+version's reference, and stored with its results. Windows whose labels may still
+arrive (until ``label_horizon`` after they end) get their delayed-label results
+recomputed on every pass; then they are final. Alert rules run over the new values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from prodml.core import Clock, MonitoringConfig, ensure_utc, parse_duration
+from prodml.core.errors import NotFoundError, SchemaError
+from prodml.features import FeatureStore
+from prodml.monitoring._alerting import LABEL_CHECKS, MonitorAlerts
+from prodml.monitoring._checks import (
+    LABELS_SCHEMA,
+    Result,
+    drift_checks,
+    label_checks,
+    operational_checks,
+    prediction_checks,
+    quality_checks,
+)
+from prodml.monitoring._drift import DriftReference
+from prodml.monitoring._performance import Calibrator, classification_metrics, regression_metrics
+from prodml.monitoring._reference import PREDICTION, MonitorReference, column_kinds, scores_array
+from prodml.monitoring._store import MonitorStore, StoredWindow
+from prodml.monitoring._windows import Span, Window, windows
+from prodml.registry import ModelRegistry
+from prodml.stats import NumericProfile
+from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, ArtifactStore, MetadataDB, read_log
+
+__all__ = ["Monitor", "MonitorRun", "WindowReport"]
+
+log = logging.getLogger("prodml.monitoring")
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """One computed (or refreshed) window and its results."""
+
+    window: StoredWindow
+    results: list[Result]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.window.to_dict(), "results": [r.to_dict() for r in self.results]}
+
+
+@dataclass
+class MonitorRun:
+    """What one pass did."""
+
+    computed: list[WindowReport] = field(default_factory=list)
+    refreshed: list[WindowReport] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "computed": [w.to_dict() for w in self.computed],
+            "refreshed": [w.to_dict() for w in self.refreshed],
+            "notifications": self.notifications,
+        }
+
+
+Progress = Callable[[str, int, int], None]
+
+
+class Monitor:
+    """Windows over the prediction log, checked against each model version's reference."""
+
+    def __init__(
+        self,
+        *,
+        config: MonitoringConfig,
+        db: MetadataDB,
+        artifacts: ArtifactStore,
+        registry: ModelRegistry,
+        features: FeatureStore,
+        state_dir: Path,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = MonitorStore(db)
+        self._artifacts = artifacts
+        self._registry = registry
+        self._features = features
+        self._predictions = state_dir / PREDICTIONS_DIR
+        self._labels = state_dir / LABELS_DIR
+        self._clock = clock
+        self._references: dict[str, MonitorReference] = {}
+        self.span = Span.parse(config.window, field="monitoring.window")
+        self.step = (
+            None if config.step is None else Span.parse(config.step, field="monitoring.step")
+        )
+        self.grace = parse_duration(config.grace, field="monitoring.grace")
+        self.label_horizon = parse_duration(config.label_horizon, field="monitoring.label_horizon")
+        self.alerts = MonitorAlerts(config.alerts, self.store, clock)
+
+    # --- references ---------------------------------------------------------------------
+    def reference(self, model_version: str) -> MonitorReference:
+        """The stored reference of ``model_version``, fitted and stored on first use."""
+        cached = self._references.get(model_version)
+        if cached is not None:
+            return cached
+        stored = self.store.reference(model_version)
+        if stored is not None:
+            reference = MonitorReference.from_bytes(self._artifacts.get_bytes(stored[0]))
+        else:
+            reference = self.fit_reference(model_version)
+            digest = self._artifacts.put_bytes(reference.to_bytes())
+            self.store.save_reference(
+                model_version, digest, reference.meta.get("source", {}), self._clock.now()
+            )
+        self._references[model_version] = reference
+        return reference
+
+    def fit_reference(self, model_version: str) -> MonitorReference:
+        """Profiles of the version's training set and of its scores on the test split."""
+        version = self._registry.get(model_version)
+        if version.run_id is None:
+            raise NotFoundError(
+                f"model version {version.ref}: registered without a training run, so monitoring "
+                "has no training data to use as the reference"
+            )
+        run = self._registry.get_run(version.run_id)
+        job = run.job
+        evaluation = version.evaluation or {}
+        fingerprint = evaluation.get("training_set") or next(
+            (fp for role, fp in run.datasets if role == "train"), None
+        )
+        if fingerprint is None:
+            raise NotFoundError(
+                f"model version {version.ref}: its run {run.id} recorded no training set"
+            )
+        table = self._features.get_training_set(str(fingerprint)).table
+        inputs = [name for name in job.get("inputs", []) if name in table.column_names]
+        if not inputs:
+            raise SchemaError(
+                f"model version {version.ref}: none of its inputs {job.get('inputs')} is a column "
+                f"of training set {str(fingerprint)[:12]}"
+            )
+        numeric, categorical = column_kinds(table, inputs)
+        bins = self.config.bins
+        drift = DriftReference.fit(table, numeric=numeric, categorical=categorical, bins=bins)
+        meta: dict[str, Any] = {
+            "task": job.get("task"),
+            "inputs": inputs,
+            "label": job.get("label"),
+            "source": {"training_set": fingerprint, "rows": table.num_rows, "run": run.id},
+        }
+        scores_profile = self._fit_outputs(model_version, table, inputs, job, evaluation, meta)
+        numeric_profiles = dict(drift.numeric)
+        if scores_profile is not None:
+            numeric_profiles[PREDICTION] = scores_profile
+        return MonitorReference(
+            DriftReference(numeric_profiles, dict(drift.categorical), drift.rows), meta
+        )
+
+    def _fit_outputs(
+        self,
+        model_version: str,
+        table: pa.Table,
+        inputs: list[str],
+        job: dict[str, Any],
+        evaluation: dict[str, Any],
+        meta: dict[str, Any],
+    ) -> NumericProfile | None:
+        """Score the held-out test split: the score profile, the reference metrics and,
+        for classifiers, the calibration map."""
+        frame = table.to_pandas()
+        timestamp, label = job.get("timestamp"), job.get("label")
+        test_start = (evaluation.get("split") or {}).get("test_start")
+        if timestamp in frame.columns and test_start is not None:
+            frame = frame[frame[timestamp] >= pd.Timestamp(test_start)]
+        meta["source"]["reference_rows"] = len(frame)
+        if frame.empty:
+            return None
+        scores = scores_array(
+            self._registry.load(model_version).predict(frame[inputs].reset_index(drop=True))
+        )
+        profile = NumericProfile.fit(scores, bins=self.config.bins)
+        if label not in frame.columns:
+            return profile
+        y = frame[label].to_numpy(dtype=np.float64, na_value=np.nan)
+        if meta["task"] == "classification":
+            keep = np.isfinite(y) & np.isfinite(scores)
+            meta["reference_metrics"] = classification_metrics(
+                y[keep], scores[keep], threshold=self.config.classification_threshold
+            )
+            meta["reference_label_rate"] = float(np.mean(y[keep])) if keep.any() else None
+            meta["reference_positive_rate"] = float(
+                np.mean(scores >= self.config.classification_threshold)
+            )
+            meta["calibrator"] = Calibrator().fit(scores[keep], y[keep]).to_dict()
+        else:
+            keep = np.isfinite(y) & np.isfinite(scores)
+            meta["reference_metrics"] = regression_metrics(y[keep], scores[keep])
+        return profile
+
+    def stored(self, *, endpoint: str | None = None) -> list[WindowReport]:
+        """Every computed window (of ``endpoint``) with its stored results, in time order."""
+        found = self.store.windows(endpoint=endpoint)
+        results = self.store.results([w.id for w in found])
+        return [WindowReport(w, results[w.id]) for w in found]
+
+    # --- one pass -----------------------------------------------------------------------
+    def endpoints(self) -> list[str]:
+        """Endpoints with a prediction log."""
+        if not self._predictions.is_dir():
+            return []
+        return sorted(
+            p.name.partition("=")[2]
+            for p in self._predictions.iterdir()
+            if p.is_dir() and p.name.startswith("endpoint=")
+        )
+
+    def run(self, *, endpoint: str | None = None, progress: Progress | None = None) -> MonitorRun:
+        """Compute every closed, new window and refresh the ones awaiting labels."""
+        names = self.endpoints() if endpoint is None else [endpoint]
+        now = ensure_utc(self._clock.now())
+        outcome = MonitorRun()
+        for name in names:
+            due = self._due(name, now)
+            labels = _LabelIndex(self._labels, name)
+            computed: list[WindowReport] = []
+            for i, window in enumerate(due):
+                if progress is not None:
+                    progress(f"{name} {window.label}", i, len(due))
+                computed += self._compute(name, window, labels, now)
+            if progress is not None and due:
+                progress(f"{name} done", len(due), len(due))
+            refreshed = self._refresh(name, labels, now)
+            outcome.computed += computed
+            outcome.refreshed += refreshed
+            if self.config.alerts.rules:
+                windows_seen = [(r.window, r.results) for r in [*computed, *refreshed]]
+                outcome.notifications += [n.to_dict() for n in self.alerts.process(windows_seen)]
+        return outcome
+
+    def _due(self, endpoint: str, now: datetime) -> list[Window]:
+        first = _first_record_hour(self._predictions / f"endpoint={endpoint}")
+        if first is None:
+            return []
+        done = self.store.computed(endpoint)
+        closed = windows(self.span, first, now - self.grace, step=self.step)
+        return [w for w in closed if (w.start, w.end) not in done]
+
+    def _compute(
+        self, endpoint: str, window: Window, labels: _LabelIndex, now: datetime
+    ) -> list[WindowReport]:
+        table = read_log(self._predictions, partition=endpoint, start=window.start, end=window.end)
+        seconds = (window.end - window.start).total_seconds()
+        final = now >= window.end + self.label_horizon
+        if table.num_rows == 0:
+            stored = self._save(endpoint, "", "", False, window, 0, "empty", [], 0, True, now)
+            return [WindowReport(stored, [])]
+        reports = []
+        for arm, model_version, shadow, part in _groups(table):
+            results = operational_checks(part, seconds)
+            status = "computed" if part.num_rows >= self.config.min_rows else "too_few_rows"
+            label_rows = 0
+            try:
+                reference = self.reference(model_version)
+            except Exception as exc:  # a missing or broken reference: say so, keep the rest
+                results.append(Result("reference", "available", None, status="error",
+                                      details={"reason": f"{type(exc).__name__}: {exc}"}))  # fmt: skip
+                log.warning(
+                    "monitoring %s %s: no reference for %s: %s",
+                    endpoint,
+                    window.label,
+                    model_version,
+                    exc,
+                )
+            else:
+                if not shadow:
+                    results += quality_checks(part, reference)
+                    results += drift_checks(part, reference, self.config)
+                results += prediction_checks(part, reference, self.config)
+                label_results, label_rows = label_checks(
+                    part, labels.get(window.start), reference, self.config
+                )
+                results += label_results
+            stored = self._save(endpoint, arm, model_version, shadow, window, part.num_rows, status,
+                                results, label_rows, final, now)  # fmt: skip
+            reports.append(WindowReport(stored, results))
+        return reports
+
+    def _refresh(self, endpoint: str, labels: _LabelIndex, now: datetime) -> list[WindowReport]:
+        reports = []
+        for stored in self.store.open_label_windows(endpoint):
+            if stored.status == "empty" or not stored.model_version:
+                continue
+            final = now >= stored.end + self.label_horizon
+            table = read_log(
+                self._predictions, partition=endpoint, start=stored.start, end=stored.end
+            )
+            part = _select(table, stored.arm, stored.model_version, stored.shadow)
+            try:
+                reference = self.reference(stored.model_version)
+            except Exception:
+                continue
+            results, label_rows = label_checks(
+                part, labels.get(stored.start), reference, self.config
+            )
+            if label_rows == stored.label_rows and not final:
+                continue
+            self.store.replace_results(
+                stored.id, LABEL_CHECKS, results, label_rows=label_rows, labels_final=final
+            )
+            reports.append(WindowReport(_updated(stored, label_rows, final), results))
+        return reports
+
+    def _save(
+        self, endpoint: str, arm: str, model_version: str, shadow: bool, window: Window, rows: int,
+        status: str, results: Sequence[Result], label_rows: int, final: bool, now: datetime,
+    ) -> StoredWindow:  # fmt: skip
+        window_id = self.store.save_window(
+            endpoint=endpoint, arm=arm, model_version=model_version, shadow=shadow,
+            start=window.start, end=window.end, rows=rows, status=status, results=results,
+            label_rows=label_rows, labels_final=final, now=now,
+        )  # fmt: skip
+        return StoredWindow(window_id, endpoint, arm, model_version, shadow, window.start, window.end,
+                            rows, status, label_rows, final)  # fmt: skip
+
+
+def _updated(stored: StoredWindow, label_rows: int, final: bool) -> StoredWindow:
+    return StoredWindow(**{**stored.__dict__, "label_rows": label_rows, "labels_final": final})
+
+
+def _first_record_hour(root: Path) -> datetime | None:
+    """The start of the earliest ``date=/hour=`` directory of one endpoint's log."""
+    if not root.is_dir():
+        return None
+    for day_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("date=")):
+        hours = sorted(
+            p
+            for p in day_dir.iterdir()
+            if p.is_dir()
+            and p.name.startswith("hour=")
+            and any(day_dir.glob(f"{p.name}/*.parquet"))
+        )
+        if not hours:
+            continue
+        try:
+            day = datetime.strptime(day_dir.name[5:], "%Y-%m-%d").replace(tzinfo=UTC)
+            return day + timedelta(hours=int(hours[0].name[5:]))
+        except ValueError:
+            continue
+    return None
+
+
+def _text_column(table: pa.Table, name: str, default: str) -> list[str]:
+    if name not in table.column_names:
+        return [default] * table.num_rows
+    return ["" if v is None else str(v) for v in table[name].to_pylist()]
+
+
+def _shadow_column(table: pa.Table) -> np.ndarray:
+    if "shadow" not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    return np.asarray([bool(v) for v in table["shadow"].to_pylist()], dtype=bool)
+
+
+def _groups(table: pa.Table) -> Iterator[tuple[str, str, bool, pa.Table]]:
+    """The window's records per (arm, model version, shadow), in a stable order."""
+    arms = np.asarray(_text_column(table, "arm", ""), dtype=object)
+    models = np.asarray(_text_column(table, "model_version", ""), dtype=object)
+    shadows = _shadow_column(table)
+    keys = sorted({(a, m, bool(s)) for a, m, s in zip(arms, models, shadows, strict=True)})
+    for arm, model, shadow in keys:
+        mask = (arms == arm) & (models == model) & (shadows == shadow)
+        yield arm, model, shadow, table.filter(pa.array(mask))
+
+
+def _select(table: pa.Table, arm: str, model_version: str, shadow: bool) -> pa.Table:
+    for a, m, s, part in _groups(table):
+        if (a, m, s) == (arm, model_version, shadow):
+            return part
+    return table.slice(0, 0)
+
+
+class _LabelIndex:
+    """The endpoint's labels, read once per pass, latest label per (request id, row):
+    an Arrow table ``request_id, row, label, label_time`` (``row`` null: every row of
+    the request)."""
+
+    def __init__(self, root: Path, endpoint: str) -> None:
+        self._root = root
+        self._endpoint = endpoint
+        self._table: pa.Table | None = None
+        self._since: datetime | None = None
+
+    def get(self, since: datetime) -> pa.Table:
+        if self._table is None or (self._since is not None and since < self._since):
+            self._table, self._since = self._read(since), since
+        return self._table
+
+    def _read(self, since: datetime) -> pa.Table:
+        table = read_log(self._root, partition=self._endpoint, start=since)
+        if (
+            table.num_rows == 0
+            or "request_id" not in table.column_names
+            or "label" not in table.column_names
+        ):
+            return LABELS_SCHEMA.empty_table()
+        rows = (
+            pc.cast(table["row"], pa.int64())
+            if "row" in table.column_names
+            else pa.nulls(table.num_rows, pa.int64())
+        )
+        seconds = pc.cast(pc.cast(table["time"], pa.timestamp("us", tz="UTC")), pa.int64())
+        labels = pa.table(
+            {
+                "request_id": pc.cast(table["request_id"], pa.string()),
+                "row": rows,
+                "label": pa.array(_label_values(table["label"]), pa.float64()),
+                "label_time": pc.divide(pc.cast(seconds, pa.float64()), 1e6),
+            }
+        )
+        labels = labels.filter(
+            pc.and_(pc.is_valid(labels["request_id"]), pc.is_finite(labels["label"]))
+        )
+        latest = labels.group_by(["request_id", "row"], use_threads=False).aggregate(
+            [("label", "last"), ("label_time", "last")]
+        )
+        return latest.rename_columns(["request_id", "row", "label", "label_time"]).cast(
+            LABELS_SCHEMA
+        )
+
+
+def _label_values(column: pa.ChunkedArray) -> np.ndarray:
+    values = []
+    for v in column.to_pylist():
+        if isinstance(v, (bool, int | float)):
+            values.append(float(v))
+        elif isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            values.append(1.0 if v.strip().lower() == "true" else 0.0)
+        else:
+            try:
+                values.append(float(v))
+            except (TypeError, ValueError):
+                values.append(np.nan)
+    return np.asarray(values, dtype=np.float64)

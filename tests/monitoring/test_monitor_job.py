@@ -1,0 +1,274 @@
+"""The monitoring pass end to end: a trained model version, a prediction log and a
+label log written by the server's own log writer, daily windows, stored results, label
+refreshes, alerts through a real webhook, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from featurekit import T0
+from prodml import Project
+from prodml.cli import app
+from prodml.core import SimulatedClock
+from prodml.monitoring import classification_metrics
+from prodml.serving import Prediction, PredictionLog
+from trainkit import make_training_project
+
+DAY0 = datetime(2013, 2, 1, tzinfo=UTC)
+ROWS = 300
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, pa.Table]]:
+    root = tmp_path_factory.mktemp("monitor") / "p"
+    project = make_training_project(root)
+    result = project.training.train(T0, T0 + timedelta(days=10))
+    assert result.version is not None
+    table = project.features.get_training_set(result.training_set).table
+    project.close()
+    return root, result.version.ref, table
+
+
+def _copy_project(trained: tuple[Path, str, pa.Table], dest: Path, config: str = "") -> Path:
+    root, _, _ = trained
+    shutil.copytree(root, dest)
+    text = (dest / "prodml.toml").read_text()
+    (dest / "prodml.toml").write_text(
+        text + '\n[monitoring]\nwindow = "1d"\nmin_rows = 50\n' + config
+    )
+    return dest
+
+
+def _log_day(
+    project: Project,
+    model: str,
+    table: pa.Table,
+    day: datetime,
+    *,
+    seed: int,
+    shift: float = 0.0,
+    labels: float = 1.0,
+    rows: int = ROWS,
+    arm: str = "champion",
+) -> pd.DataFrame:
+    """Log ``rows`` predictions spread over ``day`` (temp shifted by ``shift``) and labels
+    for a ``labels`` share of them; returns what was logged."""
+    rng = np.random.default_rng(seed)
+    frame = table.to_pandas().iloc[rng.integers(0, table.num_rows, rows)].reset_index(drop=True)
+    frame["temp"] = frame["temp"] + shift
+    loaded = project.registry.load(model)
+    inputs = loaded.signature.columns
+    scores = np.asarray(loaded.predict(frame[inputs]), dtype=np.float64)
+    clock = SimulatedClock(day)
+    log = PredictionLog(project.state_dir, clock=clock, flush_rows=10_000, flush_interval_s=60)
+    records = frame[inputs].to_dict("records")
+    frame["request_id"] = [f"{day:%m%d}-{seed}-{i}" for i in range(rows)]
+    frame["score"] = scores
+    frame["labelled"] = rng.random(rows) < labels
+    try:
+        for i in range(rows):
+            clock.set(day + timedelta(seconds=int(i * 86_000 / rows)))
+            prediction = Prediction(
+                frame.at[i, "request_id"], "flights", arm, model, scores[i : i + 1], "ok"
+            )
+            log.record(
+                prediction,
+                frame.iloc[i : i + 1],
+                rows=[records[i]],
+                unit="u",
+                latency_ms=2.0 + i % 7,
+            )
+            if frame.at[i, "labelled"]:
+                log.record_label(
+                    {
+                        "time": day + timedelta(seconds=int(i * 86_000 / rows) + 60),
+                        "endpoint": "flights",
+                        "request_id": frame.at[i, "request_id"],
+                        "row": 0,
+                        "label": bool(frame.at[i, "late"]),
+                    }
+                )
+    finally:
+        log.close()
+    return frame
+
+
+def _open(root: Path, at: datetime) -> Project:
+    return Project.open(root, clock=SimulatedClock(at))
+
+
+def _results(report: Any) -> dict[tuple[str, str, str], Any]:
+    return {(r.check, r.metric, r.column): r for r in report.results}
+
+
+def test_a_pass_computes_each_closed_window_once_and_flags_the_shifted_day(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p")
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        control = _log_day(project, model, table, DAY0, seed=1)
+        _log_day(project, model, table, DAY0 + timedelta(days=1), seed=2, shift=20.0)
+        _log_day(project, model, table, DAY0 + timedelta(days=3), seed=3, rows=10)
+    with _open(root, DAY0 + timedelta(days=4, minutes=10)) as project:
+        outcome = project.monitor.run()
+        again = project.monitor.run()
+    assert [(w.window.start.day, w.window.status) for w in outcome.computed] == [
+        (1, "computed"), (2, "computed"), (3, "empty"), (4, "too_few_rows"),
+    ]  # fmt: skip
+    assert again.computed == []
+    assert again.refreshed == []
+    day1, day2, _, day4 = (_results(w) for w in outcome.computed)
+    assert day1[("drift", "wasserstein", "temp")].status == "ok"
+    assert day2[("drift", "wasserstein", "temp")].status == "drift"
+    assert day2[("drift", "wasserstein", "temp")].value > 0.5
+    assert day1[("drift", "share", "")].value < day2[("drift", "share", "")].value
+    assert day4[("drift", "share", "")].status == "too_few_rows"
+    assert day1[("operational", "rows", "")].value == ROWS
+    assert day1[("operational", "error_rate", "")].value == 0.0
+    assert day1[("operational", "latency_p50_ms", "")].value == pytest.approx(5.0)
+    # Delayed-label performance equals the metrics of the joined labels.
+    expected = classification_metrics(control["late"].astype(float), control["score"])
+    assert day1[("performance", "roc_auc", "")].value == pytest.approx(expected["roc_auc"])
+    assert day1[("performance", "accuracy", "")].value == pytest.approx(expected["accuracy"])
+    assert day1[("performance", "label_coverage", "")].value == 1.0
+    assert day1[("estimated", "roc_auc", "")].value is not None
+    assert day1[("quality", "missing_rate", "temp")].value == 0.0
+
+
+def test_labels_arriving_later_refresh_performance_until_the_horizon(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p", 'label_horizon = "3d"\n')
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        frame = _log_day(project, model, table, DAY0, seed=4, labels=0.0)
+    with _open(root, DAY0 + timedelta(days=1, hours=1)) as project:
+        first = project.monitor.run()
+    assert _results(first.computed[0])[("performance", "label_coverage", "")].value == 0.0
+    assert not first.computed[0].window.labels_final
+    with _open(root, DAY0 + timedelta(days=2)) as project:
+        log = PredictionLog(project.state_dir, clock=project.clock)
+        for rid, late in zip(frame["request_id"][:150], frame["late"][:150], strict=True):
+            log.record_label({"time": DAY0 + timedelta(days=1, hours=2), "endpoint": "flights",
+                              "request_id": rid, "row": 0, "label": bool(late)})  # fmt: skip
+        log.close()
+        second = project.monitor.run()
+    assert len(second.refreshed) == 1
+    assert _results(second.refreshed[0])[("performance", "label_coverage", "")].value == 0.5
+    with _open(root, DAY0 + timedelta(days=4, hours=1)) as project:
+        third = project.monitor.run()
+        assert third.refreshed[0].window.labels_final
+        assert project.monitor.run().refreshed == []
+        stored = project.monitor.store.results([third.refreshed[0].window.id])
+    coverage = [r for r in next(iter(stored.values())) if r.metric == "label_coverage"]
+    assert [r.value for r in coverage] == [0.5]  # replaced, not duplicated
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: ClassVar[list[dict[str, Any]]] = []
+    handler = type("Hook", (_Hook,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_two_of_three_debounce_fires_once_and_resolves_once_through_a_webhook(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = webhook
+    rules = f"""
+[[monitoring.alerts.sinks]]
+name = "hook"
+type = "webhook"
+url = "{url}"
+
+[[monitoring.alerts.rules]]
+name = "temp_drift"
+metric = "drift.value"
+column = "temp"
+threshold = 0.5
+m_of_n = [2, 3]
+sinks = ["hook"]
+"""
+    root = _copy_project(trained, tmp_path / "p", rules)
+    _, model, table = trained
+    pattern = [20.0, 0, 0, 20.0, 20.0, 20.0, 0, 0]  # a spike, then sustained drift
+    with _open(root, DAY0) as project:
+        for day, shift in enumerate(pattern):
+            _log_day(
+                project,
+                model,
+                table,
+                DAY0 + timedelta(days=day),
+                seed=10 + day,
+                shift=shift,
+                rows=120,
+            )
+    # Day by day, as a watch loop would see them.
+    for day in range(1, len(pattern) + 1):
+        with _open(root, DAY0 + timedelta(days=day, minutes=10)) as project:
+            project.monitor.run()
+    assert [(r["state"], r["window_end"][:10]) for r in received] == [
+        ("firing", "2013-02-06"), ("resolved", "2013-02-09"),
+    ]  # fmt: skip
+    assert received[0]["rule"] == "temp_drift"
+    assert "column=temp" in received[0]["scope"]
+    with _open(root, DAY0 + timedelta(days=10)) as project:
+        events = project.monitor.store.events()
+        states = project.monitor.store.alert_states()
+    assert [e["state"] for e in events] == ["firing", "resolved"]
+    assert [s["state"] for s in states] == ["resolved"]
+
+
+def test_cli_monitor_run_json_and_windows(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p")
+    _, model, table = trained
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    with _open(root, day) as project:
+        _log_day(project, model, table, day, seed=5)
+    runner = CliRunner()
+    result = runner.invoke(app, ["monitor", "run", "-p", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [w["rows"] for w in data["computed"]] == [ROWS, 0]  # the logged day, then yesterday
+    listed = runner.invoke(app, ["monitor", "windows", "-p", str(root), "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [w["id"] for w in json.loads(listed.output)] == [w["id"] for w in data["computed"]]
+    human = runner.invoke(app, ["monitor", "windows", "-p", str(root)])
+    assert human.exit_code == 0
+    assert "flights" in human.output
