@@ -136,3 +136,38 @@ def test_the_champion_is_deployed_and_answers_native_requests(
     assert 0.0 < answer["prediction"] < 1.0
     mine = [r for r in records.to_pylist() if r["request_id"] == "demo-1"]
     assert {r["shadow"] for r in mine} == ({False, True} if "shadow" in arms else {False})
+
+
+def test_monthly_monitoring_flags_summer_weather_and_late_rate_drift(
+    demo: tuple[Path, dict[str, Any]],
+) -> None:
+    _, report = demo
+    replay = report["replay"]
+    assert replay["predictions"] == 2 * replay["flights"]  # live and shadow
+    assert replay["labels"] > 0.95 * replay["flights"]  # every landed flight
+    months = {m["month"]: m for m in report["monitoring"]["months"]}
+    assert sorted(months) == [f"2013-{m:02d}" for m in range(4, 13)]
+    for month in ("2013-06", "2013-07", "2013-08"):  # summer weather, far from Jan–Mar's
+        assert {"temp", "dewp", "humid"} <= set(months[month]["drifted"]), months[month]
+        assert months[month]["drift_share"] >= 0.5
+    # The 7-day carrier late rate feature follows the late rate away from the reference.
+    assert all("carrier_late_rate_7d" in m["drifted"] for m in months.values())
+    late = {k: m["late_rate"] for k, m in months.items()}
+    assert late["2013-07"] > 0.29  # July bad,
+    assert late["2013-09"] < 0.15  # September good
+
+
+def test_estimated_performance_tracks_realized_and_reports_its_error(
+    demo: tuple[Path, dict[str, Any]],
+) -> None:
+    _, report = demo
+    monitoring = report["monitoring"]
+    for month in monitoring["months"]:
+        for metric in ("roc_auc", "accuracy"):
+            estimated, realized = month[f"{metric}_estimated"], month[metric]
+            assert estimated is not None, month
+            assert realized is not None, month
+            assert abs(estimated - realized) < 0.15, (month["month"], metric)
+    mae = monitoring["estimate_mae"]
+    assert mae["accuracy"] < 0.05
+    assert mae["roc_auc"] < 0.10

@@ -272,3 +272,68 @@ def test_cli_monitor_run_json_and_windows(
     human = runner.invoke(app, ["monitor", "windows", "-p", str(root)])
     assert human.exit_code == 0
     assert "flights" in human.output
+
+
+def test_a_past_window_of_the_log_can_be_the_reference(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p", 'reference = "2013-02-02/2013-02-03"\n')
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        _log_day(project, model, table, DAY0, seed=21)
+        _log_day(project, model, table, DAY0 + timedelta(days=1), seed=22, shift=20.0)
+        _log_day(project, model, table, DAY0 + timedelta(days=2), seed=23, shift=20.0)
+    with _open(root, DAY0 + timedelta(days=3, minutes=10)) as project:
+        outcome = project.monitor.run()
+        reference = project.monitor.reference(model, "flights")
+    day1, day2, day3 = (_results(w) for w in outcome.computed)
+    # Against the shifted day, the normal day is far and the other shifted day close.
+    assert day1[("drift", "wasserstein", "temp")].status == "drift"
+    assert day2[("drift", "wasserstein", "temp")].value == 0.0
+    assert (
+        day3[("drift", "wasserstein", "temp")].value
+        < day1[("drift", "wasserstein", "temp")].value / 4
+    )
+    assert reference.meta["source"]["window_rows"] == ROWS
+    assert reference.meta["calibrator"]  # calibration still comes from the test split
+
+
+def test_importance_weighting_uses_permutation_importance_of_the_test_split(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p", "importance_weighted = true\n")
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        _log_day(project, model, table, DAY0, seed=31, shift=20.0)
+    with _open(root, DAY0 + timedelta(days=1, minutes=10)) as project:
+        outcome = project.monitor.run()
+        importance = project.monitor.reference(model).meta["importance"]
+    assert sum(importance.values()) == pytest.approx(1.0)
+    assert max(importance, key=importance.get) == "dep_hour"  # the label depends on the hour
+    found = _results(outcome.computed[0])
+    drifted = [
+        r.column
+        for r in outcome.computed[0].results
+        if r.check == "drift" and r.status == "drift" and r.column
+    ]
+    expected = sum(importance[c] for c in drifted)
+    assert found[("drift", "share", "")].value == pytest.approx(expected)
+
+
+def test_count_windows_hold_that_many_live_predictions(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p")
+    text = (root / "prodml.toml").read_text().replace('window = "1d"', 'window = "250rows"')
+    (root / "prodml.toml").write_text(text)
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        _log_day(project, model, table, DAY0, seed=41)
+        _log_day(project, model, table, DAY0 + timedelta(days=1), seed=42)
+    with _open(root, DAY0 + timedelta(days=2, minutes=10)) as project:
+        outcome = project.monitor.run()
+        assert project.monitor.run().computed == []
+    assert [w.window.rows for w in outcome.computed] == [250, 250]  # the last 100 wait
+    first, second = (w.window for w in outcome.computed)
+    assert first.end == second.start
+    assert _results(outcome.computed[0])[("drift", "share", "")].value is not None

@@ -246,14 +246,20 @@ class MonitoringConfig(_Section):
 
     ``window`` is a tumbling window length: ``<n>h``, ``<n>d``, ``<n>w`` (aligned to
     UTC hours, midnights, Mondays) or ``<n>mo`` (calendar months); ``step`` makes it
-    sliding (a window of ``window`` every ``step``). A window is computed once, when it
+    sliding (a window of ``window`` every ``step``). ``<n>rows`` counts live predictions
+    instead (``step`` then in rows too). A window is computed once, when it
     has closed and ``grace`` has passed (so late log flushes are in); its delayed-label
     performance is recomputed while labels can still arrive, ``label_horizon`` after it.
     """
 
-    window: str = Field(default="1d", pattern=r"^[1-9][0-9]*(h|d|w|mo)$")
-    step: str | None = Field(default=None, pattern=r"^[1-9][0-9]*(h|d|w|mo)$")
+    window: str = Field(default="1d", pattern=r"^[1-9][0-9]*(h|d|w|mo|rows)$")
+    step: str | None = Field(default=None, pattern=r"^[1-9][0-9]*(h|d|w|mo|rows)$")
     grace: str = Field(default="5m", pattern=r"^[0-9]+(s|m|h|d|w)$")
+    reference: str = Field(
+        default="training",
+        pattern=r"^(training|\d{4}-\d{2}-\d{2}(T[0-9:]+Z?)?/\d{4}-\d{2}-\d{2}(T[0-9:]+Z?)?)$",
+        description='"training" or a past window of the log, "START/END" (ISO dates, UTC)',
+    )
     min_rows: int = Field(default=100, ge=1, description="fewer rows: reported, not scored")
     bins: int = Field(default=10, ge=2, le=1000, description="reference-quantile bins")
     numeric: DriftMethodConfig = DriftMethodConfig(statistic="wasserstein")

@@ -52,6 +52,10 @@ per_slice = true
 
 [registry]
 require_approval = true
+
+[monitoring]
+window = "1mo"                       # monthly windows over the prediction log
+segments = ["origin"]                # delayed-label performance per airport
 """
 
 

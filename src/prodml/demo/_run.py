@@ -1,7 +1,8 @@
 """``prodml demo``: builds the flights project and runs the pipeline on it — apply
 definitions, build the January–March training set, materialize to 1 April, read online
 features for flights departing then, train, gate, register, approve and alias models
-(see :mod:`prodml.demo._models`) — and reports what it did."""
+(see :mod:`prodml.demo._models`) — then replays April–December as production traffic
+and monitors it month by month (:mod:`prodml.demo._replay`), and reports what it did."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from prodml.core import CONFIG_FILE
+from prodml.core import CONFIG_FILE, SimulatedClock
 from prodml.demo import flights_features, flights_train
 from prodml.demo._data import write_flights_data
 from prodml.demo._models import DEMO_CONFIG, train_models
+from prodml.demo._replay import ENDPOINT, MONITOR_CLOCK_AT, monitor_year, replay_production
 from prodml.demo.flights_features import entity_rows
 from prodml.project import Project, init_project, progress_bar
 
@@ -117,6 +119,13 @@ def run_demo(
         say(f"Online read of {len(online)} entities took {millis:.2f} ms")
         report["online"] = {**online.to_dict(), "milliseconds": round(millis, 3)}
         report["models"] = train_models(project, say)
+    with Project.open(root, clock=SimulatedClock(MONITOR_CLOCK_AT)) as project:
+        if project.monitor.store.windows(endpoint=ENDPOINT):
+            say("Production April–December was replayed before: showing the stored monitoring")
+        else:
+            report["replay"] = replay_production(project, say)
+        with progress_bar(progress) as bar:
+            report["monitoring"] = monitor_year(project, say, progress=bar)
     report["seconds"] = round(time.perf_counter() - started, 2)
     say(
         f"Done in {report['seconds']} s. Explore the project in {root}: "

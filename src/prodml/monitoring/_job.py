@@ -26,6 +26,7 @@ from prodml.core.errors import NotFoundError, SchemaError
 from prodml.features import FeatureStore
 from prodml.monitoring._alerting import LABEL_CHECKS, MonitorAlerts
 from prodml.monitoring._checks import (
+    FEATURE_PREFIX,
     LABELS_SCHEMA,
     Result,
     drift_checks,
@@ -101,31 +102,95 @@ class Monitor:
         self._labels = state_dir / LABELS_DIR
         self._clock = clock
         self._references: dict[str, MonitorReference] = {}
-        self.span = Span.parse(config.window, field="monitoring.window")
+        self.rows, self.row_step = _row_windows(config)
+        self.span = Span.parse("1d" if self.rows else config.window, field="monitoring.window")
         self.step = (
-            None if config.step is None else Span.parse(config.step, field="monitoring.step")
+            None
+            if config.step is None or self.rows
+            else Span.parse(config.step, field="monitoring.step")
         )
         self.grace = parse_duration(config.grace, field="monitoring.grace")
         self.label_horizon = parse_duration(config.label_horizon, field="monitoring.label_horizon")
         self.alerts = MonitorAlerts(config.alerts, self.store, clock)
 
     # --- references ---------------------------------------------------------------------
-    def reference(self, model_version: str) -> MonitorReference:
-        """The stored reference of ``model_version``, fitted and stored on first use."""
-        cached = self._references.get(model_version)
+    def reference(self, model_version: str, endpoint: str | None = None) -> MonitorReference:
+        """The stored reference of ``model_version`` (on ``endpoint`` when ``[monitoring]
+        reference`` is a past window of its log), fitted and stored on first use."""
+        window = self._reference_window()
+        if window is not None and endpoint is None:
+            raise SchemaError(
+                f"monitoring reference {self.config.reference!r} is a window of an endpoint's "
+                "log: name the endpoint"
+            )
+        key = (
+            model_version
+            if window is None
+            else f"{model_version}|{endpoint}|{self.config.reference}"
+        )
+        cached = self._references.get(key)
         if cached is not None:
             return cached
-        stored = self.store.reference(model_version)
+        stored = self.store.reference(key)
         if stored is not None:
             reference = MonitorReference.from_bytes(self._artifacts.get_bytes(stored[0]))
         else:
             reference = self.fit_reference(model_version)
+            if window is not None:
+                reference = self._window_reference(reference, model_version, str(endpoint), window)
             digest = self._artifacts.put_bytes(reference.to_bytes())
             self.store.save_reference(
-                model_version, digest, reference.meta.get("source", {}), self._clock.now()
+                key, digest, reference.meta.get("source", {}), self._clock.now()
             )
-        self._references[model_version] = reference
+        self._references[key] = reference
         return reference
+
+    def _reference_window(self) -> Window | None:
+        if self.config.reference == "training":
+            return None
+        start, _, end = self.config.reference.partition("/")
+        return Window(_utc(start), _utc(end))
+
+    def _window_reference(
+        self, base: MonitorReference, model_version: str, endpoint: str, window: Window
+    ) -> MonitorReference:
+        """``base`` (task, calibration, reference metrics from the training run) with the
+        input and score profiles of the live records of ``window`` instead."""
+        table = _select(
+            read_log(self._predictions, partition=endpoint, start=window.start, end=window.end),
+            *_live_arm(read_log(self._predictions, partition=endpoint, start=window.start,
+                                end=window.end, columns=["arm", "model_version", "shadow"]), model_version),
+        )  # fmt: skip
+        if table.num_rows == 0:
+            raise NotFoundError(
+                f"monitoring reference window {window.label} of endpoint {endpoint!r} holds no "
+                f"live prediction of {model_version}"
+            )
+        features = {
+            name: table[FEATURE_PREFIX + name]
+            for name in base.inputs
+            if FEATURE_PREFIX + name in table.column_names
+        }
+        frame = pa.table(features)
+        numeric = [n for n in base.inputs if n in base.drift.numeric and n in features]
+        categorical = [n for n in base.inputs if n in base.drift.categorical and n in features]
+        drift = DriftReference.fit(
+            frame, numeric=numeric, categorical=categorical, bins=self.config.bins
+        )
+        profiles = dict(drift.numeric)
+        if "output" in table.column_names:
+            profiles[PREDICTION] = NumericProfile.fit(table["output"], bins=self.config.bins)
+        meta = {
+            **base.meta,
+            "source": {
+                **base.meta.get("source", {}),
+                "window": [window.start.isoformat(), window.end.isoformat()],
+                "window_rows": table.num_rows,
+            },
+        }
+        return MonitorReference(
+            DriftReference(profiles, dict(drift.categorical), table.num_rows), meta
+        )
 
     def fit_reference(self, model_version: str) -> MonitorReference:
         """Profiles of the version's training set and of its scores on the test split."""
@@ -195,6 +260,14 @@ class Monitor:
         if label not in frame.columns:
             return profile
         y = frame[label].to_numpy(dtype=np.float64, na_value=np.nan)
+        if self.config.importance_weighted:
+            meta["importance"] = _importance(
+                self._registry.load(model_version).predict,
+                frame[inputs].reset_index(drop=True),
+                y,
+                scores,
+                meta["task"],
+            )
         if meta["task"] == "classification":
             keep = np.isfinite(y) & np.isfinite(scores)
             meta["reference_metrics"] = classification_metrics(
@@ -255,8 +328,27 @@ class Monitor:
         if first is None:
             return []
         done = self.store.computed(endpoint)
-        closed = windows(self.span, first, now - self.grace, step=self.step)
+        if self.rows:
+            closed = self._row_windows(endpoint, now - self.grace)
+        else:
+            closed = windows(self.span, first, now - self.grace, step=self.step)
         return [w for w in closed if (w.start, w.end) not in done]
+
+    def _row_windows(self, endpoint: str, until: datetime) -> list[Window]:
+        """Windows of ``rows`` live predictions every ``row_step``: from the time of a
+        window's first record to the time of the first record after it (records sharing
+        that time go to the next window), closed once that record exists before ``until``."""
+        table = read_log(
+            self._predictions, partition=endpoint, end=until, columns=["time", "shadow"]
+        )
+        live = table.filter(pc.invert(pc.fill_null(pc.cast(table["shadow"], pa.bool_()), False)))
+        times = live["time"].to_pylist()
+        out = []
+        for begin in range(0, len(times) - self.rows, self.row_step):
+            start, end = times[begin], times[begin + self.rows]
+            if end > start:
+                out.append(Window(ensure_utc(start), ensure_utc(end)))
+        return out
 
     def _compute(
         self, endpoint: str, window: Window, labels: _LabelIndex, now: datetime
@@ -273,7 +365,7 @@ class Monitor:
             status = "computed" if part.num_rows >= self.config.min_rows else "too_few_rows"
             label_rows = 0
             try:
-                reference = self.reference(model_version)
+                reference = self.reference(model_version, endpoint)
             except Exception as exc:  # a missing or broken reference: say so, keep the rest
                 results.append(Result("reference", "available", None, status="error",
                                       details={"reason": f"{type(exc).__name__}: {exc}"}))  # fmt: skip
@@ -309,7 +401,7 @@ class Monitor:
             )
             part = _select(table, stored.arm, stored.model_version, stored.shadow)
             try:
-                reference = self.reference(stored.model_version)
+                reference = self.reference(stored.model_version, endpoint)
             except Exception:
                 continue
             results, label_rows = label_checks(
@@ -334,6 +426,70 @@ class Monitor:
         )  # fmt: skip
         return StoredWindow(window_id, endpoint, arm, model_version, shadow, window.start, window.end,
                             rows, status, label_rows, final)  # fmt: skip
+
+
+def _importance(
+    predict: Callable[[pd.DataFrame], Any],
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    scores: np.ndarray,
+    task: Any,
+    *,
+    rows: int = 5000,
+    seed: int = 0,
+) -> dict[str, float] | None:
+    """Permutation importance of each input on (at most ``rows`` of) the test split: how
+    much ROC-AUC (classifiers) or RMSE (regressors) worsens when the column is shuffled;
+    negative effects count as 0. None when no column matters."""
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(frame))[:rows]
+    frame, y, scores = frame.iloc[pick].reset_index(drop=True), y[pick], scores[pick]
+    keep = np.isfinite(y)
+
+    def quality(s: np.ndarray) -> float | None:
+        if task == "classification":
+            return classification_metrics(y[keep], s[keep])["roc_auc"]
+        rmse = regression_metrics(y[keep], s[keep])["rmse"]
+        return None if rmse is None else -rmse
+
+    base = quality(scores)
+    if base is None:
+        return None
+    out = {}
+    for column in frame.columns:
+        shuffled = frame.copy()
+        shuffled[column] = shuffled[column].to_numpy()[rng.permutation(len(frame))]
+        worse = quality(scores_array(predict(shuffled)))
+        out[str(column)] = max(0.0, base - worse) if worse is not None else 0.0
+    total = sum(out.values())
+    return {k: v / total for k, v in out.items()} if total > 0 else None
+
+
+def _row_windows(config: MonitoringConfig) -> tuple[int, int]:
+    """(rows, step) of count windows, or (0, 0) for time windows."""
+    if not config.window.endswith("rows"):
+        if config.step is not None and config.step.endswith("rows"):
+            raise SchemaError(f"monitoring.step {config.step!r}: a time window needs a time step")
+        return 0, 0
+    rows = int(config.window.removesuffix("rows"))
+    if config.step is None:
+        return rows, rows
+    if not config.step.endswith("rows"):
+        raise SchemaError(f"monitoring.step {config.step!r}: a window of rows needs a step of rows")
+    return rows, int(config.step.removesuffix("rows"))
+
+
+def _utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _live_arm(table: pa.Table, model_version: str) -> tuple[str, str, bool]:
+    """The (arm, model version, shadow) group of ``model_version``'s live records."""
+    for arm, model, shadow, _ in _groups(table):
+        if model == model_version and not shadow:
+            return arm, model, shadow
+    return "", model_version, False
 
 
 def _updated(stored: StoredWindow, label_rows: int, final: bool) -> StoredWindow:

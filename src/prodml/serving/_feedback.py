@@ -102,7 +102,8 @@ def parse_feedback(body: Any, *, now: datetime) -> list[dict[str, Any]]:
             problems.append(_problem(index, "label", "missing_field", "a label or a reward"))
         if label is not None and not isinstance(label, str | int | float | bool):
             problems.append(_problem(index, "label", "wrong_type", "number, string or bool"))
-        if reward is not None and finite_float(reward) is None:
+        reward_value = None if reward is None else finite_float(reward)
+        if reward is not None and reward_value is None:
             problems.append(_problem(index, "reward", "wrong_type", "finite number"))
         records.append(
             {
@@ -112,7 +113,7 @@ def parse_feedback(body: Any, *, now: datetime) -> list[dict[str, Any]]:
                 "event_time": event_time,
                 "entities": dict(entities) if isinstance(entities, Mapping) else None,
                 "label": label,
-                "reward": None if reward is None else float(reward),
+                "reward": reward_value,
                 "source": "feedback",
             }
         )
