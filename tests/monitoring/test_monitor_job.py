@@ -337,3 +337,46 @@ def test_count_windows_hold_that_many_live_predictions(
     first, second = (w.window for w in outcome.computed)
     assert first.end == second.start
     assert _results(outcome.computed[0])[("drift", "share", "")].value is not None
+
+
+def test_alertmanager_hears_of_a_firing_alert_on_every_pass_until_it_resolves(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = webhook
+    rules = f"""
+[[monitoring.alerts.sinks]]
+name = "am"
+type = "alertmanager"
+url = "{url}"
+
+[[monitoring.alerts.rules]]
+name = "temp_drift"
+metric = "drift.value"
+column = "temp"
+threshold = 0.5
+sinks = ["am"]
+"""
+    root = _copy_project(trained, tmp_path / "p", rules)
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        for day, shift in enumerate([20.0, 20.0, 20.0, 0.0, 0.0]):
+            _log_day(
+                project,
+                model,
+                table,
+                DAY0 + timedelta(days=day),
+                seed=50 + day,
+                shift=shift,
+                rows=120,
+            )
+    posts = []
+    for day in range(1, 6):
+        with _open(root, DAY0 + timedelta(days=day, minutes=10)) as project:
+            project.monitor.run()
+        posts.append(len(received))
+    assert posts == [1, 2, 3, 4, 4]  # fired, kept alive twice, resolved, then quiet
+    assert all(
+        len(body) == 1 and body[0]["labels"]["alertname"] == "temp_drift" for body in received
+    )
+    assert "endsAt" not in received[2][0]
+    assert "endsAt" in received[3][0]

@@ -14,7 +14,10 @@ labels and every window is evaluated once, in time order.
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from prodml.core import AlertsConfig, Clock
@@ -24,6 +27,8 @@ from prodml.monitoring._sinks import Notification, format_scope, make_sink
 from prodml.monitoring._store import MonitorStore, StoredWindow
 
 __all__ = ["LABEL_CHECKS", "MonitorAlerts", "SqlAlertStore"]
+
+_log = logging.getLogger("prodml.monitoring.alerts")
 
 #: Checks whose results change as labels arrive.
 LABEL_CHECKS = ("performance", "label", "segment")
@@ -64,6 +69,45 @@ class MonitorAlerts:
             config.rules, SqlAlertStore(store, clock), [make_sink(s) for s in config.sinks], clock
         )
 
+    def refresh(self, sent_now: Iterable[Notification] = ()) -> int:
+        """Re-send every firing alert to its rule's Alertmanager sinks: Alertmanager
+        resolves an alert it has not heard of for ``resolve_timeout`` (5 minutes by
+        default), so each pass (``monitor watch``) keeps the firing ones alive. Returns
+        the number of alerts re-sent (``sent_now``: notifications of this pass, not
+        repeated)."""
+        rules = {r.name: r for r in self.config.rules}
+        managers = {s.name for s in self.config.sinks if s.type == "alertmanager"}
+        if not managers:
+            return 0
+        sinks = {s.name: make_sink(s) for s in self.config.sinks if s.name in managers}
+        last: dict[tuple[str, str], dict[str, Any]] = {}
+        for event in self._store.events():
+            last[(event["rule"], event["scope"])] = event["payload"]
+        skip = {(n.rule, n.scope) for n in sent_now}
+        sent = 0
+        for state in SqlAlertStore(self._store, self._clock).list(states=["firing"]):
+            rule = rules.get(state.rule)
+            payload = last.get((state.rule, state.scope))
+            if rule is None or payload is None or payload.get("state") != "firing":
+                continue
+            if (state.rule, state.scope) in skip:
+                continue
+            note = _notification(payload)
+            for name in rule.sinks:
+                if name not in sinks:
+                    continue
+                try:
+                    sinks[name].send(note)
+                    sent += 1
+                except Exception:  # logged like any delivery failure, never raised
+                    _log.exception(
+                        "alert %r scope %r: refreshing sink %r failed",
+                        state.rule,
+                        state.scope,
+                        name,
+                    )
+        return sent
+
     def process(
         self, windows: Sequence[tuple[StoredWindow, Sequence[Result]]]
     ) -> list[Notification]:
@@ -103,6 +147,17 @@ class MonitorAlerts:
                     )
                 sent += notes
         return sent
+
+
+def _notification(payload: dict[str, Any]) -> Notification:
+    """The notification an alert event recorded (its ``to_dict()``)."""
+    names = {f.name for f in dataclasses.fields(Notification)}
+    data = {k: v for k, v in payload.items() if k in names}
+    for key in ("window_start", "window_end", "first_time", "fired_at", "resolved_at", "sent_at"):
+        if data.get(key):
+            data[key] = datetime.fromisoformat(str(data[key]).replace("Z", "+00:00"))
+    data["evidence"] = tuple(data.get("evidence") or ())
+    return Notification(**data)
 
 
 def _values(

@@ -38,6 +38,7 @@ from prodml.monitoring._checks import (
 from prodml.monitoring._drift import DriftReference
 from prodml.monitoring._performance import Calibrator, classification_metrics, regression_metrics
 from prodml.monitoring._reference import PREDICTION, MonitorReference, column_kinds, scores_array
+from prodml.monitoring._sinks import Notification
 from prodml.monitoring._store import MonitorStore, StoredWindow
 from prodml.monitoring._windows import Span, Window, windows
 from prodml.registry import ModelRegistry
@@ -305,6 +306,7 @@ class Monitor:
         names = self.endpoints() if endpoint is None else [endpoint]
         now = ensure_utc(self._clock.now())
         outcome = MonitorRun()
+        sent: list[Notification] = []
         for name in names:
             due = self._due(name, now)
             labels = _LabelIndex(self._labels, name)
@@ -320,7 +322,10 @@ class Monitor:
             outcome.refreshed += refreshed
             if self.config.alerts.rules:
                 windows_seen = [(r.window, r.results) for r in [*computed, *refreshed]]
-                outcome.notifications += [n.to_dict() for n in self.alerts.process(windows_seen)]
+                sent += self.alerts.process(windows_seen)
+        if self.config.alerts.rules:
+            self.alerts.refresh(sent)
+        outcome.notifications = [n.to_dict() for n in sent]
         return outcome
 
     def _due(self, endpoint: str, now: datetime) -> list[Window]:
