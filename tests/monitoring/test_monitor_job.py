@@ -63,6 +63,7 @@ def _log_day(
     labels: float = 1.0,
     rows: int = ROWS,
     arm: str = "champion",
+    stale_every: int = 0,
 ) -> pd.DataFrame:
     """Log ``rows`` predictions spread over ``day`` (temp shifted by ``shift``) and labels
     for a ``labels`` share of them; returns what was logged."""
@@ -84,12 +85,16 @@ def _log_day(
             prediction = Prediction(
                 frame.at[i, "request_id"], "flights", arm, model, scores[i : i + 1], "ok"
             )
+            freshness = None
+            if stale_every:
+                freshness = {"weather": ([float(i)], [i % stale_every == 0])}
             log.record(
                 prediction,
                 frame.iloc[i : i + 1],
                 rows=[records[i]],
                 unit="u",
                 latency_ms=2.0 + i % 7,
+                freshness=freshness,
             )
             if frame.at[i, "labelled"]:
                 log.record_label(
@@ -380,3 +385,18 @@ sinks = ["am"]
     )
     assert "endsAt" not in received[2][0]
     assert "endsAt" in received[3][0]
+
+
+def test_online_feature_staleness_is_a_quality_result(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p")
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        _log_day(project, model, table, DAY0, seed=61, rows=200, stale_every=10)
+    with _open(root, DAY0 + timedelta(days=1, minutes=10)) as project:
+        found = _results(project.monitor.run().computed[0])
+    assert found[("quality", "stale_rate", "weather")].value == pytest.approx(0.1)
+    assert found[("quality", "feature_age_p50_s", "weather")].value == pytest.approx(99.5)
+    p95 = np.percentile(np.arange(200.0), 95)
+    assert found[("quality", "feature_age_p95_s", "weather")].value == pytest.approx(p95)

@@ -158,3 +158,6 @@ def test_predictions_are_logged_with_entities_features_and_versions(project_dir:
     assert record["feature.dep_hour"] == 8
     assert record["output"] == response.json()["prediction"]
     assert record["latency_ms"] > 0
+    # Online freshness per view: how old the served values were, and whether stale.
+    assert record["feature_age.weather"] >= 0
+    assert record["feature_stale.weather"] is False

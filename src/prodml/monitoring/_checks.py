@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 FEATURE_PREFIX = "feature."
+AGE_PREFIX = "feature_age."
+STALE_PREFIX = "feature_stale."
 
 #: Labels as the monitoring job hands them to :func:`label_checks`.
 LABELS_SCHEMA = pa.schema(
@@ -92,6 +94,12 @@ def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
             else (pa.array([_number(v) for v in column.to_pylist()], pa.float64()))
         )
     return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _is_number_type(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -173,6 +181,7 @@ def quality_checks(table: pa.Table, reference: MonitorReference) -> list[Result]
     if absent:
         out.append(Result("quality", "absent_features", float(len(absent)), status="error",
                           details={"features": absent}))  # fmt: skip
+    out += _freshness(table)
     drift = reference.drift
     for name in reference.inputs:
         logged = FEATURE_PREFIX + name
@@ -186,6 +195,29 @@ def quality_checks(table: pa.Table, reference: MonitorReference) -> list[Result]
     return out
 
 
+def _freshness(table: pa.Table) -> list[Result]:
+    """Online-feature staleness per feature view, from ``feature_age.<view>`` and
+    ``feature_stale.<view>`` (native requests): median and p95 age, stale share."""
+    out: list[Result] = []
+    for name in table.column_names:
+        if not name.startswith(AGE_PREFIX):
+            continue
+        view = name[len(AGE_PREFIX) :]
+        ages = _floats(table[name])
+        ages = ages[np.isfinite(ages)]
+        if len(ages):
+            p50, p95 = np.percentile(ages, [50, 95])
+            out.append(Result("quality", "feature_age_p50_s", float(p50), view))
+            out.append(Result("quality", "feature_age_p95_s", float(p95), view))
+        flags = STALE_PREFIX + view
+        if flags in table.column_names:
+            stale = _floats(table[flags])
+            known = stale[np.isfinite(stale)]
+            if len(known):
+                out.append(Result("quality", "stale_rate", float(known.mean()), view))
+    return out
+
+
 def _column_quality(
     name: str, column: pa.ChunkedArray, drift: DriftReference, rows: int
 ) -> list[Result]:
@@ -195,6 +227,12 @@ def _column_quality(
         values = _floats(column)
         nan = np.isnan(values)
         finite = np.isfinite(values)
+        present = len(column) - column.null_count
+        unreadable = present - int((~nan).sum()) if not _is_number_type(column.type) else 0
+        if unreadable > 0:  # e.g. text in a numeric feature: a format violation
+            out.append(
+                Result("quality", "format_error_rate", unreadable / rows, name, status="breach")
+            )
         missing = float(nan.mean())
         out.append(Result("quality", "missing_rate", missing, name,
                           details={"reference": ref.missing / ref.rows if ref.rows else None}))  # fmt: skip

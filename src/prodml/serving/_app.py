@@ -215,6 +215,7 @@ class Server:
             protocol=protocol,
             entities=native.entities if native is not None else None,
             feature_versions=native.versions if native is not None else None,
+            freshness=native.freshness if native is not None else None,
         )  # fmt: skip
         if cache_key is not None:
             await self.remember(cache_key, body)

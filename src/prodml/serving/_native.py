@@ -48,6 +48,7 @@ class NativeRequest:
     batch: bool
     unit: str | None = None
     request_id: str | None = None
+    freshness: dict[str, tuple[list[float | None], list[bool]]] | None = None
 
     def field(self, name: str) -> Any:
         for source in (self.entities, self.request):
@@ -186,6 +187,7 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
         batch=batch,
         unit=None if unit is None else str(unit),
         request_id=None if request_id is None else str(request_id),
+        freshness={view: (f.ages_s, f.stale) for view, f in online.freshness.items()},
     )
 
 

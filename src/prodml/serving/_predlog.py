@@ -86,10 +86,12 @@ class PredictionLog:
         entities: Mapping[str, Sequence[Any]] | None = None,
         feature_versions: Mapping[str, str] | None = None,
         protocol: str | None = None,
+        freshness: Mapping[str, tuple[Sequence[float | None], Sequence[bool]]] | None = None,
     ) -> None:
         """Queue one record per row of ``frame`` (``rows``: the frame's rows as dicts, when
         the caller has them already). A shadow record holds no feature values: they are
-        the live record's, found by ``request_id`` and ``row``."""
+        the live record's, found by ``request_id`` and ``row``. ``freshness`` (online
+        reads) adds ``feature_age.<view>`` (seconds) and ``feature_stale.<view>`` per row."""
         now = self.clock.now()
         scores = prediction.scores.tolist()
         if not self.log_features or shadow:
@@ -127,6 +129,10 @@ class PredictionLog:
                     record[f"entity.{key}"] = values[index]
             if features:
                 record.update(zip(self._prefixed(features), features.values(), strict=True))
+                if freshness:
+                    for view, (ages, stale) in freshness.items():
+                        record[f"feature_age.{view}"] = ages[index]
+                        record[f"feature_stale.{view}"] = stale[index]
             self.predictions.append(record)
 
     def _prefixed(self, features: Mapping[str, Any]) -> tuple[str, ...]:
