@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prodml.core import Clock, MonitoringConfig, ensure_utc, parse_duration
-from prodml.core.errors import NotFoundError, SchemaError
+from prodml.core.errors import ConflictError, NotFoundError, SchemaError
 from prodml.features import FeatureStore
 from prodml.monitoring._alerting import LABEL_CHECKS, MonitorAlerts
 from prodml.monitoring._checks import (
@@ -363,7 +363,7 @@ class Monitor:
         final = now >= window.end + self.label_horizon
         if table.num_rows == 0:
             stored = self._save(endpoint, "", "", False, window, 0, "empty", [], 0, True, now)
-            return [WindowReport(stored, [])]
+            return [] if stored is None else [WindowReport(stored, [])]
         reports = []
         for arm, model_version, shadow, part in _groups(table):
             results = operational_checks(part, seconds)
@@ -392,7 +392,8 @@ class Monitor:
                 results += label_results
             stored = self._save(endpoint, arm, model_version, shadow, window, part.num_rows, status,
                                 results, label_rows, final, now)  # fmt: skip
-            reports.append(WindowReport(stored, results))
+            if stored is not None:
+                reports.append(WindowReport(stored, results))
         return reports
 
     def _refresh(self, endpoint: str, labels: _LabelIndex, now: datetime) -> list[WindowReport]:
@@ -423,12 +424,17 @@ class Monitor:
     def _save(
         self, endpoint: str, arm: str, model_version: str, shadow: bool, window: Window, rows: int,
         status: str, results: Sequence[Result], label_rows: int, final: bool, now: datetime,
-    ) -> StoredWindow:  # fmt: skip
-        window_id = self.store.save_window(
-            endpoint=endpoint, arm=arm, model_version=model_version, shadow=shadow,
-            start=window.start, end=window.end, rows=rows, status=status, results=results,
-            label_rows=label_rows, labels_final=final, now=now,
-        )  # fmt: skip
+    ) -> StoredWindow | None:  # fmt: skip
+        """Store a window; None when another pass (a second watcher) stored it first."""
+        try:
+            window_id = self.store.save_window(
+                endpoint=endpoint, arm=arm, model_version=model_version, shadow=shadow,
+                start=window.start, end=window.end, rows=rows, status=status, results=results,
+                label_rows=label_rows, labels_final=final, now=now,
+            )  # fmt: skip
+        except ConflictError:
+            log.info("monitoring %s %s: computed by another pass meanwhile", endpoint, window.label)
+            return None
         return StoredWindow(window_id, endpoint, arm, model_version, shadow, window.start, window.end,
                             rows, status, label_rows, final)  # fmt: skip
 
