@@ -416,3 +416,21 @@ def test_estimation_edge_cases(monkeypatch: pytest.MonkeyPatch) -> None:
         estimate_classification(p, simulations=-1)
     with pytest.raises(SchemaError, match="probabilities"):
         estimate_classification([0.5, 1.5])
+
+
+def test_estimates_decide_and_rank_by_the_model_scores_when_given() -> None:
+    from prodml.core import SchemaError
+    from prodml.monitoring import estimate_classification
+
+    rng = np.random.default_rng(5)
+    scores = rng.random(2000)
+    p = scores**2  # a monotone calibration: same ranking, different decisions at 0.5
+    by_scores = estimate_classification(p, scores=scores, simulations=0)
+    by_p = estimate_classification(p, simulations=0)
+    decided = scores >= 0.5
+    expected = (p[decided].sum() + (1 - p[~decided]).sum()) / len(p)
+    assert by_scores["accuracy"].value == pytest.approx(expected)
+    assert by_scores["accuracy"].value != pytest.approx(by_p["accuracy"].value)
+    assert by_scores["roc_auc"].value == pytest.approx(by_p["roc_auc"].value)
+    with pytest.raises(SchemaError, match="one score per row"):
+        estimate_classification(p, scores=scores[:10])

@@ -349,7 +349,7 @@ def prediction_checks(
         else None
     )
     probabilities = calibrator.apply(scores) if calibrator is not None else np.clip(scores, 0, 1)
-    estimates = estimate_classification(probabilities, threshold=threshold)
+    estimates = estimate_classification(probabilities, scores=scores, threshold=threshold)
     for metric, estimate in estimates.items():
         out.append(Result("estimated", metric, _finite(estimate.value), details=estimate.to_dict()))
     return out

@@ -449,6 +449,7 @@ def _interval(values: Floats, level: float) -> tuple[float | None, float | None]
 def estimate_classification(
     probabilities: ArrayLike,
     *,
+    scores: ArrayLike | None = None,
     threshold: float = 0.5,
     simulations: int = 200,
     level: float = 0.95,
@@ -463,6 +464,12 @@ def estimate_classification(
     over ``simulations`` label vectors drawn from Bernoulli(p) (None when
     ``simulations`` is 0). NaN probabilities are dropped.
 
+    ``scores`` (the model's own outputs, same length) decide and rank instead of the
+    probabilities: a row is predicted positive when its score is ``>= threshold``, and
+    ROC-AUC ranks by score — so the estimate is of the metrics computed from the scores
+    once labels arrive, while a calibration map that merges scores into ties (isotonic
+    steps) changes neither.
+
     >>> est = estimate_classification([0.9, 0.9, 0.1, 0.1])
     >>> est["precision"].value, est["recall"].value, round(est["roc_auc"].value, 4)
     (0.9, 0.9, 0.9)
@@ -475,17 +482,24 @@ def estimate_classification(
     if not 0 < level < 1:
         raise SchemaError(f"estimate_classification: level must be in (0, 1), got {level!r}")
     p = _column(probabilities, "probabilities")
-    p = p[~np.isnan(p)]
+    ranking = p if scores is None else _column(scores, "scores")
+    if ranking.shape != p.shape:
+        raise SchemaError(
+            f"estimate_classification: {ranking.size} scores for {p.size} probabilities; "
+            "expected one score per row"
+        )
+    keep = ~(np.isnan(p) | np.isnan(ranking))
+    p, ranking = p[keep], ranking[keep]
     _check_probabilities(p, "probabilities")
     n = p.size
     if n == 0:
         return dict.fromkeys(_ESTIMATED, Estimate(None, None, None))
-    predicted = p >= threshold
+    predicted = ranking >= threshold
     k = int(np.count_nonzero(predicted))
     positives = float(p.sum())
     tp = float(p[predicted].sum())
     tn = float(np.sum(1 - p[~predicted]))
-    order, starts, sizes = _tie_groups(p)
+    order, starts, sizes = _tie_groups(ranking)
     value: dict[str, float | None] = {
         "accuracy": (tp + tn) / n,
         "precision": _ratio(tp, k),
