@@ -47,10 +47,12 @@ def _value(found: dict[tuple[str, str, str], Any], check: str, metric: str, colu
     return "–" if result is None else _fmt(result.value)
 
 
-def _summary(outcome: MonitorRun) -> None:
+def _summary(
+    outcome: MonitorRun, empty: str = "No window to compute: every closed window is done."
+) -> None:
     reports = [*outcome.computed, *outcome.refreshed]
     if not reports:
-        stdout.print("No window to compute: every closed window is done.")
+        stdout.print(empty)
         return
     rows = []
     for report in reports:
@@ -190,4 +192,8 @@ def list_windows(
     """The computed windows and their headline results."""
     with guarded(as_json), Project.open(project) as proj:
         outcome = MonitorRun(computed=proj.monitor.stored(endpoint=endpoint))
-    emit(outcome.to_dict()["computed"], as_json=as_json, human=lambda: _summary(outcome))
+    emit(
+        outcome.to_dict()["computed"],
+        as_json=as_json,
+        human=lambda: _summary(outcome, "No window computed yet: run `prodml monitor run`."),
+    )
