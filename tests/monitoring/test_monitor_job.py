@@ -400,3 +400,20 @@ def test_online_feature_staleness_is_a_quality_result(
     assert found[("quality", "feature_age_p50_s", "weather")].value == pytest.approx(99.5)
     p95 = np.percentile(np.arange(200.0), 95)
     assert found[("quality", "feature_age_p95_s", "weather")].value == pytest.approx(p95)
+
+
+def test_recent_calibration_uses_the_previous_windows_labels(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p", 'calibration = "recent"\n')
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        _log_day(project, model, table, DAY0, seed=71)
+        _log_day(project, model, table, DAY0 + timedelta(days=1), seed=72, labels=0.0)
+    with _open(root, DAY0 + timedelta(days=2, minutes=10)) as project:
+        day1, day2 = (_results(w) for w in project.monitor.run().computed)
+    assert (
+        day1[("estimated", "roc_auc", "")].details["calibration"] == "reference"
+    )  # nothing before
+    assert day2[("estimated", "roc_auc", "")].details["calibration"] == "recent"
+    assert day2[("estimated", "roc_auc", "")].value is not None

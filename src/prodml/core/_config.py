@@ -272,6 +272,11 @@ class MonitoringConfig(_Section):
     label_horizon: str = Field(default="7d", pattern=r"^[0-9]+(s|m|h|d|w)$")
     segments: tuple[str, ...] = ()
     classification_threshold: float = Field(default=0.5, gt=0, lt=1)
+    calibration: Literal["reference", "recent"] = Field(
+        default="reference",
+        description="estimated performance calibrated on the reference's test split, or on "
+        "the labelled rows of the preceding window (falls back to the reference)",
+    )
     label_rate_change: float = Field(
         default=0.05, gt=0, lt=1, description="label or predicted-positive share change that drifts"
     )

@@ -56,6 +56,7 @@ require_approval = true
 [monitoring]
 window = "1mo"                       # monthly windows over the prediction log
 segments = ["origin"]                # delayed-label performance per airport
+calibration = "recent"               # estimates calibrated on the previous month's labels
 """
 
 

@@ -320,9 +320,13 @@ def _details(
 
 
 def prediction_checks(
-    table: pa.Table, reference: MonitorReference, config: MonitoringConfig
+    table: pa.Table,
+    reference: MonitorReference,
+    config: MonitoringConfig,
+    recent: Calibrator | None = None,
 ) -> list[Result]:
-    """Score distribution drift, predicted positive share and estimated performance."""
+    """Score distribution drift, predicted positive share and estimated performance
+    (calibrated by ``recent`` when given, else by the reference's calibration map)."""
     if table.num_rows == 0 or "output" not in table.column_names:
         return []
     scores = _floats(table["output"])
@@ -343,15 +347,17 @@ def prediction_checks(
     positive = float(np.mean(scores >= threshold))
     ref_positive = reference.meta.get("reference_positive_rate")
     out.append(_share_change("prediction", "positive_rate", positive, ref_positive, config))
-    calibrator = (
-        Calibrator.from_dict(reference.meta["calibrator"])
-        if reference.meta.get("calibrator")
-        else None
-    )
+    calibrator, source = recent, "recent"
+    if calibrator is None and reference.meta.get("calibrator"):
+        calibrator, source = Calibrator.from_dict(reference.meta["calibrator"]), "reference"
     probabilities = calibrator.apply(scores) if calibrator is not None else np.clip(scores, 0, 1)
     estimates = estimate_classification(probabilities, scores=scores, threshold=threshold)
     for metric, estimate in estimates.items():
-        out.append(Result("estimated", metric, _finite(estimate.value), details=estimate.to_dict()))
+        details = {
+            **estimate.to_dict(),
+            "calibration": source if calibrator is not None else "none",
+        }
+        out.append(Result("estimated", metric, _finite(estimate.value), details=details))
     return out
 
 
@@ -429,6 +435,23 @@ def label_checks(
             )
     out += _segments(table, y, scores, mask, task, config)
     return out, labelled
+
+
+def recent_calibrator(table: pa.Table, labels: pa.Table, min_rows: int) -> Calibrator | None:
+    """A calibration map fitted on the labelled records of ``table`` (an earlier window),
+    or None with fewer than ``min_rows`` labelled rows or a single class."""
+    if (
+        table.num_rows == 0
+        or "output" not in table.column_names
+        or "request_id" not in table.column_names
+    ):
+        return None
+    y, _ = _joined_labels(table, labels)
+    scores = _floats(table["output"])
+    keep = np.isfinite(y) & np.isfinite(scores)
+    if keep.sum() < min_rows or len(np.unique(y[keep])) < 2:
+        return None
+    return Calibrator().fit(scores[keep], y[keep])
 
 
 def _joined_labels(table: pa.Table, labels: pa.Table) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ from prodml.monitoring._checks import (
     operational_checks,
     prediction_checks,
     quality_checks,
+    recent_calibrator,
 )
 from prodml.monitoring._drift import DriftReference
 from prodml.monitoring._performance import Calibrator, classification_metrics, regression_metrics
@@ -385,7 +386,10 @@ class Monitor:
                 if not shadow:
                     results += quality_checks(part, reference)
                     results += drift_checks(part, reference, self.config)
-                results += prediction_checks(part, reference, self.config)
+                recent = self._recent_calibrator(
+                    endpoint, window, arm, model_version, shadow, labels
+                )
+                results += prediction_checks(part, reference, self.config, recent)
                 label_results, label_rows = label_checks(
                     part, labels.get(window.start), reference, self.config
                 )
@@ -395,6 +399,24 @@ class Monitor:
             if stored is not None:
                 reports.append(WindowReport(stored, results))
         return reports
+
+    def _recent_calibrator(
+        self, endpoint: str, window: Window, arm: str, model_version: str, shadow: bool,
+        labels: _LabelIndex,
+    ) -> Calibrator | None:  # fmt: skip
+        """With ``calibration = "recent"``: a calibration map from the labelled records of
+        the window just before this one (same length, arm and model version)."""
+        if self.config.calibration != "recent" or self.rows:
+            return None
+        before = window.start - (window.end - window.start)
+        if self.span.unit == "mo":
+            months = window.start.month - 1 - self.span.count
+            before = window.start.replace(
+                year=window.start.year + months // 12, month=months % 12 + 1
+            )
+        table = read_log(self._predictions, partition=endpoint, start=before, end=window.start)
+        part = _select(table, arm, model_version, shadow)
+        return recent_calibrator(part, labels.get(before), self.config.min_rows)
 
     def _refresh(self, endpoint: str, labels: _LabelIndex, now: datetime) -> list[WindowReport]:
         reports = []
