@@ -10,9 +10,9 @@ recomputed on every pass; then they are final. Alert rules run over the new valu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from prodml.features import FeatureStore
 from prodml.monitoring._alerting import LABEL_CHECKS, MonitorAlerts
 from prodml.monitoring._checks import (
     FEATURE_PREFIX,
-    LABELS_SCHEMA,
     Result,
     drift_checks,
     label_checks,
@@ -38,6 +37,13 @@ from prodml.monitoring._checks import (
 )
 from prodml.monitoring._drift import DriftReference
 from prodml.monitoring._performance import Calibrator, classification_metrics, regression_metrics
+from prodml.monitoring._records import (
+    LabelIndex,
+    first_record_hour,
+    groups,
+    live_arm,
+    select_group,
+)
 from prodml.monitoring._reference import PREDICTION, MonitorReference, column_kinds, scores_array
 from prodml.monitoring._sinks import Notification
 from prodml.monitoring._store import MonitorStore, StoredWindow
@@ -158,9 +164,9 @@ class Monitor:
     ) -> MonitorReference:
         """``base`` (task, calibration, reference metrics from the training run) with the
         input and score profiles of the live records of ``window`` instead."""
-        table = _select(
+        table = select_group(
             read_log(self._predictions, partition=endpoint, start=window.start, end=window.end),
-            *_live_arm(read_log(self._predictions, partition=endpoint, start=window.start,
+            *live_arm(read_log(self._predictions, partition=endpoint, start=window.start,
                                 end=window.end, columns=["arm", "model_version", "shadow"]), model_version),
         )  # fmt: skip
         if table.num_rows == 0:
@@ -310,7 +316,7 @@ class Monitor:
         sent: list[Notification] = []
         for name in names:
             due = self._due(name, now)
-            labels = _LabelIndex(self._labels, name)
+            labels = LabelIndex(self._labels, name)
             computed: list[WindowReport] = []
             for i, window in enumerate(due):
                 if progress is not None:
@@ -330,7 +336,7 @@ class Monitor:
         return outcome
 
     def _due(self, endpoint: str, now: datetime) -> list[Window]:
-        first = _first_record_hour(self._predictions / f"endpoint={endpoint}")
+        first = first_record_hour(self._predictions / f"endpoint={endpoint}")
         if first is None:
             return []
         done = self.store.computed(endpoint)
@@ -357,7 +363,7 @@ class Monitor:
         return out
 
     def _compute(
-        self, endpoint: str, window: Window, labels: _LabelIndex, now: datetime
+        self, endpoint: str, window: Window, labels: LabelIndex, now: datetime
     ) -> list[WindowReport]:
         table = read_log(self._predictions, partition=endpoint, start=window.start, end=window.end)
         seconds = (window.end - window.start).total_seconds()
@@ -366,7 +372,7 @@ class Monitor:
             stored = self._save(endpoint, "", "", False, window, 0, "empty", [], 0, True, now)
             return [] if stored is None else [WindowReport(stored, [])]
         reports = []
-        for arm, model_version, shadow, part in _groups(table):
+        for arm, model_version, shadow, part in groups(table):
             results = operational_checks(part, seconds)
             status = "computed" if part.num_rows >= self.config.min_rows else "too_few_rows"
             label_rows = 0
@@ -402,7 +408,7 @@ class Monitor:
 
     def _recent_calibrator(
         self, endpoint: str, window: Window, arm: str, model_version: str, shadow: bool,
-        labels: _LabelIndex,
+        labels: LabelIndex,
     ) -> Calibrator | None:  # fmt: skip
         """With ``calibration = "recent"``: a calibration map from the labelled records of
         the window just before this one (same length, arm and model version)."""
@@ -415,10 +421,10 @@ class Monitor:
                 year=window.start.year + months // 12, month=months % 12 + 1
             )
         table = read_log(self._predictions, partition=endpoint, start=before, end=window.start)
-        part = _select(table, arm, model_version, shadow)
+        part = select_group(table, arm, model_version, shadow)
         return recent_calibrator(part, labels.get(before), self.config.min_rows)
 
-    def _refresh(self, endpoint: str, labels: _LabelIndex, now: datetime) -> list[WindowReport]:
+    def _refresh(self, endpoint: str, labels: LabelIndex, now: datetime) -> list[WindowReport]:
         reports = []
         for stored in self.store.open_label_windows(endpoint):
             if stored.status == "empty" or not stored.model_version:
@@ -427,7 +433,7 @@ class Monitor:
             table = read_log(
                 self._predictions, partition=endpoint, start=stored.start, end=stored.end
             )
-            part = _select(table, stored.arm, stored.model_version, stored.shadow)
+            part = select_group(table, stored.arm, stored.model_version, stored.shadow)
             try:
                 reference = self.reference(stored.model_version, endpoint)
             except Exception:
@@ -517,129 +523,5 @@ def _utc(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _live_arm(table: pa.Table, model_version: str) -> tuple[str, str, bool]:
-    """The (arm, model version, shadow) group of ``model_version``'s live records."""
-    for arm, model, shadow, _ in _groups(table):
-        if model == model_version and not shadow:
-            return arm, model, shadow
-    return "", model_version, False
-
-
 def _updated(stored: StoredWindow, label_rows: int, final: bool) -> StoredWindow:
     return StoredWindow(**{**stored.__dict__, "label_rows": label_rows, "labels_final": final})
-
-
-def _first_record_hour(root: Path) -> datetime | None:
-    """The start of the earliest ``date=/hour=`` directory of one endpoint's log."""
-    if not root.is_dir():
-        return None
-    for day_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("date=")):
-        hours = sorted(
-            p
-            for p in day_dir.iterdir()
-            if p.is_dir()
-            and p.name.startswith("hour=")
-            and any(day_dir.glob(f"{p.name}/*.parquet"))
-        )
-        if not hours:
-            continue
-        try:
-            day = datetime.strptime(day_dir.name[5:], "%Y-%m-%d").replace(tzinfo=UTC)
-            return day + timedelta(hours=int(hours[0].name[5:]))
-        except ValueError:
-            continue
-    return None
-
-
-def _text_column(table: pa.Table, name: str, default: str) -> list[str]:
-    if name not in table.column_names:
-        return [default] * table.num_rows
-    return ["" if v is None else str(v) for v in table[name].to_pylist()]
-
-
-def _shadow_column(table: pa.Table) -> np.ndarray:
-    if "shadow" not in table.column_names:
-        return np.zeros(table.num_rows, dtype=bool)
-    return np.asarray([bool(v) for v in table["shadow"].to_pylist()], dtype=bool)
-
-
-def _groups(table: pa.Table) -> Iterator[tuple[str, str, bool, pa.Table]]:
-    """The window's records per (arm, model version, shadow), in a stable order."""
-    arms = np.asarray(_text_column(table, "arm", ""), dtype=object)
-    models = np.asarray(_text_column(table, "model_version", ""), dtype=object)
-    shadows = _shadow_column(table)
-    keys = sorted({(a, m, bool(s)) for a, m, s in zip(arms, models, shadows, strict=True)})
-    for arm, model, shadow in keys:
-        mask = (arms == arm) & (models == model) & (shadows == shadow)
-        yield arm, model, shadow, table.filter(pa.array(mask))
-
-
-def _select(table: pa.Table, arm: str, model_version: str, shadow: bool) -> pa.Table:
-    for a, m, s, part in _groups(table):
-        if (a, m, s) == (arm, model_version, shadow):
-            return part
-    return table.slice(0, 0)
-
-
-class _LabelIndex:
-    """The endpoint's labels, read once per pass, latest label per (request id, row):
-    an Arrow table ``request_id, row, label, label_time`` (``row`` null: every row of
-    the request)."""
-
-    def __init__(self, root: Path, endpoint: str) -> None:
-        self._root = root
-        self._endpoint = endpoint
-        self._table: pa.Table | None = None
-        self._since: datetime | None = None
-
-    def get(self, since: datetime) -> pa.Table:
-        if self._table is None or (self._since is not None and since < self._since):
-            self._table, self._since = self._read(since), since
-        return self._table
-
-    def _read(self, since: datetime) -> pa.Table:
-        table = read_log(self._root, partition=self._endpoint, start=since)
-        if (
-            table.num_rows == 0
-            or "request_id" not in table.column_names
-            or "label" not in table.column_names
-        ):
-            return LABELS_SCHEMA.empty_table()
-        rows = (
-            pc.cast(table["row"], pa.int64())
-            if "row" in table.column_names
-            else pa.nulls(table.num_rows, pa.int64())
-        )
-        seconds = pc.cast(pc.cast(table["time"], pa.timestamp("us", tz="UTC")), pa.int64())
-        labels = pa.table(
-            {
-                "request_id": pc.cast(table["request_id"], pa.string()),
-                "row": rows,
-                "label": pa.array(_label_values(table["label"]), pa.float64()),
-                "label_time": pc.divide(pc.cast(seconds, pa.float64()), 1e6),
-            }
-        )
-        labels = labels.filter(
-            pc.and_(pc.is_valid(labels["request_id"]), pc.is_finite(labels["label"]))
-        )
-        latest = labels.group_by(["request_id", "row"], use_threads=False).aggregate(
-            [("label", "last"), ("label_time", "last")]
-        )
-        return latest.rename_columns(["request_id", "row", "label", "label_time"]).cast(
-            LABELS_SCHEMA
-        )
-
-
-def _label_values(column: pa.ChunkedArray) -> np.ndarray:
-    values = []
-    for v in column.to_pylist():
-        if isinstance(v, (bool, int | float)):
-            values.append(float(v))
-        elif isinstance(v, str) and v.strip().lower() in ("true", "false"):
-            values.append(1.0 if v.strip().lower() == "true" else 0.0)
-        else:
-            try:
-                values.append(float(v))
-            except (TypeError, ValueError):
-                values.append(np.nan)
-    return np.asarray(values, dtype=np.float64)
