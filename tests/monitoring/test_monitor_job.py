@@ -119,6 +119,52 @@ def _results(report: Any) -> dict[tuple[str, str, str], Any]:
     return {(r.check, r.metric, r.column): r for r in report.results}
 
 
+def _temp_rule(url: str, sink: str, extra: str = "") -> str:
+    """A sink of type ``sink`` at ``url`` and a rule on temp's drift statistic."""
+    return f"""
+[[monitoring.alerts.sinks]]
+name = "out"
+type = "{sink}"
+url = "{url}"
+
+[[monitoring.alerts.rules]]
+name = "temp_drift"
+metric = "drift.value"
+column = "temp"
+threshold = 0.5
+sinks = ["out"]
+{extra}"""
+
+
+def _daily_drift(
+    trained: tuple[Path, str, pa.Table],
+    root: Path,
+    shifts: list[float],
+    seed: int,
+    received: list[dict[str, Any]],
+) -> list[int]:
+    """Log one day per shift, then run a pass after each day closes, as a watch loop
+    would; the number of posts ``received`` after each pass."""
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        for day, shift in enumerate(shifts):
+            _log_day(
+                project,
+                model,
+                table,
+                DAY0 + timedelta(days=day),
+                seed=seed + day,
+                shift=shift,
+                rows=120,
+            )
+    counts = []
+    for day in range(1, len(shifts) + 1):
+        with _open(root, DAY0 + timedelta(days=day, minutes=10)) as project:
+            project.monitor.run()
+        counts.append(len(received))
+    return counts
+
+
 def test_a_pass_computes_each_closed_window_once_and_flags_the_shifted_day(
     trained: tuple[Path, str, pa.Table], tmp_path: Path
 ) -> None:
@@ -214,38 +260,9 @@ def test_two_of_three_debounce_fires_once_and_resolves_once_through_a_webhook(
     trained: tuple[Path, str, pa.Table], tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, received = webhook
-    rules = f"""
-[[monitoring.alerts.sinks]]
-name = "hook"
-type = "webhook"
-url = "{url}"
-
-[[monitoring.alerts.rules]]
-name = "temp_drift"
-metric = "drift.value"
-column = "temp"
-threshold = 0.5
-m_of_n = [2, 3]
-sinks = ["hook"]
-"""
-    root = _copy_project(trained, tmp_path / "p", rules)
-    _, model, table = trained
-    pattern = [20.0, 0, 0, 20.0, 20.0, 20.0, 0, 0]  # a spike, then sustained drift
-    with _open(root, DAY0) as project:
-        for day, shift in enumerate(pattern):
-            _log_day(
-                project,
-                model,
-                table,
-                DAY0 + timedelta(days=day),
-                seed=10 + day,
-                shift=shift,
-                rows=120,
-            )
-    # Day by day, as a watch loop would see them.
-    for day in range(1, len(pattern) + 1):
-        with _open(root, DAY0 + timedelta(days=day, minutes=10)) as project:
-            project.monitor.run()
+    root = _copy_project(trained, tmp_path / "p", _temp_rule(url, "webhook", "m_of_n = [2, 3]\n"))
+    spike_then_sustained = [20.0, 0, 0, 20.0, 20.0, 20.0, 0, 0]
+    _daily_drift(trained, root, spike_then_sustained, 10, received)
     assert [(r["state"], r["window_end"][:10]) for r in received] == [
         ("firing", "2013-02-06"), ("resolved", "2013-02-09"),
     ]  # fmt: skip
@@ -348,37 +365,8 @@ def test_alertmanager_hears_of_a_firing_alert_on_every_pass_until_it_resolves(
     trained: tuple[Path, str, pa.Table], tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, received = webhook
-    rules = f"""
-[[monitoring.alerts.sinks]]
-name = "am"
-type = "alertmanager"
-url = "{url}"
-
-[[monitoring.alerts.rules]]
-name = "temp_drift"
-metric = "drift.value"
-column = "temp"
-threshold = 0.5
-sinks = ["am"]
-"""
-    root = _copy_project(trained, tmp_path / "p", rules)
-    _, model, table = trained
-    with _open(root, DAY0) as project:
-        for day, shift in enumerate([20.0, 20.0, 20.0, 0.0, 0.0]):
-            _log_day(
-                project,
-                model,
-                table,
-                DAY0 + timedelta(days=day),
-                seed=50 + day,
-                shift=shift,
-                rows=120,
-            )
-    posts = []
-    for day in range(1, 6):
-        with _open(root, DAY0 + timedelta(days=day, minutes=10)) as project:
-            project.monitor.run()
-        posts.append(len(received))
+    root = _copy_project(trained, tmp_path / "p", _temp_rule(url, "alertmanager"))
+    posts = _daily_drift(trained, root, [20.0, 20.0, 20.0, 0.0, 0.0], 50, received)
     assert posts == [1, 2, 3, 4, 4]  # fired, kept alive twice, resolved, then quiet
     assert all(
         len(body) == 1 and body[0]["labels"]["alertname"] == "temp_drift" for body in received
