@@ -86,8 +86,7 @@ def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A column as float64, nulls as NaN (strings that are not numbers as NaN too)."""
     if pa.types.is_null(column.type):
         return np.full(len(column), np.nan)
-    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-            or pa.types.is_boolean(column.type)):  # fmt: skip
+    if not _is_number_type(column.type):
         column = (
             pc.cast(column, pa.float64(), safe=False)
             if pa.types.is_decimal(column.type)

@@ -371,6 +371,7 @@ class Monitor:
         if table.num_rows == 0:
             stored = self._save(endpoint, "", "", False, window, 0, "empty", [], 0, True, now)
             return [] if stored is None else [WindowReport(stored, [])]
+        previous = self._previous(endpoint, window)
         reports = []
         for arm, model_version, shadow, part in groups(table):
             results = operational_checks(part, seconds)
@@ -392,9 +393,14 @@ class Monitor:
                 if not shadow:
                     results += quality_checks(part, reference)
                     results += drift_checks(part, reference, self.config)
-                recent = self._recent_calibrator(
-                    endpoint, window, arm, model_version, shadow, labels
-                )
+                recent = None
+                if previous is not None:
+                    before, earlier = previous
+                    recent = recent_calibrator(
+                        select_group(earlier, arm, model_version, shadow),
+                        labels.get(before),
+                        self.config.min_rows,
+                    )
                 results += prediction_checks(part, reference, self.config, recent)
                 label_results, label_rows = label_checks(
                     part, labels.get(window.start), reference, self.config
@@ -406,23 +412,30 @@ class Monitor:
                 reports.append(WindowReport(stored, results))
         return reports
 
-    def _recent_calibrator(
-        self, endpoint: str, window: Window, arm: str, model_version: str, shadow: bool,
-        labels: LabelIndex,
-    ) -> Calibrator | None:  # fmt: skip
-        """With ``calibration = "recent"``: a calibration map from the labelled records of
-        the window just before this one (same length, arm and model version)."""
+    def _previous(self, endpoint: str, window: Window) -> tuple[datetime, pa.Table] | None:
+        """With ``calibration = "recent"``: the start of the window just before this one
+        (same length) and its records, for the calibration maps of its groups."""
         if self.config.calibration != "recent" or self.rows:
             return None
-        before = window.start - (window.end - window.start)
-        if self.span.unit == "mo":
-            months = window.start.month - 1 - self.span.count
-            before = window.start.replace(
-                year=window.start.year + months // 12, month=months % 12 + 1
-            )
-        table = read_log(self._predictions, partition=endpoint, start=before, end=window.start)
-        part = select_group(table, arm, model_version, shadow)
-        return recent_calibrator(part, labels.get(before), self.config.min_rows)
+        before = self.span.add(window.start, -1)
+        return before, self._label_records(endpoint, before, window.start)
+
+    def _label_records(self, endpoint: str, start: datetime, end: datetime) -> pa.Table:
+        """The records of ``[start, end)`` with just the columns label checks read."""
+        segments = [FEATURE_PREFIX + name for name in self.config.segments]
+        columns = [
+            "time",
+            "request_id",
+            "row",
+            "output",
+            "arm",
+            "model_version",
+            "shadow",
+            *segments,
+        ]
+        return read_log(
+            self._predictions, partition=endpoint, start=start, end=end, columns=columns
+        )
 
     def _refresh(self, endpoint: str, labels: LabelIndex, now: datetime) -> list[WindowReport]:
         reports = []
@@ -430,9 +443,7 @@ class Monitor:
             if stored.status == "empty" or not stored.model_version:
                 continue
             final = now >= stored.end + self.label_horizon
-            table = read_log(
-                self._predictions, partition=endpoint, start=stored.start, end=stored.end
-            )
+            table = self._label_records(endpoint, stored.start, stored.end)
             part = select_group(table, stored.arm, stored.model_version, stored.shadow)
             try:
                 reference = self.reference(stored.model_version, endpoint)
