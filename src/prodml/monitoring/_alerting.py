@@ -65,9 +65,10 @@ class MonitorAlerts:
         self.config = config
         self._store = store
         self._clock = clock
-        self.engine = AlertEngine(
-            config.rules, SqlAlertStore(store, clock), [make_sink(s) for s in config.sinks], clock
-        )
+        self._states = SqlAlertStore(store, clock)
+        self._sinks = {s.name: make_sink(s) for s in config.sinks}
+        self._managers = {s.name for s in config.sinks if s.type == "alertmanager"}
+        self.engine = AlertEngine(config.rules, self._states, self._sinks.values(), clock)
 
     def refresh(self, sent_now: Iterable[Notification] = ()) -> int:
         """Re-send every firing alert to its rule's Alertmanager sinks: Alertmanager
@@ -75,29 +76,24 @@ class MonitorAlerts:
         default), so each pass (``monitor watch``) keeps the firing ones alive. Returns
         the number of alerts re-sent (``sent_now``: notifications of this pass, not
         repeated)."""
-        rules = {r.name: r for r in self.config.rules}
-        managers = {s.name for s in self.config.sinks if s.type == "alertmanager"}
-        if not managers:
+        if not self._managers:
             return 0
-        sinks = {s.name: make_sink(s) for s in self.config.sinks if s.name in managers}
-        last: dict[tuple[str, str], dict[str, Any]] = {}
-        for event in self._store.events():
-            last[(event["rule"], event["scope"])] = event["payload"]
+        rules = self.engine.rules
         skip = {(n.rule, n.scope) for n in sent_now}
         sent = 0
-        for state in SqlAlertStore(self._store, self._clock).list(states=["firing"]):
+        for state in self._states.list(states=["firing"]):
             rule = rules.get(state.rule)
-            payload = last.get((state.rule, state.scope))
-            if rule is None or payload is None or payload.get("state") != "firing":
+            if rule is None or (state.rule, state.scope) in skip:
                 continue
-            if (state.rule, state.scope) in skip:
+            payload = self._store.last_event(state.rule, state.scope)
+            if payload is None or payload.get("state") != "firing":
                 continue
             note = _notification(payload)
             for name in rule.sinks:
-                if name not in sinks:
+                if name not in self._managers:
                     continue
                 try:
-                    sinks[name].send(note)
+                    self._sinks[name].send(note)
                     sent += 1
                 except Exception:  # logged like any delivery failure, never raised
                     _log.exception(

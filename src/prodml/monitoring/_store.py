@@ -241,6 +241,17 @@ class MonitorStore:
                 )
             )
 
+    def last_event(self, rule: str, scope: str) -> dict[str, Any] | None:
+        """The payload of the latest notification of one alert, or None."""
+        with self._db.session() as session:
+            row = session.scalars(
+                select(AlertEventRow)
+                .where(AlertEventRow.rule == rule, AlertEventRow.scope == scope)
+                .order_by(AlertEventRow.id.desc())
+                .limit(1)
+            ).first()
+            return None if row is None else dict(row.payload)
+
     def events(self, rule: str | None = None) -> list[dict[str, Any]]:
         with self._db.session() as session:
             query = select(AlertEventRow).order_by(AlertEventRow.id)
