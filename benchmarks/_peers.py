@@ -38,15 +38,24 @@ def peer_python(name: str, requirements: list[str]) -> Path:
     return python
 
 
-def run_peer(
-    python: Path, script: str, payload: dict[str, Any], *, timeout: float = 3600
+def peer_env() -> dict[str, str]:
+    """This process's environment without ``PYTHON*`` variables (they would point a
+    peer's interpreter at our packages)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+
+
+def run_json(
+    command: list[str],
+    *,
+    what: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600,
 ) -> dict[str, Any]:
-    """Run ``script`` (Python source) in the peer interpreter with ``payload`` as JSON on
-    stdin; the script prints one JSON object as its last stdout line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    """Run ``command`` and return the JSON object it prints as its last stdout line."""
     proc = subprocess.run(
-        [str(python), "-c", script],
-        input=json.dumps(payload),
+        command,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -54,12 +63,26 @@ def run_peer(
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"peer script failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if not lines:
-        raise RuntimeError(f"peer script printed nothing; stderr:\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{what} printed nothing; stderr:\n{proc.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def run_peer(
+    python: Path, script: str, payload: dict[str, Any], *, timeout: float = 3600
+) -> dict[str, Any]:
+    """Run ``script`` (Python source) in the peer interpreter with ``payload`` as JSON on
+    stdin; the script prints one JSON object as its last stdout line."""
+    return run_json(
+        [str(python), "-c", script],
+        what="peer script",
+        stdin=json.dumps(payload),
+        env=peer_env(),
+        timeout=timeout,
+    )
 
 
 def peak_rss_mb() -> float:

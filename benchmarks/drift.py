@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +60,7 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _peers import peer_python  # noqa: E402
+from _peers import peer_env, peer_python, run_json  # noqa: E402
 
 NUMERIC = [f"num_{i}" for i in range(20)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]
@@ -187,28 +185,15 @@ def _columns(result: Any) -> dict[str, Any]:
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--side", *args], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {args[0]} failed:\n{proc.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_json([sys.executable, __file__, "--side", *args], what=f"child {args[0]}")
 
 
 def _evidently(python: Path, *args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
+    return run_json(
         [str(python), str(HERE / "_evidently_drift.py"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
+        what=f"Evidently ({args[0]})",
+        env=peer_env(),
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"Evidently ({args[0]}) failed:\n{proc.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
 
 
 def parity(python: Path, paths: dict[str, Path], sample: int = 20_000) -> dict[str, Any]:
