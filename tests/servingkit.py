@@ -132,6 +132,11 @@ class FlakyModel:
         return self.predict_proba(X)[:, 1]
 
 
+# Tests not about timeouts give arms this long: a busy CI machine can stall a process
+# for over the default 1 s, which would turn an unrelated test's request into a 503.
+PATIENT_MS = 30_000.0
+
+
 def serving_project(root: Path, *, config: str = "") -> tuple[Project, ModelVersion]:
     """A project with ``lr:1`` registered, approved and deployed on endpoint ``lr``."""
     project = Project.init(root, name="serving")
@@ -142,7 +147,9 @@ def serving_project(root: Path, *, config: str = "") -> tuple[Project, ModelVers
         project = Project.open(root)
     model, X = lr_model()
     version = register(project, model, X)
-    project.deployments.deploy("lr", DeploymentSpec.single(version.ref), actor="test")
+    project.deployments.deploy(
+        "lr", DeploymentSpec.single(version.ref, timeout_ms=PATIENT_MS), actor="test"
+    )
     return project, version
 
 

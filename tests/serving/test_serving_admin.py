@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from prodml import Project
 from prodml.project import serving_app
 from prodml.registry import DeploymentSpec
-from servingkit import FEATURES, lr_model, register, row, serving_project
+from servingkit import FEATURES, PATIENT_MS, lr_model, register, row, serving_project
 
 VIEWER = "viewer-token-0123456789"
 OPERATOR = "operator-token-0123456789"
@@ -59,7 +59,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
     project, champion = serving_project(tmp_path / "project", config=TOKENS)
     model, X = lr_model(C=0.1, seed=1)
     challenger = register(project, model, X)
-    spec = DeploymentSpec.canary(champion.ref, challenger.ref, weight=0.1)
+    spec = DeploymentSpec.canary(champion.ref, challenger.ref, weight=0.1, timeout_ms=PATIENT_MS)
     project.deployments.deploy("lr", spec, actor="test")
     yield project
     project.close()

@@ -20,7 +20,7 @@ from scipy import stats
 from prodml import Project
 from prodml.registry import Arm, DeploymentSpec
 from prodml.storage import read_log
-from servingkit import FEATURES, ServerProcess, lr_model, register, row, serving_project
+from servingkit import FEATURES, PATIENT_MS, ServerProcess, lr_model, register, row, serving_project
 
 pytestmark = pytest.mark.slow
 
@@ -55,9 +55,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     model, X = lr_model(C=0.1, seed=1)
     register(routing, model, X)
     arms = (Arm("champion", "lr:1", "champion", WEIGHTS[0]), Arm("b", "lr:2", "arm", WEIGHTS[1]))
-    routing.deployments.deploy("ab", DeploymentSpec("ab", arms), actor="test")
     routing.deployments.deploy(
-        "canary", DeploymentSpec.canary("lr:1", "lr:2", weight=0.0), actor="test"
+        "ab", DeploymentSpec("ab", arms, timeout_ms=PATIENT_MS), actor="test"
+    )
+    routing.deployments.deploy(
+        "canary",
+        DeploymentSpec.canary("lr:1", "lr:2", weight=0.0, timeout_ms=PATIENT_MS),
+        actor="test",
     )
     servers = {
         name: [ServerProcess(p.root) for _ in range(ROLES[name])] for name, p in projects.items()

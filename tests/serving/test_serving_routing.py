@@ -7,6 +7,7 @@ loop so that thousands of requests stay fast."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ from prodml.project import serving_app
 from prodml.registry import Arm, BanditSpec, DeploymentSpec
 from prodml.serving import ServingRuntime
 from prodml.storage import read_log
-from servingkit import FEATURES, lr_model, register, row, serving_project
+from servingkit import FEATURES, PATIENT_MS, lr_model, register, row, serving_project
 
 ALPHA = 0.001  # a correct router fails a statistical check here once in a thousand runs
 BULK = "[serving]\nlog_features = false\n"  # tests of thousands of requests log less
@@ -48,6 +49,8 @@ class Served:
         return [v.ref for v in self.versions]
 
     def deploy(self, spec: DeploymentSpec) -> None:
+        if spec.timeout_ms == DeploymentSpec.timeout_ms:  # no test here is about timeouts
+            spec = dataclasses.replace(spec, timeout_ms=PATIENT_MS)
         self.project.deployments.deploy("lr", spec, actor="test")
 
     def client(self) -> TestClient:
