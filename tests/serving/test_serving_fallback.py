@@ -27,6 +27,7 @@ from servingkit import (
     FlakyModel,
     GarbageModel,
     HangingModel,
+    OverflowModel,
     RaisingModel,
     lr_model,
     register,
@@ -155,6 +156,69 @@ def test_invocations_fall_back_to_the_champion_class_labels(make_project: Factor
         assert response.json() == {"predictions": expected}
     log = predictions(project)
     assert log.column("status").to_pylist() == ["fallback"] * 3
+
+
+# -- failing shadows ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("failure", "error"), [("raising", "RuntimeError"), ("garbage", "BadOutputError")]
+)
+def test_failing_shadow_never_touches_the_answers(
+    make_project: Factory, failure: str, error: str
+) -> None:
+    project, champion = make_project()
+    bad = challenger(project, FAILURES[failure][0]())
+    project.deployments.deploy("lr", DeploymentSpec.shadow(champion.ref, bad.ref), actor="test")
+    rows = [row(seed) for seed in range(4)]  # fewer than breaker_failures (5)
+    with TestClient(serving_app(project)) as client:
+        answers = [v2_score(client.post("/v2/models/lr/infer", json=v2_body(r))) for r in rows]
+        assert answers == pytest.approx(champion_scores(rows).tolist(), rel=1e-9)
+    # closing the app answered the shadow calls still queued, and logged them
+    log = predictions(project).to_pylist()
+    live = [r for r in log if not r["shadow"]]
+    mirrored = [r for r in log if r["shadow"]]
+    assert [r["status"] for r in live] == ["ok"] * len(rows)
+    assert len(mirrored) == len(rows)
+    assert {(r["status"], r["error"], r["output"]) for r in mirrored} == {("error", error, None)}
+    assert {r["request_id"] for r in mirrored} == {r["request_id"] for r in live}
+
+
+def test_shadow_with_nan_for_one_request_fails_only_that_request(make_project: Factory) -> None:
+    project, champion = make_project()
+    wild = challenger(project, OverflowModel())
+    spec = DeploymentSpec.shadow(champion.ref, wild.ref)
+    project.deployments.deploy("lr", spec, actor="test")
+    rows = [row(seed) for seed in range(3)]
+    rows[1] = {**rows[1], "f0": 1e6}  # the shadow answers NaN for this one
+    with TestClient(serving_app(project)) as client:
+        for r in rows:
+            assert client.post("/v2/models/lr/infer", json=v2_body(r)).status_code == 200
+    log = [r for r in predictions(project).to_pylist() if r["shadow"]]
+    assert sorted((r["status"], r["error"]) for r in log) == [
+        ("error", "NonFiniteOutputError"), ("ok", None), ("ok", None)
+    ]  # fmt: skip
+
+
+def test_hanging_shadow_drops_mirrors_beyond_its_queue(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prodml.serving._served as served_module
+
+    monkeypatch.setattr(served_module, "_SHADOW_CAPACITY", 2)
+    project, champion = make_project("[serving]\nshutdown_timeout_s = 5\n")
+    slow = challenger(project, HangingModel(0.5))
+    project.deployments.deploy("lr", DeploymentSpec.shadow(champion.ref, slow.ref), actor="test")
+    rows = [row(seed) for seed in range(6)]
+    with TestClient(serving_app(project)) as client:
+        began = time.perf_counter()
+        answers = [v2_score(client.post("/v2/models/lr/infer", json=v2_body(r))) for r in rows]
+        took = time.perf_counter() - began
+        dropped = metric(client, "prodml_shadow_predictions_total", status="dropped")
+    assert answers == pytest.approx(champion_scores(rows).tolist(), rel=1e-9)
+    assert took < 0.5 * len(rows)  # nobody waited for the shadow
+    assert dropped >= len(rows) - 2 - 2  # two waiting, at most two more once a batch went
+    mirrored = [r for r in predictions(project).to_pylist() if r["shadow"]]
+    assert len(mirrored) == len(rows) - dropped  # every accepted mirror was answered
+    assert {r["status"] for r in mirrored} == {"ok"}
 
 
 # -- circuit breaker -------------------------------------------------------------------

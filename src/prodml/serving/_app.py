@@ -203,7 +203,7 @@ class Server:
             stratum = stratum_of(source, spec.stratify_by)
         prediction = await self.runtime.predict(
             table, frame, request_id=request_id, unit=unit_value, stratum=stratum, arm=arm,
-            violations=violations, native=native_output, rows=rows or None,
+            violations=violations, native=native_output,
         )  # fmt: skip
         body = encode(prediction)
         latency_ms = (time.perf_counter() - started) * 1000

@@ -19,6 +19,7 @@ from prodml.serving._bandit import BanditRouter
 from prodml.serving._breaker import CircuitBreaker
 from prodml.serving._guardrails import ArmWindow
 from prodml.serving._served import ServedModel
+from prodml.serving._shadow import ShadowSink
 from prodml.stats import Assigner, sample_fraction
 
 __all__ = ["ArmState", "EndpointTable", "Route"]
@@ -34,6 +35,7 @@ class ArmState:
     window: ArmWindow | None = None
     tripped: bool = False
     checked_at: float = 0.0  # time.monotonic() of the last guardrail check
+    shadow_sink: ShadowSink | None = None  # where a shadow arm's answers go (set on use)
 
     @property
     def name(self) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from prodml.core import Clock
@@ -24,6 +25,7 @@ from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, LogStats, LogWriter
 
 if TYPE_CHECKING:
     from prodml.serving._runtime import Prediction
+    from prodml.serving._shadow import ShadowCall
 
 __all__ = ["LABELS_DIR", "PREDICTIONS_DIR", "PredictionLog", "frame_rows"]
 
@@ -134,6 +136,46 @@ class PredictionLog:
                         record[f"feature_age.{view}"] = ages[index]
                         record[f"feature_stale.{view}"] = stale[index]
             self.predictions.append(record)
+
+    def record_shadows(
+        self,
+        *,
+        endpoint: str,
+        arm: str,
+        model: str,
+        calls: Sequence[ShadowCall],
+        outputs: Sequence[np.ndarray | None],
+        errors: Sequence[str | None],
+        ended: float,
+    ) -> int:
+        """Queue the records of one batch of shadow calls (``ended``: ``perf_counter()``
+        when the batch's answers arrived) in one append; return how many were queued."""
+        base = {
+            "time": self.clock.now(),
+            "endpoint": endpoint,
+            "arm": arm,
+            "model_version": model,
+            "shadow": True,
+            "propensity": None,
+            "fallback_from": None,
+            "violations": None,
+            "protocol": None,
+            "feature_versions": None,
+        }
+        records: list[dict[str, Any]] = []
+        for call, output, error in zip(calls, outputs, errors, strict=True):
+            shared = {
+                **base,
+                "request_id": call.request_id,
+                "unit": call.unit,
+                "status": "ok" if error is None else "error",
+                "error": error,
+                "latency_ms": (ended - call.started) * 1000,
+            }
+            values = output.tolist() if output is not None else [None] * call.rows
+            for index, value in enumerate(values):
+                records.append({**shared, "row": index, "output": value})
+        return self.predictions.extend(records)
 
     def _prefixed(self, features: Mapping[str, Any]) -> tuple[str, ...]:
         """``feature.<name>`` for each key, cached per set of keys."""

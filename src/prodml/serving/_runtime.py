@@ -35,6 +35,7 @@ from prodml.serving._fast_input import silence_feature_name_warning
 from prodml.serving._metrics import ServingMetrics
 from prodml.serving._predlog import PredictionLog
 from prodml.serving._served import NonFiniteOutputError
+from prodml.serving._shadow import ShadowCall
 from prodml.serving._tables import TableBuilder
 from prodml.serving._wire import FieldProblem, RequestInvalid
 from prodml.validation import RowViolation
@@ -44,7 +45,6 @@ __all__ = ["Prediction", "ServingRuntime"]
 log = logging.getLogger("prodml.serving")
 
 _GUARD_CHECK_S = 0.25  # a guarded arm's window is checked at most this often
-_MAX_SHADOW_CALLS = 1024
 _SUSPECT = frozenset({"out_of_range", "non_finite"})  # inputs that may overflow a model
 
 
@@ -100,7 +100,6 @@ class ServingRuntime:
         self.tables: dict[str, EndpointTable] = {}
         self.metrics.on_collect(self._collect)
         self.actor = f"server@{socket.gethostname()}"
-        self._shadow_calls = 0
         self._watch_task: asyncio.Task[None] | None = None
         self._bandit_task: asyncio.Task[None] | None = None
         self.ready = False
@@ -139,11 +138,8 @@ class ServingRuntime:
         for task in (self._watch_task, self._bandit_task):
             if task is not None:
                 task.cancel()
-        deadline = time.monotonic() + self.config.shutdown_timeout_s
-        while self._shadow_calls and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # shadows answer, then their records are queued
         await self._sync_bandits_once("at shutdown")
-        await self.builder.close_all()
+        await self.builder.close_all()  # queued shadow calls are answered and logged
         self.executor.shutdown(wait=True)
         self.log.close(timeout=self.config.shutdown_timeout_s)
 
@@ -266,10 +262,9 @@ class ServingRuntime:
         arm: str | None = None,
         violations: Sequence[RowViolation] = (),
         native: bool = False,
-        rows: Sequence[Mapping[str, Any]] | None = None,
     ) -> Prediction:
-        """Route ``frame`` and answer it, falling back as the deployment allows
-        (``rows``: the frame's rows as dicts, for the shadows' log records)."""
+        """Route ``frame`` and answer it, falling back as the deployment allows; mirror
+        it to the route's shadows."""
         now = self.clock.now()
         if arm is None:
             route = table.route(unit, request_id, now, stratum)
@@ -278,7 +273,7 @@ class ServingRuntime:
         state = route.arm
         suspect = tuple(v for v in violations if v.kind in _SUSPECT)
         for shadow in route.shadows:
-            self._mirror(table, shadow, frame, request_id, unit, rows)
+            self._mirror(table, shadow, frame, request_id, unit)
         try:
             scores = await self._call(table, state, frame, native, suspect)
             return Prediction(
@@ -427,69 +422,55 @@ class ServingRuntime:
         frame: pd.DataFrame,
         request_id: str,
         unit: str,
-        rows: Sequence[Mapping[str, Any]] | None,
     ) -> None:
-        """Queue ``frame`` for a shadow arm: no task, no timeout, a done-callback logs the
-        output. At most ``_MAX_SHADOW_CALLS`` wait at once (a hanging shadow costs
-        dropped mirrors, counted, never memory or latency)."""
-        if self._shadow_calls >= _MAX_SHADOW_CALLS:
-            self.metrics.shadow.labels(table.endpoint, shadow.name, "dropped").inc()
-            return
-        started = time.perf_counter()
+        """Queue ``frame`` for a shadow arm: no task, no timeout, no callback of its own;
+        its batch logs the output. A full shadow queue (a hanging shadow) costs dropped
+        mirrors, counted, never memory or latency."""
+        sink = shadow.shadow_sink
+        if sink is None:
+            sink = shadow.shadow_sink = _ShadowLog(self, table, shadow)
+        call = ShadowCall(frame, request_id, unit, time.perf_counter(), sink)
         if not shadow.breaker.allow():
             self.metrics.arm_failures.labels(table.endpoint, shadow.name, "circuit_open").inc()
-            self._shadow_logged(
-                table, shadow, frame, request_id, unit, rows, started, None, "CircuitOpenError"
-            )
+            sink.write([call], [None], ["CircuitOpenError"], call.started)
+            sink.settle(0, 0)  # an open breaker is not a new failure of the arm
+            self.metrics.shadow.labels(table.endpoint, shadow.name, "error").inc()
             return
-        try:
-            future = shadow.model.enqueue_shadow(frame)
-        except ServingError as exc:
-            self._shadow_logged(
-                table, shadow, frame, request_id, unit, rows, started, None, type(exc).__name__
-            )
-            return
-        self._shadow_calls += 1
+        if not shadow.model.mirror(call):
+            self.metrics.shadow.labels(table.endpoint, shadow.name, "dropped").inc()
 
-        def done(future: asyncio.Future[np.ndarray]) -> None:
-            self._shadow_calls -= 1
-            scores, error = None, None
-            try:
-                scores = shadow.model.check_output(future.result(), len(frame))
-            except asyncio.CancelledError:
-                error = "CancelledError"
-            except Exception as exc:
-                error = type(exc).__name__
-            if error is None:
-                shadow.breaker.record_success()
-            else:
-                shadow.breaker.record_failure()
-                self.metrics.arm_failures.labels(table.endpoint, shadow.name, "error").inc()
-            self._shadow_logged(
-                table, shadow, frame, request_id, unit, rows, started, scores, error
-            )
 
-        future.add_done_callback(done)
+class _ShadowLog:
+    """The sink of one shadow arm of one endpoint: log records written in the worker
+    thread, breaker and counters settled once per batch on the event loop."""
 
-    def _shadow_logged(
+    def __init__(self, runtime: ServingRuntime, table: EndpointTable, shadow: ArmState) -> None:
+        self.log = runtime.log
+        self.endpoint = table.endpoint
+        self.shadow = shadow
+        self.ok = runtime.metrics.shadow.labels(table.endpoint, shadow.name, "ok")
+        self.errors = runtime.metrics.shadow.labels(table.endpoint, shadow.name, "error")
+        self.failures = runtime.metrics.arm_failures.labels(table.endpoint, shadow.name, "error")
+
+    def write(
         self,
-        table: EndpointTable,
-        shadow: ArmState,
-        frame: pd.DataFrame,
-        request_id: str,
-        unit: str,
-        rows: Sequence[Mapping[str, Any]] | None,
-        started: float,
-        scores: np.ndarray | None,
-        error: str | None,
+        calls: Sequence[ShadowCall],
+        outputs: Sequence[np.ndarray | None],
+        errors: Sequence[str | None],
+        ended: float,
     ) -> None:
-        status = "ok" if error is None else "error"
-        self.metrics.shadow.labels(table.endpoint, shadow.name, status).inc()
-        prediction = Prediction(
-            request_id, table.endpoint, shadow.name, shadow.model.ref,
-            scores if scores is not None else np.full(len(frame), None), status,
+        self.log.record_shadows(
+            endpoint=self.endpoint, arm=self.shadow.name, model=self.shadow.model.ref,
+            calls=calls, outputs=outputs, errors=errors, ended=ended,
         )  # fmt: skip
-        self.log.record(
-            prediction, frame, rows=rows, unit=unit, shadow=True, error=error,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )  # fmt: skip
+
+    def settle(self, ok: int, failed: int) -> None:
+        breaker = self.shadow.breaker
+        if ok:
+            self.ok.inc(ok)
+            breaker.record_success()
+        if failed:
+            self.errors.inc(failed)
+            self.failures.inc(failed)
+            for _ in range(failed):
+                breaker.record_failure()

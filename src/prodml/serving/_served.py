@@ -22,6 +22,7 @@ from prodml.registry import LoadedModel, Signature
 from prodml.serving._batching import MicroBatcher
 from prodml.serving._fast_input import array_input_agrees, structurally_eligible
 from prodml.serving._metrics import ServingMetrics
+from prodml.serving._shadow import ShadowBatcher, ShadowCall
 from prodml.validation import Profile, RowValidator, RowViolation, infer_expectations
 
 __all__ = ["NonFiniteOutputError", "ServedModel", "warm_up_frame"]
@@ -31,6 +32,7 @@ log = logging.getLogger("prodml.serving")
 _FLOAT_KINDS = frozenset("fc")
 _SHADOW_WAIT_MS = 20.0  # shadow batches wait this long to fill up
 _SHADOW_BATCH = 256
+_SHADOW_CAPACITY = 1024  # shadow calls waiting or running per model; more are dropped
 
 
 class NonFiniteOutputError(BadOutputError):
@@ -69,7 +71,7 @@ class ServedModel:
         self._allow_array = array_inputs
         self.array_input = False  # set by warm_up() once the array path is proven equal
         self._native_batcher: MicroBatcher | None = None
-        self._shadow_batcher: MicroBatcher | None = None
+        self._shadow_batcher: ShadowBatcher | None = None
         self.soft = _soft_validator(loaded)
         self._float_output = loaded.signature.output_dtype.startswith("float")
         self._row_shape = tuple(loaded.signature.output_shape)
@@ -104,23 +106,28 @@ class ServedModel:
             return self._check_rows(np.asarray(output), len(frame))
         return self.check_output(output, len(frame))
 
-    def enqueue_shadow(self, frame: pd.DataFrame) -> asyncio.Future[np.ndarray]:
-        """Queue a shadow call and return its future output (check it with
-        :meth:`check_output`): shadows have a batcher of their own that waits longer for
-        fuller batches, since nobody waits for a shadow's answer."""
-        return self._shadow().enqueue(frame)
+    def mirror(self, call: ShadowCall) -> bool:
+        """Queue a shadow call (its sink gets the checked output); False when this
+        model's shadow queue is full or closed. Shadows have a batcher of their own that
+        waits longer for fuller batches, since nobody waits for a shadow's answer."""
+        if self._shadow_batcher is None:
+            self._shadow_batcher = ShadowBatcher(
+                self._predict_batch,
+                self.check_output,
+                max_size=max(self._config.batch_max_size, _SHADOW_BATCH),
+                max_wait_ms=max(self._config.batch_max_wait_ms, _SHADOW_WAIT_MS),
+                executor=self._executor,
+                name=self.ref + "#shadow",
+                on_batch=self._batch_sizes.observe,
+                capacity=_SHADOW_CAPACITY,
+            )
+        return self._shadow_batcher.put(call)
 
-    def _batcher(
-        self, predict: Callable[[pd.DataFrame], np.ndarray], suffix: str, *, shadow: bool = False
-    ) -> MicroBatcher:
-        """A micro-batcher over ``predict``; a shadow's waits longer for fuller batches."""
-        max_size, max_wait_ms = self._config.batch_max_size, self._config.batch_max_wait_ms
-        if shadow:
-            max_size, max_wait_ms = max(max_size, _SHADOW_BATCH), max(max_wait_ms, _SHADOW_WAIT_MS)
+    def _batcher(self, predict: Callable[[pd.DataFrame], np.ndarray], suffix: str) -> MicroBatcher:
         return MicroBatcher(
             predict,
-            max_size=max_size,
-            max_wait_ms=max_wait_ms,
+            max_size=self._config.batch_max_size,
+            max_wait_ms=self._config.batch_max_wait_ms,
             executor=self._executor,
             name=self.ref + suffix,
             on_batch=self._batch_sizes.observe,
@@ -130,11 +137,6 @@ class ServedModel:
         if self._native_batcher is None:
             self._native_batcher = self._batcher(self._predict_native, "#native")
         return self._native_batcher
-
-    def _shadow(self) -> MicroBatcher:
-        if self._shadow_batcher is None:
-            self._shadow_batcher = self._batcher(self._predict_batch, "#shadow", shadow=True)
-        return self._shadow_batcher
 
     def _predict_native(self, frame: pd.DataFrame) -> np.ndarray:
         started = time.perf_counter()
@@ -195,10 +197,13 @@ class ServedModel:
             ) and array_input_agrees(self._own_predict, sample)
 
     async def close(self) -> None:
+        """Stop taking calls: queued shadow calls are still predicted and logged (within
+        the shutdown timeout); live calls not yet answered fail."""
+        if self._shadow_batcher is not None:
+            await self._shadow_batcher.close(self._config.shutdown_timeout_s)
         await self.batcher.close()
-        for extra in (self._native_batcher, self._shadow_batcher):
-            if extra is not None:
-                await extra.close()
+        if self._native_batcher is not None:
+            await self._native_batcher.close()
 
 
 def check_frame(loaded: LoadedModel) -> pd.DataFrame:

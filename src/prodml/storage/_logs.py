@@ -279,6 +279,33 @@ class LogWriter:
         Raises :class:`SchemaError` when the time field is missing or not a datetime, or the
         partition field is missing or not a path-safe name.
         """
+        return self.extend([dict(record)]) == 1
+
+    def extend(self, records: Sequence[dict[str, Any]]) -> int:
+        """Queue ``records`` themselves (not copies: the caller hands them over and must
+        not change them) under one lock; return how many were queued. Those that do not
+        fit in the queue, or all after :meth:`close`, are dropped and counted. Checks
+        every record first, as :meth:`append` does, and queues none if one is bad."""
+        for record in records:
+            self._check(record)
+        with self._lock:
+            room = 0 if self._closed else self.max_queue - len(self._queue) - self._inflight
+            taken = max(0, min(room, len(records)))
+            self._dropped += len(records) - taken
+            if not taken:
+                return 0
+            before = len(self._queue)
+            self._queue.extend(records if taken == len(records) else records[:taken])
+            self._appended += taken
+            depth = before + taken
+            if before == 0:
+                self._oldest = time.monotonic()
+                self._wake.notify()
+            elif before < self.max_batch_rows <= depth:
+                self._wake.notify()
+        return taken
+
+    def _check(self, record: Mapping[str, Any]) -> None:
         try:
             when = record[self.time_field]
             partition = record[self.partition_field]
@@ -294,20 +321,6 @@ class LogWriter:
             )
         if partition.__class__ is not str or partition not in self._partitions:
             self._admit_partition(partition)
-        row = dict(record)
-        with self._lock:
-            if self._closed or len(self._queue) + self._inflight >= self.max_queue:
-                self._dropped += 1
-                return False
-            self._queue.append(row)
-            self._appended += 1
-            depth = len(self._queue)
-            if depth == 1:
-                self._oldest = time.monotonic()
-                self._wake.notify()
-            elif depth == self.max_batch_rows:
-                self._wake.notify()
-        return True
 
     def flush(self, timeout: float | None = None) -> int:
         """Write everything queued so far, in the calling thread; return the rows written.
