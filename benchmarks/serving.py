@@ -38,10 +38,12 @@ Scenarios:
    ``[serving] batch_max_wait_ms = 2`` at C = 16), on MLflow (1 worker), and both with 2
    workers at C = 16. The headline compares each server with its default worker count
    (1): with 2 cores shared by the client and the servers, more workers mostly compete.
-2. Routing overhead: prodml LR at C = 16 on one running server, policy ``single`` against
-   ``canary`` (challenger weight 0.1, another LR) plus a ``shadow`` arm (a third LR,
-   shadow_fraction 1.0), switched by redeploying (the server hot-swaps), measured
-   single/routed/single/routed and pooled.
+2. Routing overhead: prodml LR at C = 16 and C = 1 on one running server, policy
+   ``single`` against ``canary`` (challenger weight 0.1, another LR) plus a ``shadow``
+   arm (a third LR, shadow_fraction 1.0), switched by redeploying (the server
+   hot-swaps), measured in ``ROUTING_ROUNDS`` alternations of 1,500 requests each at
+   C = 16 and 375 at C = 1 (÷5 with ``--quick``) and pooled: a sample of under a second
+   catches a log flush or a stall of the machine in one policy and not the other.
 3. The framework floor: a FastAPI route on the same uvicorn settings that reads the body
    and answers a constant (sampled with the LR servers), so the figures above can be
    read against it.
@@ -123,6 +125,7 @@ TARGETS = {
 FEATURES = [f"f{i}" for i in range(20)]
 TRAIN_ROWS = 5_000
 QUERY_ROWS = 64
+ROUTING_ROUNDS = 4  # single/routed alternations of the routing-overhead scenario
 ENDPOINT = "m"
 PYTHON = sys.executable
 FLOOR_APP = r"""
@@ -579,9 +582,9 @@ class Bench:
 def routing(
     bench: Bench, server: Server, project_dir: Path, refs: dict[str, str], connections: int = 16
 ) -> dict[str, Any]:
-    """single vs canary + shadow on one live server, alternated twice, pooled; the share
-    of requests the challenger answered and the shadow calls per request come from the
-    server's /metrics (proof that the policy routed as deployed)."""
+    """single vs canary + shadow on one live server, alternated ROUTING_ROUNDS times and
+    pooled; the share of requests the challenger answered and the shadow calls per
+    request come from the server's /metrics (proof that the policy routed as deployed)."""
     single = DeploymentSpec.single(refs["champion"])
     routed = DeploymentSpec(
         "canary",
@@ -595,12 +598,12 @@ def routing(
     samples: dict[str, list[dict[str, Any]]] = {"single": [], "canary_shadow": []}
     project = Project.open(project_dir)
     try:
-        for _ in range(2):
+        for _ in range(ROUTING_ROUNDS):
             for name, spec in (("single", single), ("canary_shadow", routed)):
                 deployment = project.deployments.deploy(ENDPOINT, spec, actor="bench")
                 wait_revision(server, deployment.revision)
                 before = scrape(server)
-                figures = bench.sample(server, connections, factor=0.5)
+                figures = bench.sample(server, connections, factor=0.75)
                 seen = delta(scrape(server), before)
                 served = total(seen, "prodml_requests_total", endpoint=ENDPOINT)
                 figures["challenger_share"] = (

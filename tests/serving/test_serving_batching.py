@@ -376,3 +376,58 @@ def test_rejects_bad_parameters(
 ) -> None:
     with pytest.raises(ValueError, match="MicroBatcher 'm'"):
         make(model, pool, **kwargs)
+
+
+# -- light models on the event loop ----------------------------------------------------
+class Threads:
+    """A model recording the thread of each call, optionally slow for the first calls."""
+
+    def __init__(self, slow_calls: int = 0, slow_s: float = 0.0) -> None:
+        self.threads: list[str] = []
+        self.slow_calls = slow_calls
+        self.slow_s = slow_s
+
+    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        if len(self.threads) <= self.slow_calls:
+            time.sleep(self.slow_s)
+        return frame["id"].to_numpy() * 10
+
+
+def test_an_inline_batcher_predicts_on_the_event_loop(pool: concurrent.futures.Executor) -> None:
+    calls = Threads()
+    batcher = MicroBatcher(calls, max_size=4, max_wait_ms=0, executor=pool, name="light")
+    batcher.inline_limit_s = 0.01
+
+    async def go() -> list[list[int]]:
+        outputs = await asyncio.gather(*(batcher.submit(frame(i)) for i in range(6)))
+        big = await batcher.submit(frame(*range(10, 16)))  # beyond max_size: the executor
+        await batcher.close()
+        return [o.tolist() for o in [*outputs, big]]
+
+    loop_thread = threading.current_thread().name
+    assert run(go) == [[10 * i] for i in range(6)] + [[10 * i for i in range(10, 16)]]
+    assert calls.threads[:-1] == [loop_thread] * (len(calls.threads) - 1)
+    assert calls.threads[-1] != loop_thread
+    assert batcher.inline_limit_s == 0.01
+
+
+def test_a_light_model_that_turns_slow_goes_back_to_the_executor(
+    pool: concurrent.futures.Executor, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = Threads(slow_calls=3, slow_s=0.03)  # 30 ms against a 1 ms limit (slow over 4 ms)
+    batcher = MicroBatcher(calls, max_size=4, max_wait_ms=0, executor=pool, name="m:1")
+    batcher.inline_limit_s = 0.001
+
+    async def go() -> None:
+        for i in range(5):
+            assert (await batcher.submit(frame(i))).tolist() == [10 * i]
+        await batcher.close()
+
+    with caplog.at_level(logging.WARNING, logger="prodml.serving"):
+        run(go)
+    loop_thread = threading.current_thread().name
+    assert calls.threads[:3] == [loop_thread] * 3
+    assert loop_thread not in calls.threads[3:]
+    assert batcher.inline_limit_s == 0.0
+    assert "'m:1': 3 calls in a row took over 4000 µs" in caplog.text

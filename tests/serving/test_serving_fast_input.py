@@ -27,14 +27,22 @@ from prodml.serving._served import ServedModel
 from servingkit import numeric_data, register
 
 
-def _served(tmp_path: Path, model: object, X: pd.DataFrame, *, allow: bool) -> ServedModel:
+def _served(
+    tmp_path: Path,
+    model: object,
+    X: pd.DataFrame,
+    *,
+    allow: bool,
+    config: ServingConfig | None = None,
+    format: str = "skops",
+) -> ServedModel:
     project = Project.init(tmp_path / "p")
-    version = register(project, model, X)
+    version = register(project, model, X, format=format)
     loaded = project.registry.load(version.ref)
     project.close()
     served = ServedModel(
         loaded,
-        config=ServingConfig(),
+        config=config or ServingConfig(),
         executor=ThreadPoolExecutor(1),
         metrics=ServingMetrics(),
         array_inputs=allow,
@@ -95,3 +103,31 @@ def test_disagreeing_predictions_keep_the_dataframe_path() -> None:
 
     assert not array_input_agrees(predict, frame)
     assert array_input_agrees(lambda X: np.asarray(X)[:, 0] * 2, frame)
+
+
+# -- light models are called on the event loop -------------------------------------------
+def test_a_light_library_model_is_called_on_the_event_loop(tmp_path: Path) -> None:
+    X, y = numeric_data(500)
+    model = LogisticRegression().fit(X, y)
+    generous = ServingConfig(inline_predict_max_ms=1000.0)  # any LR batch is "light"
+    served = _served(tmp_path, model, X, allow=False, config=generous)
+    assert served.inline_limit_s == 1.0
+    assert served.batcher.inline_limit_s == 1.0
+    assert served._native().inline_limit_s == 1.0  # batchers made later inherit it
+
+
+@pytest.mark.parametrize(
+    ("limit_ms", "format", "why"),
+    [
+        (0.0, "skops", "inline prediction switched off"),
+        (1e-6, "skops", "no model predicts 32 rows in a nanosecond"),
+        (1000.0, "cloudpickle", "a pickled model may run any code: never on the loop"),
+    ],
+)
+def test_models_stay_in_the_threads(tmp_path: Path, limit_ms: float, format: str, why: str) -> None:
+    X, y = numeric_data(500)
+    model = LogisticRegression().fit(X, y)
+    config = ServingConfig(inline_predict_max_ms=limit_ms)
+    served = _served(tmp_path, model, X, allow=False, config=config, format=format)
+    assert served.inline_limit_s == 0.0, why
+    assert served.batcher.inline_limit_s == 0.0, why

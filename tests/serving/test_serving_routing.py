@@ -392,3 +392,26 @@ def test_feedback_is_validated_per_item(served: Callable[..., Served]) -> None:
     assert {r["label"] for r in labels} == {0, 1}
     explicit = next(r for r in labels if r["request_id"] == "r-2")
     assert explicit["time"].isoformat() == "2025-01-02T03:04:05+00:00"
+
+
+# -- light models answered on the event loop -------------------------------------------
+def test_inline_prediction_answers_like_the_thread_pool(served: Callable[..., Served]) -> None:
+    rows = [row(seed) for seed in range(200)]
+    answers = {}
+    for limit in ("1000", "0"):  # every LR batch is light / inline switched off
+        s = served(BULK + f"inline_predict_max_ms = {limit}\n")
+        s.deploy(DeploymentSpec.canary(s.versions[0].ref, s.versions[1].ref, weight=0.3))
+        with s.client() as client:
+            sent = [(v2_body(r), {"X-Prodml-Unit": f"u{i}"}) for i, r in enumerate(rows)]
+            responses = send_many(client, s.app, sent)
+            table = s.runtime.table("lr")
+            assert {state.model.batcher.inline_limit_s for state in table.arms.values()} == {
+                float(limit) / 1000
+            }
+        answers[limit] = [
+            (r.json()["model_version"], r.json()["outputs"][0]["data"][0]) for r in responses
+        ]
+        by_version = {"1": s.scores(0, rows), "2": s.scores(1, rows)}
+        for i, (version, score) in enumerate(answers[limit]):
+            assert score == pytest.approx(by_version[version][i], rel=1e-9)
+    assert [v for v, _ in answers["1000"]] == [v for v, _ in answers["0"]]  # same sticky arms

@@ -213,6 +213,14 @@ class ServingConfig(_Section):
         default=0.0, ge=0.0, description="extra wait for a fuller micro-batch (0: adaptive only)"
     )
     prediction_threads: int = Field(default=4, ge=1)
+    inline_predict_max_ms: float = Field(
+        default=1.0,
+        ge=0.0,
+        description=(
+            "a model whose full micro-batch predicts within this many ms is called on the "
+            "event loop, where a thread handoff would cost more (0: always in the threads)"
+        ),
+    )
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures to open")
     breaker_reset_s: float = Field(default=10.0, gt=0)
     idempotency_ttl_s: float = Field(default=600.0, gt=0)

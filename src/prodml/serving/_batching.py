@@ -8,6 +8,13 @@ CPU-bound model code stays off the event loop. While a batch runs, new arrivals 
 and form the next batch: at low load a request waits for nobody, under load batches
 grow by themselves. That is the whole policy; the batch size follows the load.
 
+A light model (one whose full batch predicts in less time than a thread handoff costs;
+see :attr:`MicroBatcher.inline_limit_s`) is called on the event loop instead: handing a
+~50 µs prediction to a worker thread and back costs the process more CPU than the
+prediction, and contends for the GIL with the loop. A light model that turns slow
+(``_SLOW_STRIKES`` calls in a row over ``_SLOW_FACTOR`` times the limit) goes back to
+the executor for good.
+
 The queue is a deque plus an :class:`asyncio.Event` rather than an
 :class:`asyncio.Queue` because batching needs to look at the next request before taking
 it (does it still fit?). A lone request's frame goes to ``predict`` as it is (no copy,
@@ -32,6 +39,7 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +54,9 @@ __all__ = ["MicroBatcher", "combine"]
 log = logging.getLogger("prodml.serving")
 
 Predict = Callable[[pd.DataFrame], np.ndarray]
+
+_SLOW_FACTOR = 4.0  # an inline call over this many times the limit is slow
+_SLOW_STRIKES = 3  # slow inline calls in a row before a model leaves the event loop
 
 
 @dataclass(slots=True)
@@ -115,6 +126,10 @@ class MicroBatcher:
         self._closed = False
         self._batches = 0
         self._rows = 0
+        #: > 0: batches of at most ``max_size`` rows are predicted on the event loop
+        #: while they keep to this many seconds (see the module); 0: always the executor.
+        self.inline_limit_s = 0.0
+        self._slow = 0
 
     @property
     def batches(self) -> int:
@@ -212,9 +227,14 @@ class MicroBatcher:
             self._batches += 1
             self._rows += rows
             self._observe(rows)
-            output = np.asarray(
-                await loop.run_in_executor(self._executor, self._predict_frames, frames)
-            )
+            if self.inline_limit_s > 0 and rows <= self.max_size:
+                started = time.perf_counter()
+                output = np.asarray(self._predict_frames(frames))
+                self._timed(time.perf_counter() - started)
+            else:
+                output = np.asarray(
+                    await loop.run_in_executor(self._executor, self._predict_frames, frames)
+                )
             if output.ndim == 0 or len(output) != rows:
                 shape = output.shape
                 raise BadOutputError(
@@ -233,6 +253,24 @@ class MicroBatcher:
                     request.future.set_result(output[start:stop])
                 start = stop
         self._inflight = []
+        if not self._pending:
+            return
+        await asyncio.sleep(0)  # after an inline batch, let its callers answer first
+
+    def _timed(self, elapsed: float) -> None:
+        """Count an inline call that took ``elapsed`` s; too many slow ones in a row send
+        the model back to the executor."""
+        if elapsed <= _SLOW_FACTOR * self.inline_limit_s:
+            self._slow = 0
+            return
+        self._slow += 1
+        if self._slow >= _SLOW_STRIKES:
+            log.warning(
+                "model %r: %d calls in a row took over %.0f µs on the event loop (the last "
+                "%.0f µs); its predictions run in the thread pool from now on",
+                self.name, self._slow, _SLOW_FACTOR * self.inline_limit_s * 1e6, elapsed * 1e6,
+            )  # fmt: skip
+            self.inline_limit_s = 0.0
 
     def _predict_frames(self, frames: list[pd.DataFrame]) -> np.ndarray:
         """Join the batch's frames and predict, in the executor (off the event loop)."""

@@ -33,6 +33,8 @@ _FLOAT_KINDS = frozenset("fc")
 _SHADOW_WAIT_MS = 20.0  # shadow batches wait this long to fill up
 _SHADOW_BATCH = 256
 _SHADOW_CAPACITY = 1024  # shadow calls waiting or running per model; more are dropped
+_LIBRARY_FORMATS = frozenset({"skops"})  # formats whose predict runs only trusted library code
+_TIMINGS = 5  # calls timed to decide whether a model is light enough for the event loop
 
 
 class NonFiniteOutputError(BadOutputError):
@@ -67,6 +69,8 @@ class ServedModel:
         self._own_predict: Callable[[Any], Any] = (
             own if callable(own) else partial(self._format.predict, self._model)
         )
+        #: > 0 once warm_up() found the model light: its live batches run on the event loop
+        self.inline_limit_s = 0.0
         self.batcher = self._batcher(self._predict_batch, "")
         self._allow_array = array_inputs
         self.array_input = False  # set by warm_up() once the array path is proven equal
@@ -76,12 +80,16 @@ class ServedModel:
         self._float_output = loaded.signature.output_dtype.startswith("float")
         self._row_shape = tuple(loaded.signature.output_shape)
 
+    def _scores(self, frame: pd.DataFrame) -> np.ndarray:
+        return self._format.predict(self._model, frame.to_numpy() if self.array_input else frame)
+
+    def _labels(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self._own_predict(frame.to_numpy() if self.array_input else frame))
+
     def _predict_batch(self, frame: pd.DataFrame) -> np.ndarray:
         started = time.perf_counter()
         try:
-            if self.array_input:
-                return self._format.predict(self._model, frame.to_numpy())
-            return self._format.predict(self._model, frame)
+            return self._scores(frame)
         finally:
             self._model_latency.observe(time.perf_counter() - started)
 
@@ -124,7 +132,7 @@ class ServedModel:
         return self._shadow_batcher.put(call)
 
     def _batcher(self, predict: Callable[[pd.DataFrame], np.ndarray], suffix: str) -> MicroBatcher:
-        return MicroBatcher(
+        batcher = MicroBatcher(
             predict,
             max_size=self._config.batch_max_size,
             max_wait_ms=self._config.batch_max_wait_ms,
@@ -132,6 +140,8 @@ class ServedModel:
             name=self.ref + suffix,
             on_batch=self._batch_sizes.observe,
         )
+        batcher.inline_limit_s = self.inline_limit_s
+        return batcher
 
     def _native(self) -> MicroBatcher:
         if self._native_batcher is None:
@@ -141,7 +151,7 @@ class ServedModel:
     def _predict_native(self, frame: pd.DataFrame) -> np.ndarray:
         started = time.perf_counter()
         try:
-            return np.asarray(self._own_predict(frame.to_numpy() if self.array_input else frame))
+            return self._labels(frame)
         finally:
             self._model_latency.observe(time.perf_counter() - started)
 
@@ -195,6 +205,27 @@ class ServedModel:
             self.array_input = array_input_agrees(
                 lambda X: self._format.predict(self._model, X), sample
             ) and array_input_agrees(self._own_predict, sample)
+        self._inline_if_light(frame)
+
+    def _inline_if_light(self, row: pd.DataFrame) -> None:
+        """Let the live batchers call the model on the event loop when a full batch of
+        ``row`` predicts (scores and the model's own ``predict``, median of
+        ``_TIMINGS`` calls each) within ``[serving] inline_predict_max_ms``, and the
+        format runs only library code (a cloudpickled or pyfunc model could block)."""
+        limit_s = self._config.inline_predict_max_ms / 1000.0
+        if limit_s <= 0 or self._format.name not in _LIBRARY_FORMATS:
+            return
+        batch = pd.concat([row] * self._config.batch_max_size, ignore_index=True)
+        try:
+            took = max(_median_s(self._scores, batch), _median_s(self._labels, batch))
+        except Exception as exc:  # the model refuses a batch of typical rows: stay off the loop
+            log.info("model %s: not timed for inline prediction: %s", self.ref, exc)
+            return
+        if took <= limit_s:
+            self.inline_limit_s = limit_s
+            for batcher in (self.batcher, self._native_batcher):
+                if batcher is not None:
+                    batcher.inline_limit_s = limit_s
 
     async def close(self) -> None:
         """Stop taking calls: queued shadow calls are still predicted and logged (within
@@ -204,6 +235,16 @@ class ServedModel:
         await self.batcher.close()
         if self._native_batcher is not None:
             await self._native_batcher.close()
+
+
+def _median_s(call: Callable[[pd.DataFrame], Any], frame: pd.DataFrame) -> float:
+    """The median seconds of ``_TIMINGS`` calls of ``call(frame)``."""
+    times = []
+    for _ in range(_TIMINGS):
+        started = time.perf_counter()
+        call(frame)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
 
 
 def check_frame(loaded: LoadedModel) -> pd.DataFrame:
