@@ -30,8 +30,8 @@ __all__ = ["NonFiniteOutputError", "ServedModel", "warm_up_frame"]
 log = logging.getLogger("prodml.serving")
 
 _FLOAT_KINDS = frozenset("fc")
-_SHADOW_WAIT_MS = 20.0  # shadow batches wait this long to fill up
-_SHADOW_BATCH = 256
+_SHADOW_WAIT_MS = 100.0  # shadow batches wait this long to fill up
+_SHADOW_BATCH = 512
 _SHADOW_CAPACITY = 1024  # shadow calls waiting or running per model; more are dropped
 _LIBRARY_FORMATS = frozenset({"skops"})  # formats whose predict runs only trusted library code
 _TIMINGS = 5  # calls timed to decide whether a model is light enough for the event loop

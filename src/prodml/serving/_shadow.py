@@ -84,6 +84,8 @@ class ShadowCall:
 
 Check = Callable[[Any, int], np.ndarray]
 
+_STEP = 64  # calls whose log records are written between two offers of the GIL
+
 
 class ShadowBatcher:
     """Batches of shadow calls to one model, predicted in ``executor``.
@@ -176,7 +178,9 @@ class ShadowBatcher:
             sink.settle(ok, failed)
 
     def _run(self, batch: list[ShadowCall]) -> list[tuple[ShadowSink, int, int]]:
-        """In the executor: predict, check, split by call and hand over to the sinks."""
+        """In the executor: predict, check, split by call and hand over to the sinks, in
+        steps of at most ``_STEP`` calls with the GIL offered to the event loop between
+        them (a live request arriving meanwhile waits for one step, not the batch)."""
         outputs, errors = self._answers(batch)
         ended = time.perf_counter()
         by_sink: dict[int, tuple[ShadowSink, list[int]]] = {}
@@ -184,11 +188,15 @@ class ShadowBatcher:
             by_sink.setdefault(id(call.sink), (call.sink, []))[1].append(index)
         settled = []
         for sink, indices in by_sink.values():
-            if len(by_sink) == 1:
-                sink.write(batch, outputs, errors, ended)
-            else:
-                pick = [batch[i] for i in indices]
-                sink.write(pick, [outputs[i] for i in indices], [errors[i] for i in indices], ended)
+            for at in range(0, len(indices), _STEP):
+                step = indices[at : at + _STEP]
+                time.sleep(0)  # let the event loop take the GIL if it waits for it
+                sink.write(
+                    [batch[i] for i in step],
+                    [outputs[i] for i in step],
+                    [errors[i] for i in step],
+                    ended,
+                )
             failed = sum(errors[i] is not None for i in indices)
             settled.append((sink, len(indices) - failed, failed))
         return settled
@@ -200,7 +208,9 @@ class ShadowBatcher:
         rows = sum(call.rows for call in batch)
         frames = [call.frame for call in batch]
         try:
-            output = np.asarray(self._predict(frames[0] if len(frames) == 1 else combine(frames)))
+            joined = frames[0] if len(frames) == 1 else combine(frames)
+            time.sleep(0)  # let the event loop take the GIL if it waits for it
+            output = np.asarray(self._predict(joined))
             if output.ndim == 0 or len(output) != rows:
                 raise BadOutputError(
                     f"model {self.name!r}: predict returned output of shape {output.shape} "
