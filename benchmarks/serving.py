@@ -38,12 +38,13 @@ Scenarios:
    ``[serving] batch_max_wait_ms = 2`` at C = 16), on MLflow (1 worker), and both with 2
    workers at C = 16. The headline compares each server with its default worker count
    (1): with 2 cores shared by the client and the servers, more workers mostly compete.
-2. Routing overhead: prodml LR at C = 16 and C = 1 on one running server, policy
-   ``single`` against ``canary`` (challenger weight 0.1, another LR) plus a ``shadow``
-   arm (a third LR, shadow_fraction 1.0), switched by redeploying (the server
-   hot-swaps), measured in ``ROUTING_ROUNDS`` alternations of 1,500 requests each at
-   C = 16 and 375 at C = 1 (÷5 with ``--quick``) and pooled: a sample of under a second
-   catches a log flush or a stall of the machine in one policy and not the other.
+2. Routing overhead: one prodml server (1 worker) serving two endpoints with the same
+   LR champion, ``m`` with policy ``single`` and ``m_routed`` with ``canary``
+   (challenger weight 0.1, another LR) plus a ``shadow`` arm (a third LR,
+   shadow_fraction 1.0), at C = 16 and C = 1: the two are sampled in turn,
+   ``ROUTING_ROUNDS`` times, 1,000 requests a sample at C = 16 and 250 at C = 1 (÷5
+   with ``--quick``), and pooled. This machine's speed drifts by 20-40% over seconds;
+   short samples taken in turn from one process see the same drift.
 3. The framework floor: a FastAPI route on the same uvicorn settings that reads the body
    and answers a constant (sampled with the LR servers), so the figures above can be
    read against it.
@@ -125,7 +126,10 @@ TARGETS = {
 FEATURES = [f"f{i}" for i in range(20)]
 TRAIN_ROWS = 5_000
 QUERY_ROWS = 64
-ROUTING_ROUNDS = 4  # single/routed alternations of the routing-overhead scenario
+ROUTED = "m_routed"  # the routing scenario's canary + shadow endpoint
+ROUTING_ROUNDS = 8  # single/routed alternations of the routing-overhead scenario
+SHADOW_SETTLE_S = 0.5  # longer than a shadow batch waits (100 ms) and runs
+ROUTING_FACTOR = 0.5  # of a scenario's requests per sample: 1,000 at C = 16, 250 at C = 1
 ENDPOINT = "m"
 PYTHON = sys.executable
 FLOOR_APP = r"""
@@ -154,10 +158,10 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop
 # ---------------------------------------------------------------- load generator
 
 
-def http_request(port: int, body: bytes) -> bytes:
-    """A complete keep-alive ``POST /invocations`` with ``body``, as bytes on the wire."""
+def http_request(port: int, body: bytes, path: str = "/invocations") -> bytes:
+    """A complete keep-alive ``POST path`` with ``body``, as bytes on the wire."""
     head = (
-        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -222,9 +226,15 @@ async def drive(port: int, streams: list[Any], index: int, phase: Phase) -> None
 
 
 async def load(
-    port: int, bodies: list[bytes], connections: int, warmup: int, count: int, cap_s: float
+    port: int,
+    bodies: list[bytes],
+    connections: int,
+    warmup: int,
+    count: int,
+    cap_s: float,
+    path: str = "/invocations",
 ) -> dict[str, Any]:
-    requests = [http_request(port, body) for body in bodies]
+    requests = [http_request(port, body, path) for body in bodies]
     streams = [await connect(port) for _ in range(connections)]
     result: dict[str, Any] = {}
     for name, n in (("warmup", warmup), ("measure", count)):
@@ -245,10 +255,16 @@ async def load(
 
 
 def load_in_child(
-    port: int, bodies: list[bytes], connections: int, warmup: int, count: int, cap_s: float
+    port: int,
+    bodies: list[bytes],
+    connections: int,
+    warmup: int,
+    count: int,
+    cap_s: float,
+    path: str = "/invocations",
 ) -> dict[str, Any]:
     """Entry point of the client process."""
-    return uvloop.run(load(port, bodies, connections, warmup, count, cap_s))
+    return uvloop.run(load(port, bodies, connections, warmup, count, cap_s, path))
 
 
 # ---------------------------------------------------------------- servers
@@ -498,16 +514,18 @@ class Bench:
         fast: bool = True,
         factor: float = 1.0,
         model: str | None = None,
+        path: str = "/invocations",
     ) -> dict[str, Any]:
-        """One warm-up and one timed phase: the timed phase's figures and its latencies
-        (s) under ``_latencies``; server CPU per request is over both phases. With
-        ``model`` (a one-worker prodml server), also the mean rows per call of that
-        model: requests over model calls, from /metrics."""
+        """One warm-up and one timed phase of requests to ``path``: the timed phase's
+        figures and its latencies (s) under ``_latencies``; server CPU per request is
+        over both phases. With ``model`` (a one-worker prodml server), also the mean rows
+        per call of that model: requests over model calls, from /metrics."""
         warmup, count = self.sizes(connections, fast, factor)
         before = scrape(server) if model else {}
         cpu, busy, began = server.cpu_s(), machine_busy_s(), time.perf_counter()
         result = self.client.apply(
-            load_in_child, (server.port, self.bodies, connections, warmup, count, self.cap_s)
+            load_in_child,
+            (server.port, self.bodies, connections, warmup, count, self.cap_s, path),
         )
         server_cpu = server.cpu_s() - cpu
         busy, wall = machine_busy_s() - busy, time.perf_counter() - began
@@ -579,43 +597,49 @@ class Bench:
         return figures
 
 
-def routing(
-    bench: Bench, server: Server, project_dir: Path, refs: dict[str, str], connections: int = 16
-) -> dict[str, Any]:
-    """single vs canary + shadow on one live server, alternated ROUTING_ROUNDS times and
-    pooled; the share of requests the challenger answered and the shadow calls per
-    request come from the server's /metrics (proof that the policy routed as deployed)."""
-    single = DeploymentSpec.single(refs["champion"])
-    routed = DeploymentSpec(
-        "canary",
-        (
-            Arm("champion", refs["champion"], "champion", 0.9),
-            Arm("challenger", refs["challenger"], "challenger", 0.1),
-            Arm("shadow", refs["shadow"], "shadow", 0.0),
-        ),
-        shadow_fraction=1.0,
+def routing_spec(champion: str, challenger: str, shadow: str) -> DeploymentSpec:
+    """The routed policy measured: a 10% canary plus a shadow mirroring every request."""
+    arms = (
+        Arm("champion", champion, "champion", 0.9),
+        Arm("challenger", challenger, "challenger", 0.1),
+        Arm("shadow", shadow, "shadow", 0.0),
     )
-    samples: dict[str, list[dict[str, Any]]] = {"single": [], "canary_shadow": []}
-    project = Project.open(project_dir)
-    try:
-        for _ in range(ROUTING_ROUNDS):
-            for name, spec in (("single", single), ("canary_shadow", routed)):
-                deployment = project.deployments.deploy(ENDPOINT, spec, actor="bench")
-                wait_revision(server, deployment.revision)
-                before = scrape(server)
-                figures = bench.sample(server, connections, factor=0.75)
-                seen = delta(scrape(server), before)
-                served = total(seen, "prodml_requests_total", endpoint=ENDPOINT)
-                figures["challenger_share"] = (
-                    total(seen, "prodml_requests_total", arm="challenger") / served
+    return DeploymentSpec("canary", arms, shadow_fraction=1.0)
+
+
+def routing(bench: Bench, server: Server, connections: int = 16) -> dict[str, Any]:
+    """``single`` (endpoint ``ENDPOINT``) against canary + shadow (endpoint ``ROUTED``,
+    same champion) on one server serving both, sampled in turn ``ROUTING_ROUNDS`` times
+    and pooled. The share of the routed endpoint's requests the challenger answered and
+    its shadow calls per request come from the server's /metrics (proof that the policy
+    routed as deployed)."""
+    endpoints = {"single": ENDPOINT, "canary_shadow": ROUTED}
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in endpoints}
+    time.sleep(SHADOW_SETTLE_S)  # shadow calls of earlier load are answered before/after
+    before = scrape(server)
+    for _ in range(ROUTING_ROUNDS):
+        for name, endpoint in endpoints.items():
+            samples[name].append(
+                bench.sample(
+                    server,
+                    connections,
+                    factor=ROUTING_FACTOR,
+                    path=f"/v1/endpoints/{endpoint}/invocations",
                 )
-                figures["shadow_calls_per_request"] = (
-                    total(seen, "prodml_shadow_predictions_total", status="ok") / served
-                )
-                samples[name].append(figures)
-    finally:
-        project.close()
-    out = {name: Bench.report(f"routing {name}", pooled(runs)) for name, runs in samples.items()}
+            )
+    time.sleep(SHADOW_SETTLE_S)
+    seen = delta(scrape(server), before)
+    out: dict[str, Any] = {}
+    for name, endpoint in endpoints.items():
+        figures = pooled(samples[name])
+        served = max(total(seen, "prodml_requests_total", endpoint=endpoint), 1.0)
+        figures["challenger_share"] = (
+            total(seen, "prodml_requests_total", endpoint=endpoint, arm="challenger") / served
+        )
+        figures["shadow_calls_per_request"] = (
+            total(seen, "prodml_shadow_predictions_total", endpoint=endpoint, status="ok") / served
+        )
+        out[name] = Bench.report(f"routing {name}", figures)
     a, b = out["single"], out["canary_shadow"]
     return {
         **out,
@@ -623,17 +647,6 @@ def routing(
         "p99_overhead": round(b["p99_ms"] / a["p99_ms"] - 1, 3),
         "throughput_ratio": round(b["rps"] / a["rps"], 3),
     }
-
-
-def wait_revision(server: Server, revision: int, timeout: float = 30.0) -> None:
-    """Wait until the server serves ``revision`` of the endpoint (it polls the DB)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(server.url + "/readyz", timeout=2) as response:
-            if json.loads(response.read())["endpoints"].get(ENDPOINT) == revision:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{server.name} did not pick up revision {revision} in {timeout} s")
 
 
 # ---------------------------------------------------------------- in-process parts
@@ -814,7 +827,7 @@ def print_table(report: dict[str, Any]) -> None:
         for name in ("single", "canary_shadow"):
             s = report[key][name]
             print(
-                f"{'routing ' + name + ' (pooled x2)':<34} {connections:>3} {s['rps']:>8.0f} "
+                f"{'routing ' + name + f' (x{ROUTING_ROUNDS})':<34} {connections:>3} {s['rps']:>8.0f} "
                 f"{s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} {s['errors']:>5}   "
                 f"challenger share {s['challenger_share']}, shadow calls/request "
                 f"{s['shadow_calls_per_request']}"
@@ -921,11 +934,16 @@ def run(args: argparse.Namespace, client: Any) -> dict[str, Any]:
         project_dir = workdir / "project"
         with Project.init(project_dir, name="bench") as project:
             refs = {name: register(project, name, model, X) for name, model in models.items()}
-            arms = {
-                "champion": refs["lr"],
-                "challenger": register(project, "lr", others[0], X),
-                "shadow": register(project, "lr", others[1], X),
-            }
+        routing_dir = workdir / "routing"  # endpoints ENDPOINT (single) and ROUTED
+        with Project.init(routing_dir, name="routing") as project:
+            champion = register(project, "lr", models["lr"], X)
+            routed_spec = routing_spec(
+                champion,
+                register(project, "lr", others[0], X),
+                register(project, "lr", others[1], X),
+            )
+            project.deployments.deploy(ENDPOINT, DeploymentSpec.single(champion), actor="bench")
+            project.deployments.deploy(ROUTED, routed_spec, actor="bench")
         pins = [f"scikit-learn=={sklearn.__version__}"]  # skips MLflow's requirement inference
         mlflow_dirs: dict[str, Path] = {}
         for name, model in models.items():
@@ -977,8 +995,9 @@ def run(args: argparse.Namespace, client: Any) -> dict[str, Any]:
                 scenarios[f"mlflow {name} w1 C=1"] = bench.run(theirs, 1, fast=False, factor=f)
                 scenarios.update(bench.interleave(side_by_side, 16, f))
                 if name == "lr":
-                    routed = routing(bench, ours, project_dir, arms)
-                    routed_c1 = routing(bench, ours, project_dir, arms, connections=1)
+                    both = stack.enter_context(prodml_server(routing_dir, logs, 1))
+                    routed = routing(bench, both)
+                    routed_c1 = routing(bench, both, connections=1)
             with (
                 prodml_server(project_dir, logs, 2) as ours,
                 mlflow_server(mlflow_dirs[name], logs, 2) as theirs,

@@ -408,6 +408,9 @@ def test_inline_prediction_answers_like_the_thread_pool(served: Callable[..., Se
             assert {state.model.batcher.inline_limit_s for state in table.arms.values()} == {
                 float(limit) / 1000
             }
+            described = client.get("/v1/endpoints/lr").json()["arms"]
+            where = "threads" if limit == "0" else "event_loop"
+            assert [arm["runs_on"] for arm in described] == [where, where]
         answers[limit] = [
             (r.json()["model_version"], r.json()["outputs"][0]["data"][0]) for r in responses
         ]

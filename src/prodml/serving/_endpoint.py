@@ -129,6 +129,8 @@ class EndpointTable:
                     "model": state.model.ref,
                     "breaker": state.breaker.state,
                     "tripped": state.tripped,
+                    # where its live predictions run: "event_loop" for a light model
+                    "runs_on": "event_loop" if state.model.batcher.inline_limit_s else "threads",
                 }
                 for state in self.arms.values()
             ],
