@@ -68,6 +68,13 @@ def test_eligible_models_take_arrays_and_answer_the_same(tmp_path: Path, make: o
     rows = X.sample(50, random_state=1).reset_index(drop=True)
     np.testing.assert_array_equal(served._predict_batch(rows), model.predict_proba(rows)[:, 1])
     np.testing.assert_array_equal(served._predict_native(rows), model.predict(rows))
+    # a micro-batch of one-row requests is joined as stacked arrays, with the same answers
+    # (to the last bits or so: a C-ordered array may sum in another order than the frame)
+    joined = served._join([rows.iloc[[i]] for i in range(len(rows))])
+    assert isinstance(joined, np.ndarray)
+    expected = model.predict_proba(rows)[:, 1]
+    np.testing.assert_allclose(served._predict_batch(joined), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(served._predict_native(joined), model.predict(rows))
 
 
 def test_without_the_silenced_warning_or_permission_the_path_stays_off(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ the executor for good.
 The queue is a deque plus an :class:`asyncio.Event` rather than an
 :class:`asyncio.Queue` because batching needs to look at the next request before taking
 it (does it still fit?). A lone request's frame goes to ``predict`` as it is (no copy,
-its own index); batched frames are joined by :func:`combine` in the executor thread.
+its own index); batched frames are joined by ``join`` (:func:`combine` unless the model
+says otherwise) where the model is called.
 
 >>> import asyncio, concurrent.futures
 >>> async def demo() -> list[float]:
@@ -43,6 +44,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +55,9 @@ __all__ = ["MicroBatcher", "combine"]
 
 log = logging.getLogger("prodml.serving")
 
-Predict = Callable[[pd.DataFrame], np.ndarray]
+#: A model call on a request's frame or on a batch joined by ``join`` (a frame or array).
+Predict = Callable[[Any], np.ndarray]
+Join = Callable[[list[pd.DataFrame]], Any]
 
 _SLOW_FACTOR = 4.0  # an inline call over this many times the limit is slow
 _SLOW_STRIKES = 3  # slow inline calls in a row before a model leaves the event loop
@@ -104,6 +108,7 @@ class MicroBatcher:
         executor: concurrent.futures.Executor,
         name: str,
         on_batch: Callable[[int], None] | None = None,
+        join: Join | None = None,
     ) -> None:
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
             raise ValueError(
@@ -117,6 +122,7 @@ class MicroBatcher:
         self.max_size = max_size
         self.max_wait_s = max_wait_ms / 1000.0
         self._predict = predict
+        self._join: Join = join or combine
         self._executor = executor
         self._on_batch = on_batch
         self._pending: deque[_Request] = deque()
@@ -274,7 +280,7 @@ class MicroBatcher:
 
     def _predict_frames(self, frames: list[pd.DataFrame]) -> np.ndarray:
         """Join the batch's frames and predict, in the executor (off the event loop)."""
-        return self._predict(frames[0] if len(frames) == 1 else combine(frames))
+        return self._predict(frames[0] if len(frames) == 1 else self._join(frames))
 
     def _observe(self, rows: int) -> None:
         if self._on_batch is None:

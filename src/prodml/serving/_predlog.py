@@ -164,17 +164,17 @@ class PredictionLog:
         }
         records: list[dict[str, Any]] = []
         for call, output, error in zip(calls, outputs, errors, strict=True):
-            shared = {
-                **base,
-                "request_id": call.request_id,
-                "unit": call.unit,
-                "status": "ok" if error is None else "error",
-                "error": error,
-                "latency_ms": (ended - call.started) * 1000,
-            }
+            status = "ok" if error is None else "error"
+            latency_ms = (ended - call.started) * 1000
             values = output.tolist() if output is not None else [None] * call.rows
             for index, value in enumerate(values):
-                records.append({**shared, "row": index, "output": value})
+                records.append(
+                    {
+                        **base, "request_id": call.request_id, "unit": call.unit,
+                        "status": status, "error": error, "latency_ms": latency_ms,
+                        "row": index, "output": value,
+                    }
+                )  # fmt: skip
         return self.predictions.extend(records)
 
     def _prefixed(self, features: Mapping[str, Any]) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from prodml.core import BadOutputError, ModelTimeoutError, ServingConfig
 from prodml.registry import LoadedModel, Signature
-from prodml.serving._batching import MicroBatcher
+from prodml.serving._batching import MicroBatcher, Predict, combine
 from prodml.serving._fast_input import array_input_agrees, structurally_eligible
 from prodml.serving._metrics import ServingMetrics
 from prodml.serving._shadow import ShadowBatcher, ShadowCall
@@ -80,16 +80,27 @@ class ServedModel:
         self._float_output = loaded.signature.output_dtype.startswith("float")
         self._row_shape = tuple(loaded.signature.output_shape)
 
-    def _scores(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._format.predict(self._model, frame.to_numpy() if self.array_input else frame)
+    def _input(self, X: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
+        """What the model is called on: the array of a frame on the array path."""
+        return X.to_numpy() if self.array_input and isinstance(X, pd.DataFrame) else X
 
-    def _labels(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self._own_predict(frame.to_numpy() if self.array_input else frame))
+    def _join(self, frames: list[pd.DataFrame]) -> pd.DataFrame | np.ndarray:
+        """A batch's frames as one model input: on the array path the frames' arrays
+        stacked (no DataFrame is built; ~5x cheaper), else :func:`combine`."""
+        if self.array_input:
+            return np.vstack([frame.to_numpy() for frame in frames])
+        return combine(frames)
 
-    def _predict_batch(self, frame: pd.DataFrame) -> np.ndarray:
+    def _scores(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        return self._format.predict(self._model, self._input(X))
+
+    def _labels(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        return np.asarray(self._own_predict(self._input(X)))
+
+    def _predict_batch(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         started = time.perf_counter()
         try:
-            return self._scores(frame)
+            return self._scores(X)
         finally:
             self._model_latency.observe(time.perf_counter() - started)
 
@@ -128,10 +139,11 @@ class ServedModel:
                 name=self.ref + "#shadow",
                 on_batch=self._batch_sizes.observe,
                 capacity=_SHADOW_CAPACITY,
+                join=self._join,
             )
         return self._shadow_batcher.put(call)
 
-    def _batcher(self, predict: Callable[[pd.DataFrame], np.ndarray], suffix: str) -> MicroBatcher:
+    def _batcher(self, predict: Predict, suffix: str) -> MicroBatcher:
         batcher = MicroBatcher(
             predict,
             max_size=self._config.batch_max_size,
@@ -139,6 +151,7 @@ class ServedModel:
             executor=self._executor,
             name=self.ref + suffix,
             on_batch=self._batch_sizes.observe,
+            join=self._join,
         )
         batcher.inline_limit_s = self.inline_limit_s
         return batcher
@@ -148,10 +161,10 @@ class ServedModel:
             self._native_batcher = self._batcher(self._predict_native, "#native")
         return self._native_batcher
 
-    def _predict_native(self, frame: pd.DataFrame) -> np.ndarray:
+    def _predict_native(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         started = time.perf_counter()
         try:
-            return self._labels(frame)
+            return self._labels(X)
         finally:
             self._model_latency.observe(time.perf_counter() - started)
 
@@ -215,7 +228,7 @@ class ServedModel:
         limit_s = self._config.inline_predict_max_ms / 1000.0
         if limit_s <= 0 or self._format.name not in _LIBRARY_FORMATS:
             return
-        batch = pd.concat([row] * self._config.batch_max_size, ignore_index=True)
+        batch = self._join([row] * self._config.batch_max_size)  # as live batches come
         try:
             took = max(_median_s(self._scores, batch), _median_s(self._labels, batch))
         except Exception as exc:  # the model refuses a batch of typical rows: stay off the loop
@@ -237,12 +250,12 @@ class ServedModel:
             await self._native_batcher.close()
 
 
-def _median_s(call: Callable[[pd.DataFrame], Any], frame: pd.DataFrame) -> float:
-    """The median seconds of ``_TIMINGS`` calls of ``call(frame)``."""
+def _median_s(call: Predict, X: pd.DataFrame | np.ndarray) -> float:
+    """The median seconds of ``_TIMINGS`` calls of ``call(X)``."""
     times = []
     for _ in range(_TIMINGS):
         started = time.perf_counter()
-        call(frame)
+        call(X)
         times.append(time.perf_counter() - started)
     return float(np.median(times))
 

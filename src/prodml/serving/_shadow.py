@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from prodml.core.errors import BadOutputError
-from prodml.serving._batching import combine
+from prodml.serving._batching import Join, Predict, combine
 
 __all__ = ["ShadowBatcher", "ShadowCall", "ShadowSink"]
 
@@ -98,7 +98,7 @@ class ShadowBatcher:
 
     def __init__(
         self,
-        predict: Callable[[pd.DataFrame], np.ndarray],
+        predict: Predict,
         check: Check,
         *,
         max_size: int,
@@ -107,12 +107,14 @@ class ShadowBatcher:
         name: str,
         on_batch: Callable[[int], None] | None = None,
         capacity: int = 1024,
+        join: Join | None = None,
     ) -> None:
         self.name = name
         self.max_size = max_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.capacity = capacity
         self._predict = predict
+        self._join: Join = join or combine
         self._check = check
         self._executor = executor
         self._on_batch = on_batch
@@ -208,7 +210,7 @@ class ShadowBatcher:
         rows = sum(call.rows for call in batch)
         frames = [call.frame for call in batch]
         try:
-            joined = frames[0] if len(frames) == 1 else combine(frames)
+            joined = frames[0] if len(frames) == 1 else self._join(frames)
             time.sleep(0)  # let the event loop take the GIL if it waits for it
             output = np.asarray(self._predict(joined))
             if output.ndim == 0 or len(output) != rows:
