@@ -60,6 +60,10 @@ out, errors included. The machine's load is not controlled and the client shares
 cores with the servers: compare the ratios of one run, not absolute figures across runs.
 
     .venv/bin/python benchmarks/serving.py [--quick]
+    .venv/bin/python benchmarks/serving.py --routing-only N [--quick]
+
+``--routing-only N`` runs scenario 2 alone, N times on one server, and prints each
+run's overheads and their medians (the JSON's ``pass`` is on the medians).
 
 The last stdout line is one JSON object with every figure, the targets, the ratios
 (prodml / MLflow throughput: above 1 means prodml serves more) and pass/fail.
@@ -607,6 +611,61 @@ def routing_spec(champion: str, challenger: str, shadow: str) -> DeploymentSpec:
     return DeploymentSpec("canary", arms, shadow_fraction=1.0)
 
 
+def routing_project(workdir: Path, champion: Any, others: list[Any], X: pd.DataFrame) -> Path:
+    """A project serving ``ENDPOINT`` (``champion`` alone) and ``ROUTED`` (canary and
+    shadow of the two ``others``, same champion)."""
+    root = workdir / "routing"
+    with Project.init(root, name="routing") as project:
+        ref = register(project, "lr", champion, X)
+        spec = routing_spec(
+            ref, register(project, "lr", others[0], X), register(project, "lr", others[1], X)
+        )
+        project.deployments.deploy(ENDPOINT, DeploymentSpec.single(ref), actor="bench")
+        project.deployments.deploy(ROUTED, spec, actor="bench")
+    return root
+
+
+def routing_only(args: argparse.Namespace, client: Any) -> dict[str, Any]:
+    """``--routing-only N``: the routing scenario alone, N times on one server, each
+    time at C = 16 and C = 1; the overheads of every run and their medians."""
+    X, y, query = make_data(args.seed)
+    champion = LogisticRegression().fit(X, y)
+    others = [LogisticRegression(C=c).fit(X, y) for c in (0.01, 0.1)]
+    bodies = [
+        orjson.dumps({"dataframe_split": {"columns": FEATURES, "data": [row]}})
+        for row in query.to_numpy().tolist()
+    ]
+    bench = Bench(client, bodies, args.quick)
+    runs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="prodml-serving-bench-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "logs").mkdir()
+        root = routing_project(workdir, champion, others, X)
+        with prodml_server(root, workdir / "logs", 1) as server:
+            for _ in range(args.routing_only):
+                c16, c1 = routing(bench, server), routing(bench, server, connections=1)
+                runs.append(
+                    {
+                        "p50_overhead": c16["p50_overhead"], "p99_overhead": c16["p99_overhead"],
+                        "c1_p50_overhead": c1["p50_overhead"], "c1_p99_overhead": c1["p99_overhead"],
+                    }
+                )  # fmt: skip
+                print(f"[routing] {json.dumps(runs[-1])}", file=sys.stderr)
+    medians = {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
+    limit = TARGETS["routing_latency_overhead_max"]
+    return {
+        "benchmark": "serving routing overhead",
+        "quick": args.quick,
+        "runs": runs,
+        "medians": medians,
+        "target": limit,
+        "pass": {
+            "routing": medians["p50_overhead"] <= limit,
+            "routing_c1": medians["c1_p50_overhead"] <= limit,
+        },
+    }
+
+
 def routing(bench: Bench, server: Server, connections: int = 16) -> dict[str, Any]:
     """``single`` (endpoint ``ENDPOINT``) against canary + shadow (endpoint ``ROUTED``,
     same champion) on one server serving both, sampled in turn ``ROUTING_ROUNDS`` times
@@ -892,17 +951,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="request counts ÷5, phases ≤5 s")
     parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument(
+        "--routing-only", type=int, default=0, metavar="N",
+        help="only the routing-overhead scenario, N times, and the medians",
+    )  # fmt: skip
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     # The client process is forked first, before any thread exists in this one.
     client = multiprocessing.get_context("fork").Pool(1)
     began = time.perf_counter()
     try:
-        report = run(args, client)
+        report = routing_only(args, client) if args.routing_only else run(args, client)
     finally:
         client.terminate()
         client.join()
     report["wall_s"] = round(time.perf_counter() - began, 1)
+    if args.routing_only:
+        medians = report["medians"]
+        print(
+            f"routing overhead over {args.routing_only} runs, median: p50 "
+            f"{medians['p50_overhead']:+.1%} at C=16 (p99 {medians['p99_overhead']:+.1%}), "
+            f"{medians['c1_p50_overhead']:+.1%} at C=1 -> "
+            f"{'PASS' if report['pass']['routing'] else 'FAIL'} (target <= +{report['target']:.0%})"
+        )
+        print(json.dumps(report))
+        return
     print_table(report)
     print(f"wall time {report['wall_s']} s")
     print(json.dumps(report))
@@ -934,16 +1007,7 @@ def run(args: argparse.Namespace, client: Any) -> dict[str, Any]:
         project_dir = workdir / "project"
         with Project.init(project_dir, name="bench") as project:
             refs = {name: register(project, name, model, X) for name, model in models.items()}
-        routing_dir = workdir / "routing"  # endpoints ENDPOINT (single) and ROUTED
-        with Project.init(routing_dir, name="routing") as project:
-            champion = register(project, "lr", models["lr"], X)
-            routed_spec = routing_spec(
-                champion,
-                register(project, "lr", others[0], X),
-                register(project, "lr", others[1], X),
-            )
-            project.deployments.deploy(ENDPOINT, DeploymentSpec.single(champion), actor="bench")
-            project.deployments.deploy(ROUTED, routed_spec, actor="bench")
+        routing_dir = routing_project(workdir, models["lr"], others, X)
         pins = [f"scikit-learn=={sklearn.__version__}"]  # skips MLflow's requirement inference
         mlflow_dirs: dict[str, Path] = {}
         for name, model in models.items():
