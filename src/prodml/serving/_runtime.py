@@ -432,8 +432,8 @@ class ServingRuntime:
         call = ShadowCall(frame, request_id, unit, time.perf_counter(), sink)
         if not shadow.breaker.allow():
             self.metrics.arm_failures.labels(table.endpoint, shadow.name, "circuit_open").inc()
+            # logged, but not settled: an open breaker is not a new failure of the arm
             sink.write([call], [None], ["CircuitOpenError"], call.started)
-            sink.settle(0, 0)  # an open breaker is not a new failure of the arm
             self.metrics.shadow.labels(table.endpoint, shadow.name, "error").inc()
             return
         if not shadow.model.mirror(call):
