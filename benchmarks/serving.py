@@ -611,9 +611,10 @@ def routing_spec(champion: str, challenger: str, shadow: str) -> DeploymentSpec:
     return DeploymentSpec("canary", arms, shadow_fraction=1.0)
 
 
-def routing_project(workdir: Path, champion: Any, others: list[Any], X: pd.DataFrame) -> Path:
-    """A project serving ``ENDPOINT`` (``champion`` alone) and ``ROUTED`` (canary and
-    shadow of the two ``others``, same champion)."""
+def routing_project(workdir: Path, champion: Any, X: pd.DataFrame, y: np.ndarray) -> Path:
+    """A project serving ``ENDPOINT`` (``champion`` alone) and ``ROUTED`` (the same
+    champion, a canary and a shadow: two more LRs fitted on ``X``, ``y`` here)."""
+    others = [LogisticRegression(C=c).fit(X, y) for c in (0.01, 0.1)]
     root = workdir / "routing"
     with Project.init(root, name="routing") as project:
         ref = register(project, "lr", champion, X)
@@ -630,17 +631,12 @@ def routing_only(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     time at C = 16 and C = 1; the overheads of every run and their medians."""
     X, y, query = make_data(args.seed)
     champion = LogisticRegression().fit(X, y)
-    others = [LogisticRegression(C=c).fit(X, y) for c in (0.01, 0.1)]
-    bodies = [
-        orjson.dumps({"dataframe_split": {"columns": FEATURES, "data": [row]}})
-        for row in query.to_numpy().tolist()
-    ]
-    bench = Bench(client, bodies, args.quick)
+    bench = Bench(client, one_row_bodies(query), args.quick)
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="prodml-serving-bench-") as tmp:
         workdir = Path(tmp)
         (workdir / "logs").mkdir()
-        root = routing_project(workdir, champion, others, X)
+        root = routing_project(workdir, champion, X, y)
         with prodml_server(root, workdir / "logs", 1) as server:
             for _ in range(args.routing_only):
                 c16, c1 = routing(bench, server), routing(bench, server, connections=1)
@@ -822,6 +818,14 @@ def components(
 # ---------------------------------------------------------------- setup
 
 
+def one_row_bodies(query: pd.DataFrame) -> list[bytes]:
+    """One MLflow ``dataframe_split`` request body per row of ``query``."""
+    return [
+        orjson.dumps({"dataframe_split": {"columns": FEATURES, "data": [row]}})
+        for row in query.to_numpy().tolist()
+    ]
+
+
 def make_data(seed: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(TRAIN_ROWS + QUERY_ROWS, len(FEATURES))), columns=FEATURES)
@@ -988,11 +992,7 @@ def run(args: argparse.Namespace, client: Any) -> dict[str, Any]:
         "lr": LogisticRegression().fit(X, y),
         "rf": RandomForestClassifier(n_estimators=100, random_state=args.seed).fit(X, y),
     }
-    others = [LogisticRegression(C=c).fit(X, y) for c in (0.01, 0.1)]
-    bodies = [
-        orjson.dumps({"dataframe_split": {"columns": FEATURES, "data": [row]}})
-        for row in query.to_numpy().tolist()
-    ]
+    bodies = one_row_bodies(query)
     batch = orjson.dumps(
         {"dataframe_split": {"columns": FEATURES, "data": query.to_numpy().tolist()}}
     )
@@ -1007,7 +1007,7 @@ def run(args: argparse.Namespace, client: Any) -> dict[str, Any]:
         project_dir = workdir / "project"
         with Project.init(project_dir, name="bench") as project:
             refs = {name: register(project, name, model, X) for name, model in models.items()}
-        routing_dir = routing_project(workdir, models["lr"], others, X)
+        routing_dir = routing_project(workdir, models["lr"], X, y)
         pins = [f"scikit-learn=={sklearn.__version__}"]  # skips MLflow's requirement inference
         mlflow_dirs: dict[str, Path] = {}
         for name, model in models.items():

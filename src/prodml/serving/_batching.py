@@ -10,8 +10,8 @@ grow by themselves. That is the whole policy; the batch size follows the load.
 
 A light model (one whose full batch predicts in less time than a thread handoff costs;
 see :attr:`MicroBatcher.inline_limit_s`) is called on the event loop instead: handing a
-~50 µs prediction to a worker thread and back costs the process more CPU than the
-prediction, and contends for the GIL with the loop. A light model that turns slow
+sub-millisecond prediction to a worker thread and back costs the process more CPU than
+the prediction, and contends for the GIL with the loop. A light model that turns slow
 (``_SLOW_STRIKES`` calls in a row over ``_SLOW_FACTOR`` times the limit) goes back to
 the executor for good.
 
@@ -68,6 +68,26 @@ class _Request:
     frame: pd.DataFrame
     rows: int
     future: asyncio.Future[np.ndarray]
+
+
+def check_rows(output: np.ndarray, rows: int, name: str) -> None:
+    """Raise :class:`BadOutputError` unless ``output`` has one entry per input row."""
+    if output.ndim == 0 or len(output) != rows:
+        raise BadOutputError(
+            f"model {name!r}: predict returned output of shape {output.shape} for {rows} "
+            f"input rows; expected {rows} rows"
+        )
+
+
+def observe_batch(hook: Callable[[int], None] | None, rows: int, name: str) -> None:
+    """Call a batcher's ``on_batch`` hook with a batch's row count; a failing hook is
+    logged, never raised (a metrics hook must not fail predictions)."""
+    if hook is None:
+        return
+    try:
+        hook(rows)
+    except Exception:
+        log.exception("model %r: the on_batch hook failed", name)
 
 
 def combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -232,7 +252,7 @@ class MicroBatcher:
             frames = [r.frame for r in batch]
             self._batches += 1
             self._rows += rows
-            self._observe(rows)
+            observe_batch(self._on_batch, rows, self.name)
             if self.inline_limit_s > 0 and rows <= self.max_size:
                 started = time.perf_counter()
                 output = np.asarray(self._predict_frames(frames))
@@ -241,12 +261,7 @@ class MicroBatcher:
                 output = np.asarray(
                     await loop.run_in_executor(self._executor, self._predict_frames, frames)
                 )
-            if output.ndim == 0 or len(output) != rows:
-                shape = output.shape
-                raise BadOutputError(
-                    f"model {self.name!r}: predict returned output of shape {shape} for "
-                    f"{rows} input rows; expected {rows} rows"
-                )
+            check_rows(output, rows, self.name)
         except Exception as exc:
             for request in batch:
                 if not request.future.done():
@@ -261,7 +276,7 @@ class MicroBatcher:
         self._inflight = []
         if not self._pending:
             return
-        await asyncio.sleep(0)  # after an inline batch, let its callers answer first
+        await asyncio.sleep(0)  # let the callers just answered respond before the next batch
 
     def _timed(self, elapsed: float) -> None:
         """Count an inline call that took ``elapsed`` s; too many slow ones in a row send
@@ -279,16 +294,9 @@ class MicroBatcher:
             self.inline_limit_s = 0.0
 
     def _predict_frames(self, frames: list[pd.DataFrame]) -> np.ndarray:
-        """Join the batch's frames and predict, in the executor (off the event loop)."""
+        """Join the batch's frames and predict (in the executor, or inline for a light
+        model)."""
         return self._predict(frames[0] if len(frames) == 1 else self._join(frames))
-
-    def _observe(self, rows: int) -> None:
-        if self._on_batch is None:
-            return
-        try:
-            self._on_batch(rows)
-        except Exception:  # a metrics hook must not fail predictions; say so loudly
-            log.exception("model %r: the on_batch hook failed", self.name)
 
     def _fail_all(self, error: ServingError) -> None:
         requests = [*self._inflight, *self._pending]

@@ -150,14 +150,19 @@ class PredictionLog:
     ) -> int:
         """Queue the records of one batch of shadow calls (``ended``: ``perf_counter()``
         when the batch's answers arrived) in one append; return how many were queued."""
-        base = {
+        base = {  # the fields of a live record, in its order; None where each call's go
             "time": self.clock.now(),
+            "request_id": None,
             "endpoint": endpoint,
             "arm": arm,
             "model_version": model,
+            "unit": None,
+            "status": None,
             "shadow": True,
+            "latency_ms": None,
             "propensity": None,
             "fallback_from": None,
+            "error": None,
             "violations": None,
             "protocol": None,
             "feature_versions": None,

@@ -230,11 +230,13 @@ class ServedModel:
             return
         batch = self._join([row] * self._config.batch_max_size)  # as live batches come
         try:
-            took = max(_median_s(self._scores, batch), _median_s(self._labels, batch))
+            light = _median_within(self._scores, batch, limit_s) and _median_within(
+                self._labels, batch, limit_s
+            )
         except Exception as exc:  # the model refuses a batch of typical rows: stay off the loop
             log.info("model %s: not timed for inline prediction: %s", self.ref, exc)
             return
-        if took <= limit_s:
+        if light:
             self.inline_limit_s = limit_s
             for batcher in (self.batcher, self._native_batcher):
                 if batcher is not None:
@@ -250,14 +252,20 @@ class ServedModel:
             await self._native_batcher.close()
 
 
-def _median_s(call: Predict, X: pd.DataFrame | np.ndarray) -> float:
-    """The median seconds of ``_TIMINGS`` calls of ``call(X)``."""
-    times = []
-    for _ in range(_TIMINGS):
+def _median_within(call: Predict, X: pd.DataFrame | np.ndarray, limit_s: float) -> bool:
+    """Whether the median time of ``_TIMINGS`` calls of ``call(X)`` is within
+    ``limit_s``. Stops once a majority of calls settles it, so a slow model is called
+    ``_TIMINGS // 2 + 1`` times at start-up, not ``_TIMINGS``."""
+    majority = _TIMINGS // 2 + 1
+    within = over = 0
+    while within < majority and over < majority:
         started = time.perf_counter()
         call(X)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+        if time.perf_counter() - started <= limit_s:
+            within += 1
+        else:
+            over += 1
+    return within >= majority
 
 
 def check_frame(loaded: LoadedModel) -> pd.DataFrame:

@@ -42,8 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from prodml.core.errors import BadOutputError
-from prodml.serving._batching import Join, Predict, combine
+from prodml.serving._batching import Join, Predict, check_rows, combine, observe_batch
 
 __all__ = ["ShadowBatcher", "ShadowCall", "ShadowSink"]
 
@@ -158,11 +157,7 @@ class ShadowBatcher:
         batch, self._pending, self._pending_rows = self._pending, [], 0
         if not batch:
             return
-        if self._on_batch is not None:
-            try:
-                self._on_batch(sum(call.rows for call in batch))
-            except Exception:  # a metrics hook must not lose the batch; say so loudly
-                log.exception("model %r: the on_batch hook failed", self.name)
+        observe_batch(self._on_batch, sum(call.rows for call in batch), self.name)
         loop = asyncio.get_running_loop()
         running = loop.run_in_executor(self._executor, self._run, batch)
         self._running.add(running)
@@ -213,11 +208,7 @@ class ShadowBatcher:
             joined = frames[0] if len(frames) == 1 else self._join(frames)
             time.sleep(0)  # let the event loop take the GIL if it waits for it
             output = np.asarray(self._predict(joined))
-            if output.ndim == 0 or len(output) != rows:
-                raise BadOutputError(
-                    f"model {self.name!r}: predict returned output of shape {output.shape} "
-                    f"for {rows} input rows; expected {rows} rows"
-                )
+            check_rows(output, rows, self.name)
         except Exception as exc:
             return [None] * len(batch), [type(exc).__name__] * len(batch)
         bounds = np.cumsum([0, *(call.rows for call in batch)]).tolist()
