@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from prodml.core import SchemaError, SimulatedClock, StateError
 from prodml.storage import _atomic, _logs
 from prodml.storage._log_reader import read_log
-from prodml.storage._logs import LogStats, LogWriter
+from prodml.storage._logs import LogBlock, LogStats, LogWriter
 
 T0 = datetime(2013, 1, 1, tzinfo=UTC)
 FILE_NAME = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{32}\.parquet$")
@@ -579,3 +579,160 @@ def test_read_log_of_a_missing_or_empty_root_is_an_empty_table(tmp_path: Path) -
 def test_read_log_rejects_a_path_unsafe_partition(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="'partition'"):
         read_log(tmp_path, partition="../other")
+
+
+# -- column blocks --------------------------------------------------------------------------
+
+
+def _block(ids: list[str], when: datetime, endpoint: str = "delay", **fields: Any) -> LogBlock:
+    """A block of ``len(ids)`` records; list-valued ``fields`` vary by row."""
+    varying = {"id", *(key for key, value in fields.items() if isinstance(value, list))}
+    return LogBlock(
+        len(ids), {"time": when, "endpoint": endpoint, "id": ids, **fields}, frozenset(varying)
+    )
+
+
+def _expanded(block: LogBlock) -> list[dict[str, Any]]:
+    """The brute-force reference: the block as one dict per record."""
+    return [
+        {k: (v[i] if k in block.varying else v) for k, v in block.fields.items()}
+        for i in range(block.rows)
+    ]
+
+
+_ITEMS = st.lists(
+    st.tuples(
+        st.booleans(),  # a block (True) or one record
+        st.integers(1, 7),  # rows of a block
+        st.sampled_from(["e0", "e1"]),
+        st.integers(0, 2),  # hour
+        st.sampled_from(["a", "b", None]),  # an extra field: constant, varying or absent
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@given(items=_ITEMS, size=st.integers(1, 9))
+@settings(max_examples=60, deadline=None)
+def test_blocks_and_records_write_what_the_same_records_one_by_one_would(
+    tmp_path_factory: pytest.TempPathFactory,
+    items: list[tuple[bool, int, str, int, str | None]],
+    size: int,
+) -> None:
+    blocks_root, rows_root = tmp_path_factory.mktemp("blocks"), tmp_path_factory.mktemp("rows")
+    mixed, reference = _writer(blocks_root, max_batch_rows=size), _writer(rows_root)
+    n = 0
+    for is_block, rows, endpoint, hour, extra in items:
+        when = T0 + timedelta(hours=hour, minutes=n % 60)
+        ids = [f"r{n + i}" for i in range(rows if is_block else 1)]
+        n += len(ids)
+        fields: dict[str, Any] = {}
+        if extra == "a":
+            fields["x"] = 1.5
+        elif extra == "b":  # varying in a block, a plain value in a record
+            values = [float(i) if i % 2 else None for i in range(len(ids))]
+            fields["y"] = values if is_block else values[0]
+        if is_block:
+            block = _block(ids, when, endpoint, **fields)
+            assert mixed.extend_block(block) == block.rows
+            records = _expanded(block)
+        else:
+            records = [{"time": when, "endpoint": endpoint, "id": ids[0], **fields}]
+            assert mixed.append(records[0])
+        for record in records:
+            reference.append(record)
+    assert mixed.flush() == reference.flush() == n
+    assert mixed.stats.appended == n
+    assert mixed.stats.queued == 0
+
+    def rows_of(root: Path) -> list[dict[str, Any]]:
+        """Each file's rows without their nulls (files split differently, and a column
+        all null in one file is typed null there)."""
+        rows = [
+            {key: value for key, value in row.items() if value is not None}
+            for path in _files(root)
+            for row in pq.read_table(path).to_pylist()
+        ]
+        return sorted(rows, key=lambda row: int(row["id"][1:]))
+
+    assert rows_of(blocks_root) == rows_of(rows_root)
+    for path in _files(blocks_root):  # files keep to max_batch_rows unless one block is larger
+        rows_in_file = pq.read_metadata(path).num_rows
+        assert rows_in_file <= max(size, 7)
+        assert path.parent.relative_to(blocks_root).as_posix().startswith("endpoint=e")
+
+
+def test_a_block_goes_to_its_partition_and_hour_with_the_live_columns_first(
+    tmp_path: Path,
+) -> None:
+    writer = _writer(tmp_path)
+    writer.append(_record(0, T0, feature=1.0))
+    writer.extend_block(_block(["s0", "s1"], T0 + timedelta(minutes=5), shadow=True))
+    writer.extend_block(_block(["s2"], T0 + timedelta(hours=1), endpoint="other"))
+    assert writer.flush() == 4
+    files = _files(tmp_path)
+    assert [p.parent.relative_to(tmp_path).as_posix() for p in files] == [
+        "endpoint=delay/date=2013-01-01/hour=00",
+        "endpoint=other/date=2013-01-01/hour=01",
+    ]
+    table = pq.read_table(files[0])
+    assert table.column_names == ["time", "endpoint", "id", "feature", "shadow"]
+    assert table.to_pydict()["feature"] == [1.0, None, None]
+    assert table.to_pydict()["shadow"] == [None, True, True]
+    assert table["time"].to_pylist() == [T0, *[T0 + timedelta(minutes=5)] * 2]
+
+
+def test_a_block_larger_than_the_room_left_is_cut_and_the_rest_counted(tmp_path: Path) -> None:
+    writer = _writer(tmp_path, max_queue=5)
+    writer.append(_record(0, T0))
+    assert writer.extend_block(_block([f"s{i}" for i in range(6)], T0, score=list(range(6)))) == 4
+    assert writer.extend_block(_block(["late"], T0)) == 0
+    stats = writer.stats
+    assert (stats.queued, stats.appended, stats.dropped) == (5, 5, 3)
+    assert writer.flush() == 5
+    table = read_log(tmp_path)
+    assert table["id"].to_pylist() == ["r0", "s0", "s1", "s2", "s3"]
+    assert table["score"].to_pylist() == [None, 0, 1, 2, 3]
+
+
+def test_a_failed_write_keeps_blocks_for_the_retry(
+    tmp_path: Path, rename_fault: _RenameFault
+) -> None:
+    writer = _writer(tmp_path, max_batch_rows=3)
+    writer.extend_block(_block(["a0", "a1"], T0))
+    writer.append(_record(0, T0))
+    writer.extend_block(_block(["b0", "b1", "b2", "b3"], T0))  # larger than a file: alone
+    rename_fault.fail_calls = {2}
+    written = writer.flush()
+    assert 0 < written < 7
+    assert writer.stats.queued == 7 - written
+    assert writer.flush() == 7 - written
+    assert Counter(_ids(tmp_path)) == Counter(["a0", "a1", "r0", "b0", "b1", "b2", "b3"])
+    assert writer.stats.written_files == 2
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (LogBlock(0, {"time": T0, "endpoint": "e"}), "rows >= 1"),
+        (LogBlock(1, {"endpoint": "e"}), "'time'"),
+        (LogBlock(1, {"time": "2013", "endpoint": "e"}), "'time'"),
+        (LogBlock(1, {"time": T0, "endpoint": "../x"}), "'endpoint'"),
+        (LogBlock(1, {"time": [T0], "endpoint": "e"}, frozenset({"time"})), "'time'.*one value"),
+        (
+            LogBlock(1, {"time": T0, "endpoint": ["e"]}, frozenset({"endpoint"})),
+            "'endpoint'.*one value",
+        ),
+        (LogBlock(2, {"time": T0, "endpoint": "e", "y": [1]}, frozenset({"y"})), "'y'.*2 values"),
+        (LogBlock(2, {"time": T0, "endpoint": "e", "y": "ab"}, frozenset({"y"})), "'y'.*sequence"),
+        (LogBlock(1, {"time": T0, "endpoint": "e"}, frozenset({"y"})), "'y' is missing"),
+    ],
+)
+def test_a_bad_block_raises_schema_error_and_queues_nothing(
+    tmp_path: Path, block: LogBlock, message: str
+) -> None:
+    writer = _writer(tmp_path)
+    with pytest.raises(SchemaError, match=message):
+        writer.extend_block(block)
+    assert writer.stats.appended == writer.stats.queued == 0

@@ -21,13 +21,18 @@ import numpy as np
 import pandas as pd
 
 from prodml.core import Clock
-from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, LogStats, LogWriter
+from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, LogBlock, LogStats, LogWriter
 
 if TYPE_CHECKING:
     from prodml.serving._runtime import Prediction
     from prodml.serving._shadow import ShadowCall
 
 __all__ = ["LABELS_DIR", "PREDICTIONS_DIR", "PredictionLog", "frame_rows"]
+
+#: The fields of a shadow record that differ by row (the others: by batch).
+_SHADOW_VARYING = frozenset(
+    {"request_id", "unit", "status", "error", "latency_ms", "row", "output"}
+)
 
 
 def frame_rows(frame: pd.DataFrame, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -149,38 +154,46 @@ class PredictionLog:
         ended: float,
     ) -> int:
         """Queue the records of one batch of shadow calls (``ended``: ``perf_counter()``
-        when the batch's answers arrived) in one append; return how many were queued."""
-        base = {  # the fields of a live record, in its order; None where each call's go
+        when the batch's answers arrived) as one column block; return how many were
+        queued."""
+        request_ids: list[str] = []
+        units: list[str] = []
+        statuses: list[str] = []
+        failures: list[str | None] = []
+        latencies: list[float] = []
+        rows: list[int] = []
+        values: list[Any] = []
+        for call, output, error in zip(calls, outputs, errors, strict=True):
+            count = call.rows
+            request_ids += [call.request_id] * count
+            units += [call.unit] * count
+            statuses += ["ok" if error is None else "error"] * count
+            failures += [error] * count
+            latencies += [(ended - call.started) * 1000] * count
+            rows += range(count)
+            values += output.tolist() if output is not None else [None] * count
+        if not values:
+            return 0
+        fields = {  # the fields of a live record, in its order
             "time": self.clock.now(),
-            "request_id": None,
+            "request_id": request_ids,
             "endpoint": endpoint,
             "arm": arm,
             "model_version": model,
-            "unit": None,
-            "status": None,
+            "unit": units,
+            "status": statuses,
             "shadow": True,
-            "latency_ms": None,
+            "latency_ms": latencies,
             "propensity": None,
             "fallback_from": None,
-            "error": None,
+            "error": failures,
             "violations": None,
             "protocol": None,
             "feature_versions": None,
+            "row": rows,
+            "output": values,
         }
-        records: list[dict[str, Any]] = []
-        for call, output, error in zip(calls, outputs, errors, strict=True):
-            status = "ok" if error is None else "error"
-            latency_ms = (ended - call.started) * 1000
-            values = output.tolist() if output is not None else [None] * call.rows
-            for index, value in enumerate(values):
-                records.append(
-                    {
-                        **base, "request_id": call.request_id, "unit": call.unit,
-                        "status": status, "error": error, "latency_ms": latency_ms,
-                        "row": index, "output": value,
-                    }
-                )  # fmt: skip
-        return self.predictions.extend(records)
+        return self.predictions.extend_block(LogBlock(len(values), fields, _SHADOW_VARYING))
 
     def _prefixed(self, features: Mapping[str, Any]) -> tuple[str, ...]:
         """``feature.<name>`` for each key, cached per set of keys."""

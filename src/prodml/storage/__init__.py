@@ -13,7 +13,7 @@ from prodml.storage._blob_memory import MemoryBlobStore
 from prodml.storage._blobs import BlobStore, check_key
 from prodml.storage._columns import UTCDateTime
 from prodml.storage._log_reader import read_log
-from prodml.storage._logs import LABELS_DIR, PREDICTIONS_DIR, LogStats, LogWriter
+from prodml.storage._logs import LABELS_DIR, PREDICTIONS_DIR, LogBlock, LogStats, LogWriter
 from prodml.storage._metadata import MetadataDB, open_metadata_db
 from prodml.storage._migrate import head_revision
 from prodml.storage._models import (
@@ -46,6 +46,7 @@ __all__ = [
     "FeatureDefinitionRow",
     "FeatureHeadRow",
     "LocalBlobStore",
+    "LogBlock",
     "LogStats",
     "LogWriter",
     "MaterializationRow",

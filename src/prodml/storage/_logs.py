@@ -51,6 +51,7 @@ __all__ = [
     "LABELS_DIR",
     "LOG_TIMESTAMP",
     "PREDICTIONS_DIR",
+    "LogBlock",
     "LogStats",
     "LogWriter",
     "check_partition",
@@ -74,8 +75,6 @@ _MAX_BACKOFF_S = 30.0
 _MICROS_PER_HOUR = 3_600_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-#: Rows of one file: partition, the UTC hour they fall in, the rows, their UTC times.
-_Group = tuple[str, datetime, Sequence[dict[str, Any]], pa.Array]
 _NONE = frozenset({type(None)})
 _PLAIN = frozenset({str, bool, int, float, dict, list, tuple})
 _ARROW_TYPES: dict[type, pa.DataType] = {
@@ -173,6 +172,51 @@ def _text(value: Any) -> str:
         return str(value)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class LogBlock:
+    """``rows`` log records given by column, for writers of many similar records at once
+    (a batch of shadow predictions): no dict per record is made, queued or read back.
+
+    ``fields`` maps each field, in column order, to its value for every row, or, for a
+    field named in ``varying``, to a sequence of ``rows`` values (one per row). The time
+    and partition fields hold one value for the whole block.
+
+    >>> block = LogBlock(2, {"time": datetime(2013, 1, 1), "endpoint": "e", "y": [1, 2]},
+    ...                  varying=frozenset({"y"}))
+    >>> block.head(1).fields["y"], block.head(1).rows
+    ([1], 1)
+    """
+
+    rows: int
+    fields: Mapping[str, Any]
+    varying: frozenset[str] = frozenset()
+
+    def head(self, rows: int) -> LogBlock:
+        """The block of the first ``rows`` records."""
+        fields = {
+            key: list(value[:rows]) if key in self.varying else value
+            for key, value in self.fields.items()
+        }
+        return LogBlock(rows, fields, self.varying)
+
+    def column(self, key: str) -> list[Any]:
+        """The values of field ``key`` for every row (None where the block lacks it)."""
+        if key in self.varying:
+            return list(self.fields[key])
+        return [self.fields.get(key)] * self.rows
+
+
+#: What the queue holds: one record, or a block of them.
+_Item = dict[str, Any] | LogBlock
+#: Rows of one file: partition, the UTC hour they fall in, the record rows, their UTC
+#: times, then the blocks (written after the record rows).
+_Group = tuple[str, datetime, Sequence[dict[str, Any]], pa.Array, Sequence[LogBlock]]
+
+
+def _rows_of(items: Sequence[_Item]) -> int:
+    return sum(item.rows if isinstance(item, LogBlock) else 1 for item in items)
+
+
 @dataclass(frozen=True, slots=True)
 class LogStats:
     """Counters of a :class:`LogWriter`; ``queued`` is the current depth, including rows
@@ -237,7 +281,8 @@ class LogWriter:
         self._lock = threading.RLock()  # re-entrant: close() may run in a signal handler
         self._wake = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # one writer of files at a time
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[_Item] = deque()
+        self._queued = 0  # rows in the queue (a block holds many)
         self._inflight = 0  # rows taken off the queue and being written
         self._oldest = 0.0  # time.monotonic() when the oldest queued row arrived
         self._retry_at = 0.0  # no automatic write before this (back-off after a failure)
@@ -289,21 +334,78 @@ class LogWriter:
         for record in records:
             self._check(record)
         with self._lock:
-            room = 0 if self._closed else self.max_queue - len(self._queue) - self._inflight
-            taken = max(0, min(room, len(records)))
-            self._dropped += len(records) - taken
-            if not taken:
-                return 0
-            before = len(self._queue)
-            self._queue.extend(records if taken == len(records) else records[:taken])
-            self._appended += taken
-            depth = before + taken
-            if before == 0:
-                self._oldest = time.monotonic()
-                self._wake.notify()
-            elif before < self.max_batch_rows <= depth:
-                self._wake.notify()
+            taken = self._room(len(records))
+            if taken:
+                self._queue.extend(records if taken == len(records) else records[:taken])
+                self._queued_more(taken)
         return taken
+
+    def extend_block(self, block: LogBlock) -> int:
+        """Queue the records of ``block`` (handed over, as with :meth:`extend`); return how
+        many were queued. When the queue has room for only some, the first ones are
+        queued and the rest dropped and counted.
+
+        Raises :class:`SchemaError` when the time or partition field is missing, varies
+        or is invalid (a time Arrow cannot store included), or a varying field does not
+        hold ``rows`` values."""
+        self._check_block(block)
+        with self._lock:
+            taken = self._room(block.rows)
+            if taken:
+                self._queue.append(block if taken == block.rows else block.head(taken))
+                self._queued_more(taken)
+        return taken
+
+    def _room(self, rows: int) -> int:
+        """How many of ``rows`` new rows fit (the caller holds the lock); the others are
+        counted as dropped."""
+        room = 0 if self._closed else self.max_queue - self._queued - self._inflight
+        taken = max(0, min(room, rows))
+        self._dropped += rows - taken
+        return taken
+
+    def _queued_more(self, rows: int) -> None:
+        """Count ``rows`` just queued and wake the flusher when a write became due (the
+        caller holds the lock)."""
+        before = self._queued
+        self._queued += rows
+        self._appended += rows
+        if before == 0:
+            self._oldest = time.monotonic()
+            self._wake.notify()
+        elif before < self.max_batch_rows <= self._queued:
+            self._wake.notify()
+
+    def _check_block(self, block: LogBlock) -> None:
+        fields, varying = block.fields, block.varying
+        if isinstance(block.rows, bool) or not isinstance(block.rows, int) or block.rows < 1:
+            raise SchemaError(f"log block: expected rows >= 1, got {block.rows!r}")
+        for key in (self.time_field, self.partition_field):
+            if key in varying:
+                raise SchemaError(
+                    f"log block field {key!r}: expected one value for the whole block, "
+                    "not one per row"
+                )
+        self._check(fields)
+        if not _converts(fields[self.time_field]):
+            raise SchemaError(
+                f"log block field {self.time_field!r}: {fields[self.time_field]!r} is not "
+                "convertible to a UTC timestamp"
+            )
+        for key in varying:
+            if key not in fields:
+                raise SchemaError(f"log block: varying field {key!r} is missing from fields")
+            values = fields[key]
+            if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+                raise SchemaError(
+                    f"log block field {key!r}: expected a sequence of {block.rows} values, "
+                    f"got {type(values).__name__}"
+                )
+            if len(values) != block.rows:
+                raise SchemaError(
+                    f"log block field {key!r}: expected {block.rows} values (one per row), "
+                    f"got {len(values)}"
+                )
 
     def _check(self, record: Mapping[str, Any]) -> None:
         try:
@@ -365,7 +467,7 @@ class LogWriter:
         """A consistent snapshot of the counters."""
         with self._lock:
             return LogStats(
-                queued=len(self._queue) + self._inflight,
+                queued=self._queued + self._inflight,
                 appended=self._appended,
                 written_rows=self._written_rows,
                 written_files=self._written_files,
@@ -395,7 +497,7 @@ class LogWriter:
 
     def _seconds_until_due(self) -> float | None:
         """0.0 when a write is due, else how long to wait (None: until notified)."""
-        depth = len(self._queue)
+        depth = self._queued
         if depth == 0:
             return None
         now = time.monotonic()
@@ -407,33 +509,35 @@ class LogWriter:
         write lock. Rows of groups that failed go back to the front of the queue."""
         with self._lock:
             batch, self._queue = self._queue, deque()
-            self._inflight = len(batch)
+            self._inflight, self._queued = self._queued, 0
         if not batch:
             return 0
         written = files = 0
-        unwritten: list[dict[str, Any]] = []
+        unwritten: list[_Item] = []
         error: str | None = None
         try:
             groups = self._group(batch)
         except Exception:  # a datetime Arrow cannot convert: drop just those rows
             groups, unwritten, error = self._group_dropping_bad_times(batch)
-        for partition, hour, rows, times in groups:
+        for partition, hour, rows, times, blocks in groups:
             if error is None:
                 try:
-                    self._write_group(partition, hour, rows, times)
+                    self._write_group(partition, hour, rows, times, blocks)
                 except Exception as exc:  # any failure keeps the rows; never kills the thread
                     error = f"{type(exc).__name__}: {exc}"
                 else:
-                    written += len(rows)
+                    written += len(rows) + _rows_of(blocks)
                     files += 1
                     continue
             unwritten.extend(rows)
+            unwritten.extend(blocks)
         with self._lock:
             self._inflight = 0
             self._written_rows += written
             self._written_files += files
             if unwritten:
                 self._queue.extendleft(reversed(unwritten))
+                self._queued += _rows_of(unwritten)
                 self._oldest = time.monotonic()
             if error is None:
                 self._failures, self._retry_at = 0, 0.0
@@ -447,42 +551,64 @@ class LogWriter:
             log.warning(
                 "log writer %s: write failed, %d rows kept for retry: %s",
                 self.root,
-                len(unwritten),
+                _rows_of(unwritten),
                 error,
             )
         return written
 
-    def _group(self, batch: Sequence[dict[str, Any]]) -> list[_Group]:
-        """Split rows by (partition, UTC hour), at most max_batch_rows rows per group."""
-        rows = list(batch)
-        times = pa.array(list(map(itemgetter(self.time_field), rows)), LOG_TIMESTAMP)
-        hours = times.cast(pa.int64()).to_numpy() // _MICROS_PER_HOUR
-        parts = list(map(itemgetter(self.partition_field), rows))
+    def _group(self, batch: Sequence[_Item]) -> list[_Group]:
+        """Split rows by (partition, UTC hour), at most max_batch_rows rows per group (a
+        block is never split: one larger than that is a group of its own)."""
+        rows = [item for item in batch if not isinstance(item, LogBlock)]
         buckets: dict[tuple[str, int], tuple[list[dict[str, Any]], pa.Array]] = {}
-        if hours.min() == hours.max() and parts.count(parts[0]) == len(parts):
-            buckets[parts[0], int(hours[0])] = (rows, times)  # the usual case: one group
-        else:
-            index: dict[tuple[str, int], list[int]] = {}
-            for i, key in enumerate(zip(parts, hours.tolist(), strict=True)):
-                index.setdefault(key, []).append(i)
-            for key, indices in index.items():
-                buckets[key] = ([rows[i] for i in indices], times.take(pa.array(indices)))
+        if rows:
+            times = pa.array(list(map(itemgetter(self.time_field), rows)), LOG_TIMESTAMP)
+            hours = times.cast(pa.int64()).to_numpy() // _MICROS_PER_HOUR
+            parts = list(map(itemgetter(self.partition_field), rows))
+            if hours.min() == hours.max() and parts.count(parts[0]) == len(parts):
+                buckets[parts[0], int(hours[0])] = (rows, times)  # the usual case: one group
+            else:
+                index: dict[tuple[str, int], list[int]] = {}
+                for i, key in enumerate(zip(parts, hours.tolist(), strict=True)):
+                    index.setdefault(key, []).append(i)
+                for key, indices in index.items():
+                    buckets[key] = ([rows[i] for i in indices], times.take(pa.array(indices)))
+        blocks: dict[tuple[str, int], list[LogBlock]] = {}
+        for item in batch:
+            if isinstance(item, LogBlock):
+                when = ensure_utc(item.fields[self.time_field])
+                hour = (when - _EPOCH) // timedelta(hours=1)
+                blocks.setdefault((item.fields[self.partition_field], hour), []).append(item)
         size = self.max_batch_rows
         groups: list[_Group] = []
-        for (partition, hour), (group_rows, group_times) in buckets.items():
+        no_times = pa.array([], LOG_TIMESTAMP)
+        for key in dict.fromkeys([*buckets, *blocks]):
+            partition, hour = key
             begins = _EPOCH + timedelta(hours=hour)
-            groups.extend(
-                (partition, begins, group_rows[i : i + size], group_times.slice(i, size))
+            group_rows, group_times = buckets.get(key, ([], no_times))
+            chunks: list[tuple[list[dict[str, Any]], pa.Array, list[LogBlock]]] = [
+                (group_rows[i : i + size], group_times.slice(i, size), [])
                 for i in range(0, len(group_rows), size)
-            )
+            ]
+            free = size - len(chunks[-1][0]) if chunks else 0
+            for block in blocks.get(key, []):
+                if block.rows > free:
+                    chunks.append(([], no_times, []))
+                    free = size
+                chunks[-1][2].append(block)
+                free -= block.rows
+            groups.extend((partition, begins, *chunk) for chunk in chunks)
         return groups
 
     def _group_dropping_bad_times(
-        self, batch: Sequence[dict[str, Any]]
+        self, batch: Sequence[_Item]
     ) -> tuple[list[_Group], list[Any], str | None]:
-        """Drop (and count) rows whose time Arrow cannot convert, then group the rest."""
-        kept = [row for row in batch if _converts(row[self.time_field])]
-        lost = len(batch) - len(kept)
+        """Drop (and count) rows whose time Arrow cannot convert, then group the rest
+        (blocks were checked when queued)."""
+        kept = [
+            item for item in batch if isinstance(item, LogBlock) or _converts(item[self.time_field])
+        ]
+        lost = _rows_of(batch) - _rows_of(kept)
         message = f"{lost} rows dropped: {self.time_field!r} not convertible to a UTC timestamp"
         with self._lock:
             self._dropped += lost
@@ -494,25 +620,49 @@ class LogWriter:
             return [], kept, f"{type(exc).__name__}: {exc}"
 
     def _write_group(
-        self, partition: str, hour: datetime, rows: Sequence[dict[str, Any]], times: pa.Array
+        self,
+        partition: str,
+        hour: datetime,
+        rows: Sequence[dict[str, Any]],
+        times: pa.Array,
+        blocks: Sequence[LogBlock] = (),
     ) -> None:
-        """Write one file; the columns are every key seen, missing values null."""
-        keys = list(dict.fromkeys(chain.from_iterable(rows)))
-        keys.remove(self.time_field)
-        if min(map(len, rows)) == len(keys) + 1:  # every row has every key: transpose in C
-            getter = itemgetter(*keys)
-            values = (
-                list(zip(*map(getter, rows), strict=True))
-                if len(keys) > 1
-                else [list(map(getter, rows))]
-            )
-        else:
-            values = [[row.get(key) for row in rows] for key in keys]
+        """Write one file of the record rows then the blocks' rows; the columns are every
+        key seen, missing values null."""
+        values: dict[str, list[Any]] = {}
+        if rows:
+            keys = list(dict.fromkeys(chain.from_iterable(rows)))
+            keys.remove(self.time_field)
+            if min(map(len, rows)) == len(keys) + 1:  # every row has every key: transpose in C
+                getter = itemgetter(*keys)
+                transposed = (
+                    map(list, zip(*map(getter, rows), strict=True))
+                    if len(keys) > 1
+                    else [list(map(getter, rows))]
+                )
+                values = dict(zip(keys, transposed, strict=True))
+            else:
+                values = {key: [row.get(key) for row in rows] for key in keys}
+        if blocks:
+            times = pa.concat_arrays([times, *(self._block_times(block) for block in blocks)])
+            done = len(rows)
+            for block in blocks:
+                for key in block.fields:
+                    if key != self.time_field and key not in values:
+                        values[key] = [None] * done
+                for key, column in values.items():
+                    column.extend(block.column(key))
+                done += block.rows
         columns = {self.time_field: times}
-        columns.update((str(key), column_array(col)) for key, col in zip(keys, values, strict=True))
+        columns.update((str(key), column_array(col)) for key, col in values.items())
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
         directory = hour_dir(self.root, self.partition_field, partition, hour.date(), hour.hour)
         write_table(pa.table(columns), directory / f"{stamp}-{uuid.uuid4().hex}.parquet")
+
+    def _block_times(self, block: LogBlock) -> pa.Array:
+        """The block's time for each of its rows."""
+        one = pa.array([block.fields[self.time_field]], LOG_TIMESTAMP)
+        return one.take(pa.array(np.zeros(block.rows, dtype=np.int64)))
 
 
 def _converts(value: datetime) -> bool:
