@@ -42,9 +42,12 @@ Scenarios:
    LR champion, ``m`` with policy ``single`` and ``m_routed`` with ``canary``
    (challenger weight 0.1, another LR) plus a ``shadow`` arm (a third LR,
    shadow_fraction 1.0), at C = 16 and C = 1: the two are sampled in turn,
-   ``ROUTING_ROUNDS`` times, 1,000 requests a sample at C = 16 and 250 at C = 1 (÷5
+   ``ROUTING_ROUNDS`` times, 4,000 requests a sample at C = 16 and 1,000 at C = 1 (÷5
    with ``--quick``), and pooled. This machine's speed drifts by 20-40% over seconds;
-   short samples taken in turn from one process see the same drift.
+   samples taken in turn from one process see the same drift. A sample lasts longer
+   than the prediction log's flush interval (1 s), so the log writes each endpoint's
+   requests cause (two records a request on ``m_routed``) fall mostly in its own
+   samples; with samples of a few hundred ms they were spread over both endpoints.
 3. The framework floor: a FastAPI route on the same uvicorn settings that reads the body
    and answers a constant (sampled with the LR servers), so the figures above can be
    read against it.
@@ -131,9 +134,9 @@ FEATURES = [f"f{i}" for i in range(20)]
 TRAIN_ROWS = 5_000
 QUERY_ROWS = 64
 ROUTED = "m_routed"  # the routing scenario's canary + shadow endpoint
-ROUTING_ROUNDS = 8  # single/routed alternations of the routing-overhead scenario
+ROUTING_ROUNDS = 5  # single/routed alternations of the routing-overhead scenario
 SHADOW_SETTLE_S = 0.5  # longer than a shadow batch waits (100 ms) and runs
-ROUTING_FACTOR = 0.5  # of a scenario's requests per sample: 1,000 at C = 16, 250 at C = 1
+ROUTING_FACTOR = 2.0  # of a scenario's requests per sample: 4,000 at C = 16, 1,000 at C = 1
 ENDPOINT = "m"
 PYTHON = sys.executable
 FLOOR_APP = r"""
