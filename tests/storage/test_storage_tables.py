@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from prodml.core import NotFoundError, SchemaError, StorageError
@@ -60,6 +61,27 @@ def test_failed_write_leaves_no_partial_file_and_keeps_old_content(
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_table(_table(10), tmp_path / "new.parquet")
     assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["t.parquet"]
+
+
+def test_arrow_writes_its_own_file_not_a_python_file_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrow takes the GIL for each write into a Python file object (thousands per
+    Parquet file), which stalls every other thread of a server while a log is written."""
+    seen: list[Any] = []
+    real = pq.write_table
+
+    def spy(table: pa.Table, where: Any, **kwargs: Any) -> None:
+        seen.append(where)
+        real(table, where, **kwargs)
+
+    monkeypatch.setattr("prodml.storage._tables.pq.write_table", spy)
+    path = write_table(_table(20), tmp_path / "t.parquet")
+    assert len(seen) == 1
+    assert isinstance(seen[0], pa.NativeFile)
+    assert not isinstance(seen[0], pa.PythonFile)
+    assert read_table(path).equals(_table(20))
     assert os.listdir(tmp_path) == ["t.parquet"]
 
 

@@ -25,7 +25,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["TEMP_PREFIX", "TEMP_SUFFIX", "atomic_write", "fsync_dir", "is_temp_name"]
+__all__ = [
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "atomic_path",
+    "atomic_write",
+    "fsync_dir",
+    "is_temp_name",
+]
 
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
@@ -54,6 +61,46 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield the path of a temp file next to ``path`` for a writer that opens files
+    itself; on success its content replaces ``path`` atomically, as with
+    :func:`atomic_write` (fsync, rename, fsync of the directory).
+
+    For Arrow's writers: given a Python file object, Arrow takes the GIL for every write
+    it makes into it (thousands for one Parquet file), so a write in a background thread
+    contends with every other thread; writing its own file, it does not.
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> target = Path(tmp.name) / "greeting.txt"
+    >>> with atomic_path(target) as path:
+    ...     _ = path.write_bytes(b"hello")
+    >>> target.read_bytes(), [p.name for p in Path(tmp.name).iterdir()]
+    (b'hello', ['greeting.txt'])
+    >>> tmp.cleanup()
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f"{TEMP_PREFIX}{target.name}.", suffix=TEMP_SUFFIX
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prodml.core.errors import NotFoundError, SchemaError, StorageError
-from prodml.storage._atomic import atomic_write
+from prodml.storage._atomic import atomic_path
 
 __all__ = ["read_table", "write_table"]
 
@@ -35,8 +35,8 @@ def write_table(table: pa.Table, path: str | Path, *, compression: str = "zstd")
         raise TypeError(f"write_table: table must be a pyarrow.Table, got {type(table).__name__}")
     target = Path(path)
     try:
-        with atomic_write(target) as handle:
-            pq.write_table(table, handle, compression=compression)
+        with atomic_path(target) as tmp, pa.OSFile(str(tmp), "wb") as sink:
+            pq.write_table(table, sink, compression=compression)
     except OSError as exc:
         raise StorageError(f"table file {target}: write failed: {exc}") from exc
     return target
