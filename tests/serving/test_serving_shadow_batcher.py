@@ -9,14 +9,18 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from prodml.core import BadOutputError
+from prodml.core import BadOutputError, SimulatedClock
+from prodml.serving._predlog import PredictionLog
 from prodml.serving._shadow import ShadowBatcher, ShadowCall
+from prodml.storage import read_log
 
 
 class Sink:
@@ -178,3 +182,44 @@ def test_closed_batcher_refuses_calls() -> None:
 def test_call_counts_rows(rows: int) -> None:
     call = ShadowCall(frame(*range(rows)), "r", "u", 0.0, Sink())
     assert call.rows == rows
+
+
+@pytest.mark.parametrize("one_row_each", [True, False])
+def test_shadow_records_are_one_block_with_a_row_per_predicted_row(
+    tmp_path: Path, one_row_each: bool
+) -> None:
+    """What ``PredictionLog.record_shadows`` writes: per row its call's request, unit,
+    status, error and latency, the row's index in its call and its output."""
+    sizes = [1, 1, 1] if one_row_each else [1, 3, 2]
+    calls = [
+        ShadowCall(frame(*range(size)), f"r{i}", f"u{i}", 10.0 + i, Sink())
+        for i, size in enumerate(sizes)
+    ]
+    outputs = [np.arange(size) * 10 + i for i, size in enumerate(sizes)]
+    failed = [None, "BadOutputError", None]
+    log = PredictionLog(tmp_path, clock=SimulatedClock(datetime(2013, 1, 1, tzinfo=UTC)))
+    for answers in (outputs, [None if e else o for o, e in zip(outputs, failed, strict=True)]):
+        errors = [None] * 3 if answers is outputs else failed
+        queued = log.record_shadows(
+            endpoint="e", arm="shadow", model="m:2", calls=calls, outputs=answers,
+            errors=errors, ended=12.5,
+        )  # fmt: skip
+        assert queued == sum(sizes)
+    log.close()
+    table = read_log(tmp_path / "logs" / "predictions").to_pylist()
+    assert len(table) == 2 * sum(sizes)
+    expected = [
+        (f"r{i}", f"u{i}", row, (12.5 - 10.0 - i) * 1000)
+        for i, size in enumerate(sizes)
+        for row in range(size)
+    ]
+    for half, errors in ((table[: sum(sizes)], [None] * 3), (table[sum(sizes) :], failed)):
+        assert [(r["request_id"], r["unit"], r["row"], r["latency_ms"]) for r in half] == expected
+        assert all(r["shadow"] and r["arm"] == "shadow" for r in half)
+        assert all(r["model_version"] == "m:2" and r["endpoint"] == "e" for r in half)
+        want = [
+            (None, "error", errors[i]) if errors[i] else (int(outputs[i][row]), "ok", None)
+            for i, size in enumerate(sizes)
+            for row in range(size)
+        ]
+        assert [(r["output"], r["status"], r["error"]) for r in half] == want

@@ -156,22 +156,29 @@ class PredictionLog:
         """Queue the records of one batch of shadow calls (``ended``: ``perf_counter()``
         when the batch's answers arrived) as one column block; return how many were
         queued."""
-        request_ids: list[str] = []
-        units: list[str] = []
-        statuses: list[str] = []
-        failures: list[str | None] = []
-        latencies: list[float] = []
-        rows: list[int] = []
+        if all(call.rows == 1 for call in calls):  # the usual case: one column each
+            request_ids = [call.request_id for call in calls]
+            units = [call.unit for call in calls]
+            failures = list(errors)
+            latencies = [(ended - call.started) * 1000 for call in calls]
+            rows = [0] * len(calls)
+        else:
+            request_ids, units, failures, latencies, rows = [], [], [], [], []
+            for call, error in zip(calls, errors, strict=True):
+                count = call.rows
+                request_ids += [call.request_id] * count
+                units += [call.unit] * count
+                failures += [error] * count
+                latencies += [(ended - call.started) * 1000] * count
+                rows += range(count)
+        statuses = ["ok" if error is None else "error" for error in failures]
         values: list[Any] = []
-        for call, output, error in zip(calls, outputs, errors, strict=True):
-            count = call.rows
-            request_ids += [call.request_id] * count
-            units += [call.unit] * count
-            statuses += ["ok" if error is None else "error"] * count
-            failures += [error] * count
-            latencies += [(ended - call.started) * 1000] * count
-            rows += range(count)
-            values += output.tolist() if output is not None else [None] * count
+        answered = [output for output in outputs if output is not None]
+        if answered and len(answered) == len(calls):
+            values = np.concatenate(answered).tolist()
+        else:
+            for call, output in zip(calls, outputs, strict=True):
+                values += output.tolist() if output is not None else [None] * call.rows
         if not values:
             return 0
         fields = {  # the fields of a live record, in its order
