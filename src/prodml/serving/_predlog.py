@@ -156,7 +156,7 @@ class PredictionLog:
         """Queue the records of one batch of shadow calls (``ended``: ``perf_counter()``
         when the batch's answers arrived) as one column block; return how many were
         queued."""
-        if all(call.rows == 1 for call in calls):  # the usual case: one column each
+        if all(call.rows == 1 for call in calls):  # the usual case: one row a call
             request_ids = [call.request_id for call in calls]
             units = [call.unit for call in calls]
             failures = list(errors)
