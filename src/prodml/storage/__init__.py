@@ -12,8 +12,9 @@ from prodml.storage._blob_local import LocalBlobStore
 from prodml.storage._blob_memory import MemoryBlobStore
 from prodml.storage._blobs import BlobStore, check_key
 from prodml.storage._columns import UTCDateTime
+from prodml.storage._log_format import LABELS_DIR, PREDICTIONS_DIR
 from prodml.storage._log_reader import read_log
-from prodml.storage._logs import LABELS_DIR, PREDICTIONS_DIR, LogBlock, LogStats, LogWriter
+from prodml.storage._logs import LogBlock, LogStats, LogWriter
 from prodml.storage._metadata import MetadataDB, open_metadata_db
 from prodml.storage._migrate import head_revision
 from prodml.storage._models import (

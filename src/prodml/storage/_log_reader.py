@@ -35,7 +35,7 @@ from pyarrow.fs import LocalFileSystem
 
 from prodml.core import ensure_utc
 from prodml.core.errors import SchemaError, StorageError
-from prodml.storage._logs import DATE_KEY, HOUR_KEY, LOG_TIMESTAMP, check_partition
+from prodml.storage._log_format import DATE_KEY, HOUR_KEY, LOG_TIMESTAMP, check_partition
 
 __all__ = ["read_log"]
 
