@@ -150,7 +150,9 @@ def test_regression_matches_sklearn(window: tuple[Floats, Floats]) -> None:
     assert _close(got["rmse"], skm.root_mean_squared_error(y, f))
     assert _close(got["mae"], skm.mean_absolute_error(y, f))
     assert _close(got["bias"], float(np.mean(f - y)))
-    if y.size >= 2 and np.ptp(y) > 0:
+    # R² is defined where y's variance is > 0 as computed: values a denormal apart (the
+    # squares underflow to 0) count as constant, where scikit-learn special-cases them
+    if y.size >= 2 and float(np.sum((y - y.mean()) ** 2)) > 0:
         assert _close(got["r2"], skm.r2_score(y, f))
     else:
         assert got["r2"] is None
@@ -434,3 +436,10 @@ def test_estimates_decide_and_rank_by_the_model_scores_when_given() -> None:
     assert by_scores["roc_auc"].value == pytest.approx(by_p["roc_auc"].value)
     with pytest.raises(SchemaError, match="one score per row"):
         estimate_classification(p, scores=scores[:10])
+
+
+def test_regression_r2_is_none_when_the_variance_underflows() -> None:
+    """y's values differ, but by so little that their variance is 0.0 in floating point."""
+    got = regression_metrics([0.0, 4.09737596e-241], [0.0, 0.0])
+    assert got["r2"] is None
+    assert got["rows"] == 2
