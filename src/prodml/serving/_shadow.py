@@ -158,10 +158,11 @@ class ShadowBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending, self._pending_rows = self._pending, [], 0
+        batch, rows = self._pending, self._pending_rows
+        self._pending, self._pending_rows = [], 0
         if not batch:
             return
-        observe_batch(self._on_batch, sum(call.rows for call in batch), self.name)
+        observe_batch(self._on_batch, rows, self.name)
         loop = asyncio.get_running_loop()
         running = loop.run_in_executor(self._executor, self._run, batch)
         self._running.add(running)
