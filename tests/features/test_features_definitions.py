@@ -105,8 +105,8 @@ def test_malformed_views_are_rejected(kwargs: dict[str, object], message: str) -
 
 
 def test_unknown_dtype_and_unknown_feature() -> None:
-    with pytest.raises(DefinitionError, match="dtype 'float65' is unknown"):
-        Field("x", "float65")
+    with pytest.raises(DefinitionError, match="field 'temp': dtype 'float65' is unknown"):
+        weather(features=[Field("temp", "float65")])
     with pytest.raises(DefinitionError, match="has no feature 'pressure'"):
         weather()[["pressure"]]
 

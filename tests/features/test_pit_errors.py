@@ -120,15 +120,15 @@ def test_aware_entity_naive_feature(con: duckdb.DuckDBPyConnection) -> None:
         point_in_time_join(con, rows, "at", [VIEW])
     message = str(info.value)
     assert "view 'orders'" in message
-    assert "feature column 'ts' is naive" in message
-    assert "entity timestamp 'at' is timezone-aware" in message
-    assert "expected both timezone-aware" in message
+    assert "entity rows column 'at' is timezone-aware" in message
+    assert "the view's column 'ts' is timezone-naive" in message
+    assert "make both timezone-naive or both timezone-aware" in message
 
 
 def test_naive_entity_aware_feature(con: duckdb.DuckDBPyConnection) -> None:
     view = replace(VIEW, event_time="ts_aware", created_time=None)
     with pytest.raises(
-        TimestampError, match=r"'orders'.*'ts_aware' is timezone-aware.*expected both naive"
+        TimestampError, match=r"'orders'.*'at' is timezone-naive.*'ts_aware' is timezone-aware"
     ):
         point_in_time_join(con, entities(), "at", [view])
 
@@ -136,7 +136,7 @@ def test_naive_entity_aware_feature(con: duckdb.DuckDBPyConnection) -> None:
 def test_mixed_created_time(con: duckdb.DuckDBPyConnection) -> None:
     view = replace(VIEW, event_time="ts_aware", created_time="created")
     rows = entities(at=pa.array([T0] * 3, pa.timestamp("ns", tz="Europe/Paris")))
-    with pytest.raises(TimestampError, match=r"'orders'.*column 'created' is naive"):
+    with pytest.raises(TimestampError, match=r"'orders'.*column 'created' is timezone-naive"):
         point_in_time_join(con, rows, "at", [view])
 
 

@@ -27,6 +27,8 @@ from pydantic_settings import (
 )
 
 from prodml.core._alert_config import AlertsConfig
+from prodml.core._config_errors import describe_errors
+from prodml.core._monitor_metrics import DriftStatistic
 from prodml.core.errors import ConfigError
 
 __all__ = [
@@ -46,6 +48,8 @@ __all__ = [
     "OnlineStoreConfig",
     "PostgresMetadataConfig",
     "ProjectSection",
+    "QualityConfig",
+    "QualityThresholds",
     "RedisOnlineConfig",
     "RegistryConfig",
     "ServingConfig",
@@ -126,6 +130,11 @@ class FeaturesConfig(_Section):
     datasets_path: str = ".prodml/datasets"
     created_time_guard: bool = True
     on_violation: Literal["error", "warn", "ignore"] = "error"
+    on_unmatched_view: Literal["warn", "error"] = Field(
+        default="warn",
+        description="a feature view that gives no value to any row of a training set: "
+        "build it with a warning (counts in its summary) or refuse it",
+    )
     materialize_chunk_hours: int = Field(default=24 * 7, ge=1)
 
 
@@ -167,6 +176,12 @@ class GateConfig(_Section):
     change: tuple[MetricChange, ...] = ()
     latency_p99_ms: float | None = Field(default=None, gt=0)
     robustness: bool = True
+    # The leakage check (prodml.training._leakage says why these defaults).
+    leakage_check: bool = Field(default=True, description="single-feature AUC/R² per feature")
+    leakage_max_auc: float = Field(default=0.95, gt=0.5, le=1.0, description="train AUC ≥: suspect")
+    leakage_max_r2: float = Field(default=0.90, gt=0.0, le=1.0, description="train R² ≥: suspect")
+    leakage_max_gap: float = Field(default=0.10, gt=0.0, description="train − test ≥: suspect")
+    fail_on_leakage: bool = Field(default=False, description="a suspect fails the gate")
 
 
 class RegistryConfig(_Section):
@@ -208,6 +223,14 @@ class ServingConfig(_Section):
         default="serve",
         description="out-of-range values and unseen categories: predict anyway or refuse",
     )
+    on_missing_entity: Literal["serve", "warn", "refuse"] = Field(
+        default="warn",
+        description=(
+            "an entity with no row in a feature view's online store (native requests): "
+            "predict on null features with a warning in the response, predict silently "
+            "(still counted and logged), or refuse with a 422; a deployment may override it"
+        ),
+    )
     batch_max_size: int = Field(default=32, ge=1, description="micro-batch rows per model call")
     batch_max_wait_ms: float = Field(
         default=0.0, ge=0.0, description="extra wait for a fuller micro-batch (0: adaptive only)"
@@ -234,6 +257,11 @@ class ServingConfig(_Section):
     log_flush_interval_s: float = Field(default=1.0, gt=0)
     log_max_queue: int = Field(default=200_000, ge=1)
     log_features: bool = Field(default=True, description="log feature values with predictions")
+    feedback_lookback_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="how far back feedback request ids are looked for in the prediction log",
+    )
     predict_requires_token: bool = False
     tokens: tuple[ServingToken, ...] = ()
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
@@ -242,11 +270,42 @@ class ServingConfig(_Section):
 class DriftMethodConfig(_Section):
     """The drift statistic of one column (or a column type) and its threshold."""
 
-    statistic: Literal[
-        "wasserstein", "psi", "jensen_shannon", "hellinger", "kl", "linf", "ks", "chi_square",
-        "g_test",
-    ]  # fmt: skip
+    statistic: DriftStatistic
     threshold: float | None = Field(default=None, gt=0, description="default: the statistic's")
+
+
+class QualityThresholds(_Section):
+    """Data-quality thresholds of one feature; an unset one is ``[monitoring.quality]``'s."""
+
+    missing_rate_increase: float | None = Field(default=None, ge=0, le=1)
+    missing_rate_ratio: float | None = Field(default=None, ge=1)
+    out_of_range_rate: float | None = Field(default=None, ge=0, le=1)
+    unseen_category_rate: float | None = Field(default=None, ge=0, le=1)
+    non_finite_rate: float | None = Field(default=None, ge=0, le=1)
+
+
+class QualityConfig(_Section):
+    """``[monitoring.quality]``: when a window's data-quality share of a feature is
+    flagged (status ``breach``; the result carries the threshold). A missing rate is
+    flagged above the reference's rate plus ``missing_rate_increase`` and, for a feature
+    often missing already, above the rate times ``missing_rate_ratio`` — or once half the
+    values present in the reference are gone. The other shares are flagged above their
+    value. ``columns`` overrides them per feature."""
+
+    missing_rate_increase: float = Field(
+        default=0.10, ge=0, le=1, description="absolute increase over the reference's rate"
+    )
+    missing_rate_ratio: float = Field(
+        default=1.5, ge=1, description="and relative: the reference's rate times this"
+    )
+    out_of_range_rate: float = Field(
+        default=0.05, ge=0, le=1, description="share of numbers outside the reference range"
+    )
+    unseen_category_rate: float = Field(
+        default=0.05, ge=0, le=1, description="share of categories the reference never saw"
+    )
+    non_finite_rate: float = Field(default=0.0, ge=0, le=1, description="share of ±inf (0: any)")
+    columns: dict[str, QualityThresholds] = Field(default_factory=dict)
 
 
 class MonitoringConfig(_Section):
@@ -289,6 +348,7 @@ class MonitoringConfig(_Section):
         default=0.05, gt=0, lt=1, description="label or predicted-positive share change that drifts"
     )
     watch_interval_s: float = Field(default=60.0, gt=0)
+    quality: QualityConfig = QualityConfig()
     alerts: AlertsConfig = AlertsConfig()
 
 
@@ -349,7 +409,7 @@ def load_config_text(
     try:
         return Config(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(_describe(exc, source, env)) from None
     finally:
         if saved is not None:
             _swap_environ(saved)
@@ -376,9 +436,6 @@ def _swap_environ(new: Mapping[str, str]) -> dict[str, str]:
     return old
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  [{where}] {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
+def _describe(exc: ValidationError, source: str, env: Mapping[str, str]) -> str:
+    details = describe_errors(exc, Config, environ=env, prefix="  ")
+    return f"{source}: invalid configuration\n{details}"

@@ -4,6 +4,7 @@ with point-in-time training sets, the online store, materialization and online r
 from __future__ import annotations
 
 from prodml.features._definitions import Entity, FeatureView, FeatureViewProjection, Field
+from prodml.features._entity_file import read_entity_rows
 from prodml.features._materialize import MaterializeResult
 from prodml.features._offline import to_arrow
 from prodml.features._on_demand import OnDemandFeature
@@ -13,7 +14,7 @@ from prodml.features._repo import FeatureRepo
 from prodml.features._service import FeatureService
 from prodml.features._sources import ParquetSource, PythonSource, SqlSource
 from prodml.features._store import FeatureStore
-from prodml.features._training_set import TrainingSet
+from prodml.features._training_set import TrainingSet, ViewCoverage
 
 __all__ = [
     "AppliedDefinition",
@@ -31,7 +32,9 @@ __all__ = [
     "PythonSource",
     "SqlSource",
     "TrainingSet",
+    "ViewCoverage",
     "ViewFreshness",
     "columns_of",
+    "read_entity_rows",
     "to_arrow",
 ]

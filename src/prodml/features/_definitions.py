@@ -45,7 +45,8 @@ def spec_version(spec: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Field:
-    """A typed column: ``Field("temp", "float64")``."""
+    """A typed column: ``Field("temp", "float64")``. The view or on-demand feature that
+    declares it checks the dtype, so an unknown one is reported with both their names."""
 
     name: str
     dtype: str
@@ -53,7 +54,14 @@ class Field:
 
     def __post_init__(self) -> None:
         check_name(self.name, kind="field")
-        arrow_type(self.dtype)
+
+    def check_dtype(self, *, owner: str) -> None:
+        """Raise naming ``owner`` (the view or on-demand feature), the field and the
+        accepted names when the dtype is unknown; views check their fields with it."""
+        try:
+            arrow_type(self.dtype)
+        except DefinitionError as exc:
+            raise DefinitionError(f"{owner}: field {self.name!r}: {exc}") from None
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype}
@@ -91,7 +99,23 @@ class Entity:
 
 class FeatureView:
     """Features of one or more entities, read from a source, valid from their event time
-    for ``ttl`` (``None``: forever)."""
+    for ``ttl`` (``None``: forever).
+
+    ``inclusive`` is the point-in-time bound: ``True`` (the default) lets an entity row at
+    ``t`` see feature rows with ``event_time <= t``; ``False`` only rows strictly before
+    ``t`` (and, under the created-time guard, created strictly before ``t``). Use
+    ``False`` when a row stamped at an event's own time carries an aggregate that
+    includes that event (its label): with ``<=`` the training set would read the label.
+    The spec names ``inclusive`` only when it is ``False``, so the default keeps a view's
+    version.
+
+    >>> user = Entity("user", join_keys=["user_id"])
+    >>> rates = FeatureView("user_rates", entities=[user], source=ParquetSource("u.parquet"),
+    ...                     event_time="ts", features=[Field("late_rate", "float64")],
+    ...                     inclusive=False)
+    >>> rates.spec()["inclusive"]
+    False
+    """
 
     kind = "feature_view"
 
@@ -107,6 +131,7 @@ class FeatureView:
         ttl: timedelta | None = None,
         expectations: str | None = None,
         description: str = "",
+        inclusive: bool = True,
     ) -> None:
         self.name = check_name(name, kind="feature view")
         where = f"feature view {name!r}"
@@ -118,12 +143,19 @@ class FeatureView:
             )
         if not features or not all(isinstance(f, Field) for f in features):
             raise DefinitionError(f"{where}: features must be a non-empty list of Field")
+        for feature in features:
+            feature.check_dtype(owner=where)
         if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
             raise DefinitionError(f"{where}: ttl must be a positive timedelta or None, got {ttl!r}")
         if expectations is not None and not isinstance(expectations, str):
             raise DefinitionError(
                 f"{where}: expectations must be the path of an expectations JSON file "
                 f"(relative to the project), got {type(expectations).__name__}"
+            )
+        if not isinstance(inclusive, bool):
+            raise DefinitionError(
+                f"{where}: inclusive must be True (event_time <= t) or False (event_time < t), "
+                f"got {inclusive!r}"
             )
         check_name(event_time, kind=f"{where} event_time column")
         if created_time is not None:
@@ -146,9 +178,10 @@ class FeatureView:
         self.features: tuple[Field, ...] = tuple(features)
         self.expectations = expectations
         self.description = description
+        self.inclusive = inclusive
 
     def spec(self) -> dict[str, Any]:
-        return {
+        spec: dict[str, Any] = {
             "name": self.name,
             "entities": [e.spec() for e in self.entities],
             "source": self.source.spec(),
@@ -158,6 +191,9 @@ class FeatureView:
             "features": [f.spec() for f in self.features],
             "expectations": self.expectations,
         }
+        if not self.inclusive:
+            spec["inclusive"] = False  # only when set: the default keeps existing versions
+        return spec
 
     @property
     def version(self) -> str:

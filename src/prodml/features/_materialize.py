@@ -9,18 +9,29 @@ to ``T`` the online store therefore holds exactly the row a point-in-time join p
 ``T`` — the online/offline consistency guarantee. The watermark advances only after a
 chunk is written, so an interrupted run resumes where it stopped and a repeated run writes
 nothing.
+
+A strict view (``inclusive=False``) loads ``[lo, hi)`` instead: after materializing up to
+``T`` it holds the row a strict join picks at ``T`` (visible strictly before ``T``), and a
+row visible at exactly ``T`` comes with the next run. Online reads serve the latest row
+materialized, which at a request time after the watermark is the strict pick as well.
+
+A rebuild (``rebuild=True``) first forgets the view version's watermark and then drops
+its online records, and materializes again from the start: the way to pick up source
+rows that changed behind the watermark. In that order, an interrupted rebuild leaves at
+worst records that a repeated rebuild replaces, never a watermark over missing records.
+While a view is rebuilt, online reads miss the entities not yet written again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
 
-from prodml.core import Clock, ensure_utc
+from prodml.core import Clock, SourceError, ensure_utc
 from prodml.features._definitions import FeatureView
 from prodml.features._offline import OfflineStore
 from prodml.features.online import OnlineStore
@@ -49,6 +60,7 @@ class MaterializeResult:
     rows_read: int
     rows_written: int
     watermark: datetime | None
+    removed: int | None = None  # online records a rebuild dropped first (None: no rebuild)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +72,7 @@ class MaterializeResult:
             "rows_read": self.rows_read,
             "rows_written": self.rows_written,
             "watermark": None if self.watermark is None else self.watermark.isoformat(),
+            "removed": self.removed,
         }
 
 
@@ -94,9 +107,26 @@ class Materializer:
         start: datetime | None,
         end: datetime,
         progress: Progress | None = None,
+        *,
+        rebuild: bool = False,
     ) -> list[MaterializeResult]:
+        """Materialize each view in turn; with ``rebuild``, reset each one just before."""
         end = ensure_utc(end)
-        return [self._run_view(view, start, end, progress) for view in views]
+        results = []
+        for view in views:
+            removed = self.reset(view) if rebuild else None
+            result = self._run_view(view, start, end, progress)
+            results.append(replace(result, removed=removed))
+        return results
+
+    def reset(self, view: FeatureView) -> int:
+        """Forget the watermark of ``view``'s version, then drop its online records;
+        return how many records there were."""
+        with self._db.write() as session:
+            row = session.get(MaterializationRow, (view.name, view.version))
+            if row is not None:
+                session.delete(row)
+        return self._online.delete_namespace(namespace(view))
 
     def _run_view(
         self, view: FeatureView, start: datetime | None, end: datetime, progress: Progress | None
@@ -107,8 +137,14 @@ class Materializer:
             visible = self._visibility(view)
             mark = self.watermark(view)
             first_inclusive = mark is None
+            earliest = None if mark is not None else self._earliest(con, relation, visible)
+            if mark is None and earliest is None:
+                raise SourceError(
+                    f"feature view {view.name!r}: its source {view.source!r} has no rows "
+                    f"(none with an event time in {view.event_time!r}); nothing to materialize"
+                )
             given = [t for t in (mark, None if start is None else ensure_utc(start)) if t]
-            lo = max(given) if given else self._earliest(con, relation, visible)
+            lo = max(given) if given else earliest
             if lo is None or lo >= end:
                 if progress:
                     progress(view.name, 0, 0)
@@ -121,11 +157,12 @@ class Materializer:
             columns += list(view.feature_names)
             select = ", ".join(f'"{c}"' for c in columns)
             for index, (a, b) in enumerate(bounds):
-                low_op = ">=" if first_inclusive and index == 0 else ">"
+                low_op = ">=" if not view.inclusive or (first_inclusive and index == 0) else ">"
+                high_op = "<=" if view.inclusive else "<"
                 batch = con.sql(
                     f'SELECT {select} FROM "{relation}" '
                     f"WHERE {visible} {low_op} TIMESTAMPTZ '{a.isoformat()}' "
-                    f"AND {visible} <= TIMESTAMPTZ '{b.isoformat()}'"
+                    f"AND {visible} {high_op} TIMESTAMPTZ '{b.isoformat()}'"
                 ).to_arrow_table()
                 written = 0
                 if batch.num_rows:

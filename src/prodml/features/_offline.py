@@ -95,6 +95,21 @@ class OfflineStore:
         self._check_schema(con, view, relation)
         return relation
 
+    def check_source(self, view: FeatureView) -> bool:
+        """Check the view's columns against its source's schema, raising as a build would
+        (:class:`SchemaError`, :class:`TimestampError`); False, without a check, when the
+        source is a Python function (not run just to be checked) or cannot be read now."""
+        if isinstance(view.source, PythonSource):
+            return False
+        con = self.connect()
+        try:
+            self.register_source(con, view)
+        except SourceError:
+            return False
+        finally:
+            con.close()
+        return True
+
     def join(
         self,
         entity_rows: pa.Table,
@@ -120,11 +135,18 @@ class OfflineStore:
                         created_time=view.created_time,
                         ttl=view.ttl,
                         features=tuple((n, n) for n in projection.feature_names),
+                        inclusive=view.inclusive,
                     )
                 )
             features = point_in_time_join(
                 con, entity_rows, timestamp, views, created_time_guard=created_time_guard
             )
+            for projection, joined in zip(service.projections, views, strict=True):
+                if all(
+                    features.column(n).null_count == features.num_rows
+                    for n in projection.feature_names
+                ):
+                    self._check_not_empty(con, projection.view, joined.relation)
         finally:
             con.close()
         table = entity_rows
@@ -133,6 +155,16 @@ class OfflineStore:
                 column = features.column(field.name).cast(arrow_type(field.dtype))
                 table = table.append_column(field.name, column)
         return table
+
+    @staticmethod
+    def _check_not_empty(con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str) -> None:
+        """Raise when a view's source has no rows (asked only when no entity row matched)."""
+        (count,) = con.sql(f"SELECT count(*) FROM {relation}").fetchall()[0]
+        if not count:
+            raise SourceError(
+                f"feature view {view.name!r}: its source {view.source!r} has no rows; "
+                "expected feature rows to join (is the file, directory or query the right one?)"
+            )
 
     def _resolve(self, path: str) -> Path:
         candidate = Path(path)
@@ -188,7 +220,7 @@ def check_entity_rows(entity_rows: pa.Table, service: FeatureService, *, timesta
     if timestamp not in entity_rows.column_names:
         raise TimestampError(
             f"{where}: no timestamp column {timestamp!r}; columns: {entity_rows.column_names} "
-            "(pass timestamp= to name another)"
+            "(name the entity rows' time column with timestamp=, on the command line --timestamp)"
         )
     kind = entity_rows.schema.field(timestamp).type
     if not pa.types.is_timestamp(kind):

@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from prodml.core import DefinitionError, arrow_type, check_name
+from prodml.core import DefinitionError, ProdMLError, arrow_type, check_name
 from prodml.features._definitions import Field, no_duplicates, spec_version
 from prodml.features._sources import function_source
 
@@ -56,6 +56,8 @@ class OnDemandFeature:
         if not outputs:
             raise DefinitionError(f"{where}: features must name at least one output Field")
         no_duplicates([f.name for f in outputs], where=f"{where} outputs")
+        for output in outputs:
+            output.check_dtype(owner=where)
         if not inputs:
             raise DefinitionError(f"{where}: inputs must name at least one column")
         self.inputs: tuple[str, ...] = tuple(check_name(i, kind=f"{where} input") for i in inputs)
@@ -92,7 +94,19 @@ class OnDemandFeature:
                 f"on-demand feature {self.name!r}: input(s) {missing} not provided; "
                 f"available: {sorted(columns)}"
             )
-        result = self.func({i: columns[i] for i in self.inputs})
+        try:
+            result = self.func(_DeclaredInputs(self, {i: columns[i] for i in self.inputs}))
+        except ProdMLError:
+            raise
+        except Exception as exc:
+            kinds = ", ".join(
+                f"{i}: {getattr(columns[i], 'dtype', type(columns[i]).__name__)}"
+                for i in self.inputs
+            )
+            raise DefinitionError(
+                f"on-demand feature {self.name!r}: its function raised "
+                f"{type(exc).__name__}: {exc} (inputs {kinds})"
+            ) from exc
         if len(self.features) == 1 and not isinstance(result, Mapping):
             return {self.features[0].name: np.asarray(result)}
         if not isinstance(result, Mapping):
@@ -109,6 +123,22 @@ class OnDemandFeature:
 
     def __repr__(self) -> str:
         return f"OnDemandFeature({self.name!r}, inputs={list(self.inputs)})"
+
+
+class _DeclaredInputs(dict[str, np.ndarray]):
+    """The columns an on-demand function may read: reading any other is a
+    :class:`DefinitionError` naming the feature, the column and the declared inputs."""
+
+    def __init__(self, feature: OnDemandFeature, columns: Mapping[str, np.ndarray]) -> None:
+        super().__init__(columns)
+        self._feature = feature
+
+    def __missing__(self, key: str) -> np.ndarray:
+        raise DefinitionError(
+            f"on-demand feature {self._feature.name!r}: its function reads input {key!r}, "
+            f"which it does not declare; declared inputs: {list(self._feature.inputs)} — "
+            f"add {key!r} to inputs="
+        )
 
 
 def table_columns_as_numpy(table: pa.Table, names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -71,11 +71,12 @@ def check_aware_like(
     aware = kind.tz is not None
     entity_aware = entity_kind.tz is not None
     if aware != entity_aware:
-        expected, got = ("timezone-aware", "naive") if entity_aware else ("naive", "timezone-aware")
+        state = {True: "timezone-aware", False: "timezone-naive"}
         raise TimestampError(
-            f"view {view!r}: feature column {column!r} is {got} ({kind}) but the entity "
-            f"timestamp {timestamp!r} is {expected} ({entity_kind}); expected both {expected} "
-            "— convert one side explicitly, the join does not guess a time zone"
+            f"view {view!r}: entity rows column {timestamp!r} is {state[entity_aware]} "
+            f"({entity_kind}) but the view's column {column!r} is {state[aware]} ({kind}); "
+            "make both timezone-naive or both timezone-aware — the join does not guess a "
+            "time zone (e.g. pandas .dt.tz_localize('UTC'), SQL timezone('UTC', column))"
         )
 
 

@@ -9,13 +9,14 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 
 from prodml.core import Clock, Config, DataValidationError, SchemaError, ensure_utc
 from prodml.features._definitions import FeatureView
+from prodml.features._entity_file import read_entity_rows
 from prodml.features._materialize import Materializer, MaterializeResult, Progress
 from prodml.features._offline import OfflineStore, to_arrow
 from prodml.features._on_demand import apply_on_demand
@@ -23,7 +24,13 @@ from prodml.features._online_read import OnlineFeatures, read_online
 from prodml.features._registry import AppliedDefinition, DefinitionRegistry
 from prodml.features._repo import Definition, FeatureRepo
 from prodml.features._service import FeatureService
-from prodml.features._training_set import DatasetStore, TrainingSet
+from prodml.features._training_set import (
+    DatasetStore,
+    TrainingSet,
+    ViewCoverage,
+    unmatched_views,
+    view_coverage,
+)
 from prodml.features.online import OnlineStore, open_online_store
 from prodml.storage import MetadataDB
 from prodml.validation import Expectations, ValidationReport, validate
@@ -66,16 +73,33 @@ class FeatureStore:
     def apply(
         self, objects: Iterable[Definition] | None = None
     ) -> builtins.list[AppliedDefinition]:
-        """Store definitions (default: everything in the definitions file) in the registry."""
+        """Store definitions (default: everything in the definitions file) in the registry.
+
+        Each feature view is first checked against its source's schema where the source
+        can be read (Parquet and SQL sources): a declared column the source lacks, or
+        holds with an incompatible type, raises before anything is stored."""
         if objects is None:
-            return self.registry.apply(self.reload().all())
+            everything = self.reload().all()
+            self._check_sources(everything)
+            return self.registry.apply(everything)
         objects = list(objects)
+        self._check_sources(FeatureRepo(objects).all())
         applied = self.registry.apply(objects)
         repo = self._repo if self._repo is not None else FeatureRepo()
         for obj in objects:
             repo.add(obj)
         self._repo = repo
         return applied
+
+    def _check_sources(self, objects: Iterable[Definition]) -> None:
+        for obj in objects:
+            if isinstance(obj, FeatureView) and not self.offline.check_source(obj):
+                log.warning(
+                    "feature view %r: source %r not checked at apply (a Python function, or "
+                    "not readable now); its columns are checked when a build reads it",
+                    obj.name,
+                    obj.source,
+                )
 
     def list(self, kind: str | None = None) -> builtins.list[AppliedDefinition]:
         return self.registry.list(kind)
@@ -89,20 +113,35 @@ class FeatureStore:
     # -- training sets -----------------------------------------------------------------
     def build_training_set(
         self,
-        entity_rows: pd.DataFrame | pa.Table,
+        entity_rows: pd.DataFrame | pa.Table | str | Path,
         service: str | FeatureService,
         *,
         timestamp: str = "event_timestamp",
         label: str | None = None,
         created_time_guard: bool | None = None,
+        on_unmatched_view: Literal["warn", "error"] | None = None,
     ) -> TrainingSet:
         """Join features point-in-time to ``entity_rows`` and persist the snapshot.
 
-        Every entity row appears once, in input order, with its own columns first and
-        then one column per feature (nulls where nothing is visible at the row's time).
+        ``entity_rows`` is a DataFrame, an Arrow table, or the path of a Parquet or CSV
+        file. Every entity row appears once, in input order, with its own columns first
+        and then one column per feature (nulls where nothing is visible at the row's
+        time). No entity rows, or a view whose source has no rows, is an error; a view
+        that gives no value to any row is a warning in the result's ``warnings`` (an
+        error with ``on_unmatched_view="error"``; default ``[features] on_unmatched_view``).
         """
         svc = self.service(service)
-        rows = to_arrow(entity_rows, what=f"entity rows for feature service {svc.name!r}")
+        if isinstance(entity_rows, str | Path):
+            rows = read_entity_rows(entity_rows, timestamp=timestamp)
+            empty = f"entity rows file {str(entity_rows)!r} holds no rows"
+        else:
+            rows = to_arrow(entity_rows, what=f"entity rows for feature service {svc.name!r}")
+            empty = f"entity rows for feature service {svc.name!r}: the table has no rows"
+        if rows.num_rows == 0:
+            raise DataValidationError(
+                f"{empty}; expected at least one entity row to join the features of "
+                f"feature service {svc.name!r} to"
+            )
         if label is not None and label not in rows.column_names:
             raise SchemaError(
                 f"entity rows for feature service {svc.name!r}: no label column {label!r}; "
@@ -115,6 +154,8 @@ class FeatureStore:
         )
         table = self.offline.join(rows, svc, timestamp=timestamp, created_time_guard=guard)
         table = apply_on_demand(table, svc.on_demand)
+        coverage = view_coverage(table, svc)
+        self._check_coverage(svc, coverage, on_unmatched_view)
         self._check_expectations(svc, table)
         versions = {p.view.name: p.view.version for p in svc.projections}
         versions.update({o.name: o.version for o in svc.on_demand})
@@ -125,10 +166,31 @@ class FeatureStore:
             feature_versions=versions,
             timestamp=timestamp,
             label=label,
+            coverage=coverage,
         )
 
     def get_training_set(self, fingerprint: str) -> TrainingSet:
         return self.datasets.load(fingerprint)
+
+    def _check_coverage(
+        self,
+        svc: FeatureService,
+        coverage: Mapping[str, ViewCoverage],
+        policy: Literal["warn", "error"] | None,
+    ) -> None:
+        unmatched = unmatched_views(coverage)
+        if not unmatched:
+            return
+        if (policy or self.config.features.on_unmatched_view) == "error":
+            raise DataValidationError(
+                f"training set for feature service {svc.name!r}: {'; '.join(unmatched)} "
+                '([features] on_unmatched_view = "warn" builds it anyway)',
+                report={
+                    name: c.to_dict() for name, c in coverage.items() if c.rows and not c.matched
+                },
+            )
+        for message in unmatched:
+            log.warning("training set for feature service %r: %s", svc.name, message)
 
     def _check_expectations(self, svc: FeatureService, table: pa.Table) -> None:
         policy = self.config.features.on_violation
@@ -174,8 +236,15 @@ class FeatureStore:
         *,
         views: Sequence[str] | None = None,
         progress: Progress | None = None,
+        rebuild: bool = False,
     ) -> builtins.list[MaterializeResult]:
-        """Load views' rows visible in ``(watermark or start, end]`` into the online store."""
+        """Load views' rows visible in ``(watermark or start, end]`` into the online store.
+
+        ``rebuild=True`` first drops the online records and the watermark of each view's
+        current version, so it is materialized again from ``start`` (or its earliest
+        row): the online store then equals a fresh materialization, also where source
+        rows changed behind the watermark. Every view is checked before any is reset.
+        """
         targets = self._views(views)
         for view in targets:
             self.registry.require_current(view)
@@ -187,7 +256,8 @@ class FeatureStore:
             chunk=timedelta(hours=self.config.features.materialize_chunk_hours),
             created_time_guard=self.config.features.created_time_guard,
         )
-        return materializer.run(targets, start, self.clock.now() if end is None else end, progress)
+        at = self.clock.now() if end is None else end
+        return materializer.run(targets, start, at, progress, rebuild=rebuild)
 
     def get_online(
         self,

@@ -3,8 +3,8 @@ fingerprint, with its profile and the feature versions it was built from."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,13 +15,51 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 
 from prodml.core import DatasetNotFoundError, ensure_utc, fingerprint_table
+from prodml.features._service import FeatureService
 from prodml.storage import DatasetRow, MetadataDB, read_table, write_table
 from prodml.validation import Profile, profile
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DatasetStore", "TrainingSet"]
+__all__ = ["DatasetStore", "TrainingSet", "ViewCoverage", "unmatched_views", "view_coverage"]
+
+
+@dataclass(frozen=True)
+class ViewCoverage:
+    """How many entity rows of a training set got a value from one feature view:
+    ``matched`` counts the rows where at least one of the view's features is not null."""
+
+    rows: int
+    matched: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"rows": self.rows, "matched": self.matched}
+
+
+def view_coverage(table: pa.Table, service: FeatureService) -> dict[str, ViewCoverage]:
+    """Per feature view of ``service``: the rows of ``table`` that got any of its values."""
+    names: dict[str, list[str]] = {}
+    for projection in service.projections:
+        names.setdefault(projection.view.name, []).extend(projection.feature_names)
+    coverage: dict[str, ViewCoverage] = {}
+    for view, columns in names.items():
+        some = pc.is_valid(table.column(columns[0]))
+        for column in columns[1:]:
+            some = pc.or_(some, pc.is_valid(table.column(column)))
+        matched = int(pc.sum(pc.cast(some, pa.int64())).as_py() or 0)
+        coverage[view] = ViewCoverage(int(table.num_rows), matched)
+    return coverage
+
+
+def unmatched_views(coverage: Mapping[str, ViewCoverage]) -> tuple[str, ...]:
+    """One message per view that gave no value to any row (of at least one)."""
+    return tuple(
+        f"feature view {name!r}: 0 of {c.rows:,} entity rows got a value (every feature of "
+        "the view is null); check the join keys' values and types, the timestamps and the ttl"
+        for name, c in coverage.items()
+        if c.rows and not c.matched
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +77,13 @@ class TrainingSet:
     label: str | None
     start_time: datetime | None
     end_time: datetime | None
+    coverage: Mapping[str, ViewCoverage] = field(default_factory=dict)
+    """Rows that got a value, per feature view (known when built, empty when loaded)."""
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """A message per feature view that gave no value to any row."""
+        return unmatched_views(self.coverage)
 
     def to_arrow(self) -> pa.Table:
         return self.table
@@ -65,6 +110,8 @@ class TrainingSet:
             "label": self.label,
             "start_time": None if self.start_time is None else self.start_time.isoformat(),
             "end_time": None if self.end_time is None else self.end_time.isoformat(),
+            "coverage": {name: c.to_dict() for name, c in self.coverage.items()},
+            "warnings": list(self.warnings),
         }
 
 
@@ -85,6 +132,7 @@ class DatasetStore:
         feature_versions: dict[str, str],
         timestamp: str,
         label: str | None,
+        coverage: Mapping[str, ViewCoverage] | None = None,
     ) -> TrainingSet:
         """Persist (once per fingerprint) and return the training set."""
         fingerprint = fingerprint_table(table)
@@ -123,6 +171,7 @@ class DatasetStore:
             label,
             start,
             end,
+            dict(coverage or {}),
         )
 
     def load(self, fingerprint: str) -> TrainingSet:
@@ -152,6 +201,16 @@ class DatasetStore:
                 row.start_time,
                 row.end_time,
             )
+
+    def column_dtypes(self, fingerprint: str) -> dict[str, str]:
+        """The dtype of every column of a stored snapshot, from its profile in the
+        metadata DB (the Parquet file is not read); empty when it is unknown."""
+        with self._db.session() as session:
+            row = session.get(DatasetRow, fingerprint)
+            if row is None:
+                return {}
+            stats = Profile.from_json(_text(row.profile))
+        return {name: column.dtype for name, column in stats.columns.items()}
 
 
 def _text(value: Any) -> str:
