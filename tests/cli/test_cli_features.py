@@ -129,3 +129,91 @@ def test_help(args: list[str]) -> None:
     code, out = run(*args)
     assert code == 0
     assert "Usage" in out
+
+
+def _applied_project(tmp_path: Path) -> list[str]:
+    root = tmp_path / "proj"
+    make_project(root).close()
+    code, out = run("features", "apply", "-p", str(root), "--json")
+    assert code == 0, out
+    return ["-p", str(root)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "is empty (0 bytes)"), (b"id,origin\n1,EWR\n", "is not a Parquet file")],
+)
+def test_unreadable_entity_rows_file_is_a_source_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    p = _applied_project(tmp_path)
+    rows = tmp_path / "rows.parquet"
+    rows.write_bytes(content)
+    args = ["features", "build-training-set", str(rows), "-s", "flight_delay"]
+    result = runner.invoke(app, [*args, "--timestamp", "sched_dep", *p, "--json"])
+    assert result.exit_code == 9, result.output
+    error = json.loads(result.stdout)["error"]
+    assert message in error
+    assert str(rows) in error
+    result = runner.invoke(app, [*args, "--timestamp", "sched_dep", *p])
+    assert result.exit_code == 9
+    assert "Traceback" not in result.output
+    assert message in " ".join(result.stderr.split())
+
+
+def test_empty_entity_rows_exit_with_the_data_validation_code(tmp_path: Path) -> None:
+    p = _applied_project(tmp_path)
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(entity_rows(5).slice(0, 0), rows)
+    args = ["features", "build-training-set", str(rows), "-s", "flight_delay"]
+    code, out = run(*args, "--timestamp", "sched_dep", *p, "--json")
+    assert code == 8
+    assert "holds no rows" in json.loads(out)["error"]
+
+
+def test_unmatched_view_is_printed_with_counts_and_strict_fails(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    p = _applied_project(tmp_path)
+    table = entity_rows(20)
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(table.set_column(1, "origin", pa.array(["XXX"] * 20)), rows)
+    args = ["features", "build-training-set", str(rows), "-s", "flight_delay"]
+    args += ["--timestamp", "sched_dep", *p]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    warning = " ".join(result.stderr.split())
+    assert "warning:" in warning
+    assert "feature view 'weather': 0 of 20 entity rows" in warning
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["coverage"]["weather"] == {"rows": 20, "matched": 0}
+    result = runner.invoke(app, [*args, "--strict", "--json"])
+    assert result.exit_code == 8
+    assert "0 of 20" in json.loads(result.stdout)["error"]
+
+
+def test_timestamp_hint_names_the_cli_flag(tmp_path: Path) -> None:
+    p = _applied_project(tmp_path)
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(entity_rows(5), rows)
+    code, out = run("features", "build-training-set", str(rows), "-s", "flight_delay", *p, "--json")
+    assert code == 7
+    assert "--timestamp" in json.loads(out)["error"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--start", "2013-02-01", "--end", "2013-01-01"],
+        ["train", "--start", "2013-01-01", "--end", "2013-01-01"],
+        ["features", "materialize", "--start", "2013-02-01", "--end", "2013-01-01"],
+    ],
+)
+def test_start_not_before_end_is_a_usage_error(tmp_path: Path, command: list[str]) -> None:
+    # checked before the project is opened: the directory is not even a project
+    result = runner.invoke(app, [*command, "-p", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "--start" in text
+    assert "--end" in text

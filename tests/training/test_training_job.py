@@ -225,8 +225,70 @@ def test_unknown_parent_is_refused_before_any_run(project: Project) -> None:
 
 
 def test_empty_window_is_a_clear_error(project: Project) -> None:
-    with pytest.raises(TrainingError, match="no labelled rows"):
-        project.training.train(END + timedelta(days=30), END + timedelta(days=31))
+    start, end = END + timedelta(days=30), END + timedelta(days=31)
+    with pytest.raises(TrainingError, match="no labelled rows") as info:
+        project.training.train(start, end)
+    message = str(info.value)
+    assert f"[{start.isoformat()}, {end.isoformat()})" in message
+    assert "'data/rows.parquet'" in message
+    assert "3,000 rows" in message
+    assert "from 2013-01-01" in message  # the rows' own time range
+    assert "to 2013-01-10" in message
+    assert _count(project, RunRow) == 0
+
+
+@pytest.mark.parametrize("days", [0, -1])
+def test_start_not_before_end_is_refused_before_any_run(project: Project, days: int) -> None:
+    end = T0 + timedelta(days=days)
+    with pytest.raises(TrainingError, match=r"start .* is not before end") as info:
+        project.training.train(T0, end)
+    assert T0.isoformat() in str(info.value)
+    assert _count(project, RunRow) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [(b"", r"is empty \(0 bytes\)"), (b"not parquet", "not a Parquet")]
+)
+def test_unreadable_entity_rows_file_is_named(
+    project: Project, content: bytes, message: str
+) -> None:
+    from prodml.core import SourceError
+
+    path = project.root / "data" / "rows.parquet"
+    path.write_bytes(content)
+    with pytest.raises(SourceError, match=message) as info:
+        project.training.train(T0, END)
+    assert str(path) in str(info.value)
+    assert _count(project, RunRow) == 0
+
+
+_DEP_HOUR_ONLY = TRAIN_PY.replace(
+    'model = make_pipeline(SimpleImputer(), LogisticRegression(C=data.params["C"], max_iter=500))',
+    "from sklearn.compose import make_column_transformer\n"
+    '    model = make_pipeline(make_column_transformer((SimpleImputer(), ["dep_hour"])),'
+    ' LogisticRegression(C=data.params["C"], max_iter=500))',
+).replace('data.X_train.astype("float64")', "data.X_train")
+
+
+def test_a_view_matching_no_row_is_a_warning_or_an_error(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from prodml.core import DataValidationError
+
+    assert _DEP_HOUR_ONLY != TRAIN_PY
+    project = make_training_project(tmp_path / "p", train_py=_DEP_HOUR_ONLY)
+    path = tmp_path / "p" / "data" / "rows.parquet"
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("origin")
+    pq.write_table(table.set_column(index, "origin", pa.array(["XXX"] * table.num_rows)), path)
+    with project:
+        with pytest.raises(DataValidationError, match=r"feature view 'weather'.*0 of 3,000"):
+            project.training.train(T0, END, on_unmatched_view="error")
+        assert _count(project, RunRow) == 0
+        result = project.training.train(T0, END, register=False)
+        (warning,) = result.training_set_warnings
+        assert "feature view 'weather': 0 of 3,000 entity rows" in warning
+        assert result.to_dict()["training_set_warnings"] == [warning]
 
 
 def test_rows_without_labels_are_refused(tmp_path: Path) -> None:

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import typer
 
-from prodml.cli._options import JsonOption, ProjectOption
-from prodml.cli._output import emit, guarded, stdout, table
+from prodml.cli._confirm import confirm
+from prodml.cli._options import JsonOption, ProjectOption, check_window
+from prodml.cli._output import emit, guarded, stdout, styled, table, warn
 from prodml.core import SchemaError, ensure_utc
 from prodml.project import Project, progress_bar
 
@@ -75,29 +74,63 @@ def materialize(
     view: Annotated[
         list[str] | None, typer.Option("--view", help="Only these views (repeatable).")
     ] = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="First drop the online records and watermarks of the views' current "
+            "versions (all views by default), then materialize from the start. Asks first.",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Rebuild without asking (needed with no terminal)."),
+    ] = False,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Load feature rows into the online store, incrementally from each view's watermark."""
-    with guarded(as_json), Project.open(project) as proj, progress_bar(not as_json) as bar:
-        results = proj.features.materialize(
-            None if start is None else ensure_utc(start),
-            None if end is None else ensure_utc(end),
-            views=view or None,
-            progress=bar,
-        )
+    """Load feature rows into the online store, incrementally from each view's watermark.
+
+    --rebuild starts the views over (to pick up source rows that changed behind the
+    watermark); it asks for confirmation, and without standard input it refuses (exit 2)
+    unless --yes is given."""
+    check_window(start, end)
+    with guarded(as_json), Project.open(project) as proj:
+        if rebuild and not yes:
+            _confirm_rebuild(proj, view, as_json=as_json)
+        with progress_bar(not as_json) as bar:
+            results = proj.features.materialize(
+                None if start is None else ensure_utc(start),
+                None if end is None else ensure_utc(end),
+                views=view or None,
+                progress=bar,
+                rebuild=rebuild,
+            )
     rows = [r.to_dict() for r in results]
+    columns = ["view", "chunks", "rows read", "rows written", "watermark"]
+    keys = ["view", "chunks", "rows_read", "rows_written", "watermark"]
+    if rebuild:
+        columns.insert(1, "removed")
+        keys.insert(1, "removed")
     emit(
         {"materialized": rows},
         as_json=as_json,
-        human=lambda: table(
-            "Materialized",
-            ["view", "chunks", "rows read", "rows written", "watermark"],
-            [
-                (r["view"], r["chunks"], r["rows_read"], r["rows_written"], r["watermark"])
-                for r in rows
-            ],
-        ),
+        human=lambda: table("Materialized", columns, [[r[k] for k in keys] for r in rows]),
+    )
+
+
+def _confirm_rebuild(proj: Project, names: list[str] | None, *, as_json: bool) -> None:
+    """Name the view versions a rebuild resets and ask (unknown views fail first)."""
+    repo = proj.features.repo
+    views = [repo.view(name) for name in names] if names else repo.views()
+    named = [f"{v.name} ({v.version[:12]})" for v in views]
+    listed = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
+    what = f"the online records and materialization watermarks of {listed}"
+    confirm(
+        f"Delete {what}, then materialize again from the start?",
+        refusal=f"materialize --rebuild deletes {what}, so it asks first, and there is no "
+        "standard input to answer: pass --yes to rebuild without asking",
+        as_json=as_json,
     )
 
 
@@ -114,22 +147,44 @@ def build_training_set(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the table here (Parquet).")
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Fail (exit 8) when a feature view gives no value to any row, instead of warning.",
+        ),
+    ] = False,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Join features point-in-time to entity rows and store the training-set snapshot."""
+    """Join features point-in-time to entity rows and store the training-set snapshot.
+
+    No entity rows (exit 8) or a view whose source has no rows (exit 9) is an error; a
+    view that gives no value to any row is a warning with counts (an error, exit 8, with
+    --strict or with on_unmatched_view = "error" in the features section of prodml.toml)."""
     with guarded(as_json), Project.open(project) as proj:
-        rows = _read_rows(entity_rows, timestamp)
-        result = proj.features.build_training_set(rows, service, timestamp=timestamp, label=label)
+        result = proj.features.build_training_set(
+            entity_rows,
+            service,
+            timestamp=timestamp,
+            label=label,
+            on_unmatched_view="error" if strict else None,
+        )
         if output is not None:
             pq.write_table(result.table, output)
         summary = result.summary()
+    warn(summary["warnings"])
     emit(
         summary,
         as_json=as_json,
         human=lambda: stdout.print(
-            f"Training set [bold]{summary['fingerprint'][:12]}[/]: {summary['rows']} rows, "
-            f"{len(summary['columns'])} columns → {summary['path']}"
+            styled(
+                "Training set [bold]{fingerprint}[/]: {rows} rows, {columns} columns → {path}",
+                fingerprint=summary["fingerprint"][:12],
+                rows=summary["rows"],
+                columns=len(summary["columns"]),
+                path=summary["path"],
+            )
         ),
     )
 
@@ -156,8 +211,10 @@ def get(
 ) -> None:
     """Read one entity's online features (values, versions and freshness)."""
     with guarded(as_json), Project.open(project) as proj:
-        entities = {k: [v] for k, v in (_pair(e, parse_json=False) for e in entity)}
-        request_data = {k: [v] for k, v in (_pair(r, parse_json=True) for r in request or [])}
+        pairs = (_pair(e, parse_json=False, flag="--entity") for e in entity)
+        entities = {k: [v] for k, v in pairs}
+        fields = (_pair(r, parse_json=True, flag="--request") for r in request or [])
+        request_data = {k: [v] for k, v in fields}
         online = proj.features.get_online(
             service, entities, request_data or None, now=None if at is None else ensure_utc(at)
         )
@@ -187,9 +244,9 @@ def _show_online(service: str, result: dict[str, Any]) -> None:
     table("Freshness", ["view", "version", "state", "age"], rows)
 
 
-def _pair(text: str, *, parse_json: bool) -> tuple[str, Any]:
+def _pair(text: str, *, parse_json: bool, flag: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise SchemaError(f"expected KEY=VALUE, got {text!r}")
+        raise SchemaError(f"{flag} expects KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     if not parse_json:
         return key, _coerce(value)
@@ -208,24 +265,3 @@ def _pair(text: str, *, parse_json: bool) -> tuple[str, Any]:
 def _coerce(value: str) -> Any:
     """Join keys typed on the command line: integers stay integers."""
     return int(value) if value.lstrip("-").isdigit() else value
-
-
-def _read_rows(path: Path, timestamp: str) -> pa.Table:
-    if not path.exists():
-        raise SchemaError(f"entity rows file {str(path)!r} does not exist")
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        return pq.read_table(path)
-    if path.suffix.lower() == ".csv":
-        table = pacsv.read_csv(path)
-        if timestamp in table.column_names and not pa.types.is_timestamp(
-            table.schema.field(timestamp).type
-        ):
-            try:
-                column = table.column(timestamp).cast(pa.timestamp("us", tz="UTC"))
-            except pa.ArrowInvalid as exc:
-                raise SchemaError(
-                    f"entity rows file {str(path)!r}: column {timestamp!r} is not a timestamp: {exc}"
-                ) from None
-            table = table.set_column(table.schema.get_field_index(timestamp), timestamp, column)
-        return table
-    raise SchemaError(f"entity rows file {str(path)!r}: expected a .parquet or .csv file")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-__all__ = ["ActorOption", "JsonOption", "ProjectOption", "ReasonOption"]
+__all__ = ["ActorOption", "JsonOption", "ProjectOption", "ReasonOption", "check_window"]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 ProjectOption = Annotated[
@@ -27,3 +28,15 @@ ActorOption = Annotated[
 ReasonOption = Annotated[
     str | None, typer.Option(help="Why, for the audit log (and a deployment's history).")
 ]
+
+
+def check_window(start: datetime | None, end: datetime | None) -> None:
+    """Refuse ``--start`` at or after ``--end`` as a usage error (exit 2), before any work.
+
+    Both are read as UTC: typer parses them without a time zone."""
+    if start is not None and end is not None and start >= end:
+        raise typer.BadParameter(
+            f"--start {start.isoformat()} is not before --end {end.isoformat()}; "
+            "expected --start earlier than --end",
+            param_hint="'--start' / '--end'",
+        )

@@ -1,7 +1,14 @@
-"""Output for people (Rich) and scripts (``--json``), exit codes, progress bars."""
+"""Output for people (Rich) and scripts (``--json``), exit codes, progress bars.
+
+What users type (names, references, reasons, paths) and error messages print as they
+are: the consoles read no Rich markup or emoji codes, so ``train.py:train:`` or
+``[bold]`` in a string print literally. Styled text is built with :func:`styled`, which
+escapes the values it fills in.
+"""
 
 from __future__ import annotations
 
+import string
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,7 +17,9 @@ from typing import Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from prodml.core import (
     ConfigError,
@@ -28,10 +37,20 @@ from prodml.core import (
     TrainingError,
 )
 
-__all__ = ["EXIT_CODES", "emit", "exit_code", "fail", "guarded", "stdout", "table"]
+__all__ = [
+    "EXIT_CODES",
+    "emit",
+    "exit_code",
+    "fail",
+    "guarded",
+    "stdout",
+    "styled",
+    "table",
+    "warn",
+]
 
-stdout = Console()
-stderr = Console(stderr=True)
+stdout = Console(markup=False, emoji=False)
+stderr = Console(stderr=True, markup=False, emoji=False)
 
 #: Exit codes by error class; the first matching class wins (most specific first).
 EXIT_CODES: Sequence[tuple[type[ProdMLError], int]] = (
@@ -49,6 +68,29 @@ EXIT_CODES: Sequence[tuple[type[ProdMLError], int]] = (
     (TrainingError, 14),
     (ProdMLError, 1),
 )
+
+
+class _Escaping(string.Formatter):
+    """``str.format`` whose fields come out escaped for Rich markup."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return escape(super().format_field(value, format_spec))
+
+
+_ESCAPING = _Escaping()
+
+
+def styled(template: str, /, **values: Any) -> Text:
+    """Rich markup ``template`` with its ``{fields}`` (format specs allowed) filled by
+    ``values``, which print literally.
+
+    >>> styled("[bold]{ref}[/] by {actor} ({rows:,} rows)", ref="m:1", actor="[red]x[/red]",
+    ...        rows=1200).plain
+    'm:1 by [red]x[/red] (1,200 rows)'
+    >>> styled("{qualname}: failed", qualname="train.py:train").plain
+    'train.py:train: failed'
+    """
+    return Text.from_markup(_ESCAPING.vformat(template, (), values), emoji=False)
 
 
 def exit_code(error: ProdMLError) -> int:
@@ -70,7 +112,9 @@ def fail(error: ProdMLError, *, as_json: bool) -> typer.Exit:
             + "\n"
         )
     else:
-        stderr.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+        stderr.print(
+            styled("[bold red]error:[/] {error}", error=error), highlight=False, soft_wrap=True
+        )
     return typer.Exit(code)
 
 
@@ -100,3 +144,13 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for row in rows:
         view.add_row(*("" if v is None else str(v) for v in row))
     stdout.print(view)
+
+
+def warn(messages: Sequence[str]) -> None:
+    """Print each message on stderr as a warning (stdout stays the command's output)."""
+    for message in messages:
+        stderr.print(
+            styled("[bold yellow]warning:[/] {message}", message=message),
+            highlight=False,
+            soft_wrap=True,
+        )

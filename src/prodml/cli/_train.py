@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.text import Text
 
-from prodml.cli._options import ActorOption, JsonOption, ProjectOption
-from prodml.cli._output import emit, guarded, stdout, table
+from prodml.cli._options import ActorOption, JsonOption, ProjectOption, check_window
+from prodml.cli._output import emit, guarded, stdout, styled, table, warn
 from prodml.core import SchemaError, ensure_utc
 from prodml.project import Project
 from prodml.training import reproduce as reproduce_version
@@ -31,19 +32,19 @@ def _steps(enabled: bool) -> Iterator[Callable[[str], None]]:
     if not enabled:
         yield lambda _text: None
         return
-    with stdout.status("Starting") as status:
+    with stdout.status(Text("Starting")) as status:
         last: list[str] = []
 
         def say(text: str) -> None:
             if last:
-                stdout.print(f"[green]✓[/] {last[0]}")
+                stdout.print(styled("[green]✓[/] {step}", step=last[0]))
                 last.clear()
             last.append(text)
-            status.update(text)
+            status.update(Text(text))
 
         yield say
     if last:
-        stdout.print(f"[green]✓[/] {last[0]}")
+        stdout.print(styled("[green]✓[/] {step}", step=last[0]))
 
 
 def train(
@@ -60,11 +61,20 @@ def train(
     register: Annotated[
         bool, typer.Option(help="Register the model as a candidate version.")
     ] = True,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Fail (exit 8) when a feature view gives no value to any training row, "
+            "instead of warning.",
+        ),
+    ] = False,
     actor: ActorOption = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
     """Train the project's @prodml.trainer on a time window, evaluate, gate and register."""
+    check_window(start, end)
     with guarded(as_json), Project.open(project) as proj, _steps(not as_json) as say:
         result = proj.training.train(
             ensure_utc(start),
@@ -75,8 +85,10 @@ def train(
             register=register,
             actor=actor,
             say=say,
+            on_unmatched_view="error" if strict else None,
         )
         summary = result.to_dict()
+    warn(summary["training_set_warnings"])
     emit(summary, as_json=as_json, human=lambda: _show_training(summary))
 
 
@@ -97,11 +109,16 @@ def _show_training(summary: dict[str, Any]) -> None:
         ["check", "passed", "detail"],
         [(c["name"], "yes" if c["passed"] else "NO", c["detail"]) for c in gate["checks"]],
     )
+    for warning in gate.get("warnings", []):
+        stdout.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
     version = summary["version"] or "(not registered)"
     stdout.print(
-        f"Run {summary['run']} → [bold]{version}[/] ({gate['status']}); training set "
-        f"{summary['training_set'][:12]}"
-    )
+        styled(
+            "Run {run} → [bold]{version}[/] ({status}); training set {training_set}",
+            run=summary["run"], version=version, status=gate["status"],
+            training_set=summary["training_set"][:12],
+        )
+    )  # fmt: skip
 
 
 def reproduce(
@@ -119,7 +136,12 @@ def reproduce(
 
 def _show_reproduce(report: dict[str, Any]) -> None:
     verdict = "[green]MATCH[/]" if report["match"] else "[red]MISMATCH[/]"
-    stdout.print(f"{report['version']} (run {report['run']}) rerun as {report['rerun']}: {verdict}")
+    stdout.print(
+        styled(
+            "{version} (run {run}) rerun as {rerun}: " + verdict,
+            version=report["version"], run=report["run"], rerun=report["rerun"],
+        )
+    )  # fmt: skip
     rows = [
         (kind, line)
         for kind, lines in report["differences"].items()

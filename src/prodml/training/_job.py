@@ -14,10 +14,10 @@ import io
 import random
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -47,6 +47,7 @@ from prodml.registry.formats import serialize
 from prodml.training._capture import captured_output
 from prodml.training._evaluate import EvaluationReport, evaluate, measure_performance
 from prodml.training._gate import GateCheck, GateResult, judge
+from prodml.training._leakage import LeakageReport, check_leakage
 from prodml.training._robustness import (
     RobustnessResult,
     generated_cases,
@@ -75,6 +76,8 @@ class TrainingResult:
     training_set: str
     split: dict[str, Any]
     predictions_sha256: str
+    training_set_warnings: tuple[str, ...] = ()
+    leakage: LeakageReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         report = self.report.to_dict()
@@ -92,6 +95,8 @@ class TrainingResult:
             if self.champion_report is None
             else self.champion_report.to_dict()["metrics"],
             "predictions_sha256": self.predictions_sha256,
+            "training_set_warnings": list(self.training_set_warnings),
+            "leakage": None if self.leakage is None else self.leakage.to_dict(),
         }
 
 
@@ -146,24 +151,38 @@ class Training:
         actor: str | None = None,
         tags: Mapping[str, str] | None = None,
         say: Say | None = None,
+        on_unmatched_view: Literal["warn", "error"] | None = None,
     ) -> TrainingResult:
         """Train on labelled rows with ``start <= time < end`` and (by default) register
-        the model as a pending candidate version with its evaluation and gate result."""
+        the model as a pending candidate version with its evaluation and gate result.
+
+        A feature view that gives no value to any row of the training set is reported in
+        ``training_set_warnings`` (refused with ``on_unmatched_view="error"``; default
+        ``[features] on_unmatched_view``)."""
         step: Say = say or (lambda _text: None)
-        spec = self.trainer()
         start, end = ensure_utc(start), ensure_utc(end)
+        if start >= end:
+            raise TrainingError(
+                f"training window: start {start.isoformat()} is not before end "
+                f"{end.isoformat()}; expected start < end (rows with start <= time < end)"
+            )
+        spec = self.trainer()
         step(f"Loading labelled rows {start:%Y-%m-%d}–{end:%Y-%m-%d}")
         rows = load_entity_rows(
-            spec.entity_rows, root=self.root, timestamp=spec.timestamp, start=start, end=end
+            spec.entity_rows,
+            root=self.root,
+            timestamp=spec.timestamp,
+            start=start,
+            end=end,
+            owner=f"trainer {spec.qualname}",
         )
-        if rows.num_rows == 0:
-            raise TrainingError(
-                f"trainer {spec.qualname}: no labelled rows with {spec.timestamp} in "
-                f"[{start.isoformat()}, {end.isoformat()})"
-            )
         step(f"Building the training set ({rows.num_rows:,} rows)")
         dataset = self.features.build_training_set(
-            rows, spec.service, timestamp=spec.timestamp, label=spec.label
+            rows,
+            spec.service,
+            timestamp=spec.timestamp,
+            label=spec.label,
+            on_unmatched_view=on_unmatched_view,
         )
         frame = dataset.to_pandas()
         svc = self.features.service(spec.service)
@@ -209,7 +228,9 @@ class Training:
             outcome = self._evaluate(
                 spec, frame, inputs, labels, split, fmt, artifact, loaded, dataset
             )
-            report, robustness, champion, champion_report, gate, scores, signature = outcome
+            report, robustness, champion, champion_report, gate, scores, signature, leakage = (
+                outcome
+            )
             checksum = predictions_sha256(scores)
             run.log_metrics(report.metrics)
             run.log_metrics(report.performance)
@@ -234,6 +255,7 @@ class Training:
                     if champion_report is None
                     else {"version": champion, "report": champion_report.to_dict()},
                     "robustness": robustness.to_dict(),
+                    "leakage": None if leakage is None else leakage.to_dict(),
                     "split": split.to_dict(),
                     "training_set": dataset.fingerprint,
                 },
@@ -251,6 +273,8 @@ class Training:
             training_set=dataset.fingerprint,
             split=split.to_dict(),
             predictions_sha256=checksum,
+            training_set_warnings=dataset.warnings,
+            leakage=leakage,
         )
 
     # --- steps ------------------------------------------------------------------------
@@ -346,6 +370,7 @@ class Training:
         GateResult,
         np.ndarray,
         Signature,
+        LeakageReport | None,
     ]:
         test = frame.loc[split.test].reset_index(drop=True)
         y_test = labels[split.test].to_numpy()
@@ -377,6 +402,16 @@ class Training:
         )
         robustness = run_robustness(predict, cases, task=spec.task)
         champion, champion_report, problem = self._score_champion(spec, test, y_test, kwargs)
+        leakage = None
+        if self.config.gate.leakage_check:
+            leakage = check_leakage(
+                frame.loc[split.train, inputs],
+                labels[split.train].to_numpy(),
+                X_test,
+                y_test,
+                task=spec.task,
+                config=self.config.gate,
+            )
         gate = judge(
             report,
             config=self.config.gate,
@@ -384,18 +419,25 @@ class Training:
             champion_ref=champion,
             robustness_passed=robustness.passed,
             robustness_detail=robustness.detail,
+            leakage=leakage,
         )
         if problem is not None:
             check = GateCheck(name="champion comparison", passed=False, detail=problem)
-            gate = GateResult(status="NOT_BLESSED", checks=(*gate.checks, check), champion=champion)
-        return report, robustness, champion, champion_report, gate, scores, signature
+            gate = replace(gate, status="NOT_BLESSED", checks=(*gate.checks, check))
+        return report, robustness, champion, champion_report, gate, scores, signature, leakage
 
     def _segments(self, spec: TrainerSpec, test: pd.DataFrame) -> pd.DataFrame | None:
         columns = spec.segments if spec.segments is not None else self.config.training.segments
         missing = [c for c in columns if c not in test.columns]
         if missing:
+            declared = (
+                f"@prodml.trainer(segments=...) of {spec.qualname}"
+                if spec.segments is not None
+                else "[training] segments"
+            )
             raise SchemaError(
-                f"segment columns {missing} are not in the training set; columns: {list(test.columns)}"
+                f"segment columns {missing} (from {declared}) are not in the training set; "
+                f"columns: {list(test.columns)}"
             )
         return test[list(columns)] if columns else None
 

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from prodml.core import SchemaError, SourceError, TrainingError, ensure_utc
+from prodml.features import read_entity_rows, to_arrow
 
 __all__ = ["TimeSplit", "load_entity_rows", "recency_weights", "time_split"]
 
@@ -99,9 +99,16 @@ def recency_weights(timestamps: pd.Series, *, half_life_days: float) -> np.ndarr
 
 
 def load_entity_rows(
-    entity_rows: Any, *, root: Path, timestamp: str, start: datetime, end: datetime
+    entity_rows: Any,
+    *,
+    root: Path,
+    timestamp: str,
+    start: datetime,
+    end: datetime,
+    owner: str = "trainer",
 ) -> pa.Table:
-    """The labelled rows with ``start <= timestamp < end`` from a function or a Parquet path."""
+    """The labelled rows with ``start <= timestamp < end`` from a function or a Parquet
+    (or CSV) path; none is a :class:`TrainingError` naming the window and the rows given."""
     start, end = ensure_utc(start), ensure_utc(end)
     if entity_rows is None:
         raise SchemaError(
@@ -109,12 +116,11 @@ def load_entity_rows(
             "function (start, end) -> DataFrame or a Parquet path"
         )
     if isinstance(entity_rows, str | Path):
-        path = root / entity_rows
-        if not path.is_file():
-            raise SourceError(
-                f"trainer entity_rows {str(entity_rows)!r}: no such file {str(path)!r}"
-            )
-        table = pq.read_table(path)
+        table = read_entity_rows(
+            root / entity_rows,
+            timestamp=timestamp,
+            what=f"trainer entity_rows {str(entity_rows)!r}:",
+        )
     else:
         try:
             result = entity_rows(start, end)
@@ -123,14 +129,11 @@ def load_entity_rows(
                 f"trainer entity_rows function failed for {start.isoformat()}–{end.isoformat()}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        table = (
-            result
-            if isinstance(result, pa.Table)
-            else pa.Table.from_pandas(result, preserve_index=False)
-        )
+        table = to_arrow(result, what="trainer entity_rows function result")
     if timestamp not in table.column_names:
         raise SchemaError(
-            f"trainer entity rows: no timestamp column {timestamp!r}; columns: {table.column_names}"
+            f"trainer entity rows: no timestamp column {timestamp!r}; columns: "
+            f"{table.column_names} (name it with @prodml.trainer(timestamp=...))"
         )
     column = table[timestamp]
     if not pa.types.is_timestamp(column.type):
@@ -144,4 +147,23 @@ def load_entity_rows(
     start_ms = pa.scalar(start, type=pa.timestamp("us", tz="UTC"))
     end_ms = pa.scalar(end, type=pa.timestamp("us", tz="UTC"))
     ts = pc.cast(table[timestamp], pa.timestamp("us", tz="UTC"))
-    return table.filter(pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms)))
+    rows = table.filter(pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms)))
+    if rows.num_rows == 0:
+        origin = (
+            f"entity_rows {str(entity_rows)!r}"
+            if isinstance(entity_rows, str | Path)
+            else "the entity_rows function"
+        )
+        bounds = pc.min_max(ts)
+        held = (
+            f"{table.num_rows:,} rows with {timestamp} from {bounds['min'].as_py().isoformat()} "
+            f"to {bounds['max'].as_py().isoformat()}"
+            if table.num_rows and ts.null_count < len(ts)
+            else f"{table.num_rows:,} rows"
+        )
+        raise TrainingError(
+            f"{owner}: no labelled rows with {timestamp} in the window "
+            f"[{start.isoformat()}, {end.isoformat()}): {origin} gave {held}; choose a window "
+            "that holds labelled rows"
+        )
+    return rows
