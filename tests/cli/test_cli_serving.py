@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from prodml import Project
 from prodml.cli import app
+from prodml.registry import Signature
 from prodml.storage import read_log
 from servingkit import FEATURES, lr_model, register, row, running_server
 
@@ -128,6 +129,45 @@ def test_labels_import_writes_the_label_log_and_refuses_bad_files(
         "labels", "import", str(tmp_path / "missing.parquet"), "--endpoint", "lr", "-p", root
     )
     assert code == 9, out
+
+
+def test_promote_and_rollback_move_the_champion_alias_with_the_deployment(root: str) -> None:
+    canary = ("--policy", "canary", "--arm", "champion=lr:1", "--arm", "challenger=lr:2")
+    assert run("deploy", "lr", *canary, "--weight", "challenger=0.1", "-p", root)[0] == 0
+    code, out = run("deployments", "promote", "lr", "--reason", "won", "--actor", "ann", "-p", root)
+    assert code == 0, out
+    assert [a["model"] for a in out["spec"]["arms"]] == ["lr:2"]
+    with Project.open(root) as project:
+        assert project.registry.aliases("lr") == {"champion": 2}
+        moved = project.registry.audit_log("lr@champion")[-1]
+        assert (moved.actor, moved.after and moved.after["reason"]) == ("ann", "won")
+
+    code, out = run("deployments", "rollback", "lr", "--actor", "bob", "-p", root)
+    assert code == 0, out
+    assert (out["spec"]["policy"], out["revision"]) == ("canary", 3)
+    with Project.open(root) as project:
+        assert project.registry.aliases("lr") == {"champion": 1}
+
+    # The alias moved by hand after a promote: rollback refuses (exit 10), changes nothing.
+    assert run("deployments", "promote", "lr", "-p", root)[0] == 0
+    assert run("models", "alias", "lr:1", "champion", "-p", root)[0] == 0
+    code, out = run("deployments", "rollback", "lr", "-p", root)
+    assert code == 10, out
+    assert "lr@champion" in out["error"]
+    assert "prodml models alias lr:2 champion" in out["error"]
+    assert run("deployments", "show", "lr", "-p", root)[1]["revision"] == 4
+
+    # A version that is not approved cannot become champion (exit 13), nothing changes.
+    with Project.open(root) as project:
+        model, _ = lr_model(C=0.5, seed=4)
+        signature = Signature.from_dict(project.registry.get("lr:1").signature)
+        project.registry.register("lr", model, signature=signature, actor="test")
+    pending = ("--policy", "canary", "--arm", "champion=lr:1", "--arm", "challenger=lr:3")
+    assert run("deploy", "lr", *pending, "--weight", "challenger=0.1", "-p", root)[0] == 0
+    code, out = run("deployments", "promote", "lr", "-p", root)
+    assert code == 13, out
+    assert "prodml models approve lr:3" in out["error"]
+    assert run("deployments", "show", "lr", "-p", root)[1]["spec"]["policy"] == "canary"
 
 
 @pytest.mark.slow

@@ -221,6 +221,7 @@ def test_promote_makes_an_arm_the_single_champion_keeping_the_options(deps: Deps
         "guardrails": Guardrails(max_error_rate=0.1, max_p99_ms=50.0),
     }
     store.deploy("ep", DeploymentSpec.canary("m:1", "m:2", weight=0.1, **options), actor="ann")
+    deps.registry.approve("m:2")  # a champion needs an approved version
     with pytest.raises(DefinitionError, match=r"no arm 'ghost'"):
         store.promote("ep", "ghost", actor="ann")
     promoted = store.promote("ep", "challenger", actor="bob", reason="won the canary")
@@ -246,11 +247,11 @@ def test_rollback_serves_only_the_champion(deps: Deps) -> None:
     store.pause("ep", actor="ann")
     rolled = store.rollback("ep", actor="ops", reason="errors")
     assert rolled.spec == DeploymentSpec.single("m:1", timeout_ms=300.0)
-    with pytest.raises(StateError, match=r"policy 'single'.*rollback expects"):
+    with pytest.raises(StateError, match=r"policy 'single'.*latest change.*not a promote"):
         store.rollback("ep", actor="ops")
     ab = DeploymentSpec("ab", (Arm("a", "m:1"), Arm("b", "m:2")))
     store.deploy("ab", ab, actor="ann")
-    with pytest.raises(StateError, match=r"policy 'ab' and champion None"):
+    with pytest.raises(StateError, match=r"policy 'ab' and no champion arm"):
         store.rollback("ab", actor="ops")
     assert _history(deps) == [(1, "deploy", "ann"), (2, "pause", "ann"), (3, "rollback", "ops")]
 
@@ -278,6 +279,7 @@ def test_delete_keeps_the_history_and_a_redeploy_continues_the_revisions(deps: D
 
 def test_every_change_writes_one_audit_entry(deps: Deps) -> None:
     store = deps.store
+    deps.registry.approve("m:2")
     store.deploy("ep", DeploymentSpec.canary("m:1", "m:2", weight=0.1), actor="ann")
     store.set_weights("ep", {"challenger": 0.2}, actor="bob")
     store.pause("ep", actor="cy")

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from prodml import Project
 from prodml.project import serving_app
-from prodml.registry import DeploymentSpec
+from prodml.registry import DeploymentSpec, Signature
 from servingkit import FEATURES, PATIENT_MS, lr_model, register, row, serving_project
 
 VIEWER = "viewer-token-0123456789"
@@ -270,3 +270,58 @@ def test_predictions_can_require_a_token(tmp_path: Path) -> None:
             assert client.get("/readyz").status_code == 200
     finally:
         project.close()
+
+
+def test_promote_and_rollback_keep_the_champion_alias_in_step(
+    project: Project, client: TestClient
+) -> None:
+    project.registry.set_alias("lr", "champion", 1, actor="test")
+    response = client.post(
+        "/v1/admin/deployments/lr/promote",
+        json={"arm": "challenger", "reason": "won the canary"},
+        headers=bearer(ADMIN),
+    )
+    assert response.status_code == 200, response.text
+    assert project.registry.aliases("lr") == {"champion": 2}
+    moved = project.registry.audit_log("lr@champion")[-1]
+    assert (moved.actor, moved.after and moved.after["reason"]) == (
+        "token:adam",
+        "won the canary",
+    )
+    assert client.get("/v1/endpoints/lr").json()["policy"] == "single"
+
+    response = client.post(
+        "/v1/admin/deployments/lr/rollback", json={"reason": "p99"}, headers=bearer(OPERATOR)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["spec"]["policy"] == "canary"
+    assert project.registry.aliases("lr") == {"champion": 1}
+    assert project.registry.audit_log("lr@champion")[-1].actor == "token:olga"
+    live = client.get("/v1/endpoints/lr").json()
+    assert (live["policy"], [a["model"] for a in live["arms"]]) == ("canary", ["lr:1", "lr:2"])
+
+    # Someone moves the alias after a promote: the rollback is refused, nothing changes.
+    assert client.post("/v1/admin/deployments/lr/promote", headers=bearer(ADMIN)).status_code == 200
+    project.registry.set_alias("lr", "champion", 1, actor="carol")
+    revision = project.deployments.get("lr").revision
+    response = client.post("/v1/admin/deployments/lr/rollback", headers=bearer(OPERATOR))
+    assert response.status_code == 409, response.text
+    assert "lr@champion" in response.json()["error"]
+    assert "now points at lr:1" in response.json()["error"]
+    assert project.deployments.get("lr").revision == revision
+    assert project.registry.aliases("lr") == {"champion": 1}
+
+
+def test_promote_of_an_unapproved_version_is_refused_over_http(
+    project: Project, client: TestClient
+) -> None:
+    model, _ = lr_model(C=0.5, seed=3)
+    signature = Signature.from_dict(project.registry.get("lr:1").signature)
+    pending = project.registry.register("lr", model, signature=signature, actor="test")
+    spec = DeploymentSpec.canary("lr:1", pending.ref, weight=0.1, timeout_ms=PATIENT_MS)
+    before = project.deployments.deploy("lr", spec, actor="test")
+    response = client.post("/v1/admin/deployments/lr/promote", headers=bearer(ADMIN))
+    assert response.status_code == 409, response.text
+    assert "prodml models approve lr:3" in response.json()["error"]
+    assert project.deployments.get("lr") == before
+    assert project.registry.aliases("lr") == {}

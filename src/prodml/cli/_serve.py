@@ -314,7 +314,11 @@ def register_serving(app: typer.Typer) -> None:
 
     _action("pause", "Send all traffic to the champion until resumed.")
     _action("resume", "Resume the deployed weights.")
-    _action("rollback", "Serve the champion alone.")
+    _action(
+        "rollback",
+        "End an experiment (serve the champion alone), or undo the latest promote: the "
+        "revision before it and the registry's champion alias where it was.",
+    )
     _action("delete", "Remove the endpoint's deployment.")
 
     @deployments_app.command("promote")
@@ -328,7 +332,9 @@ def register_serving(app: typer.Typer) -> None:
         project: ProjectOption = Path("."),
         as_json: JsonOption = False,
     ) -> None:
-        """Make an arm's model the endpoint's single champion."""
+        """Make an arm's model the endpoint's single champion and point the registry's
+        MODEL@champion at it, in one transaction (the version must be approved when the
+        registry requires approval)."""
         with guarded(as_json), Project.open(project) as proj:
             result = proj.deployments.promote(
                 endpoint, arm, actor=actor or default_actor(), reason=reason

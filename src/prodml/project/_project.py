@@ -39,7 +39,9 @@ class Project:
         self.registry = ModelRegistry(
             self.db, self.artifacts, clock, config.registry, listeners=_listeners(config)
         )
-        self.deployments = DeploymentStore(self.db, clock)
+        self.deployments = DeploymentStore(
+            self.db, clock, config.registry, listeners=self.registry.listeners
+        )
         self.training = Training(
             root=root, config=config, features=self.features, registry=self.registry, clock=clock
         )

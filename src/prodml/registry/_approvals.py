@@ -4,12 +4,15 @@ aliases, each written with its audit entry in the same transaction.
 Rules: a version is approved or rejected once, from ``pending``; a rejected version
 holds no alias (rejecting one removes its aliases); only a BLESSED version can become
 ``challenger``; production aliases (``champion`` by default) need an approved version
-unless ``[registry] require_approval = false``.
+unless ``[registry] require_approval = false``. An alias moved by a deployment's promote
+or rollback names that deployment revision in its audit entry (``origin``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,9 +22,10 @@ from prodml.registry._records import AliasEvent
 from prodml.registry._versions import add_audit, lock_model, version_row
 from prodml.storage._models import AliasHistoryRow, ModelAliasRow, ModelVersionRow
 
-__all__ = ["CHALLENGER", "change_status", "move_alias"]
+__all__ = ["CHALLENGER", "CHAMPION", "change_status", "move_alias"]
 
 CHALLENGER = "challenger"
+CHAMPION = "champion"
 
 
 def change_status(
@@ -82,13 +86,17 @@ def move_alias(
     reason: str | None,
     now: datetime,
     config: RegistryConfig,
+    origin: Mapping[str, Any] | None = None,
 ) -> AliasEvent | None:
-    """Point ``name@alias`` at ``version`` (``None`` removes it); no-op → ``None``."""
+    """Point ``name@alias`` at ``version`` (``None`` removes it); no-op → ``None``.
+    ``origin`` (e.g. the deployment revision that moved it) goes into the audit entry."""
     check_name(alias, kind="alias")
     lock_model(session, name)
     if version is not None:
         _check_alias_allowed(version_row(session, name, version), alias, config)
-    return _apply_alias(session, name, alias, version, actor=actor, reason=reason, now=now)
+    return _apply_alias(
+        session, name, alias, version, actor=actor, reason=reason, now=now, origin=origin
+    )
 
 
 def _check_alias_allowed(row: ModelVersionRow, alias: str, config: RegistryConfig) -> None:
@@ -127,6 +135,7 @@ def _apply_alias(
     actor: str,
     reason: str | None,
     now: datetime,
+    origin: Mapping[str, Any] | None = None,
 ) -> AliasEvent | None:
     current = session.get(ModelAliasRow, (name, alias))
     previous = None if current is None else current.version
@@ -152,6 +161,11 @@ def _apply_alias(
             time=now,
         )
     )
+    after: dict[str, Any] | None = None
+    if version is not None or origin is not None:
+        after = {"version": version, "reason": reason}
+        if origin is not None:
+            after["deployment"] = dict(origin)
     add_audit(
         session,
         time=now,
@@ -160,6 +174,6 @@ def _apply_alias(
         object_type="alias",
         object_id=f"{name}@{alias}",
         before=None if previous is None else {"version": previous},
-        after=None if version is None else {"version": version, "reason": reason},
+        after=after,
     )
     return AliasEvent(name, alias, previous, version, actor, reason, now)

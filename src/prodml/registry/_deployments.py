@@ -9,7 +9,10 @@ and revisions are dense. Revisions continue across a delete, so the pair (endpoi
 revision) names one spec forever.
 
 Arm models are resolved when deployed (``name@alias`` → ``name:version``) and stored
-resolved: moving an alias later does not change what a deployment serves.
+resolved: moving an alias later does not change what a deployment serves. The other way
+round, :meth:`DeploymentStore.promote` and the rollback of a promote move the registry's
+``champion`` alias in the same transaction (see :mod:`prodml.registry._promotion`), so
+the registry and the servers agree on which version is champion.
 
 Bandit endpoints also keep their shared posterior here (replicas merge deltas into it)
 and which arm served each request, so a reward arriving at any replica finds its arm.
@@ -19,10 +22,11 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -32,16 +36,21 @@ from prodml.core import (
     ConflictError,
     DefinitionError,
     DeploymentNotFoundError,
+    RegistryConfig,
     StateError,
     check_name,
 )
 from prodml.registry._deployment_spec import Arm, Deployment, DeploymentSpec
+from prodml.registry._promotion import ChampionMove, champion_move, promote_record
+from prodml.registry._records import AliasEvent
 from prodml.registry._versions import add_audit, dialect_insert, resolve_ref
 from prodml.stats import BanditKind, BanditState
 from prodml.storage import MetadataDB
 from prodml.storage._models import Base, DeploymentHistoryRow, DeploymentRow
 
-__all__ = ["DeploymentStore"]
+__all__ = ["AliasListener", "DeploymentStore"]
+
+log = logging.getLogger(__name__)
 
 _HISTORY = Base.metadata.tables["deployment_history"]
 _STATES = Base.metadata.tables["bandit_states"]
@@ -49,12 +58,30 @@ _DECISIONS = Base.metadata.tables["bandit_decisions"]
 _CHUNK = 500  # bound parameters per IN (...) query, well under SQLite's limit
 
 
-class DeploymentStore:
-    """Deployments of every endpoint: the current spec, its history and bandit state."""
+class AliasListener(Protocol):
+    """Hears about alias moves once committed (every ``RegistryListener`` does)."""
 
-    def __init__(self, db: MetadataDB, clock: Clock) -> None:
+    def alias_changed(self, event: AliasEvent) -> None: ...
+
+
+class DeploymentStore:
+    """Deployments of every endpoint: the current spec, its history and bandit state.
+
+    ``config`` holds the registry's alias rules, which a promote obeys; ``listeners``
+    (usually the registry's own list, shared) hear about the alias moves it makes.
+    """
+
+    def __init__(
+        self,
+        db: MetadataDB,
+        clock: Clock,
+        config: RegistryConfig | None = None,
+        listeners: Sequence[AliasListener] = (),
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._config = config or RegistryConfig()
+        self._listeners = listeners
 
     # --- reads ------------------------------------------------------------------------
     def get(self, endpoint: str) -> Deployment:
@@ -149,7 +176,10 @@ class DeploymentStore:
     def promote(
         self, endpoint: str, arm: str, *, actor: str, reason: str | None = None
     ) -> Deployment:
-        """Make ``arm``'s model the single champion, keeping the serving options."""
+        """Make ``arm``'s model the single champion, keeping the serving options, and
+        point the registry's ``<model>@champion`` at it — one transaction, an audit entry
+        each. The registry's rules apply: with ``[registry] require_approval`` an
+        unapproved version is refused (:class:`StateError`) and nothing changes."""
         check_name(endpoint, kind="endpoint")
         with self._db.write() as session:
             current = _require(session, endpoint)
@@ -160,24 +190,46 @@ class DeploymentStore:
                     f"deployment {endpoint!r} already serves only {model} (policy 'single'); "
                     "nothing to promote"
                 )
-            _check_deployable(session, arm, model)
+            model = _check_deployable(session, arm, model)
+            move = champion_move(session, model)
             new = _single(spec, model)
-            return self._save(session, endpoint, current, new, "promote", actor, reason)
+            deployment = self._save(session, endpoint, current, new, "promote", actor, reason, move)
+            event = self._move(session, move, "promote", deployment)
+        self._notify(event)
+        return deployment
 
     def rollback(self, endpoint: str, *, actor: str, reason: str | None = None) -> Deployment:
-        """Serve only the champion arm's model again (policy ``single``)."""
+        """Undo the experiment or the promote the deployment is in.
 
-        def to_champion(spec: DeploymentSpec) -> DeploymentSpec:
+        A deployment with a champion and other live or shadow arms goes back to serving
+        the champion alone (policy ``single``). A deployment whose latest change is a
+        promote goes back to the revision before it, and the registry's
+        ``<model>@champion`` back to where it pointed before — refused
+        (:class:`ConflictError`) if the alias was moved since. Anything else is refused
+        (:class:`StateError`)."""
+        check_name(endpoint, kind="endpoint")
+        with self._db.write() as session:
+            current = _require(session, endpoint)
+            spec = _spec(current)
             champion = spec.champion
-            if champion is None or spec.policy == "single":
-                raise StateError(
-                    f"deployment {endpoint!r} has policy {spec.policy!r} and champion "
-                    f"{None if champion is None else champion.model}: rollback expects a "
-                    "non-single policy with a champion arm"
-                )
-            return _single(spec, champion.model)
-
-        return self._change(endpoint, to_champion, "rollback", actor, reason)
+            if spec.policy != "single":
+                if champion is None:
+                    raise StateError(
+                        f"deployment {endpoint!r} has policy {spec.policy!r} and no champion "
+                        "arm: rollback expects a champion to serve alone (or a promote to "
+                        "undo); deploy the spec you want with `prodml deploy`"
+                    )
+                new = _single(spec, champion.model)
+                return self._save(session, endpoint, current, new, "rollback", actor, reason)
+            previous = _before_promote(session, endpoint, current)
+            move = promote_record(session, endpoint, current.revision)
+            undo = None if move is None else move.reversed()
+            deployment = self._save(
+                session, endpoint, current, previous, "rollback", actor, reason, undo
+            )
+            event = None if undo is None else self._move(session, undo, "rollback", deployment)
+        self._notify(event)
+        return deployment
 
     def delete(self, endpoint: str, *, actor: str, reason: str | None = None) -> None:
         """Remove the deployment (its history stays) and its bandit state."""
@@ -226,6 +278,7 @@ class DeploymentStore:
         action: str,
         actor: str,
         reason: str | None,
+        move: ChampionMove | None = None,
     ) -> Deployment:
         now = self._clock.now()
         data = spec.to_dict()
@@ -253,6 +306,9 @@ class DeploymentStore:
             current.revision, current.spec = revision, data
             current.updated_at, current.updated_by, current.reason = now, actor, reason
         _append(session, endpoint, revision, action, data, actor, reason, now)
+        after = _audit_view(revision, data, reason)
+        if move is not None:
+            after["champion_alias"] = move.to_dict()
         add_audit(
             session,
             time=now,
@@ -261,9 +317,34 @@ class DeploymentStore:
             object_type="deployment",
             object_id=endpoint,
             before=before,
-            after=_audit_view(revision, data, reason),
+            after=after,
         )
         return Deployment(endpoint, revision, spec, now, actor, reason)
+
+    def _move(
+        self, session: Session, move: ChampionMove, action: str, deployment: Deployment
+    ) -> AliasEvent | None:
+        """Move the champion alias as ``deployment``'s change did, with its actor and
+        reason (after the deployment is written: a refusal here undoes both)."""
+        return move.apply(
+            session,
+            action=action,
+            endpoint=deployment.endpoint,
+            revision=deployment.revision,
+            actor=deployment.updated_by,
+            reason=deployment.reason,
+            now=deployment.updated_at,
+            config=self._config,
+        )
+
+    def _notify(self, event: AliasEvent | None) -> None:
+        if event is None:
+            return
+        for listener in self._listeners:
+            try:
+                listener.alias_changed(event)
+            except Exception as exc:  # a mirror must never undo the system of record
+                log.warning("alias listener %r failed: %s", listener, exc)
 
     # --- bandits ----------------------------------------------------------------------
     def bandit_state(self, endpoint: str) -> dict[str, Any] | None:
@@ -416,6 +497,29 @@ def _resolve(session: Session, spec: DeploymentSpec | Mapping[str, Any]) -> Depl
 
 def _spec(row: DeploymentRow) -> DeploymentSpec:
     return DeploymentSpec.from_dict(row.spec)
+
+
+def _before_promote(session: Session, endpoint: str, current: DeploymentRow) -> DeploymentSpec:
+    """The spec a promote replaced, when the promote is ``current``'s latest change;
+    its arms are checked again (a version rejected since is refused)."""
+    rows = session.scalars(
+        select(DeploymentHistoryRow)
+        .where(
+            DeploymentHistoryRow.endpoint == endpoint,
+            DeploymentHistoryRow.revision.in_([current.revision - 1, current.revision]),
+        )
+        .order_by(DeploymentHistoryRow.revision)
+    ).all()
+    latest = rows[-1]
+    model = _spec(current).models()[0]
+    if latest.action != "promote" or len(rows) < 2 or rows[0].spec is None:
+        raise StateError(
+            f"deployment {endpoint!r} serves only {model} (policy 'single') and its latest "
+            f"change (revision {latest.revision}) is {latest.action!r}, not a promote: "
+            "rollback ends an experiment (serving its champion alone) or undoes the promote "
+            "that is the latest change; deploy the spec you want with `prodml deploy`"
+        )
+    return _resolve(session, rows[0].spec)
 
 
 def _record(row: DeploymentRow) -> Deployment:

@@ -3,7 +3,10 @@
 ``viewer`` lists deployments and their history; ``operator`` sets weights, pauses,
 resumes and rolls back; ``admin`` deploys and promotes. Every change goes through the
 deployment store (history and audit entry, actor = the token's name) and is applied by
-this server at once; other replicas pick it up within their watch interval.
+this server at once; other replicas pick it up within their watch interval. A promote,
+and the rollback of one, also move the registry's ``<model>@champion`` alias in the same
+transaction (a refusal on either side — an unapproved version, an alias moved since —
+is a 409 and changes nothing).
 """
 
 from __future__ import annotations
