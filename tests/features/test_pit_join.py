@@ -1,7 +1,9 @@
 """Property test of the point-in-time join against a brute-force reference.
 
 The reference loops over entity rows in plain Python: it filters each view's rows by
-the rules and takes the maximum of ``(event time, created time, position)``. Times are
+the rules and takes the maximum of ``(event time, created time, position)``. Each view
+is drawn inclusive (``event_time <= t``) or strict (``event_time < t``, and a guarded
+created time ``< t``). Times are
 drawn on a coarse grid (hours) so that TTL edges, equal event times, equal created
 times and full ties come up often; units, time zones and session settings vary.
 """
@@ -36,6 +38,7 @@ class ViewCase:
     et_unit: str
     ct_unit: str
     bare_name: bool
+    inclusive: bool
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ def view_cases(draw: st.DrawFn, index: int) -> ViewCase:
         et_unit="ns" if wide else draw(st.sampled_from(UNITS)),
         ct_unit=draw(st.sampled_from(UNITS)),
         bare_name=draw(st.booleans()),
+        inclusive=draw(st.booleans()),
     )
 
 
@@ -144,6 +148,7 @@ def _join_view(view: ViewCase, relation: str) -> JoinView:
         created_time="ct" if view.has_created else None,
         ttl=None if view.ttl_hours is None else timedelta(hours=view.ttl_hours),
         features=(("x", f"{view.name}__x"), ("n", f"{view.name}__n")),
+        inclusive=view.inclusive,
     )
 
 
@@ -160,12 +165,13 @@ def reference(case: Case) -> dict[str, list[Any]]:
                 row_keys = [row["fk1"], row["fk2"]] if view.two_keys else [row["fk1"]]
                 if None in keys or row_keys != keys or row["et"] is None:
                     continue
-                if row["et"] > t:
+                if row["et"] > t or (not view.inclusive and row["et"] == t):
                     continue
                 if view.ttl_hours is not None and row["et"] < t - view.ttl_hours * HOUR:
                     continue
                 created = row["ct"] if view.has_created else None
-                if case.guard and created is not None and created > t:
+                known = created is None or created < t or (view.inclusive and created == t)
+                if case.guard and not known:
                     continue
                 rank = (row["et"], float("-inf") if created is None else created, position)
                 if best is None or rank > best:

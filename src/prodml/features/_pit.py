@@ -5,7 +5,10 @@ rows with the same keys (null keys never match) and ``event_time <= t``, and
 ``event_time >= t - ttl`` when the view has a TTL (both bounds inclusive); feature rows
 with a null event time are ignored. With ``created_time_guard`` and a created-time
 column, a row whose ``created_time > t`` was not known yet and is no candidate (a null
-created time means "known at its event time"). The pick is the candidate with the
+created time means "known at its event time"). A view with ``inclusive=False`` sees
+only what was there strictly before ``t``: ``event_time < t`` (and ``created_time < t``
+under the guard), the TTL's lower bound unchanged — times are integers, so this is the
+inclusive rule at ``t - 1`` in the join's unit. The pick is the candidate with the
 latest event time, then the latest created time (null oldest), then the **last row in
 the relation's order** — the order DuckDB scans it in: file order for Parquet (files in
 name order), insertion order for a table or an Arrow table, which DuckDB keeps while
@@ -76,6 +79,7 @@ class JoinView:
     created_time: str | None
     ttl: timedelta | None
     features: tuple[tuple[str, str], ...]
+    inclusive: bool = True
 
 
 @dataclass
@@ -268,6 +272,7 @@ def _join_view(
         created=created,
         guard=guard and created is not None,
         ttl=ttl,
+        inclusive=view.inclusive,
         name=f"__prodml_pit_{uuid.uuid4().hex}",
     )
     indices = np.full(entities.rows.num_rows, -1, dtype=np.int64)

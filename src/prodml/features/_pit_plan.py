@@ -12,6 +12,11 @@ Three plans (SQL and the rules in ``_pit_sql``), fastest first:
 
 Packing is exact, not an approximation: a packed value sorts like the tuple it packs,
 and entity times outside the feature rows' range are clipped to just outside it.
+
+A strict bound (``inclusive=False``: rows strictly before ``t``) is the inclusive rule at
+``t - 1``: times are integer counts of one unit, so ``x < t`` is ``x <= t - 1``. Only
+the as-of time moves; the TTL's lower bound stays ``t - ttl``. Every plan therefore runs
+unchanged.
 """
 
 from __future__ import annotations
@@ -54,11 +59,13 @@ def pick_rows(
     guard: bool,
     ttl: int | None,
     name: str,
+    inclusive: bool = True,
 ) -> tuple[Positions, Positions]:
     """Positions ``(entity row, feature row)`` of every entity row that picks a feature row.
 
     Times are int64 epoch counts of one unit, ``ttl`` in the same unit; ``name`` prefixes
-    the two Arrow tables registered on ``con`` while the query runs.
+    the two Arrow tables registered on ``con`` while the query runs. ``inclusive=False``
+    admits only rows visible strictly before each entity time.
     """
     if event.null_count == len(event):
         return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -71,7 +78,7 @@ def pick_rows(
     ]
     entity_cols = {f"__k{i}": key for i, (key, _) in enumerate(keys)}
     entity_cols["__row"] = pa.chunked_array([np.arange(len(entity_times), dtype=np.int64)])
-    entity_cols["__t"] = entity_times
+    entity_cols["__t"] = entity_times if inclusive else _just_before(entity_times)
     if ttl is not None:
         entity_cols["__lo"] = pc.subtract(pc.max_element_wise(entity_times, INT64_MIN + ttl), ttl)
     feature_cols = {f"__k{i}": key for i, (_, key) in enumerate(keys)}
@@ -104,7 +111,17 @@ def pick_rows(
     finally:
         con.unregister(entities)
         con.unregister(features)
-    return _positions(result.column("__row")), _positions(result.column("__ord"))
+    rows, ords = _positions(result.column("__row")), _positions(result.column("__ord"))
+    if not inclusive and _min_max(entity_times)[0] == INT64_MIN:
+        # nothing is strictly before the smallest int64 time; t - 1 was clipped to it
+        keep = np.asarray(entity_times.to_numpy(), dtype=np.int64)[rows] != INT64_MIN
+        rows, ords = rows[keep], ords[keep]
+    return rows, ords
+
+
+def _just_before(times: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``t - 1``: the last instant strictly before ``t`` (clipped at the smallest int64)."""
+    return pc.subtract(pc.max_element_wise(times, INT64_MIN + 1), 1)
 
 
 def _visible(event: pa.ChunkedArray, created: pa.ChunkedArray | None) -> pa.ChunkedArray:
