@@ -328,6 +328,22 @@ def test_online_namespaces_are_isolated(store: OnlineStore) -> None:
     assert get(store, [1], namespace="view_3:a").values["x"] == [99.0]
 
 
+def test_online_delete_namespace_rewinds_it_for_every_opener(open_store: Factory) -> None:
+    """After a delete, a record older than the deleted one is stored again (a rebuild
+    starts from scratch), and another store on the same backend sees the deletion."""
+    writer, other = open_store(), open_store()
+    assert put(writer, [1, 2], [100, 100], [1.0, 2.0]) == 2
+    assert put(writer, [1], [50], [9.0]) == 0  # older: kept out by the upsert rule
+    assert put(writer, [1], [100], [7.0], namespace="view:2") == 1
+    assert other.delete_namespace("view:1") == 2
+    assert get(writer, [1, 2]).found == [False, False]
+    assert put(writer, [1], [50], [9.0]) == 1
+    assert get(other, [1, 2]).values["x"] == [9.0, None]
+    assert get(other, [1], namespace="view:2").values["x"] == [7.0]
+    with pytest.raises(ValueError, match=r"namespace: expected a non-empty string"):
+        writer.delete_namespace("")
+
+
 def test_online_empty_batch_writes_nothing(store: OnlineStore) -> None:
     assert put(store, [], [], []) == 0
     assert get(store, [1]).found == [False]
