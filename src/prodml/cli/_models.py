@@ -108,6 +108,8 @@ def _show(data: dict[str, Any]) -> None:
                 for c in data["gate"]["checks"]
             ],
         )
+        for warning in data["gate"].get("warnings", []):
+            stdout.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
 
 
 @models_app.command("lineage")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from prodml.training._evaluate import EvaluationReport, SliceResult, evaluate, measure_performance
 from prodml.training._gate import GateCheck, GateResult, Threshold, judge, parse_threshold
 from prodml.training._job import Training, TrainingResult, predictions_sha256, set_seeds
+from prodml.training._leakage import FeatureLeakage, LeakageReport, check_leakage
 from prodml.training._metrics import (
     METRIC_DIRECTIONS,
     classification_metrics,
@@ -32,8 +33,10 @@ __all__ = [
     "METRIC_DIRECTIONS",
     "CaseResult",
     "EvaluationReport",
+    "FeatureLeakage",
     "GateCheck",
     "GateResult",
+    "LeakageReport",
     "ReproduceReport",
     "RobustnessCase",
     "RobustnessResult",
@@ -45,6 +48,7 @@ __all__ = [
     "TrainingData",
     "TrainingResult",
     "add_case",
+    "check_leakage",
     "classification_metrics",
     "evaluate",
     "expected_calibration_error",

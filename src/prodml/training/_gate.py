@@ -1,11 +1,12 @@
 """The blessing gate: a candidate is BLESSED only when every configured check passes.
 
 Checks are value thresholds (``roc_auc >= 0.70``), changes against the champion (overall
-and per slice), a latency budget and the robustness suite. A bad threshold text or a
-change on a metric of unknown direction is a :class:`ConfigError`; a metric the report
-lacks, or a NaN metric, is a failed check. The first model (no champion) is judged on
-value thresholds alone: its change thresholds appear as one passed ``"champion"`` check
-saying they were skipped.
+and per slice), a latency budget, the robustness suite and, with ``fail_on_leakage``, the
+leakage check (without it, suspected leaks are ``warnings`` that leave the status as
+is). A bad threshold text or a change on a metric of unknown direction is a
+:class:`ConfigError`; a metric the report lacks, or a NaN metric, is a failed check.
+The first model (no champion) is judged on value thresholds alone: its change thresholds
+appear as one passed ``"champion"`` check saying they were skipped.
 
 >>> parse_threshold("roc_auc >= 0.70")
 Threshold(metric='roc_auc', op='>=', value=0.7)
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from prodml.core import GateConfig, MetricChange
 from prodml.core.errors import ConfigError, SchemaError
 from prodml.training._evaluate import EvaluationReport
+from prodml.training._leakage import LeakageReport
 from prodml.training._metrics import METRIC_DIRECTIONS
 
 __all__ = ["GateCheck", "GateResult", "Threshold", "judge", "parse_threshold"]
@@ -90,11 +92,13 @@ class GateCheck:
 
 @dataclass(frozen=True)
 class GateResult:
-    """The verdict: BLESSED iff every check passed; ``champion`` is the compared version."""
+    """The verdict: BLESSED iff every check passed; ``champion`` is the compared version;
+    ``warnings`` are findings that do not decide the status (suspected leakage)."""
 
     status: Literal["BLESSED", "NOT_BLESSED"]
     checks: tuple[GateCheck, ...]
     champion: str | None
+    warnings: tuple[str, ...] = ()
 
     @property
     def blessed(self) -> bool:
@@ -112,6 +116,7 @@ class GateResult:
             "status": self.status,
             "champion": self.champion,
             "checks": [asdict(check) for check in self.checks],
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -124,7 +129,10 @@ class GateResult:
                     f"gate result: status must be BLESSED or NOT_BLESSED, got {status!r}"
                 )
             checks = tuple(GateCheck(**check) for check in data["checks"])
-            return cls(status=status, checks=checks, champion=data.get("champion"))
+            warnings = tuple(str(w) for w in data.get("warnings", ()))
+            return cls(
+                status=status, checks=checks, champion=data.get("champion"), warnings=warnings
+            )
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"gate result: missing or malformed field {exc}") from None
 
@@ -137,8 +145,10 @@ def judge(
     champion_ref: str | None = None,
     robustness_passed: bool | None = None,
     robustness_detail: str = "",
+    leakage: LeakageReport | None = None,
 ) -> GateResult:
-    """Apply every rule of ``config`` to ``candidate`` (and ``champion``, when there is one)."""
+    """Apply every rule of ``config`` to ``candidate`` (and ``champion``, when there is one);
+    ``leakage``'s suspects become warnings, and a failed check with ``fail_on_leakage``."""
     thresholds = [parse_threshold(text) for text in config.thresholds]
     changes = [(change, _direction(change)) for change in config.change]
     checks = [_value_check(candidate, threshold) for threshold in thresholds]
@@ -161,10 +171,13 @@ def judge(
         checks.append(_latency_check(candidate, config.latency_p99_ms))
     if config.robustness:
         checks.append(_robustness_check(robustness_passed, robustness_detail))
+    if leakage is not None and config.fail_on_leakage:
+        checks.append(_leakage_check(leakage))
     status: Literal["BLESSED", "NOT_BLESSED"] = (
         "BLESSED" if all(check.passed for check in checks) else "NOT_BLESSED"
     )
-    return GateResult(status=status, checks=tuple(checks), champion=champion_ref)
+    warnings = () if leakage is None else tuple(leakage.warnings)
+    return GateResult(status=status, checks=tuple(checks), champion=champion_ref, warnings=warnings)
 
 
 def _value_check(report: EvaluationReport, threshold: Threshold) -> GateCheck:
@@ -258,6 +271,19 @@ def _robustness_check(passed: bool | None, detail: str) -> GateCheck:
     return GateCheck(
         name="robustness", passed=passed, detail=f"{verdict}: {detail}" if detail else verdict
     )
+
+
+def _leakage_check(leakage: LeakageReport) -> GateCheck:
+    suspects = leakage.suspects
+    if not suspects:
+        detail = f"no feature suspected of leakage ({len(leakage.features)} checked)"
+        return GateCheck(name="leakage", passed=True, detail=detail)
+    names = ", ".join(repr(name) for name in suspects)
+    detail = (
+        f"{len(suspects)} feature(s) suspected of leaking the label: {names} "
+        "(fail_on_leakage = true; see the warnings)"
+    )
+    return GateCheck(name="leakage", passed=False, detail=detail)
 
 
 def _direction(change: MetricChange) -> Direction:
