@@ -156,7 +156,8 @@ def test_sink_url_is_required_except_for_log(kind: str) -> None:
     ("change", "match"),
     [
         ({"name": "9 bad"}, "alert rule name"),
-        ({"metric": "drift share"}, "dotted identifiers"),
+        ({"metric": "drift share"}, "expected <check>.<metric>"),
+        ({"metric": "drift.shares"}, "unknown metric 'drift.shares' \\(did you mean 'drift.share'"),
         ({"runbook": "wiki/x"}, "runbook"),
         ({"sinks": []}, "at least one sink"),
         ({"sinks": ["log", "log"]}, "repeat"),
@@ -185,8 +186,8 @@ def test_alerts_config_checks_names_and_sink_references() -> None:
 
 
 def test_applies_to_endpoint_and_column() -> None:
-    every = make_rule(column="*")
-    one = make_rule(column="dep_delay", endpoint="flights")
+    every = make_rule(metric="drift.value", column="*")
+    one = make_rule(metric="drift.value", column="dep_delay", endpoint="flights")
     dataset = make_rule()
     assert every.applies_to("any", "x")
     assert not every.applies_to("any", None)

@@ -23,7 +23,7 @@ from featurekit import T0
 from prodml import Project
 from prodml.cli import app
 from prodml.core import SimulatedClock
-from prodml.monitoring import classification_metrics
+from prodml.monitoring import MONITOR_METRICS, Window, classification_metrics
 from prodml.serving import Prediction, PredictionLog
 from trainkit import make_training_project
 
@@ -198,6 +198,8 @@ def test_a_pass_computes_each_closed_window_once_and_flags_the_shifted_day(
     assert day1[("performance", "label_coverage", "")].value == 1.0
     assert day1[("estimated", "roc_auc", "")].value is not None
     assert day1[("quality", "missing_rate", "temp")].value == 0.0
+    emitted = {f"{r.check}.{r.metric}" for w in outcome.computed for r in w.results}
+    assert emitted <= set(MONITOR_METRICS)  # every name a rule may use comes from there
 
 
 def test_labels_arriving_later_refresh_performance_until_the_horizon(
@@ -356,6 +358,12 @@ def test_count_windows_hold_that_many_live_predictions(
         outcome = project.monitor.run()
         assert project.monitor.run().computed == []
     assert [w.window.rows for w in outcome.computed] == [250, 250]  # the last 100 wait
+    (waiting,) = outcome.waiting
+    assert (waiting.reason, waiting.records) == ("rows", 100)
+    assert waiting.message.endswith(
+        "100 live predictions wait for a window of 250 (it closes at the first prediction "
+        "after it: 151 more)"
+    )
     first, second = (w.window for w in outcome.computed)
     assert first.end == second.start
     assert _results(outcome.computed[0])[("drift", "share", "")].value is not None
@@ -405,3 +413,74 @@ def test_recent_calibration_uses_the_previous_windows_labels(
     )  # nothing before
     assert day2[("estimated", "roc_auc", "")].details["calibration"] == "recent"
     assert day2[("estimated", "roc_auc", "")].value is not None
+
+
+def test_a_pass_with_nothing_due_says_which_records_wait_and_until_when(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    root = _copy_project(trained, tmp_path / "p")
+    _, model, table = trained
+    with _open(root, DAY0) as project:
+        _log_day(project, model, table, DAY0, seed=81, rows=1400, labels=0.0)
+    runs = {}
+    for name, at in (("open", DAY0 + timedelta(hours=12)), ("grace", DAY0 + timedelta(days=1, minutes=2)),
+                     ("due", DAY0 + timedelta(days=1, minutes=10))):  # fmt: skip
+        with _open(root, at) as project:
+            runs[name] = project.monitor.run()
+            if name == "due":
+                runs["done"] = project.monitor.run()
+    day = Window(DAY0, DAY0 + timedelta(days=1))
+    (still_open,) = runs["open"].waiting
+    assert runs["open"].computed == []
+    assert (still_open.reason, still_open.records, still_open.window) == ("open_window", 1400, day)
+    assert still_open.due_at == day.end + timedelta(minutes=5)
+    assert still_open.message == (
+        "flights: 1,400 records wait for window 2013-02-01, which closes at 2013-02-02 00:00 "
+        "UTC (computed from 2013-02-02 00:05 UTC, after the grace period 5m)"
+    )
+    (grace,) = runs["grace"].waiting
+    assert runs["grace"].computed == []
+    assert (grace.reason, grace.records, grace.window) == ("grace", 1400, day)
+    assert grace.message == (
+        "flights: 1,400 records wait for the grace period (5m) until 2013-02-02 00:05 UTC: "
+        "window 2013-02-01 closed at 2013-02-02 00:00 UTC"
+    )
+    assert [w.window.rows for w in runs["due"].computed] == [1400]
+    (done,) = runs["done"].waiting
+    assert runs["done"].computed == []
+    assert (done.reason, done.records, done.computed_until) == ("open_window", 0, day.end)
+    assert done.message.startswith("flights: every window up to 2013-02-02 00:00 UTC is computed; ")
+    assert runs["done"].to_dict()["waiting"] == [done.to_dict()]
+    assert done.to_dict()["due_at"] == "2013-02-03T00:05:00+00:00"
+
+
+def test_cli_monitor_run_says_why_nothing_is_computed(
+    trained: tuple[Path, str, pa.Table], tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    empty = _copy_project(trained, tmp_path / "empty")
+    human = runner.invoke(app, ["monitor", "run", "-p", str(empty)])
+    assert human.exit_code == 0, human.output
+    assert "No records in the prediction log" in human.output
+    named = runner.invoke(app, ["monitor", "run", "-p", str(empty), "-e", "flights", "--json"])
+    assert json.loads(named.output)["waiting"][0]["reason"] == "no_records"
+
+    root = _copy_project(trained, tmp_path / "p", 'grace = "1000d"\n')
+    _, model, table = trained
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    with _open(root, day) as project:
+        _log_day(project, model, table, day, seed=82, rows=1400)
+    result = runner.invoke(app, ["monitor", "run", "-p", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["computed"] == []
+    (waiting,) = data["waiting"]
+    assert (waiting["endpoint"], waiting["reason"], waiting["records"]) == (
+        "flights",
+        "grace",
+        1400,
+    )
+    assert waiting["due_at"] == (day + timedelta(days=1001)).isoformat()
+    human = runner.invoke(app, ["monitor", "run", "-p", str(root)])
+    assert human.exit_code == 0, human.output
+    assert "1,400 records wait for the grace period (1000d)" in " ".join(human.output.split())

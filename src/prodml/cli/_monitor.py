@@ -1,4 +1,5 @@
-"""``prodml monitor run | watch | windows``: monitoring passes over the prediction log."""
+"""``prodml monitor run | watch | windows | report | metrics | rule-metrics``: monitoring
+passes over the prediction log."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import typer
 from prometheus_client import CollectorRegistry, start_http_server
 
 from prodml.cli._options import JsonOption, ProjectOption
-from prodml.cli._output import emit, guarded, stdout, table
+from prodml.cli._output import emit, guarded, stdout, styled, table
+from prodml.core._monitor_metrics import MONITOR_METRICS
 from prodml.monitoring import (
     MonitorCollector,
     MonitorRun,
@@ -47,12 +49,18 @@ def _value(found: dict[tuple[str, str, str], Any], check: str, metric: str, colu
     return "–" if result is None else _fmt(result.value)
 
 
-def _summary(
-    outcome: MonitorRun, empty: str = "No window to compute: every closed window is done."
-) -> None:
+def _summary(outcome: MonitorRun, empty: str | None = None) -> None:
+    """The windows of a pass as a table, then what waits on each endpoint and why."""
     reports = [*outcome.computed, *outcome.refreshed]
     if not reports:
-        stdout.print(empty)
+        if empty is not None:
+            stdout.print(empty)
+        elif outcome.waiting:
+            stdout.print("No window to compute:")
+        else:
+            stdout.print("No records in the prediction log: no endpoint has logged a prediction.")
+        for backlog in outcome.waiting:
+            stdout.print(backlog.message, highlight=False)
         return
     rows = []
     for report in reports:
@@ -89,10 +97,15 @@ def _summary(
         ],
         rows,
     )
+    for backlog in outcome.waiting:
+        stdout.print(backlog.message, style="dim", highlight=False)
     for note in outcome.notifications:
         stdout.print(
-            f"[bold]ALERT[/bold] {note.get('rule')} {note.get('state')} {note.get('scope')}"
-        )
+            styled(
+                "[bold]ALERT[/bold] {rule} {state} {scope}",
+                rule=note.get("rule"), state=note.get("state"), scope=note.get("scope"),
+            )
+        )  # fmt: skip
 
 
 @monitor_app.command("run")
@@ -112,7 +125,7 @@ def watch(
     endpoint: EndpointOption = None,
     interval: Annotated[
         float | None,
-        typer.Option(help="Seconds between passes (default: [monitoring] watch_interval_s)."),
+        typer.Option(help="Seconds between passes (default: \\[monitoring] watch_interval_s)."),
     ] = None,
     passes: Annotated[int | None, typer.Option(help="Stop after this many passes.")] = None,
     metrics_port: Annotated[
@@ -181,6 +194,24 @@ def metrics(project: ProjectOption = Path(".")) -> None:
     with guarded(False), Project.open(project) as proj:
         text = exposition(proj.monitor.store)
     typer.echo(text.decode(), nl=False)
+
+
+@monitor_app.command("rule-metrics")
+def rule_metrics(as_json: JsonOption = False) -> None:
+    """The metric names alert rules may use (`metric = "<check>.<metric>"`), with their
+    scope: per window (no `column`) or per column (`column` = a name or "*")."""
+    listed = [m.to_dict() for m in MONITOR_METRICS.values()]
+
+    def human() -> None:
+        for m in listed:
+            scope = f"per column ({m['column']})" if m["scope"] == "column" else "per window"
+            labels = "; waits for final labels" if m["waits_for_labels"] else ""
+            stdout.print(
+                f"{m['name']:<34} {scope}{labels}: {m['description']}",
+                markup=False, highlight=False, soft_wrap=True,
+            )  # fmt: skip
+
+    emit(listed, as_json=as_json, human=human)
 
 
 @monitor_app.command("windows")

@@ -3,8 +3,11 @@
 
 A rule says *what* to watch (a metric of a scope, compared with a threshold) and *how
 patiently* (``m_of_n``, ``for``, ``keep_firing_for``, ``cooldown``); the monitoring layer
-evaluates it over closed windows. Durations are written ``30s``, ``30m``, ``6h``, ``2d``,
-``1w`` or a sum such as ``1d12h``. These models do no I/O.
+evaluates it over closed windows. ``metric`` must be a name of the monitoring metric
+catalogue (:data:`~prodml.core._monitor_metrics.MONITOR_METRICS`), and ``column`` must fit
+its scope (omitted for a per-window metric, a name or ``"*"`` for a per-column one), so a
+rule that could never match is refused when the config loads. Durations are written
+``30s``, ``30m``, ``6h``, ``2d``, ``1w`` or a sum such as ``1d12h``. These models do no I/O.
 
 >>> rule = AlertRuleConfig.model_validate(
 ...     {"name": "input_drift", "metric": "drift.share", "threshold": 0.5,
@@ -35,6 +38,7 @@ from pydantic import (
 )
 
 from prodml.core._ids import NAME_PATTERN
+from prodml.core._monitor_metrics import MONITOR_METRICS, closest_metric, describe_metrics
 
 __all__ = [
     "AlertRuleConfig",
@@ -164,11 +168,19 @@ class AlertRuleConfig(_Section):
 
     @field_validator("metric")
     @classmethod
-    def _check_metric(cls, value: str) -> str:
+    def _check_metric(cls, value: str, info: ValidationInfo) -> str:
+        rule = f"alert rule {info.data.get('name', '?')!r}"
         if not _METRIC.match(value):
             raise ValueError(
-                f"metric {value!r} is invalid: expected dotted identifiers such as "
-                "'drift.share' or 'latency.p99_ms'"
+                f"{rule}: metric {value!r} is invalid: expected <check>.<metric> such as "
+                "'drift.share' or 'operational.latency_p99_ms'"
+            )
+        if value not in MONITOR_METRICS:
+            closest = closest_metric(value)
+            hint = f" (did you mean {closest!r}?)" if closest else ""
+            raise ValueError(
+                f"{rule}: unknown metric {value!r}{hint}; valid metrics "
+                f"(`prodml monitor rule-metrics` describes them): {describe_metrics()}"
             )
         return value
 
@@ -223,6 +235,22 @@ class AlertRuleConfig(_Section):
         if len(set(value)) != len(value):
             raise ValueError(f"sinks must not repeat a name, got {list(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _check_scope(self) -> Self:
+        scope = MONITOR_METRICS[self.metric].scope
+        if scope == "window" and self.column is not None:
+            raise ValueError(
+                f"alert rule {self.name!r}: metric {self.metric!r} is one value per window: "
+                f"omit `column` (got {self.column!r})"
+            )
+        if scope == "column" and self.column is None:
+            what = MONITOR_METRICS[self.metric].column
+            raise ValueError(
+                f"alert rule {self.name!r}: metric {self.metric!r} is one value per column "
+                f'({what}): set `column` to a column name or "*" for every column'
+            )
+        return self
 
     def applies_to(self, endpoint: str, column: str | None = None) -> bool:
         """Whether the rule watches this endpoint and column (``None``: a dataset-level

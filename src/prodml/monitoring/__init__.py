@@ -5,6 +5,7 @@ operational health — stored as time series in the metadata DB."""
 
 from __future__ import annotations
 
+from prodml.core._monitor_metrics import MONITOR_METRICS, MonitorMetric
 from prodml.monitoring._checks import Result
 from prodml.monitoring._columns import ParquetColumns
 from prodml.monitoring._drift import (
@@ -15,6 +16,7 @@ from prodml.monitoring._drift import (
     DriftReference,
     score_drift,
 )
+from prodml.monitoring._due import Backlog
 from prodml.monitoring._job import Monitor, MonitorRun, WindowReport
 from prodml.monitoring._performance import (
     Calibrator,
@@ -32,6 +34,8 @@ from prodml.monitoring._windows import Span, Window, windows
 
 __all__ = [
     "DEFAULT_METHODS",
+    "MONITOR_METRICS",
+    "Backlog",
     "Calibrator",
     "ColumnDrift",
     "DatasetDrift",
@@ -40,6 +44,7 @@ __all__ = [
     "Estimate",
     "Monitor",
     "MonitorCollector",
+    "MonitorMetric",
     "MonitorReference",
     "MonitorRun",
     "MonitorStore",

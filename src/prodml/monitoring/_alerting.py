@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from prodml.core import AlertsConfig, Clock
+from prodml.core._monitor_metrics import LABEL_CHECKS
 from prodml.monitoring._alerts import AlertEngine, AlertState, AlertStatus, Observation
 from prodml.monitoring._checks import Result
 from prodml.monitoring._sinks import Notification, format_scope, make_sink
@@ -29,9 +30,6 @@ from prodml.monitoring._store import MonitorStore, StoredWindow
 __all__ = ["LABEL_CHECKS", "MonitorAlerts", "SqlAlertStore"]
 
 _log = logging.getLogger("prodml.monitoring.alerts")
-
-#: Checks whose results change as labels arrive.
-LABEL_CHECKS = ("performance", "label", "segment")
 
 
 class SqlAlertStore:

@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from prodml.core._monitor_metrics import NUMERIC_DRIFT_STATISTICS
 from prodml.core.errors import SchemaError
 from prodml.stats import (
     CategoricalProfile,
@@ -79,7 +80,7 @@ ColumnKind = Literal["numeric", "categorical"]
 
 #: Statistics that give a p-value (thresholded after Benjamini–Hochberg adjustment).
 PVALUE_METHODS = frozenset({"ks", "chi_square", "g_test"})
-_NUMERIC_METHODS = frozenset({"wasserstein", "ks", "psi", "jensen_shannon", "hellinger", "kl"})
+_NUMERIC_METHODS = frozenset(NUMERIC_DRIFT_STATISTICS)
 _CATEGORICAL_METHODS = frozenset(
     {"jensen_shannon", "psi", "hellinger", "kl", "linf", "chi_square", "g_test"}
 )

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from prodml.core import Clock, MonitoringConfig, ensure_utc, parse_duration
 from prodml.core.errors import ConflictError, NotFoundError, SchemaError
@@ -29,6 +28,7 @@ from prodml.monitoring._checks import (
     FEATURE_PREFIX,
     Result,
     drift_checks,
+    emit,
     label_checks,
     operational_checks,
     prediction_checks,
@@ -36,18 +36,13 @@ from prodml.monitoring._checks import (
     recent_calibrator,
 )
 from prodml.monitoring._drift import DriftReference
+from prodml.monitoring._due import Backlog, Schedule
 from prodml.monitoring._performance import Calibrator, classification_metrics, regression_metrics
-from prodml.monitoring._records import (
-    LabelIndex,
-    first_record_hour,
-    groups,
-    live_arm,
-    select_group,
-)
+from prodml.monitoring._records import LabelIndex, groups, live_arm, select_group
 from prodml.monitoring._reference import PREDICTION, MonitorReference, column_kinds, scores_array
 from prodml.monitoring._sinks import Notification
 from prodml.monitoring._store import MonitorStore, StoredWindow
-from prodml.monitoring._windows import Span, Window, windows
+from prodml.monitoring._windows import Window
 from prodml.registry import ModelRegistry
 from prodml.stats import NumericProfile
 from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, ArtifactStore, MetadataDB, read_log
@@ -75,12 +70,15 @@ class MonitorRun:
     computed: list[WindowReport] = field(default_factory=list)
     refreshed: list[WindowReport] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    #: Per endpoint: the records no due window holds yet, and why they wait.
+    waiting: list[Backlog] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "computed": [w.to_dict() for w in self.computed],
             "refreshed": [w.to_dict() for w in self.refreshed],
             "notifications": self.notifications,
+            "waiting": [b.to_dict() for b in self.waiting],
         }
 
 
@@ -110,14 +108,8 @@ class Monitor:
         self._labels = state_dir / LABELS_DIR
         self._clock = clock
         self._references: dict[str, MonitorReference] = {}
-        self.rows, self.row_step = _row_windows(config)
-        self.span = Span.parse("1d" if self.rows else config.window, field="monitoring.window")
-        self.step = (
-            None
-            if config.step is None or self.rows
-            else Span.parse(config.step, field="monitoring.step")
-        )
-        self.grace = parse_duration(config.grace, field="monitoring.grace")
+        self.schedule = Schedule.of(config)
+        self.rows, self.span = self.schedule.rows, self.schedule.span
         self.label_horizon = parse_duration(config.label_horizon, field="monitoring.label_horizon")
         self.alerts = MonitorAlerts(config.alerts, self.store, clock)
 
@@ -315,7 +307,10 @@ class Monitor:
         outcome = MonitorRun()
         sent: list[Notification] = []
         for name in names:
-            due = self._due(name, now)
+            due, backlog = self.schedule.due(
+                self._predictions, name, now, self.store.computed(name)
+            )
+            outcome.waiting.append(backlog)
             labels = LabelIndex(self._labels, name)
             computed: list[WindowReport] = []
             for i, window in enumerate(due):
@@ -335,33 +330,6 @@ class Monitor:
         outcome.notifications = [n.to_dict() for n in sent]
         return outcome
 
-    def _due(self, endpoint: str, now: datetime) -> list[Window]:
-        first = first_record_hour(self._predictions / f"endpoint={endpoint}")
-        if first is None:
-            return []
-        done = self.store.computed(endpoint)
-        if self.rows:
-            closed = self._row_windows(endpoint, now - self.grace)
-        else:
-            closed = windows(self.span, first, now - self.grace, step=self.step)
-        return [w for w in closed if (w.start, w.end) not in done]
-
-    def _row_windows(self, endpoint: str, until: datetime) -> list[Window]:
-        """Windows of ``rows`` live predictions every ``row_step``: from the time of a
-        window's first record to the time of the first record after it (records sharing
-        that time go to the next window), closed once that record exists before ``until``."""
-        table = read_log(
-            self._predictions, partition=endpoint, end=until, columns=["time", "shadow"]
-        )
-        live = table.filter(pc.invert(pc.fill_null(pc.cast(table["shadow"], pa.bool_()), False)))
-        times = live["time"].to_pylist()
-        out = []
-        for begin in range(0, len(times) - self.rows, self.row_step):
-            start, end = times[begin], times[begin + self.rows]
-            if end > start:
-                out.append(Window(ensure_utc(start), ensure_utc(end)))
-        return out
-
     def _compute(
         self, endpoint: str, window: Window, labels: LabelIndex, now: datetime
     ) -> list[WindowReport]:
@@ -380,7 +348,7 @@ class Monitor:
             try:
                 reference = self.reference(model_version, endpoint)
             except Exception as exc:  # a missing or broken reference: say so, keep the rest
-                results.append(Result("reference", "available", None, status="error",
+                results.append(emit("reference", "available", None, status="error",
                                       details={"reason": f"{type(exc).__name__}: {exc}"}))  # fmt: skip
                 log.warning(
                     "monitoring %s %s: no reference for %s: %s",
@@ -391,7 +359,7 @@ class Monitor:
                 )
             else:
                 if not shadow:
-                    results += quality_checks(part, reference)
+                    results += quality_checks(part, reference, self.config)
                     results += drift_checks(part, reference, self.config)
                 recent = None
                 if previous is not None:
@@ -513,20 +481,6 @@ def _importance(
         out[str(column)] = max(0.0, base - worse) if worse is not None else 0.0
     total = sum(out.values())
     return {k: v / total for k, v in out.items()} if total > 0 else None
-
-
-def _row_windows(config: MonitoringConfig) -> tuple[int, int]:
-    """(rows, step) of count windows, or (0, 0) for time windows."""
-    if not config.window.endswith("rows"):
-        if config.step is not None and config.step.endswith("rows"):
-            raise SchemaError(f"monitoring.step {config.step!r}: a time window needs a time step")
-        return 0, 0
-    rows = int(config.window.removesuffix("rows"))
-    if config.step is None:
-        return rows, rows
-    if not config.step.endswith("rows"):
-        raise SchemaError(f"monitoring.step {config.step!r}: a window of rows needs a step of rows")
-    return rows, int(config.step.removesuffix("rows"))
 
 
 def _utc(text: str) -> datetime:

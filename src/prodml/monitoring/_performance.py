@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.isotonic import IsotonicRegression
 
+from prodml.core._monitor_metrics import CLASSIFICATION_METRICS, ESTIMATED_METRICS
 from prodml.core.errors import SchemaError, StateError
 
 __all__ = [
@@ -60,18 +61,10 @@ MIN_CALIBRATION_ROWS = 20
 #: 32 MiB); the simulations are drawn in chunks of ``max(1, this // rows)``.
 _CHUNK_ELEMENTS = 1 << 22
 
-_CLASSIFICATION_KEYS = (
-    "roc_auc",
-    "log_loss",
-    "brier",
-    "accuracy",
-    "f1",
-    "precision",
-    "recall",
-    "positive_rate",
-    "label_rate",
-)
-_ESTIMATED = ("accuracy", "precision", "recall", "f1", "roc_auc")
+#: Keys of :func:`classification_metrics` and :func:`estimate_classification`: the names
+#: of the monitoring metric catalogue, so alert rules and these functions agree.
+_CLASSIFICATION_KEYS = CLASSIFICATION_METRICS
+_ESTIMATED = ESTIMATED_METRICS
 
 
 # -- input checks ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from prodml.core import ensure_utc
 from prodml.core.errors import ConfigError
 
-__all__ = ["Span", "Window", "windows"]
+__all__ = ["Span", "Window", "window_at", "windows"]
 
 _SPAN = re.compile(r"^([1-9][0-9]*)(h|d|w|mo)$")
 
@@ -97,15 +97,21 @@ def windows(
 ) -> list[Window]:
     """Closed windows of length ``span`` (every ``step``, default: tumbling) that start
     at or after the aligned origin of ``first`` and end at or before ``until``."""
-    stride = step or span
-    origin = stride.floor(first)
     until = ensure_utc(until)
     out: list[Window] = []
-    i = 0
-    while True:
-        start = stride.add(origin, i)
-        end = span.add(start)
-        if end > until:
-            return out
-        out.append(Window(start.astimezone(UTC), end.astimezone(UTC)))
-        i += 1
+    while (window := window_at(span, first, len(out), step=step)).end <= until:
+        out.append(window)
+    return out
+
+
+def window_at(span: Span, first: datetime, index: int, *, step: Span | None = None) -> Window:
+    """The ``index``-th window (from 0) of :func:`windows`' layout: with ``index`` the
+    number of closed windows, the next one to close.
+
+    >>> from datetime import datetime, UTC
+    >>> window_at(Span.parse("1d"), datetime(2013, 1, 1, 5, tzinfo=UTC), 2).label
+    '2013-01-03'
+    """
+    stride = step or span
+    start = stride.add(stride.floor(first), index)
+    return Window(start.astimezone(UTC), span.add(start).astimezone(UTC))
