@@ -133,7 +133,7 @@ def test_triton_health_and_metadata(client: triton.InferenceServerClient) -> Non
     server = client.get_server_metadata()
     assert server["name"] == "prodml"
     assert isinstance(server["version"], str)
-    assert server["extensions"] == []
+    assert server["extensions"] == ["binary_tensor_data"]
     metadata = client.get_model_metadata("lr")
     assert metadata["name"] == "lr"
     assert metadata["versions"] == ["1"]
@@ -165,6 +165,12 @@ def test_triton_infer_matches_the_model(
     np.testing.assert_allclose(scores, served.expected(frame), rtol=0, atol=1e-12)
     response = result.get_response()
     assert (response["id"], response["model_name"], response["model_version"]) == ("r1", "lr", "1")
+    (output,) = response["outputs"]
+    if binary:  # the scores came as raw FP64 bytes after the JSON, not as JSON data
+        assert "data" not in output
+        assert output["parameters"] == {"binary_data_size": rows * 8}
+    else:
+        assert len(output["data"]) == rows
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
@@ -375,6 +381,66 @@ def test_v2_request_id_replays_only_the_same_request(served: Served, http: httpx
     )  # fmt: skip
     assert versioned.status_code == 200
     assert versioned.headers.get("idempotent-replayed") is None
+
+
+def binary_answer(response: httpx.Response) -> tuple[dict[str, Any], bytes]:
+    """The JSON header and the binary tensor bytes of a binary V2 answer."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    length = int(response.headers["inference-header-content-length"])
+    return orjson.loads(response.content[:length]), response.content[length:]
+
+
+def test_v2_binary_data_output_by_hand(served: Served, http: httpx.Client) -> None:
+    frame = frame_of([row(seed) for seed in range(88, 91)])
+    asked = {"id": "bin-1", "inputs": kserve_columns(frame)}
+    plain = http.post("/v2/models/lr/infer", json=asked)
+    assert plain.headers["content-type"] == "application/json"
+    assert "inference-header-content-length" not in plain.headers
+    as_json = np.array(plain.json()["outputs"][0]["data"])
+    binary = {**asked, "id": "bin-2", "parameters": {"binary_data_output": True}}
+    header, data = binary_answer(http.post("/v2/models/lr/infer", json=binary))
+    (output,) = header["outputs"]
+    assert output == {
+        "name": "predict",
+        "datatype": "FP64",
+        "shape": [3],
+        "parameters": {"binary_data_size": 24},
+    }
+    scores = np.frombuffer(data, dtype="<f8")
+    np.testing.assert_array_equal(scores, as_json)
+    np.testing.assert_allclose(scores, served.expected(frame), rtol=0, atol=1e-12)
+    # An output's own binary_data overrides the request's binary_data_output.
+    override = {
+        **binary,
+        "id": "bin-3",
+        "outputs": [{"name": "predict", "parameters": {"binary_data": False}}],
+    }
+    response = http.post("/v2/models/lr/infer", json=override)
+    assert response.headers["content-type"] == "application/json"
+    np.testing.assert_array_equal(response.json()["outputs"][0]["data"], as_json)
+
+
+def test_v2_binary_answer_replays_whole(http: httpx.Client) -> None:
+    body = {
+        "id": "bin-replay",
+        "inputs": kserve_columns(frame_of([row(92), row(93)])),
+        "outputs": [{"name": "predict", "parameters": {"binary_data": True}}],
+    }
+    first, again = (http.post("/v2/models/lr/infer", json=body) for _ in range(2))
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert binary_answer(again) == binary_answer(first)
+    assert len(binary_answer(first)[1]) == 16
+
+
+def test_v2_binary_output_parameters_are_checked(http: httpx.Client) -> None:
+    body = {
+        "inputs": kserve_columns(frame_of([row(94)])),
+        "outputs": [{"name": "predict", "parameters": {"binary_data": "yes", "classification": 2}}],
+    }
+    error = assert_clean_error(http.post("/v2/models/lr/infer", json=body), 400)
+    assert "'outputs[0].parameters.binary_data' is not a boolean" in error
+    assert "'outputs[0].parameters.classification' is not supported" in error
 
 
 # -- raw error bodies of the V2 routes ----------------------------------------------------

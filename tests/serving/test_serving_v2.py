@@ -17,6 +17,8 @@ from prodml.serving._v2 import (
     decode_infer,
     dtype_from_v2,
     encode_infer,
+    encode_infer_body,
+    json_header_length,
     model_metadata,
     split_infer_body,
     v2_datatype,
@@ -342,3 +344,107 @@ def test_tritonclient_reads_our_response() -> None:
         "late",
         "on-time",
     ]
+
+
+# -- binary outputs (Triton's binary tensor data extension) -------------------------------
+
+ONE_INPUT = {"inputs": [tensor("input-0", "FP64", [1, 2, 3], [1, 3])]}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "outputs", "binary"),
+    [
+        (None, None, set()),
+        ({"binary_data_output": True}, None, {"predict"}),
+        ({"binary_data_output": False}, None, set()),
+        ({"binary_data_output": True}, [{"name": "predict"}], {"predict"}),
+        ({"binary_data_output": True}, [{"name": "predict", "parameters": {"binary_data": False}}],
+         set()),
+        (None, [{"name": "predict", "parameters": {"binary_data": True}}], {"predict"}),
+        ({"binary_data_output": False}, [{"name": "predict", "parameters": {"binary_data": True}}],
+         {"predict"}),
+    ],
+)  # fmt: skip
+def test_binary_outputs_asked_for(parameters: Any, outputs: Any, binary: set[str]) -> None:
+    body = {**ONE_INPUT, **({"parameters": parameters} if parameters else {})}
+    if outputs is not None:
+        body["outputs"] = outputs
+    assert decode_infer(body, NUMERIC).binary_outputs == binary
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "problem"),
+    [
+        ({**ONE_INPUT, "parameters": {"binary_data_output": "yes"}},
+         "parameters.binary_data_output", "is not a boolean"),
+        ({**ONE_INPUT, "outputs": [{"name": "predict", "parameters": {"binary_data": 1}}]},
+         "outputs[0].parameters.binary_data", "is not a boolean"),
+        ({**ONE_INPUT, "outputs": [{"name": "predict", "parameters": [1]}]},
+         "outputs[0].parameters", "is not an object"),
+        ({**ONE_INPUT, "outputs": [{"name": "predict", "parameters": {"classification": 2}}]},
+         "outputs[0].parameters.classification", "is not supported"),
+        ({**ONE_INPUT, "outputs": [{"name": "predict",
+                                    "parameters": {"shared_memory_region": "r"}}]},
+         "outputs[0].parameters.shared_memory_region", "is not supported"),
+    ],
+)  # fmt: skip
+def test_bad_output_parameters_are_400(body: Any, field: str, problem: str) -> None:
+    error = invalid(body, NUMERIC, 400)
+    assert [(p.field, p.problem) for p in error.details] == [(field, problem)]
+
+
+def test_tritonclient_asks_for_binary_outputs() -> None:
+    grid = triton.InferInput("input-0", [1, 3], "FP64")
+    grid.set_data_from_numpy(np.array([[0.5, 1, 2.5]]), binary_data=False)
+    for outputs, binary in [
+        (None, {"predict"}),  # tritonclient then sets binary_data_output
+        ([triton.InferRequestedOutput("predict", binary_data=True)], {"predict"}),
+        ([triton.InferRequestedOutput("predict", binary_data=False)], set()),
+    ]:
+        body, rest = split_infer_body(*triton_body([grid], outputs))
+        assert decode_infer(body, NUMERIC, binary=rest).binary_outputs == binary
+
+
+@pytest.mark.parametrize(
+    ("scores", "output"),
+    [
+        (np.array([[0.1, 0.9], [0.7, 0.3], [np.nan, 1.0]]), "float64"),
+        (np.array([3, -1, 2**40], dtype=np.int64), "int64"),
+        (np.array([True, False, True]), "bool"),
+        (np.array(["late", "on-time", "ünïcode"], dtype=object), "string"),
+        (np.array([], dtype=np.float64), "float64"),
+    ],
+    ids=["fp64-2d", "int64", "bool", "bytes", "empty"],
+)
+def test_binary_response_reads_back_in_tritonclient(scores: np.ndarray, output: str) -> None:
+    signature = sig(("x", "float64"), output=output, shape=scores.shape[1:])
+    as_json, no_header = encode_infer_body("m", "1", "r", scores, signature, binary=())
+    assert no_header is None
+    assert as_json == orjson.dumps(encode_infer("m", "1", "r", scores, signature))
+    body, length = encode_infer_body("m", "1", "r", scores, signature, binary={"predict"})
+    assert length is not None
+    assert json_header_length(body) == length
+    header = orjson.loads(body[:length])
+    (tensor_,) = header["outputs"]
+    assert "data" not in tensor_
+    assert tensor_["parameters"] == {"binary_data_size": len(body) - length}
+    assert tensor_["shape"] == list(scores.shape)
+    binary = triton.InferResult.from_response_body(body, header_length=length)
+    plain = triton.InferResult.from_response_body(as_json)
+    got, want = binary.as_numpy("predict"), plain.as_numpy("predict")
+    assert got is not None
+    assert want is not None
+    assert (got.dtype, got.shape) == (want.dtype, want.shape)
+    if output == "string":  # binary BYTES come back as bytes, JSON ones as str
+        got = np.array([v.decode() for v in got.tolist()], dtype=object)
+    np.testing.assert_array_equal(got, want)
+    assert binary.get_response()["id"] == "r"
+
+
+def test_binary_bytes_output_cannot_carry_nulls() -> None:
+    scores = np.array(["a", None], dtype=object)
+    with pytest.raises(RequestInvalid) as info:
+        encode_infer_body("m", "1", None, scores, sig(output="string"), binary={"predict"})
+    assert info.value.status == 422
+    assert [p.field for p in info.value.details] == ["predict"]
+    assert "binary_data false" in info.value.details[0].expected

@@ -41,7 +41,7 @@ from prodml.core._hashing import (
     fingerprint_file,
     fingerprint_table,
 )
-from prodml.core._ids import ModelRef, check_name, new_id, parse_ref
+from prodml.core._ids import NAME_PATTERN, ModelRef, check_name, new_id, parse_ref
 from prodml.core._types import DTYPES, arrow_type, dtype_name, is_compatible
 from prodml.core.errors import (
     ArtifactNotFoundError,
@@ -75,6 +75,7 @@ from prodml.core.errors import (
 __all__ = [
     "CONFIG_FILE",
     "DTYPES",
+    "NAME_PATTERN",
     "AlertRuleConfig",
     "AlertSinkConfig",
     "AlertsConfig",

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.responses import Response
 
 from prodml.registry import Deployment, DeploymentSpec
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from prodml.serving._app import Server
 
 __all__ = ["add_admin_routes"]
+
+Endpoint = Annotated[str, api.ENDPOINT_PATH]
+SECURED = [Security(api.BEARER)]  # declares the bearer scheme; handlers check the role
 
 
 def _mapping(body: Any, what: str) -> Mapping[str, Any]:
@@ -58,20 +61,33 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         await runtime.refresh()
         return json_response(deployment.to_dict())
 
-    @app.get("/v1/admin/deployments", responses=api.ADMIN)
+    @app.get(
+        "/v1/admin/deployments",
+        responses=api.answers(api.DEPLOYMENTS_OK, *api.ADMIN),
+        dependencies=SECURED,
+    )
     async def deployments(request: Request) -> Response:
         server.tokens.require(request.headers.get("authorization"), "viewer")
         items = await asyncio.get_running_loop().run_in_executor(None, store.list)
         return json_response([d.to_dict() for d in items])
 
-    @app.get("/v1/admin/deployments/{endpoint}/history", responses=api.ADMIN)
-    async def history(endpoint: str, request: Request) -> Response:
+    @app.get(
+        "/v1/admin/deployments/{endpoint}/history",
+        responses=api.answers(api.HISTORY_OK, *api.ADMIN),
+        dependencies=SECURED,
+    )
+    async def history(endpoint: Endpoint, request: Request) -> Response:
         server.tokens.require(request.headers.get("authorization"), "viewer")
         rows = await asyncio.get_running_loop().run_in_executor(None, store.history, endpoint)
         return json_response(rows)
 
-    @app.put("/v1/admin/deployments/{endpoint}", responses=api.ADMIN, openapi_extra=api.DEPLOY)
-    async def deploy(endpoint: str, request: Request) -> Response:
+    @app.put(
+        "/v1/admin/deployments/{endpoint}",
+        responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN),
+        openapi_extra=api.operation(body=api.DEPLOY),
+        dependencies=SECURED,
+    )
+    async def deploy(endpoint: Endpoint, request: Request) -> Response:
         server.tokens.require(request.headers.get("authorization"), "admin")  # before the body
         body = _mapping(await server.json(request), "deploy")
         spec_data = body.get("spec")
@@ -88,9 +104,12 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         )
 
     @app.post(
-        "/v1/admin/deployments/{endpoint}/weights", responses=api.ADMIN, openapi_extra=api.WEIGHTS
+        "/v1/admin/deployments/{endpoint}/weights",
+        responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN),
+        openapi_extra=api.operation(body=api.WEIGHTS),
+        dependencies=SECURED,
     )
-    async def weights(endpoint: str, request: Request) -> Response:
+    async def weights(endpoint: Endpoint, request: Request) -> Response:
         server.tokens.require(request.headers.get("authorization"), "operator")
         body = _mapping(await server.json(request), "weights")
         values = body.get("weights")
@@ -107,7 +126,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         return await run("operator", request, lambda actor: change(actor=actor))
 
     def simple(action: str, role: str) -> None:
-        async def handler(endpoint: str, request: Request) -> Response:
+        async def handler(endpoint: Endpoint, request: Request) -> Response:
             server.tokens.require(request.headers.get("authorization"), role)
             data = await server.body(request)
             body = _mapping(await server.json(request), action) if data.strip() else {}
@@ -133,8 +152,9 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
             f"/v1/admin/deployments/{{endpoint}}/{action}",
             handler,
             methods=["POST"],
-            responses=api.ADMIN,
-            openapi_extra=api.ACTION,
+            responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN),
+            openapi_extra=api.operation(body=api.PROMOTE if action == "promote" else api.ACTION),
+            dependencies=SECURED,
         )
 
     for action, role in (

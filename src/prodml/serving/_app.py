@@ -15,10 +15,8 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from typing import Any
 
 import orjson
@@ -40,7 +38,6 @@ from prodml.core import (
     ServingError,
     StateError,
 )
-from prodml.serving import _openapi as api
 from prodml.serving._admin import add_admin_routes
 from prodml.serving._auth import RoleError, Tokens
 from prodml.serving._endpoint import EndpointTable, stratum_of
@@ -50,21 +47,29 @@ from prodml.serving._mlflow_wire import decode_invocations, encode_predictions
 from prodml.serving._native import NativeRequest, decode_native, encode_native
 from prodml.serving._predlog import frame_rows
 from prodml.serving._responses import JSON, json_response
+from prodml.serving._routes import (
+    VERSION,
+    add_health_routes,
+    add_mlflow_routes,
+    add_native_routes,
+    add_v2_routes,
+)
 from prodml.serving._runtime import Prediction, ServingRuntime
-from prodml.serving._v2 import decode_infer, encode_infer, model_metadata, split_infer_body
+from prodml.serving._v2 import (
+    BINARY_CONTENT_TYPE,
+    decode_infer,
+    encode_infer_body,
+    json_header_length,
+    model_metadata,
+    split_infer_body,
+)
 from prodml.serving._wire import FieldProblem, RequestInvalid
 
 __all__ = ["create_app", "status_of"]
 
-try:
-    VERSION = package_version("prodml")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    VERSION = "0+unknown"
-
 log = logging.getLogger("prodml.serving")
 
 MAX_ID_LENGTH = 128
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def status_of(exc: BaseException) -> int:
@@ -236,17 +241,22 @@ class Server:
 
         def encode(p: Prediction) -> bytes:
             model_version = p.model.split(":", 1)[1] if p.model else ""
-            body = encode_infer(
-                name, model_version, decoded.id, p.scores, signature,
-                outputs=decoded.outputs, parameters=decoded.parameters or None,
+            body, _ = encode_infer_body(
+                name, model_version, decoded.id, p.scores, signature, outputs=decoded.outputs,
+                parameters=decoded.parameters or None, binary=decoded.binary_outputs,
             )  # fmt: skip
-            return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+            return body
 
         key = request.headers.get("idempotency-key") or _v2_key(decoded.id, request, raw)
-        return await self.answer(
+        response = await self.answer(
             request, table, decoded.frame, request_id=request_id, key=key, encode=encode,
             protocol="v2", arm=arm, columns=signature.columns,
         )  # fmt: skip
+        if decoded.binary_outputs:  # the JSON, then the tensor bytes (also when replayed)
+            length = json_header_length(bytes(response.body))
+            response.headers["Inference-Header-Content-Length"] = str(length)
+            response.headers["Content-Type"] = BINARY_CONTENT_TYPE
+        return response
 
     def arm_of_version(self, table: EndpointTable, version: str) -> str:
         for state in table.arms.values():
@@ -330,6 +340,7 @@ def create_app(runtime: ServingRuntime, *, tokens: Tokens | None = None) -> Fast
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        default_response_class=Response,  # each route declares its answers (_openapi)
     )
     app.state.server = server
 
@@ -355,115 +366,6 @@ def create_app(runtime: ServingRuntime, *, tokens: Tokens | None = None) -> Fast
     add_native_routes(app, server)
     add_admin_routes(app, server)
     return app
-
-
-def add_health_routes(app: FastAPI, server: Server) -> None:
-    runtime = server.runtime
-
-    @app.get("/healthz", responses=api.OK)
-    async def healthz() -> Response:
-        return json_response({"status": "ok"})
-
-    @app.get("/readyz", responses=api.OK)
-    async def readyz() -> Response:
-        """Ready: every deployed endpoint's models loaded and warmed, and the metadata DB
-        and the online store answering (within 2 s)."""
-        loop = asyncio.get_running_loop()
-        try:
-            stores = await asyncio.wait_for(loop.run_in_executor(None, runtime.check_stores), 2.0)
-        except TimeoutError:
-            stores = {"metadata": "no answer within 2 s"}
-        loaded = runtime.ready and bool(runtime.tables)
-        ready = loaded and all(v == "ok" for v in stores.values())
-        body = {
-            "ready": ready,
-            "models_loaded": loaded,
-            "stores": stores,
-            "endpoints": {n: t.revision for n, t in sorted(runtime.tables.items())},
-            "error": runtime.last_refresh_error,
-        }
-        return json_response(body, 200 if ready else 503)
-
-    @app.get("/metrics", responses=api.OK)
-    async def metrics() -> Response:
-        data, content_type = runtime.metrics.render()
-        return Response(data, 200, media_type=content_type)
-
-
-def add_v2_routes(app: FastAPI, server: Server) -> None:
-    runtime = server.runtime
-
-    @app.get("/v2/health/live", responses=api.OK)
-    async def live() -> Response:
-        return json_response({"live": True})
-
-    @app.get("/v2/health/ready", responses=api.OK)
-    async def ready() -> Response:
-        ok = runtime.ready and bool(runtime.tables)
-        return json_response({"ready": ok}, 200 if ok else 503)
-
-    @app.get("/v2", responses=api.OK)
-    async def metadata() -> Response:
-        return json_response({"name": "prodml", "version": VERSION, "extensions": []})
-
-    for path in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{version}"):
-        app.add_api_route(path, _raw(server.v2_model), methods=["GET"], responses=api.OK)
-        app.add_api_route(
-            path + "/ready", _raw(server.v2_model_ready), methods=["GET"], responses=api.OK
-        )
-        app.add_api_route(
-            path + "/infer",
-            _raw(server.v2_infer),
-            methods=["POST"],
-            openapi_extra=api.V2_INFER,
-            responses=api.PREDICT,
-        )
-
-
-def add_mlflow_routes(app: FastAPI, server: Server) -> None:
-    @app.get("/ping", responses=api.OK)
-    @app.get("/health", responses=api.OK)
-    async def ping() -> Response:
-        return Response(b"\n", 200, media_type=JSON)
-
-    @app.get("/version", responses=api.OK)
-    async def version() -> Response:
-        return Response(VERSION.encode(), 200, media_type="text/plain")
-
-    for path in ("/invocations", "/v1/endpoints/{name}/invocations"):
-        app.add_api_route(
-            path,
-            _raw(server.invocations),
-            methods=["POST"],
-            openapi_extra=api.INVOCATIONS,
-            responses=api.PREDICT,
-        )
-
-
-def add_native_routes(app: FastAPI, server: Server) -> None:
-    runtime = server.runtime
-    app.add_api_route(
-        "/v1/endpoints/{name}/predict",
-        _raw(server.native_predict),
-        methods=["POST"],
-        openapi_extra=api.NATIVE,
-        responses=api.PREDICT,
-    )
-    app.add_api_route(
-        "/v1/feedback",
-        _raw(server.feedback.handle(server)),
-        methods=["POST"],
-        openapi_extra=api.FEEDBACK,
-        responses=api.PREDICT,
-    )
-
-    @app.get("/v1/endpoints", responses=api.OK)
-    async def endpoints() -> Response:
-        return json_response([t.describe() for _, t in sorted(runtime.tables.items())])
-
-    @app.get("/v1/endpoints/{name}", responses=api.OK)
-    async def endpoint(name: str) -> Response:
-        return json_response(runtime.table(name).describe())
 
 
 def _versions(table: EndpointTable) -> list[str]:
@@ -494,13 +396,3 @@ def _header_length(headers: Mapping[str, str]) -> int | None:
         )
         raise RequestInvalid.of([problem], status=400)
     return int(value)
-
-
-def _raw(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """``handler`` as a FastAPI endpoint taking the raw request (no body model)."""
-
-    async def endpoint(request: Request) -> Response:
-        return await handler(request)
-
-    endpoint.__name__ = handler.__name__
-    return endpoint

@@ -6,7 +6,11 @@ flat (row-major) or nested. Triton's binary tensor extension is read too: pass t
 after the JSON header as ``binary`` (:func:`split_infer_body` splits a raw body). A
 malformed or self-inconsistent body raises :class:`RequestInvalid` 400; a well-formed
 one that does not fit the model (missing or extra inputs, wrong datatype or rank, bad
-values) raises 422. The one output tensor is ``predict``.
+values) raises 422. The one output tensor is ``predict``; it is answered in the same
+binary extension when the request asks (``parameters.binary_data_output``, or the
+output's own ``parameters.binary_data``, which wins): see :func:`encode_infer_body`.
+Output parameters of extensions this server lacks (classification, shared memory) are
+refused with 400, never ignored.
 
 >>> from prodml.registry import ColumnSpec, Signature
 >>> sig = Signature((ColumnSpec("x", "float64"), ColumnSpec("n", "int64")), "float64")
@@ -21,9 +25,10 @@ values) raises 422. The one output tensor is ``predict``.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,23 +41,39 @@ from prodml.registry import Signature
 from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns
 
 __all__ = [
+    "BINARY_CONTENT_TYPE",
+    "DATATYPES",
     "OUTPUT_NAME",
     "V2Request",
     "check_outputs",
     "decode_infer",
     "dtype_from_v2",
     "encode_infer",
+    "encode_infer_body",
+    "json_header_length",
     "model_metadata",
     "split_infer_body",
     "v2_datatype",
 ]
 
 OUTPUT_NAME = "predict"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+"""The content type of a response with binary outputs (JSON, then the tensor bytes)."""
+# Output parameters of Triton extensions this server does not implement: refused, never
+# ignored (ignoring them would answer something other than what was asked).
+_UNSUPPORTED_OUTPUT_PARAMETERS = (
+    "classification",
+    "shared_memory_region",
+    "shared_memory_byte_size",
+    "shared_memory_offset",
+)
 _NUMPY = {
     "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
     "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
     "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
 }  # fmt: skip
+DATATYPES = (*_NUMPY, "BYTES")
+"""Every V2 tensor datatype this server reads."""
 _TO_V2 = {
     "bool": "BOOL", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
     "float32": "FP32", "float64": "FP64",
@@ -124,12 +145,14 @@ def _accepts(dtype: str, family: str, *, lenient: bool) -> bool:
 @dataclass(frozen=True)
 class V2Request:
     """A decoded inference request: its id, request-level parameters, the model's input
-    frame and the names of the outputs asked for (``None``: all)."""
+    frame, the names of the outputs asked for (``None``: all) and of those to answer as
+    binary tensor data (``binary_data``, else the request's ``binary_data_output``)."""
 
     id: str | None
     parameters: dict[str, Any]
     frame: pd.DataFrame
     outputs: list[str] | None
+    binary_outputs: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -169,7 +192,12 @@ def decode_infer(
         problems.append(FieldProblem("id", "is not a string", "a string request id"))
     if not isinstance(parameters, dict):
         problems.append(FieldProblem("parameters", "is not an object", "a JSON object"))
-    outputs = _requested(body.get("outputs"), problems)
+        parameters = {}
+    all_binary = parameters.get("binary_data_output", False)
+    if not isinstance(all_binary, bool):
+        field = "parameters.binary_data_output"
+        problems.append(FieldProblem(field, "is not a boolean", "true or false"))
+    outputs, binary_outputs = _requested(body.get("outputs"), all_binary is True, problems)
     try:
         check_outputs(outputs, model)
     except RequestInvalid as exc:
@@ -201,18 +229,41 @@ def decode_infer(
         problems += exc.details
     if problems or frame is None:
         raise RequestInvalid.of(problems, status=422, subject=subject)
-    return V2Request(request_id, dict(parameters), frame, outputs)
+    return V2Request(request_id, dict(parameters), frame, outputs, binary_outputs)
 
 
-def _requested(outputs: Any, problems: list[FieldProblem]) -> list[str] | None:
+def _requested(
+    outputs: Any, all_binary: bool, problems: list[FieldProblem]
+) -> tuple[list[str] | None, frozenset[str]]:
+    """The names of the outputs asked for (``None``: all) and of those to answer in
+    binary: an output's ``binary_data`` overrides the request's ``binary_data_output``."""
     if outputs is None:
-        return None
-    if isinstance(outputs, list) and all(
-        isinstance(o, Mapping) and isinstance(o.get("name"), str) for o in outputs
+        return None, frozenset({OUTPUT_NAME} if all_binary else ())
+    if not (
+        isinstance(outputs, list)
+        and all(isinstance(o, Mapping) and isinstance(o.get("name"), str) for o in outputs)
     ):
-        return [o["name"] for o in outputs]
-    problems.append(FieldProblem("outputs", "is malformed", "a list of {name, parameters?}"))
-    return None
+        problems.append(FieldProblem("outputs", "is malformed", "a list of {name, parameters?}"))
+        return None, frozenset()
+    binary = set()
+    for position, output in enumerate(outputs):
+        field = f"outputs[{position}].parameters"
+        params = output.get("parameters", {})
+        if not isinstance(params, Mapping):
+            problems.append(FieldProblem(field, "is not an object", "a JSON object"))
+            continue
+        for name in _UNSUPPORTED_OUTPUT_PARAMETERS:
+            if name in params:
+                expected = "no such parameter: this server answers every output in full"
+                problems.append(FieldProblem(f"{field}.{name}", "is not supported", expected))
+        wanted = params.get("binary_data", all_binary)
+        if not isinstance(wanted, bool):
+            problems.append(
+                FieldProblem(f"{field}.binary_data", "is not a boolean", "true or false")
+            )
+        elif wanted:
+            binary.add(output["name"])
+    return [o["name"] for o in outputs], frozenset(binary)
 
 
 def _tensor(
@@ -339,8 +390,11 @@ def check_outputs(outputs: list[str] | None, model: str = "model") -> None:
         )
 
 
-def _output(scores: np.ndarray, signature: Signature, model: str) -> tuple[str, list[Any]]:
-    """The output datatype and flat row-major data for ``scores``."""
+def _output(
+    scores: np.ndarray, signature: Signature, model: str
+) -> tuple[str, np.ndarray | list[Any]]:
+    """The output datatype and flat row-major values for ``scores``: an array for numbers
+    and booleans, a list of strings (or ``None``) for BYTES."""
     want = signature.output_dtype
     if scores.dtype.kind == "O" and want in _OUTPUT_CASTS:
         try:
@@ -352,15 +406,54 @@ def _output(scores: np.ndarray, signature: Signature, model: str) -> tuple[str, 
     kind = scores.dtype.kind
     flat = scores.ravel()
     if kind == "f":
-        return "FP64", flat.astype(np.float64, copy=False).tolist()
+        return "FP64", flat.astype(np.float64, copy=False)
     if kind in "iu":
-        return "INT64", flat.tolist()
+        return "INT64", flat
     if kind == "b":
-        return "BOOL", flat.tolist()
+        return "BOOL", flat
     if kind == "M":
         return "BYTES", np.datetime_as_string(flat).tolist()
     text = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in flat.tolist()]
     return "BYTES", [v if v is None or isinstance(v, str) else str(v) for v in text]
+
+
+def _binary(values: np.ndarray | list[Any], datatype: str) -> bytes:
+    """Triton's binary tensor data of flat ``values``: raw little-endian elements, or
+    for BYTES each element's UTF-8 prefixed by its 4-byte little-endian length."""
+    if datatype != "BYTES":
+        return np.asarray(values).astype(_NUMPY[datatype], copy=False).tobytes()
+    if any(v is None for v in values):
+        raise RequestInvalid.of(
+            [
+                FieldProblem(
+                    OUTPUT_NAME,
+                    "holds nulls, which binary BYTES data cannot carry",
+                    "binary_data false for this output (JSON carries nulls)",
+                )
+            ],
+            status=422,
+            subject="inference response",
+        )
+    encoded = [v.encode() for v in values]
+    return b"".join(struct.pack("<I", len(raw)) + raw for raw in encoded)
+
+
+def _response(
+    model_name: str,
+    model_version: str | None,
+    request_id: str | None,
+    parameters: Mapping[str, Any] | None,
+    tensor: dict[str, Any],
+) -> dict[str, Any]:
+    response: dict[str, Any] = {"model_name": model_name}
+    if model_version is not None:
+        response["model_version"] = model_version
+    if request_id is not None:
+        response["id"] = request_id
+    if parameters:
+        response["parameters"] = dict(parameters)
+    response["outputs"] = [tensor]
+    return response
 
 
 def encode_infer(
@@ -373,21 +466,73 @@ def encode_infer(
     outputs: list[str] | None = None,
     parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The inference response for ``scores`` (shape ``[N]`` or ``[N, k]``), echoing the
-    request id and ``parameters``; RequestInvalid 400 when an unknown output is asked for."""
+    """The JSON inference response for ``scores`` (shape ``[N]`` or ``[N, k]``), echoing
+    the request id and ``parameters``; RequestInvalid 400 when an unknown output is asked
+    for."""
     check_outputs(outputs, model_name)
     array = np.asarray(scores)
-    datatype, data = _output(array, signature, model_name)
+    datatype, values = _output(array, signature, model_name)
+    data = values.tolist() if isinstance(values, np.ndarray) else values
     tensor = {"name": OUTPUT_NAME, "datatype": datatype, "shape": list(array.shape), "data": data}
-    response: dict[str, Any] = {"model_name": model_name}
-    if model_version is not None:
-        response["model_version"] = model_version
-    if request_id is not None:
-        response["id"] = request_id
-    if parameters:
-        response["parameters"] = dict(parameters)
-    response["outputs"] = [tensor]
-    return response
+    return _response(model_name, model_version, request_id, parameters, tensor)
+
+
+def encode_infer_body(
+    model_name: str,
+    model_version: str | None,
+    request_id: str | None,
+    scores: np.ndarray,
+    signature: Signature,
+    *,
+    outputs: list[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    binary: Collection[str] = (),
+) -> tuple[bytes, int | None]:
+    """The response body for ``scores`` and the byte length of its JSON part, for
+    ``Inference-Header-Content-Length`` (``None``: the body is all JSON).
+
+    An output named in ``binary`` travels as Triton's binary tensor data: its JSON has
+    ``parameters.binary_data_size`` instead of ``data``, and its raw bytes follow the JSON.
+
+    >>> from prodml.registry import ColumnSpec, Signature
+    >>> sig = Signature((ColumnSpec("x", "float64"),), "float64")
+    >>> body, length = encode_infer_body("m", "1", None, np.array([0.5]), sig, binary={"predict"})
+    >>> body[:length]
+    b'{"model_name":"m","model_version":"1","outputs":[{"name":"predict","datatype":"FP64","shape":[1],"parameters":{"binary_data_size":8}}]}'
+    >>> np.frombuffer(body[length:], "<f8").tolist()
+    [0.5]
+    """
+    if OUTPUT_NAME not in binary:
+        response = encode_infer(
+            model_name, model_version, request_id, scores, signature,
+            outputs=outputs, parameters=parameters,
+        )  # fmt: skip
+        return orjson.dumps(response), None
+    check_outputs(outputs, model_name)
+    array = np.asarray(scores)
+    datatype, values = _output(array, signature, model_name)
+    raw = _binary(values, datatype)
+    tensor = {
+        "name": OUTPUT_NAME,
+        "datatype": datatype,
+        "shape": list(array.shape),
+        "parameters": {"binary_data_size": len(raw)},
+    }
+    header = orjson.dumps(_response(model_name, model_version, request_id, parameters, tensor))
+    return header + raw, len(header)
+
+
+def json_header_length(body: bytes) -> int:
+    """The byte length of the JSON object that starts ``body`` (a binary response kept
+    whole, e.g. replayed for an idempotency key): Latin-1 maps each byte to one character,
+    and the bytes of UTF-8 text are all valid inside JSON strings.
+
+    >>> header = '{"model_name": "f\u00fcr"}'.encode()
+    >>> json_header_length(header + bytes([0, 255, 123])) == len(header)
+    True
+    """
+    _, end = json.JSONDecoder().raw_decode(body.decode("latin-1"))
+    return int(end)
 
 
 def model_metadata(
