@@ -74,6 +74,14 @@ def test_deploy_resolves_aliases_and_every_change_is_in_the_history(root: str) -
     assert [d["endpoint"] for d in out["deployments"]] == ["lr"]
 
 
+def test_deploy_sets_the_missing_entity_policy(root: str) -> None:
+    code, out = run("deploy", "lr", "--model", "lr:1", "--on-missing-entity", "refuse", "-p", root)
+    assert code == 0, out
+    assert out["spec"]["on_missing_entity"] == "refuse"
+    code, out = run("deploy", "lr", "--model", "lr:1", "-p", root)
+    assert out["spec"]["on_missing_entity"] is None  # the server's [serving] default
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -97,6 +105,7 @@ def test_deploy_resolves_aliases_and_every_change_is_in_the_history(root: str) -
             5,
             "expected a number",
         ),
+        (("deploy", "lr", "--model", "lr:1", "--on-missing-entity", "ignore"), 6, "refuse"),
         (("deployments", "show", "nope"), 4, "nope"),
         (("deployments", "weights", "nope", "a=1"), 4, "nope"),
     ],

@@ -476,6 +476,33 @@ def test_idempotency_key_replays_the_first_answer_and_logs_once(make_project: Fa
     assert first.headers["X-Request-ID"] in {r["request_id"] for r in log}
 
 
+def test_a_key_reused_with_another_request_is_refused_not_replayed(
+    make_project: Factory,
+) -> None:
+    project, _ = make_project()
+    with TestClient(serving_app(project)) as client:
+        key = {"Idempotency-Key": "k-reused"}
+        first = client.post("/invocations", json={"dataframe_records": [row(1)]}, headers=key)
+        other = client.post("/invocations", json={"dataframe_records": [row(2)]}, headers=key)
+        retry = client.post("/invocations", json={"dataframe_records": [row(1)]}, headers=key)
+        elsewhere = client.post("/v2/models/lr/infer", json=v2_body(row(1)), headers=key)
+        v2_first = client.post("/v2/models/lr/infer", json=v2_body(row(3), id="req-7"))
+        v2_other = client.post("/v2/models/lr/infer", json=v2_body(row(4), id="req-7"))
+    assert first.status_code == 200, first.text
+    assert other.status_code == 422, other.text
+    assert other.json()["details"][0]["field"] == "Idempotency-Key"
+    assert "k-reused" not in other.text
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.content == first.content
+    assert elsewhere.status_code == 422  # the same key on another route is another request
+    # a body id correlates: another body with it is a new request, answered afresh
+    assert v2_first.status_code == v2_other.status_code == 200
+    assert "Idempotent-Replayed" not in v2_other.headers
+    assert v2_other.json()["outputs"] != v2_first.json()["outputs"]
+    log = predictions(project).to_pylist()
+    assert len(log) == 3  # k-reused once, req-7 twice: the refusals are not predictions
+
+
 def test_a_long_v2_id_is_a_request_id_up_to_128_characters(make_project: Factory) -> None:
     project, _ = make_project()
     with TestClient(serving_app(project)) as client:

@@ -319,11 +319,26 @@ def test_bandit_shifts_traffic_to_the_rewarded_arm(served: Callable[..., Served]
             }
             answer = client.post("/v1/feedback", json=feedback)
             assert answer.status_code == 200, answer.text
-            assert answer.json() == {"accepted": 1, "dropped": 0, "rewarded": 1}
+            assert answer.json() == {
+                "accepted": 1,
+                "dropped": 0,
+                "matched": 1,
+                "unmatched": 0,
+                "by_entity": 0,
+                "rewarded": 1,
+            }
         unknown = {"endpoint": "lr", "request_id": "never-served", "reward": 1}
         answer = client.post("/v1/feedback", json=unknown)
         assert answer.status_code == 200, answer.text
-        assert answer.json() == {"accepted": 1, "dropped": 0, "rewarded": 0}
+        assert answer.json() == {
+            "accepted": 1,
+            "dropped": 0,
+            "matched": 0,
+            "unmatched": 1,
+            "by_entity": 0,
+            "rewarded": 0,
+            "unmatched_request_ids": ["never-served"],
+        }
     late = served_by[-100:]
     assert late.count("b") > 80  # Thompson sampling with a 5% floor per arm
     assert served_by.count("a") >= burn_in
@@ -385,13 +400,76 @@ def test_feedback_is_validated_per_item(served: Callable[..., Served]) -> None:
 
         response = client.post("/v1/feedback", json={"items": good})
         assert response.status_code == 200, response.text
-        assert response.json() == {"accepted": 3, "dropped": 0, "rewarded": 0}
+        assert response.json() == {
+            "accepted": 3,
+            "dropped": 0,
+            "matched": 0,
+            "unmatched": 2,
+            "by_entity": 1,
+            "rewarded": 0,
+            "unmatched_request_ids": ["r-1", "r-2"],
+        }
     labels = s.log("labels")
     assert len(labels) == 3  # nothing of the rejected batches
     assert sorted(r["request_id"] or "" for r in labels) == ["", "r-1", "r-2"]
     assert {r["label"] for r in labels} == {0, 1}
     explicit = next(r for r in labels if r["request_id"] == "r-2")
     assert explicit["time"].isoformat() == "2025-01-02T03:04:05+00:00"
+
+
+def test_feedback_for_an_unknown_endpoint_is_refused_and_creates_nothing(
+    served: Callable[..., Served],
+) -> None:
+    s = served()
+    items = [
+        {"endpoint": "lr", "request_id": "r-1", "label": 1},
+        {"endpoint": "nope", "request_id": "r-2", "label": 1},
+    ]
+    with s.client() as client:
+        response = client.post("/v1/feedback", json={"items": items})
+    assert response.status_code == 404, response.text
+    assert [d["field"] for d in response.json()["details"]] == ["items[1].endpoint"]
+    assert "'lr'" in response.json()["details"][0]["expected"]
+    assert "nope" not in response.text
+    assert s.log("labels") == []
+    labels_dir = s.project.state_dir / "logs" / "labels"
+    assert not (labels_dir / "endpoint=nope").exists()
+
+
+def test_feedback_labels_must_fit_the_endpoints_task(served: Callable[..., Served]) -> None:
+    s = served()
+    with s.client() as client:
+        for label in ("late", "1", [1]):
+            item = {"endpoint": "lr", "request_id": "r-1", "label": label}
+            response = client.post("/v1/feedback", json=item)
+            assert response.status_code == 422, (label, response.text)
+            assert [d["field"] for d in response.json()["details"]] == ["items[0].label"]
+        for label in (0, 1, 0.5, True):
+            item = {"endpoint": "lr", "request_id": "r-1", "label": label}
+            assert client.post("/v1/feedback", json=item).status_code == 200
+
+
+def test_feedback_counts_matched_request_ids_from_memory_and_from_the_log(
+    served: Callable[..., Served],
+) -> None:
+    s = served()
+    with s.client() as client:
+        answered = [
+            client.post("/v2/models/lr/infer", json=v2_body(row(i))).headers["X-Request-ID"]
+            for i in range(3)
+        ]
+    with s.client() as client:  # a restarted server: nothing in memory, all on disk
+        items = [{"endpoint": "lr", "request_id": i, "label": 1} for i in [*answered, "ghost"]]
+        response = client.post("/v1/feedback", json={"items": items})
+        fresh = client.post("/v2/models/lr/infer", json=v2_body(row(9))).headers["X-Request-ID"]
+        again = client.post(
+            "/v1/feedback", json={"endpoint": "lr", "request_id": fresh, "label": 0}
+        )
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert (data["matched"], data["unmatched"]) == (3, 1)
+    assert data["unmatched_request_ids"] == ["ghost"]
+    assert again.json()["matched"] == 1  # still in the writer's queue: matched in memory
 
 
 # -- light models answered on the event loop -------------------------------------------

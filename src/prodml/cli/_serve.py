@@ -62,6 +62,7 @@ def build_spec(
     timeout_ms: float,
     guardrails: Guardrails,
     bandit: BanditSpec | None,
+    on_missing_entity: str | None = None,
 ) -> DeploymentSpec:
     """A spec from command-line options (roles follow arm names: champion, challenger and
     shadow are roles; any other name is a plain arm)."""
@@ -99,6 +100,7 @@ def build_spec(
         guardrails=guardrails,
         default_response=response,
         timeout_ms=timeout_ms,
+        on_missing_entity=on_missing_entity,  # type: ignore[arg-type]
     )
 
 
@@ -194,6 +196,13 @@ def register_serving(app: typer.Typer) -> None:
         reward: Annotated[str, typer.Option(help="Bandit: bernoulli or gaussian.")] = "bernoulli",
         burn_in: Annotated[int, typer.Option(help="Bandit: rewards per arm first.")] = 20,
         floor: Annotated[float, typer.Option(help="Bandit: minimum share per arm.")] = 0.05,
+        on_missing_entity: Annotated[
+            str | None,
+            typer.Option(
+                help="Native requests whose entity has no online row: warn, serve or refuse "
+                "(default: the server's on_missing_entity setting, itself 'warn')."
+            ),
+        ] = None,
         reason: ReasonOption = None,
         actor: ActorOption = None,
         project: ProjectOption = Path("."),
@@ -218,6 +227,7 @@ def register_serving(app: typer.Typer) -> None:
                     max_p99_ms=max_p99_ms,
                 ),
                 bandit=BanditSpec(reward, burn_in, floor) if policy == "bandit" else None,  # type: ignore[arg-type]
+                on_missing_entity=on_missing_entity,
             )
             result = proj.deployments.deploy(
                 endpoint, spec, actor=actor or default_actor(), reason=reason

@@ -138,6 +138,9 @@ class DeploymentSpec:
     assignment); without it, or when a request lacks it, the request id is the unit.
     ``salt`` defaults to the endpoint name. ``default_response`` is what a request gets,
     marked ``degraded``, when the champion fails too (None: an error is returned).
+    ``on_missing_entity`` (``serve``, ``warn``, ``refuse``; None: the server's
+    ``[serving] on_missing_entity``) governs native requests whose entity has no row in
+    a feature view's online store.
     """
 
     policy: Policy
@@ -151,6 +154,7 @@ class DeploymentSpec:
     default_response: Any = None
     timeout_ms: float = 1000.0
     paused: bool = False
+    on_missing_entity: Literal["serve", "warn", "refuse"] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", tuple(self.arms))
@@ -200,6 +204,11 @@ class DeploymentSpec:
         ):
             raise DefinitionError(
                 f"{owner}: bandit floor {self.bandit.floor} times {len(live)} arms exceeds 1"
+            )
+        if self.on_missing_entity not in (None, "serve", "warn", "refuse"):
+            raise DefinitionError(
+                f"{owner}: on_missing_entity must be 'serve', 'warn', 'refuse' or null, got "
+                f"{self.on_missing_entity!r}"
             )
         if self.default_response is not None and not isinstance(
             self.default_response, int | float | str | bool | list | dict

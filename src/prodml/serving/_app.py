@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -129,11 +130,7 @@ class Server:
         return data
 
     async def json(self, request: Request) -> Any:
-        data = await self.body(request)
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise RequestInvalid("request body is not valid JSON", status=400) from None
+        return _json(await self.body(request))
 
     async def remember(self, key: str, body: bytes | None = None) -> bytes | None:
         """The cached response of ``key`` (``body`` None), or store ``body`` under it.
@@ -162,7 +159,7 @@ class Server:
         frame: pd.DataFrame,
         *,
         request_id: str,
-        key: str | None,
+        key: RequestKey | None,
         encode: Callable[[Prediction], bytes],
         protocol: str,
         unit: str | None = None,
@@ -171,20 +168,31 @@ class Server:
         native_output: bool = False,
         columns: Sequence[str] | None = None,
     ) -> Response:
-        """Route, predict, log, count and encode one request (idempotently with a key)."""
+        """Route, predict, log, count and encode one request (idempotently with a key:
+        the same key with the same request replays the stored answer; with another
+        request it is refused)."""
         started = time.perf_counter()
-        if len(request_id) > MAX_ID_LENGTH or (key is not None and len(key) > MAX_ID_LENGTH):
+        if len(request_id) > MAX_ID_LENGTH or (key is not None and len(key.value) > MAX_ID_LENGTH):
             raise RequestInvalid(
                 f"request id or idempotency key longer than {MAX_ID_LENGTH} characters",
                 status=422,
                 details=[FieldProblem("id", "too_long", f"at most {MAX_ID_LENGTH} characters")],
             )
-        cache_key = None if key is None else f"{table.endpoint}\0{key}"
-        if cache_key is not None:
+        cache_key = None if key is None else f"{table.endpoint}\0{key.value}"
+        if cache_key is not None and key is not None:
             cached = await self.remember(cache_key)
             if cached is not None:
+                if cached[:_DIGEST] != key.fingerprint:
+                    raise RequestInvalid(
+                        f"{key.field} was first used with a different request to endpoint "
+                        f"{table.endpoint!r}; send a new request with a new key",
+                        status=422,
+                        details=[
+                            FieldProblem(key.field, "reused", "a new key for a different request")
+                        ],
+                    )
                 self.runtime.metrics.idempotent_replays.labels(table.endpoint).inc()
-                return Response(cached, 200, {"Idempotent-Replayed": "true"}, JSON)
+                return Response(cached[_DIGEST:], 200, {"Idempotent-Replayed": "true"}, JSON)
         wanted = table.primary.soft is not None or self.runtime.log.log_features
         rows = frame_rows(frame, columns) if wanted else []
         violations = self.runtime.soft_check(table, rows) if table.primary.soft else []
@@ -192,6 +200,8 @@ class Server:
             raise RequestInvalid.of(
                 [FieldProblem(v.column, v.kind, v.message) for v in violations], status=422
             )
+        if native is not None and native.missing:
+            violations = [*violations, *native.missing]
         spec = table.deployment.spec
         unit_value = unit or request.headers.get("x-prodml-unit")
         if unit_value is None and spec.unit is not None and native is not None:
@@ -222,8 +232,8 @@ class Server:
             feature_versions=native.versions if native is not None else None,
             freshness=native.freshness if native is not None else None,
         )  # fmt: skip
-        if cache_key is not None:
-            await self.remember(cache_key, body)
+        if cache_key is not None and key is not None:
+            await self.remember(cache_key, key.fingerprint + body)
         return Response(body, 200, {"X-Request-ID": request_id}, JSON)
 
     # -- OIP V2 -------------------------------------------------------------------------
@@ -247,7 +257,7 @@ class Server:
             )  # fmt: skip
             return body
 
-        key = request.headers.get("idempotency-key") or _v2_key(decoded.id, request, raw)
+        key = RequestKey.of(request, decoded.id, raw)
         response = await self.answer(
             request, table, decoded.frame, request_id=request_id, key=key, encode=encode,
             protocol="v2", arm=arm, columns=signature.columns,
@@ -288,9 +298,8 @@ class Server:
         name = request.path_params.get("name") or request.query_params.get("endpoint")
         table = self.runtime.table(name) if name else self.runtime.only_endpoint()
         model = table.primary
-        frame = decode_invocations(
-            await self.body(request), request.headers.get("content-type", JSON), model.signature
-        )
+        raw = await self.body(request)
+        frame = decode_invocations(raw, request.headers.get("content-type", JSON), model.signature)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
 
         def encode(p: Prediction) -> bytes:
@@ -298,7 +307,7 @@ class Server:
 
         return await self.answer(
             request, table, frame, request_id=request_id,
-            key=request.headers.get("idempotency-key"), encode=encode, protocol="mlflow",
+            key=RequestKey.of(request, None, raw), encode=encode, protocol="mlflow",
             native_output=True, columns=model.columns,
         )  # fmt: skip
 
@@ -306,14 +315,14 @@ class Server:
     async def native_predict(self, request: Request) -> Response:
         self.check_predict_token(request)
         table = self.runtime.table(request.path_params["name"])
-        body = await self.json(request)
-        native = await decode_native(body, table, self.runtime)
+        raw = await self.body(request)
+        native = await decode_native(_json(raw), table, self.runtime)
         request_id = native.request_id or request.headers.get("x-request-id") or uuid.uuid4().hex
 
         def encode(p: Prediction) -> bytes:
             return encode_native(p, native)
 
-        key = request.headers.get("idempotency-key") or native.request_id
+        key = RequestKey.of(request, native.request_id, raw)
         return await self.answer(
             request, table, native.frame, request_id=request_id, key=key, encode=encode,
             protocol="native", unit=native.unit, native=native, columns=table.primary.columns,
@@ -373,14 +382,53 @@ def _versions(table: EndpointTable) -> list[str]:
     return sorted({state.model.ref.split(":", 1)[1] for state in table.arms.values()})
 
 
-def _v2_key(request_id: str | None, request: Request, raw: bytes) -> str | None:
-    """The idempotency key of a V2 request's ``id``: an id correlates, it does not
-    deduplicate, so only the same id with the same route and body replays an answer."""
-    if request_id is None:
+def _json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise RequestInvalid("request body is not valid JSON", status=400) from None
+
+
+_DIGEST = hashlib.sha256().digest_size
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A request's idempotency key with the SHA-256 of what the request asks (route,
+    content type and body). The ``Idempotency-Key`` header is a key proper: reused for a
+    different request, it is refused. A body ``id`` (V2, native) is a correlation id
+    that clients reuse freely, so only a byte-identical retry of the same route replays
+    an answer: its key includes the fingerprint."""
+
+    value: str
+    field: str
+    fingerprint: bytes
+
+    @classmethod
+    def of(cls, request: Request, body_id: str | None, raw: bytes) -> RequestKey | None:
+        header = request.headers.get("idempotency-key")
+        if header:
+            return cls(header, "Idempotency-Key", _fingerprint(request, raw))
+        if body_id:
+            fingerprint = _fingerprint(request, raw)
+            # 64 characters, whatever the id's length
+            value = hashlib.sha256(body_id.encode() + b"\0" + fingerprint).hexdigest()
+            return cls(value, "id", fingerprint)
         return None
-    digest = hashlib.sha256(request_id.encode() + b"\0" + request.url.path.encode() + b"\0")
+
+
+def _fingerprint(request: Request, raw: bytes) -> bytes:
+    """SHA-256 of what a request asks: its route, content type and body."""
+    digest = hashlib.sha256()
+    headers = request.headers
+    for part in (
+        request.url.path,
+        headers.get("content-type", ""),
+        headers.get("inference-header-content-length", ""),
+    ):
+        digest.update(part.encode() + b"\0")
     digest.update(raw)
-    return digest.hexdigest()  # 64 characters, whatever the id's length
+    return digest.digest()
 
 
 def _header_length(headers: Mapping[str, str]) -> int | None:

@@ -62,6 +62,10 @@ class EndpointTable:
     service_error: str | None = None
     bandit: BanditRouter | None = None
     weights: dict[str, float] = field(default_factory=dict)
+    #: dtypes of the native request's entity keys and request fields, as trained
+    request_types: dict[str, str] = field(default_factory=dict)
+    #: the primary model's task as trained ("classification", "regression"), if known
+    task: str | None = None
 
     def __post_init__(self) -> None:
         spec = self.deployment.spec

@@ -10,8 +10,10 @@ posterior, wherever the request was served.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -30,6 +32,23 @@ __all__ = ["FeedbackHandler", "parse_feedback"]
 
 _FIELDS = frozenset({"endpoint", "request_id", "entities", "event_time", "label", "reward", "time"})
 _MAX_ITEMS = 10_000
+_SHOWN_UNMATCHED = 100
+_LABELS = {
+    "classification": "0, 1, true or false (the endpoint's model is a binary classifier)",
+    "regression": "a finite number (the endpoint's model is a regressor)",
+    "": "a finite number or a boolean",
+}
+
+
+def _label_fits(label: Any, task: str | None) -> bool:
+    """Whether a label suits an endpoint whose model does ``task`` (None: unknown)."""
+    if isinstance(label, bool):
+        return task != "regression"
+    if not isinstance(label, int | float) or (
+        isinstance(label, float) and not math.isfinite(label)
+    ):
+        return False
+    return task != "classification" or label in (0, 1)
 
 
 def _problem(index: int, name: str, problem: str, expected: str) -> FieldProblem:
@@ -125,7 +144,17 @@ def parse_feedback(body: Any, *, now: datetime) -> list[dict[str, Any]]:
 
 
 class FeedbackHandler:
-    """Writes feedback to the label log and credits bandit arms."""
+    """Writes feedback to the label log and credits bandit arms.
+
+    Feedback for an endpoint this server does not know (not loaded, no deployment) is
+    refused with a 404 naming the items; a label of the wrong type for the endpoint's
+    task (binary classification: 0, 1, true or false; regression and unknown tasks:
+    finite numbers or booleans) with a 422. Request ids are matched against this
+    server's recent predictions, then the prediction log of the last
+    ``[serving] feedback_lookback_days``; the answer counts matched and unmatched ids
+    (unmatched ones are stored too, since another replica may not have flushed them
+    yet) and names up to 100 unmatched ones.
+    """
 
     def __init__(self, runtime: ServingRuntime) -> None:
         self.runtime = runtime
@@ -134,12 +163,83 @@ class FeedbackHandler:
         async def feedback(request: Request) -> Response:
             server.check_predict_token(request)
             records = parse_feedback(await server.json(request), now=self.runtime.clock.now())
+            await self.check(records)
+            matched, unmatched = await self.match(records)
             written = sum(self.runtime.log.record_label(r) for r in records)
-            matched = await self.credit(records)
-            body = {"accepted": written, "dropped": len(records) - written, "rewarded": matched}
+            rewarded = await self.credit(records)
+            body: dict[str, Any] = {
+                "accepted": written,
+                "dropped": len(records) - written,
+                "matched": len(matched),
+                "unmatched": len(unmatched),
+                "by_entity": sum(r["request_id"] is None for r in records),
+                "rewarded": rewarded,
+            }
+            if unmatched:
+                body["unmatched_request_ids"] = unmatched[:_SHOWN_UNMATCHED]
             return json_response(body)
 
         return feedback
+
+    async def check(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse items of unknown endpoints (404) and labels of the wrong type (422)."""
+        tables = self.runtime.tables
+        named = {r["endpoint"] for r in records}
+        if not named <= tables.keys():
+            loop = asyncio.get_running_loop()
+            deployed = await loop.run_in_executor(None, self.runtime.deployments.revisions)
+            known = sorted(tables.keys() | deployed.keys())
+            unknown = [
+                _problem(i, "endpoint", "unknown endpoint", f"one of {known}")
+                for i, r in enumerate(records)
+                if r["endpoint"] not in known
+            ]
+            if unknown:
+                raise RequestInvalid.of(unknown, status=404, subject="feedback")
+        problems: list[FieldProblem] = []
+        for index, record in enumerate(records):
+            label = record["label"]
+            if label is None:
+                continue
+            table = tables.get(record["endpoint"])
+            task = None if table is None else table.task
+            expected = _LABELS.get(task or "", _LABELS[""])
+            if not _label_fits(label, task):
+                problems.append(_problem(index, "label", f"is a {type(label).__name__}", expected))
+        if problems:
+            raise RequestInvalid.of(problems, status=422, subject="feedback")
+
+    async def match(self, records: Sequence[Mapping[str, Any]]) -> tuple[set[str], list[str]]:
+        """The request ids of ``records`` that this server answered (recently, or in the
+        log of the lookback window), and the others in order."""
+        wanted: dict[str, set[str]] = {}
+        for record in records:
+            if record["request_id"] is not None:
+                wanted.setdefault(record["endpoint"], set()).add(record["request_id"])
+        log = self.runtime.log
+        found: set[tuple[str, str]] = set()
+        since = self.runtime.clock.now() - timedelta(
+            days=self.runtime.config.feedback_lookback_days
+        )
+        loop = asyncio.get_running_loop()
+        for endpoint, ids in wanted.items():
+            recent = log.recent.known(endpoint, ids)
+            rest = ids - recent
+            if rest:
+                lookup = partial(log.logged_request_ids, endpoint, rest, since=since)
+                recent |= await loop.run_in_executor(None, lookup)
+            found.update((endpoint, i) for i in recent)
+        matched: set[str] = set()
+        unmatched: list[str] = []
+        for record in records:
+            request_id = record["request_id"]
+            if request_id is None:
+                continue
+            if (record["endpoint"], request_id) in found:
+                matched.add(request_id)
+            elif request_id not in unmatched:
+                unmatched.append(request_id)
+        return matched, unmatched
 
     async def credit(self, records: Sequence[Mapping[str, Any]]) -> int:
         """Rewards for bandit endpoints, matched to the arm that served each request."""

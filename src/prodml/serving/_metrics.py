@@ -90,6 +90,12 @@ class ServingMetrics:
             ["endpoint", "arm"],
             registry=r,
         )
+        self.missing_entities = Counter(
+            "prodml_missing_entities",
+            "Requested entities with no row in a feature view's online store, by endpoint and view",
+            ["endpoint", "view"],
+            registry=r,
+        )
         self.violations = Counter(
             "prodml_contract_violations",
             "Input contract violations by endpoint, column and kind",

@@ -7,9 +7,16 @@ Request (single)::
     {"entities": {"origin": "EWR", "carrier": "UA"}, "request_data": {"sched_dep_time": 517},
      "unit": "user-1", "id": "optional request id"}
 
-Request (batch): ``entities`` (and ``request_data``) are lists of such mappings.
-Response: ``request_id``, ``endpoint``, ``model_version``, ``arm``, ``status`` and
-``prediction`` (single) or ``predictions`` (batch).
+Request (batch): ``entities`` (and ``request_data``) are lists of such objects, or
+objects of equally long lists (column form, ``{"origin": ["EWR", "JFK"], …}``); N rows
+in, N predictions out. One row of ``request_data`` goes with every entity. Entity keys
+and request fields are checked against the types of the model's training set (a whole
+float is taken for an integer; nothing else is coerced). An entity with no row in a
+feature view's online store is counted and logged, and by the endpoint's
+``on_missing_entity`` policy served with a warning (``warn``), served (``serve``) or
+refused (``refuse``).
+Response: ``request_id``, ``endpoint``, ``model_version``, ``arm``, ``status``,
+``prediction`` (single) or ``predictions`` (batch), and ``warnings`` when there are any.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ import orjson
 import pandas as pd
 
 from prodml.core import SchemaError, StateError, ensure_utc
-from prodml.features import columns_of
+from prodml.features import FeatureService, ViewFreshness, columns_of
 from prodml.serving._endpoint import EndpointTable
-from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns
+from prodml.serving._metrics import ServingMetrics
+from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns, typed_columns
+from prodml.validation import RowViolation
 
 if TYPE_CHECKING:
     from prodml.serving._runtime import Prediction, ServingRuntime
@@ -39,7 +48,9 @@ _KEYS = frozenset({"entities", "request_data", "unit", "id"})
 
 @dataclass
 class NativeRequest:
-    """A decoded native request: the model's input frame and what to log with it."""
+    """A decoded native request: the model's input frame and what to log with it.
+    ``missing`` holds one violation per feature view some entity has no online row in;
+    ``warn_missing``: whether the response says so (the ``warn`` policy)."""
 
     frame: pd.DataFrame
     entities: dict[str, list[Any]]
@@ -49,6 +60,8 @@ class NativeRequest:
     unit: str | None = None
     request_id: str | None = None
     freshness: dict[str, tuple[list[float | None], list[bool]]] | None = None
+    missing: tuple[RowViolation, ...] = ()
+    warn_missing: bool = False
 
     def field(self, name: str) -> Any:
         for source in (self.entities, self.request):
@@ -60,16 +73,59 @@ class NativeRequest:
         return {k: v[0] for k, v in {**self.entities, **self.request}.items() if v}
 
 
-def _rows(value: Any, what: str) -> tuple[list[Mapping[str, Any]], bool]:
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, list | Mapping)
+
+
+def _columns(value: Any, what: str) -> tuple[dict[str, list[Any]], bool]:
+    """The columns of a request part and whether it is a batch. A part is one row (an
+    object of values), rows (a list of objects) or columns (an object of equally long
+    lists); every value is a scalar. Problems are named ``what.field``."""
+    problems: list[FieldProblem] = []
+    if isinstance(value, Mapping) and value and not all(map(_is_scalar, value.values())):
+        lists = {str(k): v for k, v in value.items() if isinstance(v, list)}
+        problems += [
+            FieldProblem(f"{what}.{k}", "is a single value beside lists", "a list (column form)")
+            for k, v in value.items()
+            if not isinstance(v, list)
+        ]
+        length = len(next(iter(lists.values())))
+        if not problems and length == 0:
+            raise RequestInvalid.of([FieldProblem(what, "has no rows", "at least one row")])
+        for name, column in lists.items():
+            if len(column) != length:
+                problems.append(
+                    FieldProblem(
+                        f"{what}.{name}", f"has {len(column)} values", f"{length} like the first"
+                    )
+                )
+            elif not all(map(_is_scalar, column)):
+                row = next(i for i, v in enumerate(column) if not _is_scalar(v))
+                problems.append(
+                    FieldProblem(f"{what}.{name}", f"is nested at row {row}", "scalars")
+                )
+        if problems:
+            raise RequestInvalid.of(problems)
+        return lists, True
     if isinstance(value, Mapping):
-        return [value], False
-    if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
-        return value, True
-    raise RequestInvalid(
-        f"field {what!r}: expected an object or a non-empty list of objects",
-        status=422,
-        details=[FieldProblem(what, "wrong_type", "object or list of objects")],
-    )
+        rows: list[Mapping[str, Any]] = [value]
+    elif isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
+        rows = value
+    else:
+        raise RequestInvalid(
+            f"field {what!r}: expected an object, a non-empty list of objects, or an object "
+            "of equally long lists",
+            status=422,
+            details=[FieldProblem(what, "wrong_type", "object, list of objects or columns")],
+        )
+    columns = columns_of(rows, what=what)
+    for name, column in columns.items():
+        if not all(map(_is_scalar, column)):
+            row = next(i for i, v in enumerate(column) if not _is_scalar(v))
+            problems.append(FieldProblem(f"{what}.{name}", f"is nested at row {row}", "a scalar"))
+    if problems:
+        raise RequestInvalid.of(problems)
+    return columns, not isinstance(value, Mapping)
 
 
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -84,6 +140,10 @@ def _times(values: list[Any]) -> list[Any]:
         return [ensure_utc(datetime.fromisoformat(v.replace("Z", "+00:00"))) for v in values]
     except ValueError:
         return values
+
+
+def _rows_of(columns: Mapping[str, list[Any]]) -> int:
+    return len(next(iter(columns.values()), []))
 
 
 async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime) -> NativeRequest:
@@ -103,21 +163,23 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
             status=422,
             details=[FieldProblem("entities", "missing_field", "entity keys of the request")],
         )
-    entity_rows, batch = _rows(body["entities"], "entities")
-    request_rows: list[Mapping[str, Any]] = []
+    entities, batch = _columns(body["entities"], "entities")
+    count = _rows_of(entities)
+    request: dict[str, list[Any]] = {}
     if body.get("request_data") is not None:
-        request_rows, _ = _rows(body["request_data"], "request_data")
-        if len(request_rows) == 1 and len(entity_rows) > 1:
-            request_rows = request_rows * len(entity_rows)
-        if len(request_rows) != len(entity_rows):
+        request, _ = _columns(body["request_data"], "request_data")
+        rows = _rows_of(request)
+        if rows == 1 and count > 1:
+            request = {name: column * count for name, column in request.items()}
+        elif rows != count:
             raise RequestInvalid(
-                f"'request_data' has {len(request_rows)} rows for {len(entity_rows)} entities",
+                f"'request_data' has {rows} rows for {count} entities",
                 status=422,
-                details=[FieldProblem("request_data", "length", f"{len(entity_rows)} rows")],
+                details=[FieldProblem("request_data", "length", f"{count} rows, or one")],
             )
-    if len(entity_rows) > runtime.config.max_batch_rows:
+    if count > runtime.config.max_batch_rows:
         raise RequestInvalid(
-            f"{len(entity_rows)} rows in one request: the limit is {runtime.config.max_batch_rows}",
+            f"{count} rows in one request: the limit is {runtime.config.max_batch_rows}",
             status=413,
         )
     unit = body.get("unit")
@@ -136,8 +198,12 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
             f"endpoint {table.endpoint!r} cannot fetch features: {table.service_error}; "
             f"send the model's inputs to /v2/models/{table.endpoint}/infer instead"
         )
-    entities = columns_of(entity_rows, what="entities")
-    request = {n: _times(v) for n, v in columns_of(request_rows, what="request_data").items()}
+    types = table.request_types
+    entities = typed_columns(
+        entities, types, prefix="entities.", required=frozenset(service.join_keys)
+    )
+    request = typed_columns(request, types, prefix="request_data.")
+    request = {n: v if n in types else _times(v) for n, v in request.items()}
     loop = asyncio.get_running_loop()
     try:
         online = await loop.run_in_executor(
@@ -157,6 +223,9 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
         stale = sum(fresh.stale)
         if stale:
             runtime.metrics.feature_stale.labels(view).inc(stale)
+    deployment_spec = table.deployment.spec
+    policy = deployment_spec.on_missing_entity or runtime.config.on_missing_entity
+    missing = _missing_entities(service, table.endpoint, online.freshness, policy, runtime.metrics)
     signature = table.primary.signature
     columns: dict[str, Sequence[Any]] = {}
     for name in signature.columns:
@@ -169,7 +238,6 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
     used = set(signature.columns) | set(entities)
     for odf in service.on_demand:
         used.update(odf.inputs)
-    deployment_spec = table.deployment.spec
     used.update(n for n in (deployment_spec.unit, deployment_spec.stratify_by) if n)
     extra = sorted(set(request) - used)
     if extra:
@@ -188,7 +256,52 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
         unit=None if unit is None else str(unit),
         request_id=None if request_id is None else str(request_id),
         freshness={view: (f.ages_s, f.stale) for view, f in online.freshness.items()},
+        missing=missing,
+        warn_missing=policy == "warn",
     )
+
+
+def _missing_entities(
+    service: FeatureService,
+    endpoint: str,
+    freshness: Mapping[str, ViewFreshness],
+    policy: str,
+    metrics: ServingMetrics,
+) -> tuple[RowViolation, ...]:
+    """One violation per feature view that has no online row for some entity of the
+    request, counted by endpoint and view; under the ``refuse`` policy, a 422 naming
+    each such view's keys and rows instead."""
+    keys = {p.view.name: p.view.join_keys for p in service.projections}
+    found: list[RowViolation] = []
+    problems: list[FieldProblem] = []
+    for view, fresh in freshness.items():
+        rows = [i for i, present in enumerate(fresh.found) if not present]
+        if not rows:
+            continue
+        metrics.missing_entities.labels(endpoint, view).inc(len(rows))
+        names = keys.get(view, ())
+        message = (
+            f"feature view {view!r} has no online row for the entity ({', '.join(names)}); "
+            "its features are null"
+        )
+        found.append(RowViolation(view, "missing_entity", "warning", message))
+        shown = ", ".join(map(str, rows[:10])) + (", …" if len(rows) > 10 else "")
+        problems.append(
+            FieldProblem(
+                "entities." + ",".join(names),
+                f"has no row in feature view {view!r} at rows [{shown}]",
+                "an entity materialized in the online store",
+            )
+        )
+    if problems and policy == "refuse":
+        views = [v.column for v in found]
+        raise RequestInvalid(
+            f"endpoint {endpoint!r} refuses entities with no online row in feature "
+            f"view(s) {views} (on_missing_entity = 'refuse')",
+            status=422,
+            details=problems,
+        )
+    return tuple(found)
 
 
 def encode_native(prediction: Prediction, request: NativeRequest) -> bytes:
@@ -204,6 +317,8 @@ def encode_native(prediction: Prediction, request: NativeRequest) -> bytes:
         body["predictions"] = scores
     else:
         body["prediction"] = scores[0]
-    if prediction.violations:
-        body["warnings"] = sorted({f"{v.column}: {v.kind}" for v in prediction.violations})
+    hidden = () if request.warn_missing else request.missing
+    warnings = sorted({f"{v.column}: {v.kind}" for v in prediction.violations if v not in hidden})
+    if warnings:
+        body["warnings"] = warnings
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

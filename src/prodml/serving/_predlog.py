@@ -13,15 +13,19 @@ error), ``shadow``, ``output``, ``latency_ms``, ``propensity``, ``fallback_from`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from prodml.core import Clock
-from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, LogBlock, LogStats, LogWriter
+from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, LogBlock, LogStats, LogWriter, read_log
 
 if TYPE_CHECKING:
     from prodml.serving._runtime import Prediction
@@ -55,6 +59,32 @@ def frame_rows(frame: pd.DataFrame, names: Sequence[str] | None = None) -> list[
     return [dict(zip(names, row, strict=True)) for row in values.tolist()]
 
 
+class RecentRequests:
+    """The request ids of the live predictions one process logged last, per endpoint:
+    at most ``limit`` of them, the oldest forgotten first. Feedback is matched against
+    them before the log on disk (which lacks what is still queued).
+
+    >>> recent = RecentRequests(limit=2)
+    >>> for request_id in ("a", "b", "c"):
+    ...     recent.add("e", request_id)
+    >>> recent.known("e", ["a", "b", "c", "d"])
+    {'b', 'c'}
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def add(self, endpoint: str, request_id: str) -> None:
+        ids = self._ids
+        ids[(endpoint, request_id)] = None
+        if len(ids) > self.limit:
+            ids.popitem(last=False)
+
+    def known(self, endpoint: str, request_ids: Collection[str]) -> set[str]:
+        return {i for i in request_ids if (endpoint, i) in self._ids}
+
+
 class PredictionLog:
     """Writers of the prediction and label logs under a project's state directory."""
 
@@ -70,6 +100,8 @@ class PredictionLog:
     ) -> None:
         self.clock = clock
         self.log_features = log_features
+        self.root = state_dir
+        self.recent = RecentRequests()
         self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
         options: dict[str, Any] = {
             "clock": clock,
@@ -101,6 +133,8 @@ class PredictionLog:
         reads) adds ``feature_age.<view>`` (seconds) and ``feature_stale.<view>`` per row."""
         now = self.clock.now()
         scores = prediction.scores.tolist()
+        if not shadow:
+            self.recent.add(prediction.endpoint, prediction.request_id)
         if not self.log_features or shadow:
             rows = [{}] * len(frame)
         elif rows is None:
@@ -214,6 +248,21 @@ class PredictionLog:
 
     def record_label(self, record: Mapping[str, Any]) -> bool:
         return self.labels.append(record)
+
+    def logged_request_ids(
+        self, endpoint: str, request_ids: Collection[str], *, since: datetime
+    ) -> set[str]:
+        """Which of ``request_ids`` the prediction log on disk holds for ``endpoint``,
+        among records from ``since`` on (only the ``request_id`` column is read)."""
+        table = read_log(
+            self.root / PREDICTIONS_DIR, partition=endpoint, start=since, columns=["request_id"]
+        )
+        if not table.num_rows:
+            return set()
+        column = table["request_id"].cast(pa.string())
+        wanted = pa.array(sorted(request_ids), pa.string())
+        found = pc.filter(column, pc.is_in(column, value_set=wanted))
+        return set(found.unique().to_pylist())
 
     @property
     def stats(self) -> dict[str, LogStats]:

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 
 from prodml.core import ServingConfig
 from prodml.features import FeatureService, FeatureStore
@@ -34,6 +35,17 @@ async def _close_later(models: list[ServedModel], delay_s: float) -> None:
     await asyncio.sleep(delay_s)
     for served in models:
         await served.close()
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """What :meth:`TableBuilder._trained_on` found (``problem``: why there is no
+    feature service)."""
+
+    problem: str | None
+    service: FeatureService | None = None
+    request_types: dict[str, str] = field(default_factory=dict)
+    task: str | None = None
 
 
 class TableBuilder:
@@ -104,32 +116,47 @@ class TableBuilder:
             if guarded and window is None:
                 window = ArmWindow(spec.guardrails.window_s)
             arms[arm.name] = ArmState(arm, served, breaker, window if guarded else None)
-        service, problem = self._service(deployment, arms)
+        trained = self._trained_on(deployment, arms)
         bandit = None
         if spec.policy == "bandit" and spec.bandit is not None:
             bandit = BanditRouter(
                 deployment.endpoint, [a.name for a in spec.live_arms], spec.bandit, self.deployments
             )
-        return EndpointTable(deployment, arms, service, problem, bandit)
+        return EndpointTable(
+            deployment,
+            arms,
+            trained.service,
+            trained.problem,
+            bandit,
+            request_types=trained.request_types,
+            task=trained.task,
+        )
 
-    def _service(
-        self, deployment: Deployment, arms: dict[str, ArmState]
-    ) -> tuple[FeatureService | None, str | None]:
-        """The feature service the primary arm was trained on, for native requests."""
-        if self.features is None:
-            return None, "this server has no feature store"
+    def _trained_on(self, deployment: Deployment, arms: dict[str, ArmState]) -> _Trained:
+        """What the primary arm's model was trained on: its task, the feature service
+        (for native requests) and the dtypes its training set gave the entity keys and
+        request fields."""
         spec = deployment.spec
-        arm = spec.champion or spec.live_arms[0]
-        version = arms[arm.name].model.version
+        version = arms[(spec.champion or spec.live_arms[0]).name].model.version
         if version.run_id is None:
-            return None, f"model {version.ref} has no training run, so no feature service"
+            return _Trained(f"model {version.ref} has no training run, so no feature service")
         try:
             run = self.registry.get_run(version.run_id)
-            if run.service_name is None:
-                return None, f"model {version.ref} was not trained on a feature service"
+        except Exception as exc:  # reported by native requests as the endpoint's problem
+            return _Trained(f"training run of model {version.ref}: {exc}")
+        task = run.job.get("task") if isinstance(run.job.get("task"), str) else None
+        if self.features is None:
+            return _Trained("this server has no feature store", task=task)
+        if run.service_name is None:
+            return _Trained(f"model {version.ref} was not trained on a feature service", task=task)
+        try:
             service = self.features.service(run.service_name)
-        except Exception as exc:
-            return None, f"feature service of model {version.ref}: {exc}"
+            dtypes: dict[str, str] = {}
+            for fingerprint, role in run.datasets:
+                if role == "train":
+                    dtypes.update(self.features.datasets.column_dtypes(fingerprint))
+        except Exception as exc:  # reported by native requests as the endpoint's problem
+            return _Trained(f"feature service of model {version.ref}: {exc}", task=task)
         if run.service_version is not None and service.version != run.service_version:
             log.warning(
                 "endpoint %s: model %s was trained on feature service %s version %s; the "
@@ -140,7 +167,10 @@ class TableBuilder:
                 run.service_version,
                 service.version,
             )
-        return service, None
+        inputs = {i for odf in service.on_demand for i in odf.inputs}
+        wanted = (set(service.join_keys) | inputs) - set(service.output_names)
+        types = {name: dtype for name, dtype in dtypes.items() if name in wanted}
+        return _Trained(None, service, types, task)
 
     async def release_unused(self, tables: Iterable[EndpointTable]) -> None:
         """Close models no table uses, after in-flight requests had time to finish."""

@@ -24,7 +24,7 @@ in pandas 3 re-infers every column), with the public constructor as fallback.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -35,7 +35,7 @@ import pandas as pd
 from prodml.core.errors import SchemaError
 from prodml.registry import Signature
 
-__all__ = ["FieldProblem", "RequestInvalid", "check_columns", "expected_values"]
+__all__ = ["FieldProblem", "RequestInvalid", "check_columns", "expected_values", "typed_columns"]
 
 _NONE = type(None)
 _MISSING: Any = object()
@@ -109,16 +109,20 @@ def _quote(name: str) -> str:
     return repr(name if len(name) <= 64 else name[:63] + "…")
 
 
-def expected_values(dtype: str) -> str:
+def expected_values(dtype: str, *, nullable: bool = True) -> str:
     """What a column of ``dtype`` accepts, for messages.
 
     >>> expected_values("int8")
     'int8: whole numbers in [-128, 127] or null'
+    >>> expected_values("string", nullable=False)
+    'string: strings'
     """
     if dtype in _INTS:
         info = np.iinfo(_INTS[dtype])
-        return f"{dtype}: whole numbers in [{info.min}, {info.max}] or null"
-    return f"{dtype}: {_EXPECTED.get(dtype, 'values')}"
+        text = f"{dtype}: whole numbers in [{info.min}, {info.max}] or null"
+    else:
+        text = f"{dtype}: {_EXPECTED.get(dtype, 'values')}"
+    return text if nullable else text.removesuffix(" or null")
 
 
 class _Invalid(Exception):
@@ -372,3 +376,61 @@ def _frame(arrays: list[Any], plan: _Plan, rows: int) -> pd.DataFrame:
         n: pd.Series(a, dtype=a.dtype, copy=False) for n, a in zip(plan.names, arrays, strict=True)
     }
     return pd.DataFrame(series, index=pd.RangeIndex(rows), columns=plan.index)
+
+
+def typed_columns(
+    columns: Mapping[str, list[Any]],
+    dtypes: Mapping[str, str],
+    *,
+    prefix: str = "",
+    required: Collection[str] = (),
+) -> dict[str, list[Any]]:
+    """``columns`` with every column ``dtypes`` names checked against its dtype (as
+    :func:`check_columns` checks a model input) and given back as plain Python values of
+    it: whole numbers for integers (a whole float is taken losslessly), floats, ISO 8601
+    strings as dates or UTC datetimes. A column in ``required`` may hold no null. Other
+    columns pass unchanged. Raises :class:`RequestInvalid` (422) with one problem per bad
+    column, named ``prefix + name``.
+
+    >>> typed_columns({"id": [15, 2.0], "x": ["a"]}, {"id": "int64"})
+    {'id': [15, 2], 'x': ['a']}
+    >>> try:
+    ...     typed_columns({"id": ["15"]}, {"id": "int64"}, prefix="entities.", required={"id"})
+    ... except RequestInvalid as exc:
+    ...     print([(p.field, p.problem, p.expected) for p in exc.details])
+    [('entities.id', 'holds a str value at row 0', 'int64: whole numbers in [-9223372036854775808, 9223372036854775807]')]
+    """
+    out = dict(columns)
+    problems: list[FieldProblem] = []
+    for name, values in columns.items():
+        dtype = dtypes.get(name)
+        if dtype not in _CONVERTERS:
+            continue
+        not_null = name in required
+        try:
+            converted = _CONVERTERS[dtype](list(values), dtype)
+            if not_null and None in values:
+                raise _Invalid(f"is null at row {values.index(None)}")
+            out[name] = _python_values(values, converted, dtype)
+        except _Invalid as exc:
+            problems.append(
+                FieldProblem(prefix + name, str(exc), expected_values(dtype, nullable=not not_null))
+            )
+    if problems:
+        raise RequestInvalid.of(problems)
+    return out
+
+
+def _python_values(values: list[Any], converted: Any, dtype: str) -> list[Any]:
+    """A checked column as plain Python values (nulls stay None)."""
+    if dtype in _INTS:
+        return [None if v is None else int(v) for v in values]
+    if dtype in _FLOATS:
+        return [None if v is None else float(v) for v in values]
+    if dtype == "timestamp":
+        return [
+            None if v is None else t.to_pydatetime() for v, t in zip(values, converted, strict=True)
+        ]
+    if dtype == "date":
+        return list(converted)
+    return list(values)

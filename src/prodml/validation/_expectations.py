@@ -56,6 +56,7 @@ ViolationKind = Literal[
     "unseen_category",
     "pattern_mismatch",
     "extra_column",
+    "missing_entity",
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
