@@ -1,7 +1,12 @@
 """Layer 0: errors, configuration, ids, clocks, fingerprints and column types — no I/O
-beyond reading the config file and hashing files."""
+beyond reading the config file and hashing files.
+
+The names that need NumPy and Arrow (table fingerprints, column types) load on first
+use, so reading the config and the errors stays cheap."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from prodml.core._alert_config import (
     AlertRuleConfig,
@@ -25,6 +30,8 @@ from prodml.core._config import (
     OfflineStoreConfig,
     PostgresMetadataConfig,
     ProjectSection,
+    QualityConfig,
+    QualityThresholds,
     RedisOnlineConfig,
     RegistryConfig,
     ServingConfig,
@@ -35,14 +42,10 @@ from prodml.core._config import (
     load_config,
     load_config_text,
 )
-from prodml.core._hashing import (
-    canonical_json,
-    fingerprint_bytes,
-    fingerprint_file,
-    fingerprint_table,
-)
+from prodml.core._hashing import canonical_json, fingerprint_bytes, fingerprint_file
 from prodml.core._ids import NAME_PATTERN, ModelRef, check_name, new_id, parse_ref
-from prodml.core._types import DTYPES, arrow_type, dtype_name, is_compatible
+from prodml.core._lazy import lazy_attributes
+from prodml.core._monitor_metrics import MONITOR_METRICS, MonitorMetric
 from prodml.core.errors import (
     ArtifactNotFoundError,
     AuthError,
@@ -72,9 +75,22 @@ from prodml.core.errors import (
     TrainingError,
 )
 
+if TYPE_CHECKING:
+    from prodml.core._table_hash import fingerprint_table
+    from prodml.core._types import DTYPES, arrow_type, dtype_name, is_compatible
+else:
+    __getattr__ = lazy_attributes(
+        __name__,
+        {
+            "prodml.core._table_hash": ["fingerprint_table"],
+            "prodml.core._types": ["DTYPES", "arrow_type", "dtype_name", "is_compatible"],
+        },
+    )
+
 __all__ = [
     "CONFIG_FILE",
     "DTYPES",
+    "MONITOR_METRICS",
     "NAME_PATTERN",
     "AlertRuleConfig",
     "AlertSinkConfig",
@@ -104,6 +120,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelRef",
     "ModelTimeoutError",
+    "MonitorMetric",
     "MonitoringConfig",
     "NotFoundError",
     "OfflineStoreConfig",
@@ -111,6 +128,8 @@ __all__ = [
     "ProdMLError",
     "ProjectNotFoundError",
     "ProjectSection",
+    "QualityConfig",
+    "QualityThresholds",
     "RedisOnlineConfig",
     "RegistryConfig",
     "RunNotFoundError",
@@ -138,6 +157,7 @@ __all__ = [
     "fingerprint_table",
     "format_duration",
     "is_compatible",
+    "lazy_attributes",
     "load_config",
     "load_config_text",
     "new_id",

@@ -1,10 +1,18 @@
-"""``Project.open(path)``: config → stores → layer objects."""
+"""``Project.open(path)``: config → stores → layer objects.
+
+Opening a project reads its config and opens the metadata DB and the artifact store;
+each layer's object (features, registry, deployments, training, monitor) is built, and
+its package imported, on first use. A command imports only the layers it touches:
+``prodml models list`` reads the registry without loading pandas, DuckDB or SciPy.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from prodml.core import (
     CONFIG_FILE,
@@ -14,12 +22,15 @@ from prodml.core import (
     SystemClock,
     load_config,
 )
-from prodml.features import FeatureStore
-from prodml.monitoring import Monitor
 from prodml.project._scaffold import init_project
-from prodml.registry import DeploymentStore, ModelRegistry, RegistryListener
-from prodml.storage import ArtifactStore, open_artifact_store, open_metadata_db
-from prodml.training import Training
+from prodml.registry import ModelRegistry, RegistryListener
+from prodml.storage import ArtifactStore, MetadataDB, open_artifact_store, open_metadata_db
+
+if TYPE_CHECKING:
+    from prodml.features import FeatureStore
+    from prodml.monitoring import Monitor
+    from prodml.registry import DeploymentStore
+    from prodml.training import Training
 
 __all__ = ["Project"]
 
@@ -33,21 +44,48 @@ class Project:
         self.clock = clock
         self.state_dir = root / config.project.state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = open_metadata_db(config.metadata, root)
+        self.db: MetadataDB = open_metadata_db(config.metadata, root)
         self.artifacts: ArtifactStore = open_artifact_store(config.artifacts, root)
-        self.features = FeatureStore(root=root, config=config, db=self.db, clock=clock)
-        self.registry = ModelRegistry(
-            self.db, self.artifacts, clock, config.registry, listeners=_listeners(config)
+
+    # Each layer's package is imported by its property, on first use (see the module doc).
+    @cached_property
+    def features(self) -> FeatureStore:
+        from prodml.features import FeatureStore
+
+        return FeatureStore(root=self.root, config=self.config, db=self.db, clock=self.clock)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(
+            self.db, self.artifacts, self.clock, self.config.registry,
+            listeners=_listeners(self.config),
+        )  # fmt: skip
+
+    @cached_property
+    def deployments(self) -> DeploymentStore:
+        from prodml.registry import DeploymentStore
+
+        return DeploymentStore(
+            self.db, self.clock, self.config.registry, listeners=self.registry.listeners
         )
-        self.deployments = DeploymentStore(
-            self.db, clock, config.registry, listeners=self.registry.listeners
-        )
-        self.training = Training(
-            root=root, config=config, features=self.features, registry=self.registry, clock=clock
-        )
-        self.monitor = Monitor(
-            config=config.monitoring, db=self.db, artifacts=self.artifacts,
-            registry=self.registry, features=self.features, state_dir=self.state_dir, clock=clock,
+
+    @cached_property
+    def training(self) -> Training:
+        from prodml.training import Training
+
+        return Training(
+            root=self.root, config=self.config, features=self.features,
+            registry=self.registry, clock=self.clock,
+        )  # fmt: skip
+
+    @cached_property
+    def monitor(self) -> Monitor:
+        from prodml.monitoring import Monitor
+
+        return Monitor(
+            config=self.config.monitoring, db=self.db, artifacts=self.artifacts,
+            registry=self.registry, features=self.features, state_dir=self.state_dir,
+            clock=self.clock,
         )  # fmt: skip
 
     @classmethod
@@ -75,7 +113,8 @@ class Project:
         return self.config.project.name
 
     def close(self) -> None:
-        self.features.close()
+        if "features" in vars(self):  # built on first use: nothing to close otherwise
+            self.features.close()
         self.db.close()
 
     def __enter__(self) -> Project:

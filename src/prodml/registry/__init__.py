@@ -3,21 +3,16 @@ lineage, deployments and the audit log, stored in the metadata DB; model artifac
 content-addressed in the artifact store and verified before every load.
 
 Imports only :mod:`prodml.core`, :mod:`prodml.storage`, :mod:`prodml.stats` and
-:mod:`prodml.validation`.
+:mod:`prodml.validation`. Deployments (SciPy, for bandit states), signatures and model
+formats (NumPy, pandas) load on first use, so reading versions and aliases needs none of
+them.
 """
 
 from __future__ import annotations
 
-from prodml.registry._deployment_spec import (
-    POLICIES,
-    ROLES,
-    Arm,
-    BanditSpec,
-    Deployment,
-    DeploymentSpec,
-    Guardrails,
-)
-from prodml.registry._deployments import DeploymentStore
+from typing import TYPE_CHECKING
+
+from prodml.core import lazy_attributes
 from prodml.registry._environment import (
     capture_code,
     capture_environment,
@@ -27,14 +22,50 @@ from prodml.registry._environment import (
 from prodml.registry._records import AliasEvent, AuditEntry, ModelVersion, RunInfo
 from prodml.registry._registry import LoadedModel, ModelRegistry, RegistryListener, default_actor
 from prodml.registry._runs import Run
-from prodml.registry._signature import ColumnSpec, Signature, infer_signature
-from prodml.registry.formats import (
-    MODEL_FORMATS,
-    ModelFormat,
-    detect_format,
-    get_format,
-    register_format,
-)
+
+if TYPE_CHECKING:
+    from prodml.registry._deployment_spec import (
+        POLICIES,
+        ROLES,
+        Arm,
+        BanditSpec,
+        Deployment,
+        DeploymentSpec,
+        Guardrails,
+    )
+    from prodml.registry._deployments import DeploymentStore
+    from prodml.registry._signature import ColumnSpec, Signature, infer_signature
+    from prodml.registry.formats import (
+        MODEL_FORMATS,
+        ModelFormat,
+        detect_format,
+        get_format,
+        register_format,
+    )
+else:
+    __getattr__ = lazy_attributes(
+        __name__,
+        {
+            "prodml.registry._deployment_spec": [
+                "POLICIES",
+                "ROLES",
+                "Arm",
+                "BanditSpec",
+                "Deployment",
+                "DeploymentSpec",
+                "Guardrails",
+            ],
+            "prodml.registry._deployments": ["DeploymentStore"],
+            "prodml.registry._signature": ["ColumnSpec", "Signature", "infer_signature"],
+            "prodml.registry.formats": [
+                "MODEL_FORMATS",
+                "ModelFormat",
+                "detect_format",
+                "get_format",
+                "register_format",
+            ],
+        },
+    )
 
 __all__ = [
     "MODEL_FORMATS",

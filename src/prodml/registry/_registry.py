@@ -4,6 +4,10 @@ Runs are tracked (:meth:`ModelRegistry.start_run`); versions are registered once
 never changed (:meth:`register`); approvals and aliases move under a per-model lock
 with an audit entry each; a version loads only after its artifact's SHA-256 matches.
 Listeners (the MLflow mirror) hear about every change after it is committed.
+
+Model formats and signatures (NumPy, pandas, skops) are imported by the two methods
+that serialise or load a model, :meth:`ModelRegistry.register` and
+:meth:`ModelRegistry.load`: reading versions, aliases and runs needs neither.
 """
 
 from __future__ import annotations
@@ -15,10 +19,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -49,7 +51,6 @@ from prodml.registry._runs import (
     run_infos,
 )
 from prodml.registry._search import search_query
-from prodml.registry._signature import Signature
 from prodml.registry._versions import (
     add_audit,
     allocate_version,
@@ -58,7 +59,6 @@ from prodml.registry._versions import (
     resolve_ref,
     version_record,
 )
-from prodml.registry.formats import ModelFormat, detect_format, get_format, serialize
 from prodml.storage import ArtifactStore, MetadataDB
 from prodml.storage._models import (
     AliasHistoryRow,
@@ -69,6 +69,13 @@ from prodml.storage._models import (
     RegisteredModelRow,
     RunRow,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from prodml.registry._signature import Signature
+    from prodml.registry.formats import ModelFormat
 
 __all__ = ["LoadedModel", "ModelRegistry", "RegistryListener", "default_actor"]
 
@@ -224,6 +231,8 @@ class ModelRegistry:
         The version starts ``pending``; nothing about it can change later but its
         approval state and aliases.
         """
+        from prodml.registry.formats import detect_format, get_format, serialize  # see module doc
+
         check_name(name, kind="model")
         if artifact is None:
             fmt, data = serialize(model, format)
@@ -312,6 +321,9 @@ class ModelRegistry:
 
     def load(self, ref: str | ModelRef) -> LoadedModel:
         """Load a version after verifying its artifact's SHA-256 (``IntegrityError`` if not)."""
+        from prodml.registry._signature import Signature  # see the module doc
+        from prodml.registry.formats import get_format
+
         version = self.get(ref)
         data = self._artifacts.get_bytes(version.artifact_digest)
         fmt = get_format(version.format)

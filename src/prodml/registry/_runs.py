@@ -14,9 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from prodml.core import (
@@ -26,6 +24,7 @@ from prodml.core import (
     StateError,
 )
 from prodml.registry._records import RunInfo
+from prodml.registry._versions import insert_for
 from prodml.storage import ArtifactStore, MetadataDB
 from prodml.storage._models import (
     Base,
@@ -102,7 +101,7 @@ class Run:
         self._check_open()
         now = self._services.now()
         for key, value in metrics.items():  # all checked before any is kept
-            if isinstance(value, bool) or not isinstance(value, numbers.Real | np.number):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise DefinitionError(
                     f"run {self.id} metric {key!r}: expected a number, got {value!r}"
                 )
@@ -277,7 +276,7 @@ class _Statements:
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     """Constant statements (values bound at execution), so SQLAlchemy compiles each once."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(dialect)
     upsert = insert(_LATEST)
     logged: dict[str, Any] = {n: bindparam(n) for n in ("params", "tags", "job", "artifacts")}
     ended: dict[str, Any] = {n: bindparam(n) for n in ("status", "error", "end_time")}

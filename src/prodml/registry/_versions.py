@@ -7,12 +7,12 @@ numbers, aliases and approvals never lose an update under concurrency.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from prodml.core import ModelNotFoundError, ModelRef, check_name, parse_ref
@@ -30,6 +30,7 @@ __all__ = [
     "allocate_version",
     "audit_entry",
     "dialect_insert",
+    "insert_for",
     "lock_model",
     "resolve_ref",
     "version_record",
@@ -74,9 +75,15 @@ def allocate_version(session: Session, name: str, *, now: Callable[[], datetime]
 
 def dialect_insert(session: Session) -> Callable[[Any], Any]:
     """``INSERT`` with ``ON CONFLICT`` clauses for the session's database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
+    return insert_for(session.get_bind().dialect.name)
+
+
+def insert_for(dialect: str) -> Callable[[Any], Any]:
+    """``INSERT`` with ``ON CONFLICT`` clauses for a database kind, from its SQLAlchemy
+    dialect module (loaded with the engine: the other dialect is never imported)."""
+    module = "postgresql" if dialect == "postgresql" else "sqlite"
+    insert: Callable[[Any], Any] = importlib.import_module(f"sqlalchemy.dialects.{module}").insert
+    return insert
 
 
 def resolve_ref(session: Session, ref: str | ModelRef) -> ModelVersionRow:

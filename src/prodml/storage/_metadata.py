@@ -33,7 +33,7 @@ from prodml.core import (
     StorageError,
 )
 from prodml.storage._engine import WRITE_LOCK, create_metadata_engine, describe_error
-from prodml.storage._migrate import current_revision, upgrade_to_head
+from prodml.storage._revision import at_head
 from prodml.storage._urls import metadata_url, parse_url, redact_url
 
 __all__ = ["MetadataDB", "open_metadata_db"]
@@ -63,7 +63,11 @@ class MetadataDB:
         """
         engine = create_metadata_engine(parse_url(url), schema_name=schema_name)
         try:
-            upgrade_to_head(engine, schema_name=schema_name)
+            if not at_head(engine):
+                # Alembic (~0.1 s to import) only when the schema may need an upgrade.
+                from prodml.storage._migrate import upgrade_to_head
+
+                upgrade_to_head(engine, schema_name=schema_name)
         except BaseException:
             engine.dispose()
             raise
@@ -99,6 +103,8 @@ class MetadataDB:
 
     def current_revision(self) -> str | None:
         """The schema revision the database is at (``None`` if never migrated)."""
+        from prodml.storage._migrate import current_revision  # Alembic, as in open()
+
         try:
             with self._engine.connect() as conn:
                 return current_revision(conn)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from prodml.core import MigrationError, StorageError
 from prodml.storage._engine import WRITE_LOCK, describe_error
 from prodml.storage._models import Base
+from prodml.storage._revision import VERSION_TABLE
 from prodml.storage._urls import redact_url
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
-VERSION_TABLE = "prodml_alembic_version"
 
 # Alembic's ``context``/``op`` proxies are process-wide: one upgrade at a time per process.
 _ALEMBIC = threading.Lock()
