@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
-from prodml.cli._output import emit, guarded, stdout, table
+from prodml.cli._output import emit, guarded, stdout, styled, table
 from prodml.core import ConfigError, parse_ref
 from prodml.project import Project
 
@@ -84,13 +84,18 @@ def _show(data: dict[str, Any]) -> None:
         )
         return
     stdout.print(
-        f"[bold]{data['ref']}[/] {data['status']}"
-        + (
-            f" by {data['status_actor']} ({data['status_reason'] or 'no reason'})"
-            if data["status_actor"]
-            else ""
+        styled(
+            "[bold]{ref}[/] {status}{by}; gate {gate}; aliases {aliases}",
+            ref=data["ref"],
+            status=data["status"],
+            by=(
+                f" by {data['status_actor']} ({data['status_reason'] or 'no reason'})"
+                if data["status_actor"]
+                else ""
+            ),
+            gate=data["gate_status"] or "—",
+            aliases=", ".join(data["aliases"]) or "none",
         )
-        + f"; gate {data['gate_status'] or '—'}; aliases {', '.join(data['aliases']) or 'none'}"
     )
     stdout.print(
         f"artifact sha256 {data['artifact_digest']} ({data['artifact_size']:,} bytes, {data['format']}); "
@@ -141,7 +146,10 @@ def _show_lineage(data: dict[str, Any]) -> None:
         for fingerprint in data.get("datasets", []):
             stdout.print(f"  training set {fingerprint}")
         return
-    stdout.print(f"[bold]{data['version']}[/] artifact {data['artifact'][:12]}")
+    stdout.print(
+        styled("[bold]{version}[/] artifact {artifact}", version=data["version"],
+               artifact=data["artifact"][:12])
+    )  # fmt: skip
     run = data["run"]
     if run is None:
         stdout.print(f"  no run (source {data['source']})")
@@ -329,7 +337,7 @@ def import_(
     uri: Annotated[str, typer.Argument(help="An MLflow model URI, e.g. models:/NAME/VERSION.")],
     name: Annotated[str | None, typer.Option(help="prodml model name (default: MLflow's).")] = None,
     tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow tracking URI (default: [mlflow] tracking_uri).")
+        str | None, typer.Option(help="MLflow tracking URI (default: \\[mlflow] tracking_uri).")
     ] = None,
     description: Annotated[str, typer.Option(help="Version description.")] = "",
     actor: ActorOption = None,
@@ -358,6 +366,11 @@ def import_(
         version,
         as_json=as_json,
         human=lambda: stdout.print(
-            f"Imported {uri} as [bold]{version['ref']}[/] (sha256 {version['artifact_digest'][:12]})"
+            styled(
+                "Imported {uri} as [bold]{ref}[/] (sha256 {digest})",
+                uri=uri,
+                ref=version["ref"],
+                digest=version["artifact_digest"][:12],
+            )
         ),
     )

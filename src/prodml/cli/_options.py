@@ -14,7 +14,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 ProjectOption = Annotated[
     Path,
     typer.Option(
-        "--project", "-p", envvar="PRODML_PROJECT", help="Project directory (or below it)."
+        "--project",
+        "-p",
+        envvar="PRODML_PROJECT",
+        help="Project directory (or below it).",
+        show_default="current directory",
     ),
 ]
 ActorOption = Annotated[

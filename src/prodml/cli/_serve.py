@@ -13,7 +13,7 @@ import orjson
 import typer
 
 from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
-from prodml.cli._output import emit, guarded, stdout, table
+from prodml.cli._output import emit, guarded, stdout, styled, table
 from prodml.core import ConfigError
 from prodml.project import PROJECT_ENV, Project, progress_bar, serving_app
 from prodml.registry import Arm, BanditSpec, Deployment, DeploymentSpec, Guardrails, default_actor
@@ -113,9 +113,15 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 def _show(deployment: Deployment) -> None:
     spec = deployment.spec
     stdout.print(
-        f"[bold]{deployment.endpoint}[/] revision {deployment.revision}: {spec.policy}"
-        + (" (paused)" if spec.paused else "")
-        + f", by {deployment.updated_by} at {deployment.updated_at.isoformat()[:19]}"
+        styled(
+            "[bold]{endpoint}[/] revision {revision}: {policy}{paused}, by {actor} at {time}",
+            endpoint=deployment.endpoint,
+            revision=deployment.revision,
+            policy=spec.policy,
+            paused=" (paused)" if spec.paused else "",
+            actor=deployment.updated_by,
+            time=deployment.updated_at.isoformat()[:19],
+        )
     )
     table(
         "Arms",
@@ -132,9 +138,15 @@ def register_serving(app: typer.Typer) -> None:
     @app.command()
     def serve(
         project: ProjectOption = Path("."),
-        host: Annotated[str | None, typer.Option(help="Default: [serving] host.")] = None,
-        port: Annotated[int | None, typer.Option(help="Default: [serving] port.")] = None,
-        workers: Annotated[int | None, typer.Option(help="Processes; default [serving].")] = None,
+        host: Annotated[
+            str | None, typer.Option(help="Address to listen on (default: \\[serving] host).")
+        ] = None,
+        port: Annotated[
+            int | None, typer.Option(help="Port to listen on (default: \\[serving] port).")
+        ] = None,
+        workers: Annotated[
+            int | None, typer.Option(help="Server processes (default: \\[serving] workers).")
+        ] = None,
         log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     ) -> None:
         """Serve every endpoint deployed in the project (HTTP: OIP V2, MLflow, native)."""

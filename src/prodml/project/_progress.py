@@ -1,4 +1,5 @@
-"""Progress bars for long work (materialization, demo), drawn on stderr with Rich."""
+"""Progress bars for long work (materialization, demo), drawn on stderr with Rich; labels
+print literally (no markup or emoji codes)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 __all__ = ["progress_bar"]
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, markup=False, emoji=False)
 
 
 @contextmanager
@@ -21,7 +22,7 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
         yield lambda label, done, total: None
         return
     bars = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
