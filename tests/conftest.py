@@ -1,5 +1,9 @@
 """Fixtures shared by every test package: a reachable PostgreSQL, fresh isolated schemas
-in it, and an empty metadata DB per supported dialect."""
+in it, and an empty metadata DB per supported dialect; and the Hypothesis profile.
+
+Hypothesis runs without its per-example ``deadline`` and ``too_slow`` health check:
+both time the machine, not the code, and fail on a busy one (speed is measured by the
+scripts under ``benchmarks/``)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from servicekit import libpq, pg_url_or_skip
+
+settings.register_profile(
+    "prodml", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("prodml")
 
 
 @pytest.fixture(scope="session")

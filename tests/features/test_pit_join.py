@@ -185,7 +185,9 @@ def reference(case: Case) -> dict[str, list[Any]]:
 
 
 @settings(
-    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=cases())
 def test_matches_brute_force_reference(con: duckdb.DuckDBPyConnection, case: Case) -> None:

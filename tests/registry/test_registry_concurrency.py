@@ -407,7 +407,7 @@ def _wait_until_blocked(db: MetadataDB) -> None:
     if db.dialect == "sqlite":
         time.sleep(0.3)
         return
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with db.session() as session:
             waiting = session.execute(
@@ -442,7 +442,7 @@ def test_delete_alias_reads_the_alias_under_the_lock(
         event = original(*args, **kwargs)
         if threading.current_thread().name == "mover":
             moved.set()
-            release.wait(10)  # hold the lock, the move not yet committed
+            release.wait(60)  # hold the lock, the move not yet committed
         return event
 
     monkeypatch.setattr(registry_module, "move_alias", paused_move)
@@ -462,13 +462,13 @@ def test_delete_alias_reads_the_alias_under_the_lock(
     )
     try:
         mover.start()
-        assert moved.wait(10)
+        assert moved.wait(60)
         deleter.start()
         _wait_until_blocked(env_any.db)
     finally:
         release.set()
-        mover.join(10)
-        deleter.join(10)
+        mover.join(60)
+        deleter.join(60)
         other_db.close()
     assert errors == []
     assert [(e.previous_version, e.version, e.actor) for e in reg.alias_history("m")] == [

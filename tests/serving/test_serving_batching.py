@@ -30,7 +30,7 @@ class Model:
 
     def __call__(self, frame: pd.DataFrame) -> np.ndarray:
         self.sizes.append(len(frame))
-        if not self.gate.wait(timeout=10):
+        if not self.gate.wait(timeout=60):
             raise RuntimeError("test gate was never opened")
         if self.fail_with is not None:
             raise self.fail_with
@@ -58,7 +58,7 @@ def frame(*ids: int) -> pd.DataFrame:
 
 def run(coro: Callable[[], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        return await asyncio.wait_for(coro(), timeout=20)
+        return await asyncio.wait_for(coro(), timeout=120)
 
     return asyncio.run(main())
 
@@ -397,7 +397,7 @@ class Threads:
 def test_an_inline_batcher_predicts_on_the_event_loop(pool: concurrent.futures.Executor) -> None:
     calls = Threads()
     batcher = MicroBatcher(calls, max_size=4, max_wait_ms=0, executor=pool, name="light")
-    batcher.inline_limit_s = 0.01
+    batcher.inline_limit_s = 1.0  # far above a call's time: a busy machine never trips it
 
     async def go() -> list[list[int]]:
         outputs = await asyncio.gather(*(batcher.submit(frame(i)) for i in range(6)))
@@ -409,7 +409,7 @@ def test_an_inline_batcher_predicts_on_the_event_loop(pool: concurrent.futures.E
     assert run(go) == [[10 * i] for i in range(6)] + [[10 * i for i in range(10, 16)]]
     assert calls.threads[:-1] == [loop_thread] * (len(calls.threads) - 1)
     assert calls.threads[-1] != loop_thread
-    assert batcher.inline_limit_s == 0.01
+    assert batcher.inline_limit_s == 1.0
 
 
 def test_a_light_model_that_turns_slow_goes_back_to_the_executor(
