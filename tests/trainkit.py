@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import pyarrow.parquet as pq
 
 from featurekit import T0, make_project
 from prodml import Project
+from prodml.registry import DeploymentSpec
+
+END = T0 + timedelta(days=10)  # the end of the labelled rows' ten days
 
 TRAIN_PY = """
 from pathlib import Path
@@ -67,6 +71,23 @@ def labelled_rows(n: int = 3000, seed: int = 3, *, days: int = 10) -> pa.Table:
             "late": pa.array(rng.random(n) < p),
         }
     )
+
+
+def make_served_project(root: Path, deployments: Mapping[str, DeploymentSpec]) -> None:
+    """The training project with ``flight_delay:1`` trained over ``T0``–``END``,
+    approved and aliased ``champion``, the given endpoints deployed and the online store
+    materialized up to ``END``; closed again."""
+    project = make_training_project(root)
+    try:
+        version = project.training.train(T0, END, actor="test").version
+        assert version is not None
+        project.registry.approve(version.ref, actor="test", reason="test")
+        project.registry.set_alias("flight_delay", "champion", version.ref, actor="test")
+        for endpoint, spec in deployments.items():
+            project.deployments.deploy(endpoint, spec, actor="test")
+        project.features.materialize(end=END)
+    finally:
+        project.close()
 
 
 def make_training_project(root: Path, *, train_py: str = TRAIN_PY, config: str = CONFIG) -> Project:

@@ -5,7 +5,6 @@ prediction equal to the model's own on those features; contract errors per field
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,32 +12,18 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from featurekit import T0
 from prodml import Project
 from prodml.core import SimulatedClock
 from prodml.project import serving_app
 from prodml.registry import DeploymentSpec
 from prodml.storage import read_log
-from trainkit import make_training_project
-
-END = T0 + timedelta(days=10)
+from trainkit import END, make_served_project
 
 
 @pytest.fixture(scope="module")
 def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("native") / "p"
-    project = make_training_project(root)
-    try:
-        version = project.training.train(T0, END, actor="test").version
-        assert version is not None
-        project.registry.approve(version.ref, actor="test", reason="test")
-        project.registry.set_alias("flight_delay", "champion", version.ref, actor="test")
-        project.deployments.deploy(
-            "flight_delay", DeploymentSpec.single("flight_delay:1"), actor="test"
-        )
-        project.features.materialize(end=END)
-    finally:
-        project.close()
+    make_served_project(root, {"flight_delay": DeploymentSpec.single("flight_delay:1")})
     return root
 
 

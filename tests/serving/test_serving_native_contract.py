@@ -8,41 +8,35 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from featurekit import T0
 from prodml import Project
 from prodml.core import SimulatedClock
 from prodml.project import serving_app
 from prodml.registry import DeploymentSpec
 from prodml.storage import read_log
-from trainkit import make_training_project
+from trainkit import END, make_served_project
 
-END = T0 + timedelta(days=10)
 PREDICT = "/v1/endpoints/{}/predict"
 
 
 @pytest.fixture(scope="module")
 def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("native-contract") / "p"
-    project = make_training_project(root)
-    try:
-        version = project.training.train(T0, END, actor="test").version
-        assert version is not None
-        project.registry.approve(version.ref, actor="test", reason="test")
-        ref = version.ref
-        deploy = project.deployments.deploy
-        deploy("flight_delay", DeploymentSpec.single(ref), actor="test")
-        deploy("strict", DeploymentSpec.single(ref, on_missing_entity="refuse"), actor="test")
-        deploy("lenient", DeploymentSpec.single(ref, on_missing_entity="serve"), actor="test")
-        project.features.materialize(end=END)
-    finally:
-        project.close()
+    ref = "flight_delay:1"
+    single = DeploymentSpec.single
+    make_served_project(
+        root,
+        {
+            "flight_delay": single(ref),
+            "strict": single(ref, on_missing_entity="refuse"),
+            "lenient": single(ref, on_missing_entity="serve"),
+        },
+    )
     return root
 
 
