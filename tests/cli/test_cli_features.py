@@ -187,7 +187,13 @@ def test_unmatched_view_is_printed_with_counts_and_strict_fails(tmp_path: Path) 
     assert "feature view 'weather': 0 of 20 entity rows" in warning
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["coverage"]["weather"] == {"rows": 20, "matched": 0}
+    assert json.loads(result.stdout)["coverage"]["weather"] == {
+        "rows": 20,
+        "matched": 0,
+        "picked": 0,
+        "exact_time": 0,
+        "exact_time_share": 0.0,
+    }
     result = runner.invoke(app, [*args, "--strict", "--json"])
     assert result.exit_code == 8
     assert "0 of 20" in json.loads(result.stdout)["error"]

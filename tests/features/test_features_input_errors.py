@@ -102,6 +102,10 @@ def test_empty_source_is_an_error_naming_the_view_and_its_source(project: Projec
     assert planes.rows_written == 3
 
 
+#: The coverage of a view that no entity row of ``_unmatched_rows(20)`` matched.
+UNMATCHED = {"rows": 20, "matched": 0, "picked": 0, "exact_time": 0, "exact_time_share": 0.0}
+
+
 def _unmatched_rows(n: int = 20) -> pa.Table:
     """Entity rows whose origin no weather row has: the weather view matches none."""
     rows = entity_rows(n)
@@ -123,7 +127,7 @@ def test_a_view_matching_no_entity_row_is_reported_with_counts(project: Project)
     assert "feature view 'weather'" in warning
     assert "0 of 20" in warning
     summary = result.summary()
-    assert summary["coverage"]["weather"] == {"rows": 20, "matched": 0}
+    assert summary["coverage"]["weather"] == UNMATCHED
     assert summary["warnings"] == [warning]
     # a normal build has no warning
     assert (
@@ -140,7 +144,7 @@ def test_unmatched_view_can_be_an_error(project: Project) -> None:
         project.features.build_training_set(
             _unmatched_rows(20), "flight_delay", timestamp="sched_dep", on_unmatched_view="error"
         )
-    assert info.value.report == {"weather": {"rows": 20, "matched": 0}}
+    assert info.value.report == {"weather": UNMATCHED}
     _no_snapshot_written(project)
     config = project.root / "prodml.toml"
     text = config.read_text().replace("[features]\n", '[features]\non_unmatched_view = "error"\n')

@@ -1,7 +1,9 @@
 """Property test of the point-in-time join against a brute-force reference.
 
 The reference loops over entity rows in plain Python: it filters each view's rows by
-the rules and takes the maximum of ``(event time, created time, position)``. Each view
+the rules and takes the maximum of ``(event time, created time, position)``; it also
+counts, per view, the entity rows that pick a row and those whose pick is stamped exactly
+at the entity row's time (the join's report of a view's exact-time ties). Each view
 is drawn inclusive (``event_time <= t``) or strict (``event_time < t``, and a guarded
 created time ``< t``). Times are
 drawn on a coarse grid (hours) so that TTL edges, equal event times, equal created
@@ -19,7 +21,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prodml.features._pit import JoinView, point_in_time_join
+from prodml.features._pit import JoinView, ViewMatch, point_in_time_join, point_in_time_join_matched
 
 HOUR = 3600
 BASE = 1_704_067_200  # 2024-01-01T00:00:00Z, in seconds
@@ -152,45 +154,53 @@ def _join_view(view: ViewCase, relation: str) -> JoinView:
     )
 
 
+def _pick(case: Case, view: ViewCase, entity: dict[str, Any]) -> int | None:
+    """The position of the feature row an entity row picks from a view, None when none."""
+    keys = [entity["k1"], entity["k2"]] if view.two_keys else [entity["k1"]]
+    t = entity["t"]
+    best: tuple[int, float, int] | None = None
+    for position, row in enumerate(view.rows):
+        row_keys = [row["fk1"], row["fk2"]] if view.two_keys else [row["fk1"]]
+        if None in keys or row_keys != keys or row["et"] is None:
+            continue
+        if row["et"] > t or (not view.inclusive and row["et"] == t):
+            continue
+        if view.ttl_hours is not None and row["et"] < t - view.ttl_hours * HOUR:
+            continue
+        created = row["ct"] if view.has_created else None
+        known = created is None or created < t or (view.inclusive and created == t)
+        if case.guard and not known:
+            continue
+        rank = (row["et"], float("-inf") if created is None else created, position)
+        if best is None or rank > best:
+            best = rank
+    return None if best is None else best[2]
+
+
 def reference(case: Case) -> dict[str, list[Any]]:
     """Brute force: per entity row and view, filter the candidates and take the maximum."""
     out: dict[str, list[Any]] = {}
     for view in case.views:
-        xs, ns = [], []
-        for entity in case.entities:
-            keys = [entity["k1"], entity["k2"]] if view.two_keys else [entity["k1"]]
-            t = entity["t"]
-            best: tuple[int, float, int] | None = None
-            for position, row in enumerate(view.rows):
-                row_keys = [row["fk1"], row["fk2"]] if view.two_keys else [row["fk1"]]
-                if None in keys or row_keys != keys or row["et"] is None:
-                    continue
-                if row["et"] > t or (not view.inclusive and row["et"] == t):
-                    continue
-                if view.ttl_hours is not None and row["et"] < t - view.ttl_hours * HOUR:
-                    continue
-                created = row["ct"] if view.has_created else None
-                known = created is None or created < t or (view.inclusive and created == t)
-                if case.guard and not known:
-                    continue
-                rank = (row["et"], float("-inf") if created is None else created, position)
-                if best is None or rank > best:
-                    best = rank
-            picked = None if best is None else view.rows[best[2]]
-            xs.append(None if picked is None else picked["x"])
-            ns.append(None if picked is None else picked["n"])
-        out[f"{view.name}__x"] = xs
-        out[f"{view.name}__n"] = ns
+        picks = [_pick(case, view, entity) for entity in case.entities]
+        out[f"{view.name}__x"] = [None if p is None else view.rows[p]["x"] for p in picks]
+        out[f"{view.name}__n"] = [None if p is None else view.rows[p]["n"] for p in picks]
     return out
 
 
-@settings(
-    max_examples=250,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(case=cases())
-def test_matches_brute_force_reference(con: duckdb.DuckDBPyConnection, case: Case) -> None:
+def reference_matches(case: Case) -> dict[str, ViewMatch]:
+    """Brute force: per view, the entity rows that pick a row, and those whose pick is
+    stamped exactly at the entity row's own time."""
+    out: dict[str, ViewMatch] = {}
+    for view in case.views:
+        picks = [(entity["t"], _pick(case, view, entity)) for entity in case.entities]
+        picked = [(t, p) for t, p in picks if p is not None]
+        exact = sum(1 for t, p in picked if view.rows[p]["et"] == t)
+        out[view.name] = ViewMatch(picked=len(picked), exact_time=exact)
+    return out
+
+
+def _register(con: duckdb.DuckDBPyConnection, case: Case) -> tuple[pa.Table, list[JoinView]]:
+    """The case's entity rows, and its views registered on ``con`` (session zone set)."""
     con.execute(f"SET TimeZone = '{case.session_zone}'")
     entity_rows = pa.table(
         {
@@ -205,6 +215,17 @@ def test_matches_brute_force_reference(con: duckdb.DuckDBPyConnection, case: Cas
         con.register(table_name, _feature_table(view, case.zone))
         relation = table_name if view.bare_name else f"SELECT * FROM {table_name}"
         views.append(_join_view(view, relation))
+    return entity_rows, views
+
+
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=cases())
+def test_matches_brute_force_reference(con: duckdb.DuckDBPyConnection, case: Case) -> None:
+    entity_rows, views = _register(con, case)
 
     result = point_in_time_join(con, entity_rows, "ts", views, created_time_guard=case.guard)
 
@@ -214,3 +235,25 @@ def test_matches_brute_force_reference(con: duckdb.DuckDBPyConnection, case: Cas
     assert result.to_pydict() == expected
     zone = con.sql("SELECT current_setting('TimeZone')").fetchall()[0][0]
     assert zone == case.session_zone
+
+
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=cases())
+def test_exact_time_ties_match_brute_force(con: duckdb.DuckDBPyConnection, case: Case) -> None:
+    """Per view, the rows that picked a feature row and those whose pick is stamped exactly
+    at their own time, for inclusive and strict views (a strict view never has one)."""
+    entity_rows, views = _register(con, case)
+
+    joined = point_in_time_join_matched(
+        con, entity_rows, "ts", views, created_time_guard=case.guard
+    )
+
+    assert joined.matches == reference_matches(case)
+    assert joined.table.to_pydict() == reference(case)
+    for view in case.views:
+        if not view.inclusive:
+            assert joined.matches[view.name].exact_time == 0

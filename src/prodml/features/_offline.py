@@ -21,7 +21,7 @@ from prodml.core import (
     is_compatible,
 )
 from prodml.features._definitions import FeatureView
-from prodml.features._pit import JoinView, point_in_time_join
+from prodml.features._pit import JoinView, MatchedJoin, point_in_time_join_matched
 from prodml.features._service import FeatureService
 from prodml.features._sources import ParquetSource, PythonSource, SqlSource
 
@@ -117,8 +117,9 @@ class OfflineStore:
         *,
         timestamp: str,
         created_time_guard: bool,
-    ) -> pa.Table:
-        """Entity rows' own columns, then one column per view feature (declared types)."""
+    ) -> MatchedJoin:
+        """Entity rows' own columns, then one column per view feature (declared types),
+        with each view's matches (see :func:`point_in_time_join_matched`)."""
         check_entity_rows(entity_rows, service, timestamp=timestamp)
         con = self.connect()
         try:
@@ -138,9 +139,10 @@ class OfflineStore:
                         inclusive=view.inclusive,
                     )
                 )
-            features = point_in_time_join(
+            result = point_in_time_join_matched(
                 con, entity_rows, timestamp, views, created_time_guard=created_time_guard
             )
+            features = result.table
             for projection, joined in zip(service.projections, views, strict=True):
                 if all(
                     features.column(n).null_count == features.num_rows
@@ -154,7 +156,7 @@ class OfflineStore:
             for field in projection.features:
                 column = features.column(field.name).cast(arrow_type(field.dtype))
                 table = table.append_column(field.name, column)
-        return table
+        return MatchedJoin(table, result.matches)
 
     @staticmethod
     def _check_not_empty(con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str) -> None:

@@ -16,6 +16,15 @@ name order), insertion order for a table or an Arrow table, which DuckDB keeps w
 null values stay null; no candidate gives nulls. Every entity row appears exactly once,
 in input order.
 
+:func:`point_in_time_join_matched` also reports, per view, how many entity rows picked a
+feature row and how many of those picked one stamped **exactly** at the entity row's
+time (``event_time == t``). Under the inclusive bound such a tie is legitimate for a
+measurement taken at ``t``, but a view where most picks tie usually stores one row per
+event at the event's own time — and if that row's values include the event (a running
+aggregate over the label), the training row reads its own label. A strict view cannot
+tie (``event_time < t``): it reports 0. The count compares the picked rows' epoch times
+with the entity rows' in NumPy, after the join: two gathers and a comparison.
+
 How: each view's needed columns are read once into Arrow (position = ordinal); DuckDB
 then as-of joins two narrow integer tables and returns only (entity row, feature row)
 positions — ``_pit_plan`` picks the query, packing the sort keys into single integers
@@ -49,7 +58,9 @@ from datetime import timedelta
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from prodml.core.errors import DefinitionError, SchemaError, SourceError, TimestampError
 from prodml.features._pit_columns import (
@@ -63,7 +74,13 @@ from prodml.features._pit_columns import (
 )
 from prodml.features._pit_plan import pick_rows
 
-__all__ = ["JoinView", "point_in_time_join"]
+__all__ = [
+    "JoinView",
+    "MatchedJoin",
+    "ViewMatch",
+    "point_in_time_join",
+    "point_in_time_join_matched",
+]
 
 _PARALLEL_GATHER_ROWS = 500_000
 
@@ -80,6 +97,23 @@ class JoinView:
     ttl: timedelta | None
     features: tuple[tuple[str, str], ...]
     inclusive: bool = True
+
+
+@dataclass(frozen=True)
+class ViewMatch:
+    """How one view met the entity rows: ``picked`` rows picked a feature row,
+    ``exact_time`` of them one stamped exactly at the entity row's own time."""
+
+    picked: int
+    exact_time: int
+
+
+@dataclass(frozen=True)
+class MatchedJoin:
+    """The join's output columns and, per view (by name), its :class:`ViewMatch`."""
+
+    table: pa.Table
+    matches: dict[str, ViewMatch]
 
 
 @dataclass
@@ -115,19 +149,36 @@ def point_in_time_join(
     Returns only the output columns (views in order, each view's features in order),
     ``entity_rows.num_rows`` rows in input order. See the module docstring for the rules.
     """
+    return point_in_time_join_matched(
+        con, entity_rows, timestamp, views, created_time_guard=created_time_guard
+    ).table
+
+
+def point_in_time_join_matched(
+    con: duckdb.DuckDBPyConnection,
+    entity_rows: pa.Table,
+    timestamp: str,
+    views: Sequence[JoinView],
+    *,
+    created_time_guard: bool = True,
+) -> MatchedJoin:
+    """:func:`point_in_time_join`'s columns, with each joined view's :class:`ViewMatch`
+    (views without features are not joined and have none)."""
     _check_views(views)
     entities = _check_entities(entity_rows, timestamp, views)
     names: list[str] = []
     columns: list[pa.ChunkedArray] = []
+    matches: dict[str, ViewMatch] = {}
     with _join_session(con):
         for view in views:
             if not view.features:
                 continue
-            columns.extend(_join_view(con, entities, view, guard=created_time_guard))
+            joined, matches[view.name] = _join_view(con, entities, view, guard=created_time_guard)
+            columns.extend(joined)
             names.extend(output for _, output in view.features)
     if not columns:
-        return entity_rows.select([])
-    return pa.Table.from_arrays(columns, names=names)
+        return MatchedJoin(entity_rows.select([]), matches)
+    return MatchedJoin(pa.Table.from_arrays(columns, names=names), matches)
 
 
 def _check_views(views: Sequence[JoinView]) -> None:
@@ -234,8 +285,8 @@ def _read_view(con: duckdb.DuckDBPyConnection, view: JoinView) -> pa.Table:
 
 def _join_view(
     con: duckdb.DuckDBPyConnection, entities: _Entities, view: JoinView, *, guard: bool
-) -> list[pa.ChunkedArray]:
-    """The view's feature columns, one value per entity row."""
+) -> tuple[list[pa.ChunkedArray], ViewMatch]:
+    """The view's feature columns, one value per entity row, and how its rows matched."""
     source = _read_view(con, view)
     entity_kind = entities.kind
     times = [view.event_time] if view.created_time is None else [view.event_time, view.created_time]
@@ -278,7 +329,26 @@ def _join_view(
     indices = np.full(entities.rows.num_rows, -1, dtype=np.int64)
     indices[rows] = ords
     columns = [source.column(feature) for feature, _ in view.features]
-    return _gather(columns, pa.array(indices, mask=indices < 0))
+    exact = _exact_time(entities.epochs(unit, view.name), event, indices) if view.inclusive else 0
+    return _gather(columns, pa.array(indices, mask=indices < 0)), ViewMatch(len(rows), exact)
+
+
+def _exact_time(
+    times: pa.ChunkedArray, event: pa.ChunkedArray, indices: npt.NDArray[np.int64]
+) -> int:
+    """How many entity rows picked a feature row whose event time equals their own time.
+
+    ``indices`` is the picked feature row per entity row (-1: none); times are int64
+    counts of one unit, and a picked row's event time is never null. Comparing every
+    entity row and masking those without a pick costs a third of selecting them first
+    (one random gather, no compaction): a few milliseconds per million rows."""
+    if event.null_count:
+        event = pc.fill_null(event, 0)
+    at = np.asarray(times.to_numpy(), dtype=np.int64)
+    stamped = np.asarray(event.to_numpy(), dtype=np.int64)
+    if len(stamped) == 0:
+        return 0
+    return int(np.count_nonzero((stamped[indices] == at) & (indices >= 0)))
 
 
 def _gather(columns: list[pa.ChunkedArray], indices: pa.Array) -> list[pa.ChunkedArray]:

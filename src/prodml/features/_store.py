@@ -129,6 +129,8 @@ class FeatureStore:
         time). No entity rows, or a view whose source has no rows, is an error; a view
         that gives no value to any row is a warning in the result's ``warnings`` (an
         error with ``on_unmatched_view="error"``; default ``[features] on_unmatched_view``).
+        The result's ``coverage`` also counts, per view, the rows that picked a feature
+        row stamped exactly at their own time (see :class:`ViewCoverage`).
         """
         svc = self.service(service)
         if isinstance(entity_rows, str | Path):
@@ -152,9 +154,9 @@ class FeatureStore:
             if created_time_guard is None
             else created_time_guard
         )
-        table = self.offline.join(rows, svc, timestamp=timestamp, created_time_guard=guard)
-        table = apply_on_demand(table, svc.on_demand)
-        coverage = view_coverage(table, svc)
+        joined = self.offline.join(rows, svc, timestamp=timestamp, created_time_guard=guard)
+        table = apply_on_demand(joined.table, svc.on_demand)
+        coverage = view_coverage(table, svc, joined.matches)
         self._check_coverage(svc, coverage, on_unmatched_view)
         self._check_expectations(svc, table)
         versions = {p.view.name: p.view.version for p in svc.projections}

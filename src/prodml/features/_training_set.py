@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 
 from prodml.core import DatasetNotFoundError, ensure_utc, fingerprint_table
+from prodml.features._pit import ViewMatch
 from prodml.features._service import FeatureService
 from prodml.storage import DatasetRow, MetadataDB, read_table, write_table
 from prodml.validation import Profile, profile
@@ -28,17 +29,41 @@ __all__ = ["DatasetStore", "TrainingSet", "ViewCoverage", "unmatched_views", "vi
 @dataclass(frozen=True)
 class ViewCoverage:
     """How many entity rows of a training set got a value from one feature view:
-    ``matched`` counts the rows where at least one of the view's features is not null."""
+    ``matched`` counts the rows where at least one of the view's features is not null;
+    ``picked`` the rows whose point-in-time join picked a feature row (its values may
+    all be null), and ``exact_time`` those of them whose picked row is stamped exactly at
+    the entity row's own time — always 0 for a strict view (``inclusive=False``).
+
+    A high :attr:`exact_time_share` means the view most likely holds one row per event,
+    stamped at the event's own time: harmless for a measurement taken then, a label leak
+    if the row's values include the event itself (the training job's leakage check
+    judges it)."""
 
     rows: int
     matched: int
+    picked: int = 0
+    exact_time: int = 0
 
-    def to_dict(self) -> dict[str, int]:
-        return {"rows": self.rows, "matched": self.matched}
+    @property
+    def exact_time_share(self) -> float:
+        """``exact_time / picked`` (0.0 when no row picked a feature row)."""
+        return self.exact_time / self.picked if self.picked else 0.0
+
+    def to_dict(self) -> dict[str, int | float]:
+        return {
+            "rows": self.rows,
+            "matched": self.matched,
+            "picked": self.picked,
+            "exact_time": self.exact_time,
+            "exact_time_share": self.exact_time_share,
+        }
 
 
-def view_coverage(table: pa.Table, service: FeatureService) -> dict[str, ViewCoverage]:
-    """Per feature view of ``service``: the rows of ``table`` that got any of its values."""
+def view_coverage(
+    table: pa.Table, service: FeatureService, matches: Mapping[str, ViewMatch] | None = None
+) -> dict[str, ViewCoverage]:
+    """Per feature view of ``service``: the rows of ``table`` that got any of its values,
+    and, from the join's ``matches``, the rows that picked a row and the exact-time ties."""
     names: dict[str, list[str]] = {}
     for projection in service.projections:
         names.setdefault(projection.view.name, []).extend(projection.feature_names)
@@ -48,7 +73,8 @@ def view_coverage(table: pa.Table, service: FeatureService) -> dict[str, ViewCov
         for column in columns[1:]:
             some = pc.or_(some, pc.is_valid(table.column(column)))
         matched = int(pc.sum(pc.cast(some, pa.int64())).as_py() or 0)
-        coverage[view] = ViewCoverage(int(table.num_rows), matched)
+        match = (matches or {}).get(view, ViewMatch(0, 0))
+        coverage[view] = ViewCoverage(int(table.num_rows), matched, match.picked, match.exact_time)
     return coverage
 
 
@@ -78,7 +104,8 @@ class TrainingSet:
     start_time: datetime | None
     end_time: datetime | None
     coverage: Mapping[str, ViewCoverage] = field(default_factory=dict)
-    """Rows that got a value, per feature view (known when built, empty when loaded)."""
+    """Rows that got a value and exact-time ties, per feature view (known when built,
+    empty when loaded)."""
 
     @property
     def warnings(self) -> tuple[str, ...]:
