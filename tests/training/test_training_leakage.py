@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 from sklearn.metrics import r2_score, roc_auc_score
 from typer.testing import CliRunner
 
@@ -21,7 +22,15 @@ from featurekit import FEATURES_PY, T0
 from prodml import Project
 from prodml.cli import app
 from prodml.core import GateConfig
-from prodml.training import EvaluationReport, GateResult, LeakageReport, check_leakage, judge
+from prodml.features import ViewCoverage
+from prodml.training import (
+    EXACT_TIME_MIN_ROWS,
+    EvaluationReport,
+    GateResult,
+    LeakageReport,
+    check_leakage,
+    judge,
+)
 from trainkit import CONFIG, labelled_rows, make_training_project
 
 DEFAULT = GateConfig()
@@ -257,3 +266,175 @@ def test_fail_on_leakage_blocks_the_leaky_model(tmp_path: Path) -> None:
     assert not check.passed
     assert "late_rate" in check.detail
     assert result.to_dict()["leakage"]["suspects"] == ["late_rate"]
+
+
+# --- the trap at its source: rows stamped exactly at the entity row's time -----------
+
+MILD_FEATURES_PY = TRAP_FEATURES_PY.replace(
+    'event_time="time_hour", created_time="created",', 'event_time="time_hour",'
+)
+
+
+def _mild_trap_project(root: Path, *, inclusive: bool, config: str = CONFIG) -> Project:
+    """Users who fly ten times each (in a row), and their running late rate over their
+    flights *including* the current one, stamped at its own time: a mild leak, the same
+    in both splits. Weather is hourly without a created time, so a flight that leaves on
+    the hour reads the weather row stamped at that very time (a tie by chance)."""
+    project = make_training_project(root, config=config)
+    rows = labelled_rows()
+    users = np.arange(rows.num_rows) // 10
+    late = pd.Series(rows["late"].to_numpy(zero_copy_only=False)).groupby(users)
+    rate = (late.cumsum() / (late.cumcount() + 1)).to_numpy(dtype=np.float64)
+    rates = pa.table({"user_id": users, "event_time": rows["sched_dep"], "late_rate": rate})
+    pq.write_table(rows.append_column("user_id", pa.array(users)), root / "data" / "rows.parquet")
+    pq.write_table(rates, root / "data" / "user_rates.parquet")
+    (root / "features.py").write_text(MILD_FEATURES_PY.replace("INCLUSIVE", str(inclusive)))
+    project.features.reload()
+    project.features.apply()
+    return project
+
+
+def test_a_mild_leak_slips_past_the_single_feature_check_but_not_the_tie_report(
+    tmp_path: Path,
+) -> None:
+    for inclusive in (True, False):
+        root = tmp_path / f"inclusive_{inclusive}"
+        _mild_trap_project(root, inclusive=inclusive).close()
+        trained = _cli(
+            "train", "--start", T0.isoformat(), "--end", END.isoformat(), "-p", str(root)
+        )
+        full = json.loads(
+            _cli("models", "show", "flight_delay:1", "--full", "--json", "-p", str(root))
+        )
+        leakage = full["evaluation"]["leakage"]
+        late_rate = leakage["features"]["late_rate"]
+        # the single-feature check alone does not fire: a mild leak, in both splits
+        assert late_rate["train"] < DEFAULT.leakage_max_auc
+        assert late_rate["train"] - late_rate["test"] < DEFAULT.leakage_max_gap
+        assert leakage["suspects"] == []
+        views = leakage["views"]
+        weather = views["weather"]  # hourly rows: a flight on the hour ties by chance
+        assert 0 < weather["exact_time"] < weather["picked"]
+        assert weather["exact_time_share"] < 0.1
+        assert not weather["suspect"]
+        assert full["gate_status"] == "BLESSED"  # a warning, not a failure, by default
+        user_rates = views["user_rates"]
+        if inclusive:
+            assert late_rate["train"] > 0.7  # it still leaks: the honest rate scores ~0.5
+            assert user_rates["picked"] > 0
+            assert user_rates["exact_time"] == user_rates["picked"]
+            assert user_rates["exact_time_share"] == 1.0
+            assert user_rates["suspect"]
+            assert leakage["suspect_views"] == ["user_rates"]
+            (warning,) = full["gate"]["warnings"]
+            assert "feature view 'user_rates'" in warning
+            assert "100.0%" in warning
+            assert "inclusive=False" in warning
+            assert "leakage_max_exact_time_share" in warning
+            flat = " ".join(trained.split())
+            assert "warning: leakage: feature view 'user_rates'" in flat
+            assert "inclusive=False" in flat
+        else:
+            assert user_rates["exact_time"] == 0
+            assert not user_rates["suspect"]
+            assert leakage["suspect_views"] == []
+            assert full["gate"]["warnings"] == []
+            assert "leakage" not in trained
+
+
+def test_fail_on_leakage_blocks_a_view_of_exact_time_ties(tmp_path: Path) -> None:
+    config = CONFIG.replace("robustness = true", "robustness = true\nfail_on_leakage = true")
+    project = _mild_trap_project(tmp_path / "p", inclusive=True, config=config)
+    try:
+        result = project.training.train(T0, END)
+    finally:
+        project.close()
+    assert result.gate.status == "NOT_BLESSED"
+    (check,) = [c for c in result.gate.checks if c.name == "leakage"]
+    assert not check.passed
+    assert "'user_rates'" in check.detail
+    assert result.to_dict()["leakage"]["suspect_views"] == ["user_rates"]
+
+
+def test_the_exact_time_share_threshold_is_configurable(tmp_path: Path) -> None:
+    config = CONFIG.replace(
+        "robustness = true", "robustness = true\nleakage_max_exact_time_share = 1.0"
+    )
+    project = _mild_trap_project(tmp_path / "p", inclusive=True, config=config)
+    try:
+        result = project.training.train(T0, END, register=False)
+    finally:
+        project.close()
+    assert result.leakage is not None
+    assert result.leakage.max_exact_time_share == 1.0
+    assert result.leakage.suspect_views == ["user_rates"]  # a share of 1.0 reaches 1.0
+    config = CONFIG.replace("robustness = true", "robustness = true\nleakage_check = false")
+    project = _mild_trap_project(tmp_path / "q", inclusive=True, config=config)
+    try:
+        result = project.training.train(T0, END, register=False)
+    finally:
+        project.close()
+    assert result.leakage is None
+    assert result.gate.warnings == ()
+
+
+def _coverage(picked: int, exact_time: int, rows: int = 1000) -> ViewCoverage:
+    return ViewCoverage(rows=rows, matched=picked, picked=picked, exact_time=exact_time)
+
+
+def test_view_ties_are_judged_by_share_and_count() -> None:
+    _rng, y = _frames(200, 9)
+    X = pd.DataFrame({"x": np.arange(200.0)})
+    limit = DEFAULT.leakage_max_exact_time_share
+    views = {
+        "events": _coverage(400, 300),  # 75 %: suspect
+        "hourly": _coverage(900, 15),  # ties by chance
+        "tiny": _coverage(10, 10),  # every row ties, but too few rows to judge
+        "edge": _coverage(400, round(400 * limit)),  # exactly the threshold: suspect
+        "none": _coverage(0, 0),
+    }
+    report = check_leakage(X[:150], y[:150], X[150:], y[150:], task="classification", views=views)
+    assert report.suspect_views == ["events", "edge"]
+    assert report.views["hourly"].exact_time_share == 15 / 900
+    assert report.views["none"].exact_time_share == 0.0
+    assert not report.views["tiny"].suspect
+    assert report.views["tiny"].exact_time < EXACT_TIME_MIN_ROWS
+    texts = [w for w in report.warnings if "feature view" in w]
+    assert len(texts) == 2
+    assert "'events'" in texts[0]
+    assert "300 of the 400" in texts[0]
+    assert "75.0%" in texts[0]
+    again = LeakageReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again == report
+    strict = check_leakage(
+        X[:150], y[:150], X[150:], y[150:], task="classification",
+        views=views, config=GateConfig(leakage_max_exact_time_share=0.8),
+    )  # fmt: skip
+    assert strict.suspect_views == []
+    warned = judge(_report(), config=GateConfig(robustness=False), leakage=report)
+    assert warned.status == "BLESSED"
+    assert any("'events'" in w for w in warned.warnings)
+    failed = judge(
+        _report(), config=GateConfig(robustness=False, fail_on_leakage=True), leakage=report
+    )
+    assert failed.status == "NOT_BLESSED"
+    assert any("'events'" in reason for reason in failed.reasons)
+
+
+def test_a_report_stored_before_the_tie_report_still_loads() -> None:
+    _rng, y = _frames(200, 10)
+    X = pd.DataFrame({"x": np.arange(200.0)})
+    report = check_leakage(X[:150], y[:150], X[150:], y[150:], task="classification")
+    stored = report.to_dict()
+    for key in ("views", "suspect_views", "max_exact_time_share"):
+        stored.pop(key)
+    loaded = LeakageReport.from_dict(stored)
+    assert loaded.views == {}
+    assert loaded.features == report.features
+
+
+def test_exact_time_share_must_be_a_share() -> None:
+    with pytest.raises(ValidationError, match="leakage_max_exact_time_share"):
+        GateConfig(leakage_max_exact_time_share=0.0)
+    with pytest.raises(ValidationError, match="leakage_max_exact_time_share"):
+        GateConfig(leakage_max_exact_time_share=1.5)

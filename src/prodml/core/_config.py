@@ -181,6 +181,9 @@ class GateConfig(_Section):
     leakage_max_auc: float = Field(default=0.95, gt=0.5, le=1.0, description="train AUC ≥: suspect")
     leakage_max_r2: float = Field(default=0.90, gt=0.0, le=1.0, description="train R² ≥: suspect")
     leakage_max_gap: float = Field(default=0.10, gt=0.0, description="train − test ≥: suspect")
+    leakage_max_exact_time_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="a view's picks stamped at t, share ≥: suspect"
+    )
     fail_on_leakage: bool = Field(default=False, description="a suspect fails the gate")
 
 

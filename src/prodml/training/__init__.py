@@ -6,6 +6,7 @@ rows), gate it, register it, and reproduce a registered version.
 from __future__ import annotations
 
 from prodml.training._evaluate import EvaluationReport, SliceResult, evaluate, measure_performance
+from prodml.training._exact_time import EXACT_TIME_MIN_ROWS, ViewExactTime, check_exact_time
 from prodml.training._gate import GateCheck, GateResult, Threshold, judge, parse_threshold
 from prodml.training._job import Training, TrainingResult, predictions_sha256, set_seeds
 from prodml.training._leakage import FeatureLeakage, LeakageReport, check_leakage
@@ -30,6 +31,7 @@ from prodml.training._split import TimeSplit, load_entity_rows, recency_weights,
 from prodml.training._trainer import TrainerSpec, TrainingData, load_trainer, trainer
 
 __all__ = [
+    "EXACT_TIME_MIN_ROWS",
     "METRIC_DIRECTIONS",
     "CaseResult",
     "EvaluationReport",
@@ -47,7 +49,9 @@ __all__ = [
     "Training",
     "TrainingData",
     "TrainingResult",
+    "ViewExactTime",
     "add_case",
+    "check_exact_time",
     "check_leakage",
     "classification_metrics",
     "evaluate",

@@ -2,8 +2,8 @@
 
 Checks are value thresholds (``roc_auc >= 0.70``), changes against the champion (overall
 and per slice), a latency budget, the robustness suite and, with ``fail_on_leakage``, the
-leakage check (without it, suspected leaks are ``warnings`` that leave the status as
-is). A bad threshold text or a change on a metric of unknown direction is a
+leakage check — suspect features and feature views of exact-time ties alike (without
+it, suspected leaks are ``warnings`` that leave the status as is). A bad threshold text or a change on a metric of unknown direction is a
 :class:`ConfigError`; a metric the report lacks, or a NaN metric, is a failed check.
 The first model (no champion) is judged on value thresholds alone: its change thresholds
 appear as one passed ``"champion"`` check saying they were skipped.
@@ -148,7 +148,8 @@ def judge(
     leakage: LeakageReport | None = None,
 ) -> GateResult:
     """Apply every rule of ``config`` to ``candidate`` (and ``champion``, when there is one);
-    ``leakage``'s suspects become warnings, and a failed check with ``fail_on_leakage``."""
+    ``leakage``'s suspect features and views become warnings, and a failed check with
+    ``fail_on_leakage``."""
     thresholds = [parse_threshold(text) for text in config.thresholds]
     changes = [(change, _direction(change)) for change in config.change]
     checks = [_value_check(candidate, threshold) for threshold in thresholds]
@@ -274,15 +275,21 @@ def _robustness_check(passed: bool | None, detail: str) -> GateCheck:
 
 
 def _leakage_check(leakage: LeakageReport) -> GateCheck:
-    suspects = leakage.suspects
-    if not suspects:
-        detail = f"no feature suspected of leakage ({len(leakage.features)} checked)"
+    suspects, views = leakage.suspects, leakage.suspect_views
+    if not leakage.findings:
+        detail = (
+            f"no feature suspected of leakage ({len(leakage.features)} checked), no feature "
+            f"view of exact-time ties ({len(leakage.views)} checked)"
+        )
         return GateCheck(name="leakage", passed=True, detail=detail)
-    names = ", ".join(repr(name) for name in suspects)
-    detail = (
-        f"{len(suspects)} feature(s) suspected of leaking the label: {names} "
-        "(fail_on_leakage = true; see the warnings)"
-    )
+    found = []
+    if suspects:
+        names = ", ".join(repr(name) for name in suspects)
+        found.append(f"{len(suspects)} feature(s) suspected of leaking the label: {names}")
+    if views:
+        names = ", ".join(repr(name) for name in views)
+        found.append(f"{len(views)} feature view(s) of exact-time ties: {names}")
+    detail = f"{'; '.join(found)} (fail_on_leakage = true; see the warnings)"
     return GateCheck(name="leakage", passed=False, detail=detail)
 
 

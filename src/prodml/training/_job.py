@@ -411,6 +411,7 @@ class Training:
                 y_test,
                 task=spec.task,
                 config=self.config.gate,
+                views=dataset.coverage,
             )
         gate = judge(
             report,

@@ -33,6 +33,12 @@ The figures, feature by feature:
   score by memorising its own label; on the test split each row gets the training split's
   mean of its category (the overall mean for a category not seen in training).
 
+Given the training set's per-view coverage, the report also holds each feature view's
+exact-time ties — training rows that read a feature row stamped exactly at their own time
+— and flags a view where they reach ``leakage_max_exact_time_share`` (``_exact_time``
+says why): the trap at its source, caught even when the leak is too mild for the
+single-feature figures.
+
 Splits larger than ``max_rows`` are sampled (seeded): an AUC on 200,000 rows is exact to
 about 0.002, and the check then costs a fraction of a second per feature.
 
@@ -59,6 +65,8 @@ from scipy.stats import rankdata
 
 from prodml.core import GateConfig
 from prodml.core.errors import ConfigError, SchemaError
+from prodml.features import ViewCoverage
+from prodml.training._exact_time import ViewExactTime, check_exact_time
 
 __all__ = ["FeatureLeakage", "LeakageReport", "check_leakage"]
 
@@ -102,13 +110,17 @@ class FeatureLeakage:
 
 @dataclass(frozen=True)
 class LeakageReport:
-    """Every checked feature's figures, the thresholds used, and the skipped columns."""
+    """Every checked feature's figures, the thresholds used, the skipped columns, and
+    each feature view's exact-time ties (empty when the training set's coverage is
+    unknown)."""
 
     metric: Metric
     max_value: float
     max_gap: float
     features: dict[str, FeatureLeakage]
     skipped: dict[str, str] = field(default_factory=dict)
+    views: dict[str, ViewExactTime] = field(default_factory=dict)
+    max_exact_time_share: float = GateConfig().leakage_max_exact_time_share
 
     @property
     def suspects(self) -> list[str]:
@@ -116,9 +128,19 @@ class LeakageReport:
         return [name for name, figures in self.features.items() if figures.suspect]
 
     @property
+    def suspect_views(self) -> list[str]:
+        """Names of the feature views suspected of leaking through exact-time ties."""
+        return [name for name, finding in self.views.items() if finding.suspect]
+
+    @property
+    def findings(self) -> int:
+        """Suspect features and suspect views together."""
+        return len(self.suspects) + len(self.suspect_views)
+
+    @property
     def warnings(self) -> list[str]:
-        """One line per suspect, saying what was seen and what to look at."""
-        return [
+        """One line per suspect feature or view, saying what was seen and what to look at."""
+        features = [
             f"leakage: feature {name!r} is suspected of leaking the label: "
             f"{'; '.join(figures.reasons)}. Check how it is computed and its point-in-time "
             "bound: a view whose row at an event's own time includes that event needs "
@@ -126,6 +148,8 @@ class LeakageReport:
             for name, figures in self.features.items()
             if figures.suspect
         ]
+        views = [finding.warning(name) for name, finding in self.views.items() if finding.suspect]
+        return features + views
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN figures become ``None``)."""
@@ -133,14 +157,18 @@ class LeakageReport:
             "metric": self.metric,
             "max_value": self.max_value,
             "max_gap": self.max_gap,
+            "max_exact_time_share": self.max_exact_time_share,
             "suspects": self.suspects,
+            "suspect_views": self.suspect_views,
             "features": {name: figures.to_dict() for name, figures in self.features.items()},
             "skipped": dict(self.skipped),
+            "views": {name: finding.to_dict() for name, finding in self.views.items()},
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LeakageReport:
-        """Rebuild a report from :meth:`to_dict` output."""
+        """Rebuild a report from :meth:`to_dict` output (one stored before the view
+        findings existed loads with none)."""
         try:
             metric = data["metric"]
             if metric not in get_args(Metric):
@@ -161,6 +189,13 @@ class LeakageReport:
                     for name, f in data["features"].items()
                 },
                 skipped={str(k): str(v) for k, v in data.get("skipped", {}).items()},
+                views={
+                    str(name): ViewExactTime.from_dict(v)
+                    for name, v in data.get("views", {}).items()
+                },
+                max_exact_time_share=float(
+                    data.get("max_exact_time_share", GateConfig().leakage_max_exact_time_share)
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SchemaError(f"leakage report: missing or malformed field {exc}") from None
@@ -176,9 +211,11 @@ def check_leakage(
     config: GateConfig | None = None,
     max_rows: int = MAX_ROWS,
     seed: int = 0,
+    views: Mapping[str, ViewCoverage] | None = None,
 ) -> LeakageReport:
     """Single-feature figures of every column of ``X_train`` (see the module docstring),
-    judged against ``config``'s ``leakage_*`` thresholds (default: ``GateConfig()``)."""
+    judged against ``config``'s ``leakage_*`` thresholds (default: ``GateConfig()``),
+    and the exact-time ties of the training set's ``views`` (its coverage), if given."""
     if task not in ("classification", "regression"):
         raise ConfigError(f"check_leakage: task must be classification or regression, got {task!r}")
     if max_rows < 1:
@@ -210,7 +247,15 @@ def check_leakage(
             figures = _categorical_figures(*codes, yt, ye, folds, classification)
         reasons = _reasons(metric, figures.train, figures.test, limit, config.leakage_max_gap)
         features[name] = replace(figures, reasons=reasons)
-    return LeakageReport(metric, limit, config.leakage_max_gap, features, skipped)
+    return LeakageReport(
+        metric,
+        limit,
+        config.leakage_max_gap,
+        features,
+        skipped,
+        check_exact_time(views or {}, config),
+        config.leakage_max_exact_time_share,
+    )
 
 
 def _reasons(metric: str, train: float, test: float, limit: float, gap: float) -> tuple[str, ...]:
