@@ -67,8 +67,8 @@ class RecentRequests:
     >>> recent = RecentRequests(limit=2)
     >>> for request_id in ("a", "b", "c"):
     ...     recent.add("e", request_id)
-    >>> recent.known("e", ["a", "b", "c", "d"])
-    {'b', 'c'}
+    >>> sorted(recent.known("e", ["a", "b", "c", "d"]))
+    ['b', 'c']
     """
 
     def __init__(self, limit: int = 200_000) -> None:
