@@ -12,11 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
 from prodml.core import Clock, SchemaError, SourceError
+from prodml.features import read_entity_rows
 from prodml.serving._feedback import parse_feedback
 from prodml.storage import LogWriter
 
@@ -24,15 +21,6 @@ __all__ = ["import_labels"]
 
 _CHUNK = 10_000
 _META = frozenset({"request_id", "event_time", "label", "reward", "time", "endpoint"})
-
-
-def _read(path: Path) -> pa.Table:
-    try:
-        if path.suffix.lower() == ".csv":
-            return pacsv.read_csv(path)
-        return pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise SourceError(f"labels file {str(path)!r} cannot be read: {exc}") from None
 
 
 def _iso(value: Any) -> Any:
@@ -50,7 +38,7 @@ def import_labels(
     """Append the file's labels to the label log under ``root``; return the rows written.
 
     The whole file is checked before anything is written, so a bad row writes nothing."""
-    table = _read(Path(path))
+    table = read_entity_rows(path, what="labels file")
     if "label" not in table.column_names and "reward" not in table.column_names:
         raise SchemaError(
             f"labels file {str(path)!r}: no 'label' or 'reward' column; columns are "
