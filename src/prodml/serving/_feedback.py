@@ -203,8 +203,8 @@ class FeedbackHandler:
                 continue
             table = tables.get(record["endpoint"])
             task = None if table is None else table.task
-            expected = _LABELS.get(task or "", _LABELS[""])
             if not _label_fits(label, task):
+                expected = _LABELS.get(task or "", _LABELS[""])
                 problems.append(_problem(index, "label", f"is a {type(label).__name__}", expected))
         if problems:
             raise RequestInvalid.of(problems, status=422, subject="feedback")

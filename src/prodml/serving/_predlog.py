@@ -260,7 +260,7 @@ class PredictionLog:
         if not table.num_rows:
             return set()
         column = table["request_id"].cast(pa.string())
-        wanted = pa.array(sorted(request_ids), pa.string())
+        wanted = pa.array(list(request_ids), pa.string())
         found = pc.filter(column, pc.is_in(column, value_set=wanted))
         return set(found.unique().to_pylist())
 

@@ -144,7 +144,8 @@ class TableBuilder:
             run = self.registry.get_run(version.run_id)
         except Exception as exc:  # reported by native requests as the endpoint's problem
             return _Trained(f"training run of model {version.ref}: {exc}")
-        task = run.job.get("task") if isinstance(run.job.get("task"), str) else None
+        job_task = run.job.get("task")
+        task = job_task if isinstance(job_task, str) else None
         if self.features is None:
             return _Trained("this server has no feature store", task=task)
         if run.service_name is None:

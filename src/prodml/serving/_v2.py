@@ -469,12 +469,20 @@ def encode_infer(
     """The JSON inference response for ``scores`` (shape ``[N]`` or ``[N, k]``), echoing
     the request id and ``parameters``; RequestInvalid 400 when an unknown output is asked
     for."""
+    tensor, values = _output_tensor(model_name, scores, signature, outputs)
+    tensor["data"] = values.tolist() if isinstance(values, np.ndarray) else values
+    return _response(model_name, model_version, request_id, parameters, tensor)
+
+
+def _output_tensor(
+    model_name: str, scores: np.ndarray, signature: Signature, outputs: list[str] | None
+) -> tuple[dict[str, Any], Any]:
+    """The output tensor's name, datatype and shape, and its values (as ``_output``
+    gives them); RequestInvalid 400 when an unknown output is asked for."""
     check_outputs(outputs, model_name)
     array = np.asarray(scores)
     datatype, values = _output(array, signature, model_name)
-    data = values.tolist() if isinstance(values, np.ndarray) else values
-    tensor = {"name": OUTPUT_NAME, "datatype": datatype, "shape": list(array.shape), "data": data}
-    return _response(model_name, model_version, request_id, parameters, tensor)
+    return {"name": OUTPUT_NAME, "datatype": datatype, "shape": list(array.shape)}, values
 
 
 def encode_infer_body(
@@ -508,16 +516,9 @@ def encode_infer_body(
             outputs=outputs, parameters=parameters,
         )  # fmt: skip
         return orjson.dumps(response), None
-    check_outputs(outputs, model_name)
-    array = np.asarray(scores)
-    datatype, values = _output(array, signature, model_name)
-    raw = _binary(values, datatype)
-    tensor = {
-        "name": OUTPUT_NAME,
-        "datatype": datatype,
-        "shape": list(array.shape),
-        "parameters": {"binary_data_size": len(raw)},
-    }
+    tensor, values = _output_tensor(model_name, scores, signature, outputs)
+    raw = _binary(values, tensor["datatype"])
+    tensor["parameters"] = {"binary_data_size": len(raw)}
     header = orjson.dumps(_response(model_name, model_version, request_id, parameters, tensor))
     return header + raw, len(header)
 
