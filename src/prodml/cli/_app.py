@@ -54,6 +54,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "prodml.cli._monitor:monitor_app",
         "Monitoring: drift, data quality, performance and alerts per window.",
     ),
+    "verify": LazyCommand(
+        "prodml.cli._verify:register_commands",
+        "Check the metadata DB and every artifact it references; exit non-zero naming each "
+        "problem and how to restore it.",
+    ),
 }
 
 

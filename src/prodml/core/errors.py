@@ -25,7 +25,8 @@ The whole tree::
     ├── StateError                  the object's state forbids the action (approving
     │                               twice, aliasing a rejected or unblessed version)
     ├── DataValidationError         data violates its expectations (carries a report)
-    ├── IntegrityError              stored bytes do not match their recorded hash
+    ├── IntegrityError              stored bytes do not match their recorded hash,
+    │                               or the metadata DB fails its consistency check
     ├── StorageError                a backend (database, file system, Redis) failed
     │   └── MigrationError          the metadata schema could not be brought up to date
     ├── SourceError                 a feature source could not be read or computed
@@ -143,7 +144,8 @@ class DataValidationError(ProdMLError):
 
 
 class IntegrityError(ProdMLError):
-    """Stored bytes do not match their recorded SHA-256."""
+    """Stored bytes are damaged: they do not match their recorded SHA-256, or the
+    metadata DB fails its own consistency check (SQLite ``quick_check``)."""
 
 
 class StorageError(ProdMLError):

@@ -4,10 +4,22 @@ Opening a project reads its config and opens the metadata DB and the artifact st
 each layer's object (features, registry, deployments, training, monitor) is built, and
 its package imported, on first use. A command imports only the layers it touches:
 ``prodml models list`` reads the registry without loading pandas, DuckDB or SciPy.
+
+Only ``prodml init`` (:meth:`Project.init`) creates a metadata DB unconditionally.
+Opening a project whose metadata DB is missing or empty (SQLite: no file, a 0-byte
+file, or no prodml tables; PostgreSQL: no prodml tables in the schema) creates it only
+when the project has no state at all — no file in the state directory but the DB
+(``meta.db`` or the configured SQLite file, and their ``-wal``/``-shm``/``-journal``
+files), and no blob in the artifact store — which is what a hand-written
+``prodml.toml`` opened for the first time looks like. A project with state (artifacts, logs, online or offline tables, snapshots…) is
+refused with a :class:`~prodml.core.StorageError` naming the DB and how to restore it:
+re-creating it empty would silently lose the registry, its audit trail and the
+deployments.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +31,7 @@ from prodml.core import (
     Clock,
     Config,
     ProjectNotFoundError,
+    SqliteMetadataConfig,
     SystemClock,
     load_config,
 )
@@ -32,20 +45,26 @@ if TYPE_CHECKING:
     from prodml.registry import DeploymentStore
     from prodml.training import Training
 
-__all__ = ["Project"]
+__all__ = ["Project", "find_root", "project_state"]
 
 
 class Project:
     """One prodml project on disk (or on its configured backends)."""
 
-    def __init__(self, root: Path, config: Config, clock: Clock) -> None:
+    def __init__(self, root: Path, config: Config, clock: Clock, *, new: bool = False) -> None:
+        """Open the stores; ``new`` (a project being created) lets the metadata DB be
+        created even beside existing state (see the module doc)."""
         self.root = root
         self.config = config
         self.clock = clock
         self.state_dir = root / config.project.state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.db: MetadataDB = open_metadata_db(config.metadata, root)
         self.artifacts: ArtifactStore = open_artifact_store(config.artifacts, root)
+        self.db: MetadataDB = open_metadata_db(
+            config.metadata,
+            root,
+            state=None if new else lambda: project_state(root, config, self.artifacts),
+        )
 
     # Each layer's package is imported by its property, on first use (see the module doc).
     @cached_property
@@ -106,7 +125,7 @@ class Project:
     ) -> Project:
         """Create a project at ``path`` (see :func:`init_project`) and open it."""
         root = init_project(Path(path), name=name)
-        return cls.open(root, clock=clock)
+        return cls(root, load_config(root), clock or SystemClock(), new=True)
 
     @property
     def name(self) -> str:
@@ -141,6 +160,37 @@ def find_root(start: Path) -> Path:
     raise ProjectNotFoundError(
         f"no {CONFIG_FILE} in {str(start)!r} or any parent directory; run `prodml init` to create a project"
     )
+
+
+def project_state(root: Path, config: Config, artifacts: ArtifactStore) -> str | None:
+    """What state the project holds besides its metadata DB (``None``: none at all):
+    the state directory's entries holding a file, else blobs in the artifact store."""
+    state_dir = root / config.project.state_dir
+    dbs = [state_dir / "meta.db"]  # the default file, whichever backend is configured
+    if isinstance(config.metadata, SqliteMetadataConfig):
+        dbs.append(Path(config.metadata.path))
+    db_files = {
+        (db if db.is_absolute() else root / db).resolve().with_name(db.name + suffix)
+        for db in dbs
+        for suffix in ("", "-wal", "-shm", "-journal")
+    }
+    found: list[str] = []
+    if state_dir.is_dir():
+        for entry in sorted(state_dir.iterdir()):
+            if entry.is_dir():
+                if _holds_a_file(entry):
+                    found.append(f"{entry.name}/")
+            elif entry.resolve() not in db_files:
+                found.append(entry.name)
+    if found:
+        return f"{state_dir} holds {', '.join(found)}"
+    if artifacts.list():
+        return f"the artifact store {artifacts.blobs!r} holds blobs"
+    return None
+
+
+def _holds_a_file(directory: Path) -> bool:
+    return any(files for _, _, files in os.walk(directory))
 
 
 def _listeners(config: Config) -> list[RegistryListener]:

@@ -28,7 +28,11 @@ def serving_app(
 ) -> FastAPI:
     """The ASGI app serving every endpoint deployed in ``project``; ``own_process`` (a
     server process of its own) moves what startup loaded out of the cyclic GC and lets
-    proven-equal scikit-learn models take arrays (see ``prodml.serving._fast_input``)."""
+    proven-equal scikit-learn models take arrays (see ``prodml.serving._fast_input``).
+
+    Refuses (:class:`~prodml.core.IntegrityError` naming the file and how to restore
+    it) when the metadata DB fails its quick check; ``/readyz`` repeats that check."""
+    project.db.ensure_intact()
     config = project.config.serving
     log = PredictionLog(
         project.state_dir,
@@ -46,6 +50,7 @@ def serving_app(
         clock=project.clock,
         predictions=log,
         own_process=own_process,
+        metadata=project.db,
     )
     app = create_app(runtime)
     if close_project:

@@ -42,7 +42,7 @@ _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 def check_schema_name(schema_name: str) -> str:
     """Return ``schema_name`` if it is a plain lowercase PostgreSQL identifier."""
-    if not isinstance(schema_name, str) or not _SCHEMA.match(schema_name):
+    if not isinstance(schema_name, str) or not _SCHEMA.fullmatch(schema_name):
         raise ConfigError(
             f"metadata schema_name {schema_name!r} is invalid: expected a lowercase letter or "
             "'_' followed by up to 62 lowercase letters, digits or '_'"

@@ -1,5 +1,15 @@
 """The metadata DB: one SQLAlchemy engine, its schema kept at head, and transactions.
 
+A metadata DB that is missing or empty (SQLite: no file, a 0-byte file, or a file
+without prodml's tables; PostgreSQL: a schema without them) is only created when the
+caller says the project has no state: :meth:`MetadataDB.open` takes ``state``, a
+function that describes the state showing the DB should exist (``None``: there is
+none), and refuses with :class:`StorageError` when it finds some — re-creating the DB
+empty would silently drop the registry, its audit trail and the deployments. A SQLite
+file the driver reports as corrupt raises :class:`IntegrityError`; :meth:`MetadataDB.check`
+runs the database's own consistency check. Every such message names the file (or the
+redacted URL and schema) and how to restore it.
+
 >>> from sqlalchemy import select
 >>> from prodml.storage._models import FeatureHeadRow
 >>> from datetime import datetime, timezone
@@ -18,25 +28,44 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
 from prodml.core import (
     ConflictError,
+    IntegrityError,
     PostgresMetadataConfig,
     SqliteMetadataConfig,
     StorageError,
 )
 from prodml.storage._engine import WRITE_LOCK, create_metadata_engine, describe_error
-from prodml.storage._revision import at_head
+from prodml.storage._models import Base
+from prodml.storage._revision import at_head, stored_revision
 from prodml.storage._urls import metadata_url, parse_url, redact_url
 
-__all__ = ["MetadataDB", "open_metadata_db"]
+__all__ = [
+    "MetadataDB",
+    "StateProbe",
+    "corrupt_message",
+    "metadata_absence",
+    "metadata_location",
+    "missing_message",
+    "open_metadata_db",
+    "restore_hint",
+    "sqlite_file",
+]
+
+StateProbe = Callable[[], str | None]
+"""Describes the project state that shows its metadata DB should exist (``None``: none)."""
+
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 class MetadataDB:
@@ -50,28 +79,52 @@ class MetadataDB:
     :class:`StorageError` (unique violations as :class:`ConflictError`) naming the URL.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, schema_name: str | None = None) -> None:
         self._engine = engine
         self.url = redact_url(engine.url)
+        self.schema_name = schema_name
+        self.location = _location(engine.url, schema_name)
+        """The SQLite file, or the redacted URL and schema: what messages name."""
 
     @classmethod
-    def open(cls, url: str, *, schema_name: str | None = None) -> MetadataDB:
+    def open(
+        cls,
+        url: str,
+        *,
+        schema_name: str | None = None,
+        state: StateProbe | None = None,
+        upgrade: bool = True,
+    ) -> MetadataDB:
         """Connect to ``url`` and upgrade its schema to head (safe across processes).
 
         ``schema_name`` (PostgreSQL only) puts every table in that schema, created if
-        missing, by setting the connections' ``search_path``.
+        missing, by setting the connections' ``search_path``. When the database is
+        missing or holds no prodml tables and ``state`` describes some project state,
+        it is refused (:class:`StorageError`) and nothing is created; a SQLite file
+        that is not a database raises :class:`IntegrityError`. ``upgrade=False`` leaves
+        the schema at whatever revision it is (see :meth:`current_revision`).
         """
-        engine = create_metadata_engine(parse_url(url), schema_name=schema_name)
+        parsed = parse_url(url)
+        location = _location(parsed, schema_name)
+        file = sqlite_file(parsed)
+        if state is not None and file is not None:
+            absent = _absent(file)
+            if absent is not None:
+                _refuse_if_state(state, location, absent)
+        engine = create_metadata_engine(parsed, schema_name=schema_name)
         try:
-            if not at_head(engine):
-                # Alembic (~0.1 s to import) only when the schema may need an upgrade.
-                from prodml.storage._migrate import upgrade_to_head
+            if not _at_head(engine, location):
+                if state is not None and not _has_prodml_tables(engine, schema_name, location):
+                    _refuse_if_state(state, location, "holds no prodml tables")
+                if upgrade:
+                    # Alembic (~0.1 s to import) only when the schema may need an upgrade.
+                    from prodml.storage._migrate import upgrade_to_head
 
-                upgrade_to_head(engine, schema_name=schema_name)
+                    upgrade_to_head(engine, schema_name=schema_name)
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine)
+        return cls(engine, schema_name=schema_name)
 
     @property
     def engine(self) -> Engine:
@@ -100,6 +153,44 @@ class MetadataDB:
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()
+
+    def check(self, *, full: bool = False) -> list[str]:
+        """The problems the database's own consistency check finds (empty: none).
+
+        SQLite runs ``PRAGMA quick_check`` (every page and b-tree, linear in the file
+        size), or ``PRAGMA integrity_check`` when ``full`` (also that every index
+        matches its table); a file the driver finds corrupt while checking is one
+        problem. PostgreSQL has no equivalent to run from a client (it checks page
+        checksums itself as it reads, when the cluster enables them): a trivial query
+        proves it answers.
+        """
+        if self.dialect != "sqlite":
+            try:
+                with self._engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            except sa_exc.SQLAlchemyError as exc:
+                raise self._wrap(exc, "checking") from exc
+            return []
+        pragma = "integrity_check" if full else "quick_check"
+        try:
+            with self._engine.connect() as conn:
+                rows = [str(row[0]) for row in conn.exec_driver_sql(f"PRAGMA {pragma}")]
+        except sa_exc.DBAPIError as exc:
+            if _is_corrupt(exc):
+                return [describe_error(exc)]
+            raise self._wrap(exc, f"PRAGMA {pragma}") from exc
+        return [] if rows == ["ok"] else rows
+
+    def ensure_intact(self, *, full: bool = False) -> None:
+        """Raise :class:`IntegrityError` naming the file and how to restore it when
+        :meth:`check` finds a problem (servers and controllers run it as they start)."""
+        problems = self.check(full=full)
+        if problems:
+            pragma = "integrity_check" if full else "quick_check"
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise IntegrityError(
+                corrupt_message(self.location, f"PRAGMA {pragma} reports: {problems[0]}{more}")
+            )
 
     def current_revision(self) -> str | None:
         """The schema revision the database is at (``None`` if never migrated)."""
@@ -141,7 +232,13 @@ class MetadataDB:
         finally:
             session.close()
 
-    def _wrap(self, exc: sa_exc.SQLAlchemyError, doing: str) -> StorageError | ConflictError:
+    def _wrap(
+        self, exc: sa_exc.SQLAlchemyError, doing: str
+    ) -> StorageError | ConflictError | IntegrityError:
+        if _is_corrupt(exc):
+            return IntegrityError(
+                corrupt_message(self.location, f"{doing} failed: {describe_error(exc)}")
+            )
         message = f"metadata DB {self.url}: {doing} failed: {describe_error(exc)}"
         if isinstance(exc, sa_exc.IntegrityError):
             return ConflictError(message)
@@ -149,8 +246,136 @@ class MetadataDB:
 
 
 def open_metadata_db(
-    config: SqliteMetadataConfig | PostgresMetadataConfig, root: str | Path
+    config: SqliteMetadataConfig | PostgresMetadataConfig,
+    root: str | Path,
+    *,
+    state: StateProbe | None = None,
+    upgrade: bool = True,
 ) -> MetadataDB:
-    """Open the metadata DB described by a ``[metadata]`` config section."""
+    """Open the metadata DB described by a ``[metadata]`` config section (``state`` and
+    ``upgrade`` as in :meth:`MetadataDB.open`)."""
     schema_name = config.schema_name if isinstance(config, PostgresMetadataConfig) else None
-    return MetadataDB.open(metadata_url(config, root), schema_name=schema_name)
+    return MetadataDB.open(
+        metadata_url(config, root), schema_name=schema_name, state=state, upgrade=upgrade
+    )
+
+
+def metadata_absence(
+    config: SqliteMetadataConfig | PostgresMetadataConfig, root: str | Path
+) -> str | None:
+    """Why the configured metadata DB holds no prodml database — ``"does not exist"``,
+    ``"is empty (0 bytes)"`` or ``"holds no prodml tables"`` — or ``None``; creates
+    nothing (:class:`IntegrityError` for a SQLite file that is not a database)."""
+    schema_name = config.schema_name if isinstance(config, PostgresMetadataConfig) else None
+    parsed = parse_url(metadata_url(config, root))
+    file = sqlite_file(parsed)
+    if file is not None:
+        absent = _absent(file)
+        if absent is not None:
+            return absent
+    elif parsed.get_backend_name() == "sqlite":
+        return "holds no prodml tables"  # in memory: a new database each time
+    engine = create_metadata_engine(parsed, schema_name=schema_name)
+    try:
+        if _has_prodml_tables(engine, schema_name, _location(parsed, schema_name)):
+            return None
+        return "holds no prodml tables"
+    finally:
+        engine.dispose()
+
+
+def metadata_location(
+    config: SqliteMetadataConfig | PostgresMetadataConfig, root: str | Path
+) -> str:
+    """The SQLite file, or the redacted URL and schema, of a ``[metadata]`` section."""
+    schema_name = config.schema_name if isinstance(config, PostgresMetadataConfig) else None
+    return _location(parse_url(metadata_url(config, root)), schema_name)
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL (``None``: in memory, or not SQLite)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in {"", ":memory:"} or url.query.get("mode") == "memory":
+        return None
+    return Path(database)
+
+
+def restore_hint(location: str) -> str:
+    """How to get a damaged or lost metadata DB back."""
+    return (
+        f"stop every prodml process and restore {location} from a backup, or run "
+        "`prodml init` in a new directory to start a new empty project"
+    )
+
+
+def corrupt_message(location: str, detail: str) -> str:
+    return f"metadata DB {location} is corrupt: {detail}; {restore_hint(location)}"
+
+
+def missing_message(location: str, absent: str, evidence: str) -> str:
+    return (
+        f"metadata DB {location} {absent}, but the project has state ({evidence}): "
+        "prodml does not re-create it empty, which would lose the registry, its audit "
+        f"trail and the deployments; {restore_hint(location)}"
+    )
+
+
+def _location(url: URL, schema_name: str | None) -> str:
+    file = sqlite_file(url)
+    if file is not None:
+        return str(file)
+    redacted = redact_url(url)
+    return f"{redacted} (schema {schema_name})" if schema_name else redacted
+
+
+def _absent(file: Path) -> str | None:
+    """Why a SQLite file holds no database, before connecting (which would create it)."""
+    try:
+        size = file.stat().st_size
+    except FileNotFoundError:
+        return "does not exist"
+    return "is empty (0 bytes)" if size == 0 else None
+
+
+def _refuse_if_state(state: StateProbe, location: str, absent: str) -> None:
+    evidence = state()
+    if evidence is not None:
+        raise StorageError(missing_message(location, absent, evidence))
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    """Whether SQLite reported the file corrupt or not a database."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return (
+        isinstance(orig, sqlite3.DatabaseError)
+        and code is not None
+        and (code & 0xFF) in _CORRUPT_CODES
+    )
+
+
+def _at_head(engine: Engine, location: str) -> bool:
+    try:
+        return at_head(engine)
+    except StorageError as exc:
+        if exc.__cause__ is not None and _is_corrupt(exc.__cause__):
+            raise IntegrityError(corrupt_message(location, describe_error(exc.__cause__))) from exc
+        raise
+
+
+def _has_prodml_tables(engine: Engine, schema_name: str | None, location: str) -> bool:
+    """Whether the database holds a prodml version table or any of prodml's tables."""
+    try:
+        with engine.connect() as conn:
+            if stored_revision(conn) is not None:
+                return True
+            names = set(inspect(conn).get_table_names(schema=schema_name))
+    except sa_exc.SQLAlchemyError as exc:
+        if _is_corrupt(exc):
+            raise IntegrityError(corrupt_message(location, describe_error(exc))) from exc
+        raise StorageError(
+            f"metadata DB {location}: reading its tables failed: {describe_error(exc)}"
+        ) from exc
+    return bool(names & set(Base.metadata.tables))
