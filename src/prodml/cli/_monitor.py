@@ -52,6 +52,7 @@ def _value(found: dict[tuple[str, str, str], Any], check: str, metric: str, colu
 def _summary(outcome: MonitorRun, empty: str | None = None) -> None:
     """The windows of a pass as a table, then what waits on each endpoint and why."""
     reports = [*outcome.computed, *outcome.refreshed]
+    _quarantined(outcome)
     if not reports:
         if empty is not None:
             stdout.print(empty)
@@ -108,6 +109,20 @@ def _summary(outcome: MonitorRun, empty: str | None = None) -> None:
         )  # fmt: skip
 
 
+def _quarantined(outcome: MonitorRun) -> None:
+    """The unreadable log files the pass moved aside, one line each."""
+    for moved in outcome.quarantined:
+        stdout.print(
+            styled(
+                "[bold]QUARANTINED[/bold] unreadable {log} log file {path} moved to "
+                "{target}: {reason}",
+                log=moved["log"], path=moved["path"], target=moved["quarantined_to"],
+                reason=moved["reason"],
+            ),
+            soft_wrap=True,
+        )  # fmt: skip
+
+
 @monitor_app.command("run")
 def run(
     endpoint: EndpointOption = None,
@@ -143,6 +158,7 @@ def watch(
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with guarded(as_json), Project.open(project) as proj:
+            proj.db.ensure_intact()  # a controller starts only on a consistent metadata DB
             if metrics_port is not None:
                 registry = CollectorRegistry()
                 registry.register(MonitorCollector(proj.monitor.store))

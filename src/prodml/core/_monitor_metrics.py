@@ -164,6 +164,11 @@ _CATALOGUE: list[MonitorMetric] = [
         "realized per value of a [monitoring] segments column",
     ),
     *_window("reference", ["available"], "the model version's reference could be fitted"),
+    *_window(
+        "log",
+        ["quarantined_files"],
+        "unreadable prediction or label log files of the window's hours, moved to the quarantine",
+    ),
 ]
 #: Every metric by its ``<check>.<metric>`` name, in catalogue order.
 MONITOR_METRICS: Mapping[str, MonitorMetric] = {m.name: m for m in _CATALOGUE}

@@ -9,6 +9,12 @@ a new model version on the same arm continues the same alert.
 Rules on results that change as labels arrive (``performance``, ``label``, ``segment``)
 see a window only once its labels are final, so a window is never judged on half its
 labels and every window is evaluated once, in time order.
+
+One rule is built in: ``log_quarantine`` fires when a window's hours had an unreadable
+log file moved to the quarantine (``log.quarantined_files`` above 0, one scope per
+endpoint, empty windows included) and resolves on the next window without one; it goes
+to the ``log`` sink and every configured sink. A configured rule of that name, or any
+rule on ``log.quarantined_files``, takes its place.
 """
 
 from __future__ import annotations
@@ -21,15 +27,40 @@ from datetime import datetime
 from typing import Any
 
 from prodml.core import AlertsConfig, Clock
+from prodml.core._alert_config import DEFAULT_SINK, AlertRuleConfig
 from prodml.core._monitor_metrics import LABEL_CHECKS
 from prodml.monitoring._alerts import AlertEngine, AlertState, AlertStatus, Observation
 from prodml.monitoring._checks import Result
 from prodml.monitoring._sinks import Notification, format_scope, make_sink
 from prodml.monitoring._store import MonitorStore, StoredWindow
 
-__all__ = ["LABEL_CHECKS", "MonitorAlerts", "SqlAlertStore"]
+__all__ = ["LABEL_CHECKS", "QUARANTINE_RULE", "MonitorAlerts", "SqlAlertStore", "builtin_rules"]
 
 _log = logging.getLogger("prodml.monitoring.alerts")
+
+#: The built-in rule on files moved to a log's quarantine, and its metric.
+QUARANTINE_RULE = "log_quarantine"
+_QUARANTINE_METRIC = "log.quarantined_files"
+#: Checks whose results are about an endpoint's log, not an arm: one scope per endpoint,
+#: and empty windows count (a window can be empty because its only file was unreadable).
+_LOG_CHECKS = frozenset({"log"})
+
+
+def builtin_rules(config: AlertsConfig) -> list[AlertRuleConfig]:
+    """The rules that apply without configuration: ``log_quarantine``, unless a rule
+    of that name or on its metric is configured."""
+    if any(r.name == QUARANTINE_RULE or r.metric == _QUARANTINE_METRIC for r in config.rules):
+        return []
+    sinks = dict.fromkeys([DEFAULT_SINK, *(s.name for s in config.sinks)])
+    return [
+        AlertRuleConfig(
+            name=QUARANTINE_RULE,
+            metric=_QUARANTINE_METRIC,
+            threshold=0.0,
+            severity="warning",
+            sinks=tuple(sinks),
+        )
+    ]
 
 
 class SqlAlertStore:
@@ -66,7 +97,10 @@ class MonitorAlerts:
         self._states = SqlAlertStore(store, clock)
         self._sinks = {s.name: make_sink(s) for s in config.sinks}
         self._managers = {s.name for s in config.sinks if s.type == "alertmanager"}
-        self.engine = AlertEngine(config.rules, self._states, self._sinks.values(), clock)
+        self._builtin = builtin_rules(config)
+        #: The configured rules, then the built-in ones.
+        self.rules = (*config.rules, *self._builtin)
+        self.engine = AlertEngine(self.rules, self._states, self._sinks.values(), clock)
 
     def refresh(self, sent_now: Iterable[Notification] = ()) -> int:
         """Re-send every firing alert to its rule's Alertmanager sinks: Alertmanager
@@ -107,28 +141,39 @@ class MonitorAlerts:
     ) -> list[Notification]:
         """Evaluate every rule over ``windows`` (any order) and record what was sent."""
         sent: list[Notification] = []
-        for rule in self.config.rules:
+        for rule in self.rules:
             check, _, metric = rule.metric.partition(".")
             needs_labels = check in LABEL_CHECKS
-            per_scope: dict[str, list[Observation]] = {}
+            per_endpoint = check in _LOG_CHECKS
+            per_scope: dict[str, dict[tuple[datetime, datetime], Observation]] = {}
             for window, results in sorted(windows, key=lambda wr: wr[0].end):
-                if window.status == "empty" or (needs_labels and not window.labels_final):
+                if (window.status == "empty" and not per_endpoint) or (
+                    needs_labels and not window.labels_final
+                ):
                     continue
                 for column, value, evidence in _values(results, check, metric):
                     if not rule.applies_to(window.endpoint, column or None):
                         continue
                     scope = format_scope(
-                        {"endpoint": window.endpoint, "arm": window.arm, "column": column or None}
-                    )
+                        {"endpoint": window.endpoint}
+                        if per_endpoint
+                        else {"endpoint": window.endpoint, "arm": window.arm,
+                              "column": column or None}
+                    )  # fmt: skip
                     evidence = {
                         "model_version": window.model_version,
                         "rows": window.rows,
                         **evidence,
                     }
-                    per_scope.setdefault(scope, []).append(
-                        Observation(window.start, window.end, value, evidence)
+                    # One observation per window and scope (an endpoint's arms share one).
+                    per_scope.setdefault(scope, {}).setdefault(
+                        (window.start, window.end),
+                        Observation(window.start, window.end, value, evidence),
                     )
-            for scope, observations in per_scope.items():
+            for scope, seen in per_scope.items():
+                observations = list(seen.values())
+                if rule in self._builtin and not self._breached(rule, scope, observations):
+                    continue  # a built-in rule keeps no state until it first breaches
                 notes = self.engine.process(rule.name, scope, observations)
                 for note in notes:
                     self._store.record_event(
@@ -141,6 +186,19 @@ class MonitorAlerts:
                     )
                 sent += notes
         return sent
+
+    def _breached(
+        self, rule: AlertRuleConfig, scope: str, observations: Sequence[Observation]
+    ) -> bool:
+        """Whether any observation breaches ``rule`` or its alert has a state already."""
+        breach = any(
+            o.value is not None
+            and (
+                o.value > rule.threshold if rule.direction == "above" else o.value < rule.threshold
+            )
+            for o in observations
+        )
+        return breach or self._states.get(rule.name, scope) is not None
 
 
 def _notification(payload: dict[str, Any]) -> Notification:
@@ -167,5 +225,7 @@ def _values(
         evidence: dict[str, Any] = {"status": r.status}
         if r.details and "top" in r.details:
             evidence["top"] = r.details["top"]
+        if r.details and "files" in r.details:
+            evidence["files"] = r.details["files"]
         out.append((r.column, r.value, evidence))
     return out

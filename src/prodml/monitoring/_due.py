@@ -24,7 +24,7 @@ from prodml.core import MonitoringConfig, ensure_utc, parse_duration
 from prodml.core.errors import SchemaError
 from prodml.monitoring._records import first_record_hour
 from prodml.monitoring._windows import Span, Window, window_at, windows
-from prodml.storage import read_log
+from prodml.storage import QuarantinedFile, read_log
 
 __all__ = ["Backlog", "Schedule"]
 
@@ -128,19 +128,26 @@ class Schedule:
         )
 
     def due(
-        self, log: Path, endpoint: str, now: datetime, done: set[tuple[datetime, datetime]]
+        self,
+        log: Path,
+        endpoint: str,
+        now: datetime,
+        done: set[tuple[datetime, datetime]],
+        quarantine: list[QuarantinedFile] | None = None,
     ) -> tuple[list[Window], Backlog]:
         """The windows of ``endpoint`` (under the log root ``log``) due at ``now`` and not
-        in ``done``, and what waits after them."""
+        in ``done``, and what waits after them (unreadable files: moved to ``quarantine``,
+        see :func:`~prodml.storage.read_log`)."""
         first = first_record_hour(log / f"endpoint={endpoint}")
         if first is None:
             return [], Backlog(endpoint, "no_records")
         if self.rows:
-            closed, backlog = self._row_windows(log, endpoint, now)
+            closed, backlog = self._row_windows(log, endpoint, now, quarantine)
         else:
             closed = windows(self.span, first, now - self.grace, step=self.step)
             upcoming = window_at(self.span, first, len(closed), step=self.step)
-            waiting = read_log(log, partition=endpoint, start=upcoming.start, columns=["time"])
+            waiting = read_log(log, partition=endpoint, start=upcoming.start, columns=["time"],
+                               quarantine=quarantine)  # fmt: skip
             reason: Reason = "grace" if upcoming.end <= now else "open_window"
             backlog = Backlog(endpoint, reason, waiting.num_rows, upcoming,
                               upcoming.end + self.grace, grace=self.grace_text)  # fmt: skip
@@ -149,11 +156,15 @@ class Schedule:
         due = [w for w in closed if (w.start, w.end) not in done]
         return due, replace(backlog, computed_until=until)
 
-    def _row_windows(self, log: Path, endpoint: str, now: datetime) -> tuple[list[Window], Backlog]:
+    def _row_windows(
+        self, log: Path, endpoint: str, now: datetime, quarantine: list[QuarantinedFile] | None
+    ) -> tuple[list[Window], Backlog]:
         """Windows of ``rows`` live predictions every ``row_step``: from the time of a
         window's first record to the time of the first record after it (records sharing
         that time go to the next window), closed once that record is ``grace`` old."""
-        table = read_log(log, partition=endpoint, end=now, columns=["time", "shadow"])
+        table = read_log(
+            log, partition=endpoint, end=now, columns=["time", "shadow"], quarantine=quarantine
+        )
         live = table.filter(pc.invert(pc.fill_null(pc.cast(table["shadow"], pa.bool_()), False)))
         times = [ensure_utc(t) for t in live["time"].to_pylist()]
         settled = bisect.bisect_left(times, now - self.grace)

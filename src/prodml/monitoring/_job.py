@@ -5,6 +5,11 @@ before is read once, split by (arm, model version, shadow), checked against that
 version's reference, and stored with its results. Windows whose labels may still
 arrive (until ``label_horizon`` after they end) get their delayed-label results
 recomputed on every pass; then they are final. Alert rules run over the new values.
+
+An unreadable log file (see :func:`~prodml.storage.read_log`) is moved to its log's
+quarantine; a window reports the quarantined files of its hours (both logs) as
+``log.quarantined_files``, computed from the rest of its records, and the pass lists the
+files it moved.
 """
 
 from __future__ import annotations
@@ -45,11 +50,22 @@ from prodml.monitoring._store import MonitorStore, StoredWindow
 from prodml.monitoring._windows import Window
 from prodml.registry import ModelRegistry
 from prodml.stats import NumericProfile
-from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, ArtifactStore, MetadataDB, read_log
+from prodml.storage import (
+    LABELS_DIR,
+    PREDICTIONS_DIR,
+    ArtifactStore,
+    MetadataDB,
+    QuarantinedFile,
+    quarantined_files,
+    read_log,
+)
 
 __all__ = ["Monitor", "MonitorRun", "WindowReport"]
 
 log = logging.getLogger("prodml.monitoring")
+
+#: At most this many quarantined files are named in a window's result (all are counted).
+_LISTED_FILES = 20
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,10 @@ class MonitorRun:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     #: Per endpoint: the records no due window holds yet, and why they wait.
     waiting: list[Backlog] = field(default_factory=list)
+    #: The unreadable log files this pass moved to the quarantine (paths relative to the
+    #: project's state directory): ``log``, ``endpoint``, ``path``, ``quarantined_to``,
+    #: ``reason``.
+    quarantined: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +99,7 @@ class MonitorRun:
             "refreshed": [w.to_dict() for w in self.refreshed],
             "notifications": self.notifications,
             "waiting": [b.to_dict() for b in self.waiting],
+            "quarantined": self.quarantined,
         }
 
 
@@ -104,8 +125,11 @@ class Monitor:
         self._artifacts = artifacts
         self._registry = registry
         self._features = features
+        self._state_dir = state_dir
         self._predictions = state_dir / PREDICTIONS_DIR
         self._labels = state_dir / LABELS_DIR
+        #: Where every read moves unreadable log files (a new list per pass).
+        self._moved: list[QuarantinedFile] = []
         self._clock = clock
         self._references: dict[str, MonitorReference] = {}
         self.schedule = Schedule.of(config)
@@ -157,9 +181,11 @@ class Monitor:
         """``base`` (task, calibration, reference metrics from the training run) with the
         input and score profiles of the live records of ``window`` instead."""
         table = select_group(
-            read_log(self._predictions, partition=endpoint, start=window.start, end=window.end),
+            read_log(self._predictions, partition=endpoint, start=window.start, end=window.end,
+                     quarantine=self._moved),
             *live_arm(read_log(self._predictions, partition=endpoint, start=window.start,
-                                end=window.end, columns=["arm", "model_version", "shadow"]), model_version),
+                                end=window.end, columns=["arm", "model_version", "shadow"],
+                                quarantine=self._moved), model_version),
         )  # fmt: skip
         if table.num_rows == 0:
             raise NotFoundError(
@@ -306,12 +332,13 @@ class Monitor:
         now = ensure_utc(self._clock.now())
         outcome = MonitorRun()
         sent: list[Notification] = []
+        self._moved = []
         for name in names:
             due, backlog = self.schedule.due(
-                self._predictions, name, now, self.store.computed(name)
+                self._predictions, name, now, self.store.computed(name), self._moved
             )
             outcome.waiting.append(backlog)
-            labels = LabelIndex(self._labels, name)
+            labels = LabelIndex(self._labels, name, self._moved)
             computed: list[WindowReport] = []
             for i, window in enumerate(due):
                 if progress is not None:
@@ -322,27 +349,64 @@ class Monitor:
             refreshed = self._refresh(name, labels, now)
             outcome.computed += computed
             outcome.refreshed += refreshed
-            if self.config.alerts.rules:
-                windows_seen = [(r.window, r.results) for r in [*computed, *refreshed]]
-                sent += self.alerts.process(windows_seen)
-        if self.config.alerts.rules:
-            self.alerts.refresh(sent)
+            windows_seen = [(r.window, r.results) for r in [*computed, *refreshed]]
+            sent += self.alerts.process(windows_seen)
+        self.alerts.refresh(sent)
         outcome.notifications = [n.to_dict() for n in sent]
+        outcome.quarantined = [self._moved_dict(moved) for moved in self._moved]
         return outcome
+
+    def _moved_dict(self, moved: QuarantinedFile) -> dict[str, str]:
+        log_name = "labels" if moved.source.is_relative_to(self._labels) else "predictions"
+        root = self._labels if log_name == "labels" else self._predictions
+        return {
+            "log": log_name,
+            "endpoint": moved.source.relative_to(root).parts[0].partition("=")[2],
+            "path": self._relative(moved.source),
+            "quarantined_to": self._relative(moved.target),
+            "reason": moved.reason,
+        }
+
+    def _relative(self, path: Path) -> str:
+        return (
+            path.relative_to(self._state_dir).as_posix()
+            if path.is_relative_to(self._state_dir)
+            else str(path)
+        )
+
+    def _quarantined(self, endpoint: str, window: Window) -> Result:
+        """``log.quarantined_files``: the files of both logs of ``window``'s hours that
+        lie in the quarantine (moved by this pass or an earlier one)."""
+        files = [
+            self._relative(path)
+            for root in (self._predictions, self._labels)
+            for path in quarantined_files(
+                root, partition=endpoint, start=window.start, end=window.end
+            )
+        ]
+        if not files:
+            return emit("log", "quarantined_files", 0.0)
+        return emit("log", "quarantined_files", float(len(files)), status="breach",
+                    details={"files": files[:_LISTED_FILES]})  # fmt: skip
 
     def _compute(
         self, endpoint: str, window: Window, labels: LabelIndex, now: datetime
     ) -> list[WindowReport]:
-        table = read_log(self._predictions, partition=endpoint, start=window.start, end=window.end)
+        table = read_log(self._predictions, partition=endpoint, start=window.start, end=window.end,
+                         quarantine=self._moved)  # fmt: skip
         seconds = (window.end - window.start).total_seconds()
         final = now >= window.end + self.label_horizon
         if table.num_rows == 0:
-            stored = self._save(endpoint, "", "", False, window, 0, "empty", [], 0, True, now)
-            return [] if stored is None else [WindowReport(stored, [])]
+            moved = self._quarantined(endpoint, window)
+            found = [moved] if moved.value else []
+            stored = self._save(endpoint, "", "", False, window, 0, "empty", found, 0, True, now)
+            return [] if stored is None else [WindowReport(stored, found)]
+        labels.get(window.start)  # read (and quarantine) the labels before counting
+        quarantine = self._quarantined(endpoint, window)
         previous = self._previous(endpoint, window)
         reports = []
         for arm, model_version, shadow, part in groups(table):
-            results = operational_checks(part, seconds)
+            results = [*operational_checks(part, seconds), quarantine]
             status = "computed" if part.num_rows >= self.config.min_rows else "too_few_rows"
             label_rows = 0
             try:
@@ -402,7 +466,12 @@ class Monitor:
             *segments,
         ]
         return read_log(
-            self._predictions, partition=endpoint, start=start, end=end, columns=columns
+            self._predictions,
+            partition=endpoint,
+            start=start,
+            end=end,
+            columns=columns,
+            quarantine=self._moved,
         )
 
     def _refresh(self, endpoint: str, labels: LabelIndex, now: datetime) -> list[WindowReport]:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prodml.monitoring._checks import LABELS_SCHEMA
-from prodml.storage import read_log
+from prodml.storage import QuarantinedFile, read_log
 
 __all__ = ["LabelIndex", "first_record_hour", "groups", "live_arm", "select_group"]
 
@@ -80,11 +80,15 @@ def select_group(table: pa.Table, arm: str, model_version: str, shadow: bool) ->
 class LabelIndex:
     """The endpoint's labels, read once per pass, latest label per (request id, row):
     an Arrow table ``request_id, row, label, label_time`` (``row`` null: every row of
-    the request)."""
+    the request). Unreadable label files are moved to ``quarantine`` (see
+    :func:`~prodml.storage.read_log`)."""
 
-    def __init__(self, root: Path, endpoint: str) -> None:
+    def __init__(
+        self, root: Path, endpoint: str, quarantine: list[QuarantinedFile] | None = None
+    ) -> None:
         self._root = root
         self._endpoint = endpoint
+        self._quarantine = quarantine
         self._table: pa.Table | None = None
         self._since: datetime | None = None
 
@@ -94,7 +98,9 @@ class LabelIndex:
         return self._table
 
     def _read(self, since: datetime) -> pa.Table:
-        table = read_log(self._root, partition=self._endpoint, start=since)
+        table = read_log(
+            self._root, partition=self._endpoint, start=since, quarantine=self._quarantine
+        )
         if (
             table.num_rows == 0
             or "request_id" not in table.column_names

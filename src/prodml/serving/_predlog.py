@@ -13,6 +13,7 @@ error), ``shadow``, ``output``, ``latency_ms``, ``propensity``, ``fallback_from`
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
@@ -25,13 +26,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prodml.core import Clock
-from prodml.storage import LABELS_DIR, PREDICTIONS_DIR, LogBlock, LogStats, LogWriter, read_log
+from prodml.storage import (
+    LABELS_DIR,
+    PREDICTIONS_DIR,
+    LogBlock,
+    LogStats,
+    LogWriter,
+    QuarantinedFile,
+    read_log,
+)
 
 if TYPE_CHECKING:
     from prodml.serving._runtime import Prediction
     from prodml.serving._shadow import ShadowCall
 
 __all__ = ["LABELS_DIR", "PREDICTIONS_DIR", "PredictionLog", "frame_rows"]
+
+_log = logging.getLogger("prodml.serving")
 
 #: The fields of a shadow record that differ by row (the others: by batch).
 _SHADOW_VARYING = frozenset(
@@ -254,9 +265,15 @@ class PredictionLog:
     ) -> set[str]:
         """Which of ``request_ids`` the prediction log on disk holds for ``endpoint``,
         among records from ``since`` on (only the ``request_id`` column is read)."""
+        moved: list[QuarantinedFile] = []  # an unreadable file costs its own records only
         table = read_log(
-            self.root / PREDICTIONS_DIR, partition=endpoint, start=since, columns=["request_id"]
-        )
+            self.root / PREDICTIONS_DIR, partition=endpoint, start=since, columns=["request_id"],
+            quarantine=moved,
+        )  # fmt: skip
+        for bad in moved:
+            _log.warning(
+                "prediction log file %s moved to %s: %s", bad.source, bad.target, bad.reason
+            )
         if not table.num_rows:
             return set()
         column = table["request_id"].cast(pa.string())

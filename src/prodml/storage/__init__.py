@@ -34,7 +34,7 @@ from prodml.storage._urls import metadata_url, redact_url
 
 if TYPE_CHECKING:
     from prodml.storage._log_format import LABELS_DIR, PREDICTIONS_DIR
-    from prodml.storage._log_reader import read_log
+    from prodml.storage._log_reader import QuarantinedFile, quarantined_files, read_log
     from prodml.storage._logs import LogBlock, LogStats, LogWriter
     from prodml.storage._migrate import head_revision
     from prodml.storage._tables import read_table, write_table
@@ -43,7 +43,7 @@ else:
         __name__,
         {
             "prodml.storage._log_format": ["LABELS_DIR", "PREDICTIONS_DIR"],
-            "prodml.storage._log_reader": ["read_log"],
+            "prodml.storage._log_reader": ["QuarantinedFile", "quarantined_files", "read_log"],
             "prodml.storage._logs": ["LogBlock", "LogStats", "LogWriter"],
             "prodml.storage._migrate": ["head_revision"],
             "prodml.storage._tables": ["read_table", "write_table"],
@@ -73,6 +73,7 @@ __all__ = [
     "MonitorReferenceRow",
     "MonitorResultRow",
     "MonitorWindowRow",
+    "QuarantinedFile",
     "UTCDateTime",
     "blob_store_class",
     "check_digest",
@@ -82,6 +83,7 @@ __all__ = [
     "metadata_url",
     "open_artifact_store",
     "open_metadata_db",
+    "quarantined_files",
     "read_log",
     "read_table",
     "redact_url",

@@ -1,7 +1,7 @@
 """The on-disk format of the prediction and label logs, shared by the writer
 (:mod:`prodml.storage._logs`) and the reader (:mod:`prodml.storage._log_reader`): where a
-partition's files of one UTC hour live, and how a column of Python values becomes an
-Arrow array (never failing because of an odd value).
+partition's files of one UTC hour live, where an unreadable file is moved aside, and how
+a column of Python values becomes an Arrow array (never failing because of an odd value).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ __all__ = [
     "LABELS_DIR",
     "LOG_TIMESTAMP",
     "PREDICTIONS_DIR",
+    "QUARANTINE_DIR",
     "check_partition",
     "column_array",
     "hour_dir",
+    "quarantine_root",
 ]
 
 #: Directory keys below a partition: ``<partition_field>=<name>/date=<YYYY-MM-DD>/hour=<HH>``.
@@ -37,6 +39,10 @@ HOUR_KEY = "hour"
 #: Where a project keeps its prediction and label logs, under its state directory.
 PREDICTIONS_DIR = Path("logs") / "predictions"
 LABELS_DIR = Path("logs") / "labels"
+#: Where unreadable log files are moved, each under its log's name and its own relative
+#: path (``logs/quarantine/predictions/endpoint=…/date=…/hour=…/<file>``): outside both
+#: logs, so no reader lists them again, on the same filesystem, so the move is atomic.
+QUARANTINE_DIR = Path("logs") / "quarantine"
 #: The Arrow type of every datetime column in the log.
 LOG_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -76,6 +82,16 @@ def hour_dir(root: Path, field: str, partition: str, day: date, hour: int) -> Pa
     return (
         root / f"{field}={partition}" / f"{DATE_KEY}={day.isoformat()}" / f"{HOUR_KEY}={hour:02d}"
     )
+
+
+def quarantine_root(log_root: Path) -> Path:
+    """The quarantine of the log under ``log_root``: a sibling ``quarantine`` directory,
+    then the log's own name.
+
+    >>> quarantine_root(Path(".prodml") / PREDICTIONS_DIR).as_posix()
+    '.prodml/logs/quarantine/predictions'
+    """
+    return log_root.parent / QUARANTINE_DIR.name / log_root.name
 
 
 def column_array(values: Sequence[Any]) -> pa.Array:

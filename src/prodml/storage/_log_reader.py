@@ -25,9 +25,13 @@ Directories are pruned by their ``date=``/``hour=`` names before any file is ope
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -35,11 +39,31 @@ from pyarrow.fs import LocalFileSystem
 
 from prodml.core import ensure_utc
 from prodml.core.errors import SchemaError, StorageError
-from prodml.storage._log_format import DATE_KEY, HOUR_KEY, LOG_TIMESTAMP, check_partition
+from prodml.storage._atomic import fsync_dir
+from prodml.storage._log_format import (
+    DATE_KEY,
+    HOUR_KEY,
+    LOG_TIMESTAMP,
+    check_partition,
+    quarantine_root,
+)
 
-__all__ = ["read_log"]
+__all__ = ["QuarantinedFile", "quarantined_files", "read_log"]
 
 _INT_FLOAT = frozenset({pa.int64(), pa.float64()})
+_LOCAL = LocalFileSystem()
+_NO_COLUMNS = pa.schema([])
+_log = logging.getLogger("prodml.storage")
+
+
+@dataclass(frozen=True)
+class QuarantinedFile:
+    """A log file that could not be read, moved from ``source`` to ``target`` (its
+    quarantine, :func:`~prodml.storage._log_format.quarantine_root`) whole and unchanged."""
+
+    source: Path
+    target: Path
+    reason: str
 
 
 def read_log(
@@ -51,6 +75,7 @@ def read_log(
     columns: Sequence[str] | None = None,
     time_field: str = "time",
     partition_field: str = "endpoint",
+    quarantine: list[QuarantinedFile] | None = None,
 ) -> pa.Table:
     """Records of the log under ``root`` with ``start <= time < end``, sorted by time.
 
@@ -60,6 +85,12 @@ def read_log(
     requested column found in no file is a null column. When no file can hold a match
     (a missing or empty ``root``, an empty window) the result is an empty table with just
     the time and partition columns, or the requested ones.
+
+    An unreadable file (empty, not Parquet, truncated, a corrupt page, a column that
+    cannot be read as the unified type) raises :class:`StorageError` naming it; with a
+    ``quarantine`` list it is moved to the log's quarantine instead, appended to the
+    list, and the records of the other files are returned. A file that cannot be opened
+    for a reason of the system (permissions, too many open files) always raises.
     """
     if partition is not None:
         check_partition(partition, field="partition")
@@ -67,38 +98,111 @@ def read_log(
     high = None if end is None else ensure_utc(end)
     files = sorted(_log_files(Path(root), partition_field, partition, low, high))
     wanted = list(columns) if columns is not None else None
-    if not files:
-        names = wanted if wanted is not None else [time_field, partition_field]
-        return pa.table({name: _empty(name, time_field, partition_field) for name in names})
     parquet = ds.ParquetFileFormat()
+    # An explicit schema: no file is opened here, so each one's footer is read below,
+    # on its own.
     try:
-        fragments = list(ds.dataset([str(path) for path in files], format=parquet).get_fragments())
-        schema = _unified_schema([fragment.physical_schema for fragment in fragments])
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"log {root}: reading {len(files)} Parquet files failed: {exc}") from exc
-    if time_field not in schema.names:
-        raise SchemaError(
-            f"log {root}: no file has the time column {time_field!r}; columns: {schema.names}"
-        )
-    names = wanted if wanted is not None else schema.names
-    read = [name for name in dict.fromkeys([*names, time_field]) if name in schema.names]
+        listed = ds.dataset([str(p) for p in files], format=parquet, schema=_NO_COLUMNS)
+    except (OSError, pa.ArrowException) as exc:  # a file gone between listing and here
+        raise StorageError(f"log {root}: listing {len(files)} Parquet files failed: {exc}") from exc
+    fragments, schemas = [], []
+    for fragment in listed.get_fragments():
+        try:
+            schemas.append(fragment.physical_schema)
+        except (OSError, pa.ArrowException) as exc:
+            _unreadable(Path(root), Path(fragment.path), exc, quarantine)
+            continue
+        fragments.append(fragment)
     condition = None
     if low is not None:
         condition = ds.field(time_field) >= pa.scalar(low, LOG_TIMESTAMP)
     if high is not None:
         upper = ds.field(time_field) < pa.scalar(high, LOG_TIMESTAMP)
         condition = upper if condition is None else condition & upper
+    while fragments:
+        schema = _unified_schema(schemas)
+        if time_field not in schema.names:
+            raise SchemaError(
+                f"log {root}: no file has the time column {time_field!r}; columns: {schema.names}"
+            )
+        names = wanted if wanted is not None else schema.names
+        read = [name for name in dict.fromkeys([*names, time_field]) if name in schema.names]
+        try:
+            dataset = ds.FileSystemDataset(fragments, schema, parquet, _LOCAL)
+            table = dataset.to_table(columns=read, filter=condition).sort_by(time_field)
+        except (OSError, pa.ArrowException) as exc:
+            # Find the files that fail on their own; none: the failure is not a file's.
+            bad = _failing(fragments, schema, read, condition)
+            if not bad:
+                raise StorageError(
+                    f"log {root}: reading {len(fragments)} Parquet files failed: {exc}"
+                ) from exc
+            for index, error in reversed(bad):
+                _unreadable(Path(root), Path(fragments[index].path), error, quarantine)
+                del fragments[index], schemas[index]
+            continue
+        return pa.table(
+            {
+                name: table[name] if name in read else pa.nulls(table.num_rows)
+                for name in dict.fromkeys(names)
+            }
+        )
+    names = wanted if wanted is not None else [time_field, partition_field]
+    return pa.table({name: _empty(name, time_field, partition_field) for name in names})
+
+
+def _failing(
+    fragments: list[ds.Fragment], schema: pa.Schema, columns: list[str], condition: Any
+) -> list[tuple[int, Exception]]:
+    """(index, error) of each fragment that cannot be read on its own as ``schema``."""
+    out = []
+    for index, fragment in enumerate(fragments):
+        try:
+            fragment.to_table(schema=schema, columns=columns, filter=condition)
+        except (OSError, pa.ArrowException) as exc:
+            out.append((index, exc))
+    return out
+
+
+def _unreadable(
+    root: Path, path: Path, error: Exception, quarantine: list[QuarantinedFile] | None
+) -> None:
+    """Quarantine the file ``path`` that ``error`` says is unreadable, or raise."""
+    if isinstance(error, FileNotFoundError):
+        return  # moved away meanwhile (another reader's quarantine): not ours to report
+    reason = f"{type(error).__name__}: {error}"
+    if quarantine is None or not _is_file_fault(error):
+        raise StorageError(f"log {root}: Parquet file {path} cannot be read: {reason}") from error
+    target = quarantine_root(root) / path.relative_to(root)
     try:
-        dataset = ds.FileSystemDataset(fragments, schema, parquet, LocalFileSystem())
-        table = dataset.to_table(columns=read, filter=condition).sort_by(time_field)
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"log {root}: reading {len(files)} Parquet files failed: {exc}") from exc
-    return pa.table(
-        {
-            name: table[name] if name in read else pa.nulls(table.num_rows)
-            for name in dict.fromkeys(names)
-        }
-    )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        number = 1
+        while target.exists():  # never replace a file quarantined before
+            target = target.with_name(f"{path.stem}.{number}{path.suffix}")
+            number += 1
+        os.replace(path, target)  # same filesystem: atomic, the bytes are never copied
+        fsync_dir(target.parent)
+        fsync_dir(path.parent)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(
+            f"log {root}: Parquet file {path} cannot be read ({reason}) and moving it to "
+            f"{target.parent} failed: {exc}"
+        ) from exc
+    _log.warning("log %s: unreadable Parquet file %s moved to %s: %s", root, path, target, reason)
+    quarantine.append(QuarantinedFile(path, target, reason))
+
+
+def _is_file_fault(error: Exception) -> bool:
+    """Whether ``error`` is about the file's bytes: Arrow's own errors (but running out
+    of memory), and I/O errors Arrow raises without an OS error number (such as a
+    corrupt compressed page); an ``OSError`` with an ``errno`` is the system's."""
+    if isinstance(error, pa.ArrowMemoryError | MemoryError):
+        return False
+    if isinstance(error, pa.ArrowException) and not isinstance(error, OSError):
+        return True
+    return isinstance(error, OSError) and error.errno is None
 
 
 def _empty(name: str, time_field: str, partition_field: str) -> pa.Array:
@@ -137,6 +241,21 @@ def _log_files(
                         for path in hour_dir.glob("*.parquet")
                         if not path.name.startswith(".") and path.is_file()
                     )
+
+
+def quarantined_files(
+    root: Path,
+    *,
+    partition: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    partition_field: str = "endpoint",
+) -> list[Path]:
+    """The files of the log under ``root`` moved to its quarantine whose hour overlaps
+    ``[start, end)`` (of one ``partition``), in path order."""
+    low = None if start is None else ensure_utc(start)
+    high = None if end is None else ensure_utc(end)
+    return sorted(_log_files(quarantine_root(Path(root)), partition_field, partition, low, high))
 
 
 def _subdirs(directory: Path, prefix: str) -> Iterator[Path]:
