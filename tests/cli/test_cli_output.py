@@ -50,7 +50,7 @@ def test_a_reason_and_an_actor_print_literally(root: str) -> None:
 
 
 def test_an_error_message_prints_literally(root: str) -> None:
-    code, _out, err = invoke("models", "show", "no[bold]such[/bold]", "-p", root)
+    code, _out, err = invoke("models", "show", "lr:no[bold]such[/bold]", "-p", root)
     assert code != 0
     assert "no[bold]such[/bold]" in err
     assert err.startswith("error: ")

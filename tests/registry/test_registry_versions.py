@@ -138,7 +138,7 @@ def test_listing_an_unknown_model_is_not_found(env: Any) -> None:
 
 @pytest.mark.parametrize("ref", ["m:two", "m:-1", "bad name", "m@", "m@bad alias"])
 def test_malformed_references_are_definition_errors(env: Any, ref: str) -> None:
-    with pytest.raises(DefinitionError, match=r"model reference|name .* is invalid"):
+    with pytest.raises(DefinitionError, match=r"model reference|name is invalid"):
         env.registry.get(ref)
 
 

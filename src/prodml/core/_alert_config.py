@@ -75,7 +75,7 @@ def parse_duration(text: str, *, field: str = "duration") -> timedelta:
     ValueError: for: invalid duration '2 days': expected an integer and a unit s, m, h, d or w, such as '30m', '6h', '2d', '1w' or '1d12h'
     """
     compact = text.strip().lower() if isinstance(text, str) else ""
-    if not _DURATION.match(compact):
+    if not _DURATION.fullmatch(compact):
         raise ValueError(
             f"{field}: invalid duration {text!r}: expected an integer and a unit s, m, h, d "
             "or w, such as '30m', '6h', '2d', '1w' or '1d12h'"
@@ -170,7 +170,7 @@ class AlertRuleConfig(_Section):
     @classmethod
     def _check_metric(cls, value: str, info: ValidationInfo) -> str:
         rule = f"alert rule {info.data.get('name', '?')!r}"
-        if not _METRIC.match(value):
+        if not _METRIC.fullmatch(value):
             raise ValueError(
                 f"{rule}: metric {value!r} is invalid: expected <check>.<metric> such as "
                 "'drift.share' or 'operational.latency_p99_ms'"
@@ -295,7 +295,7 @@ class AlertsConfig(_Section):
 
 
 def _check_identifier(value: str, kind: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError(
             f"{kind} {value!r} is invalid: expected a letter or underscore followed by up "
             "to 127 letters, digits, '_' or '-'"

@@ -24,6 +24,8 @@ from prodml.core.errors import DefinitionError
 
 __all__ = ["NAME_PATTERN", "ModelRef", "check_name", "new_id", "parse_ref"]
 
+#: Valid object names; use with ``fullmatch`` (``$`` alone also matches before a final
+#: newline). Its text is also the OpenAPI ``pattern`` of endpoint names.
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 
 
@@ -33,10 +35,11 @@ def check_name(name: str, *, kind: str) -> str:
     >>> check_name("weather", kind="feature view")
     'weather'
     """
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        # the name is not repeated: it may be client input (an endpoint in a URL path)
         raise DefinitionError(
-            f"{kind} name {name!r} is invalid: expected a letter or underscore followed by "
-            "up to 127 letters, digits, '_' or '-'"
+            f"{kind} name is invalid: expected a letter or underscore followed by up to 127 "
+            "letters, digits, '_' or '-' (the whole name; no newline, '/', '.' or NUL)"
         )
     return name
 

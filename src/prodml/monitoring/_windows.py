@@ -39,7 +39,7 @@ class Span:
 
     @classmethod
     def parse(cls, text: str, *, field: str = "window") -> Span:
-        match = _SPAN.match(text.strip())
+        match = _SPAN.fullmatch(text.strip())
         if not match:
             raise ConfigError(
                 f"{field}: {text!r} is not a window length; expected <n>h, d, w or mo"

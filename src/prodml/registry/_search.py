@@ -38,7 +38,7 @@ def parse_conditions(where: str) -> list[tuple[str, str, float]]:
     """``metric op number`` clauses joined by ``and``."""
     out = []
     for clause in re.split(r"\s+and\s+", where.strip(), flags=re.IGNORECASE):
-        match = _CONDITION.match(clause)
+        match = _CONDITION.fullmatch(clause)
         if match is None:
             raise DefinitionError(
                 f"run search condition {clause!r}: expected 'metric OP number' with OP one "

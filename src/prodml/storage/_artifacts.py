@@ -32,7 +32,7 @@ _ROOT = "sha256/"
 
 def check_digest(digest: str) -> str:
     """Return ``digest`` if it is 64 lowercase hex characters, else raise ValueError."""
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise ValueError(
             f"artifact digest {digest!r} is invalid: expected 64 lowercase hex characters (SHA-256)"
         )
@@ -110,7 +110,7 @@ class ArtifactStore:
     def list(self) -> builtins.list[str]:
         """Every stored digest, sorted."""
         digests = (key[len(_ROOT) :].replace("/", "", 1) for key in self.blobs.list(_ROOT))
-        return sorted(d for d in digests if _DIGEST.match(d))
+        return sorted(d for d in digests if _DIGEST.fullmatch(d))
 
 
 def _verify(digest: str, actual: str) -> None:

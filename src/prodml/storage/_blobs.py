@@ -33,7 +33,7 @@ _CHUNK = 1 << 20
 def check_key(key: str) -> str:
     """Return ``key`` if it is a valid blob key, else raise :class:`ValueError`."""
     segments = key.split("/") if isinstance(key, str) else [""]
-    if not all(_SEGMENT.match(s) for s in segments):
+    if not all(_SEGMENT.fullmatch(s) for s in segments):
         raise ValueError(
             f"blob key {key!r} is invalid: expected '/'-separated, non-empty segments of "
             "letters, digits, '.', '_' or '-', none starting with '.'"
