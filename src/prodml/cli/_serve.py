@@ -150,7 +150,7 @@ def register_serving(app: typer.Typer) -> None:
         log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     ) -> None:
         """Serve every endpoint deployed in the project (HTTP: OIP V2, MLflow, native)."""
-        import uvicorn
+        from prodml.cli._server import run  # uvicorn, loaded only to serve
 
         with guarded(False):
             proj = Project.open(project)
@@ -161,7 +161,8 @@ def register_serving(app: typer.Typer) -> None:
                 "log_level": log_level,
                 "http": "httptools",
                 "loop": "uvloop" if os.name != "nt" else "asyncio",
-                "timeout_graceful_shutdown": int(config.shutdown_timeout_s),
+                # uvicorn waits with asyncio.wait_for: a float (0.5 s) is honoured as is
+                "timeout_graceful_shutdown": config.shutdown_timeout_s,
                 "access_log": False,
             }
             count = workers or config.workers
@@ -169,13 +170,14 @@ def register_serving(app: typer.Typer) -> None:
                 level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
             )
             if count > 1:
+                proj.db.ensure_intact()  # each worker checks too; refuse here, once, clearly
                 os.environ[PROJECT_ENV] = str(proj.root)
                 proj.close()
-                uvicorn.run("prodml.project:app_from_env", factory=True, workers=count, **options)
+                run("prodml.project:app_from_env", factory=True, workers=count, **options)
             else:
                 previous = signal.signal(signal.SIGTERM, _exit_cleanly)
                 try:
-                    uvicorn.run(serving_app(proj, close_project=True, own_process=True), **options)
+                    run(serving_app(proj, close_project=True, own_process=True), **options)
                 finally:
                     signal.signal(signal.SIGTERM, previous)
 
