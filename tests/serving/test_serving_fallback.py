@@ -423,7 +423,7 @@ def test_hard_contract_violations_are_422_with_one_detail_per_field(
         response = client.post("/invocations", json={"dataframe_records": [values]})
         assert response.status_code == 422, response.text
         fields = sorted(d["field"] for d in response.json()["details"])
-        assert fields == ["f3", "f5", "zz_extra"]
+        assert fields == ["f3", "f5", "request"]  # a made-up name is counted, not repeated
 
         inputs = [
             {"name": n, "shape": [1], "datatype": "FP64", "data": [values[n]]}
@@ -435,7 +435,7 @@ def test_hard_contract_violations_are_422_with_one_detail_per_field(
         response = client.post("/v2/models/lr/infer", json={"inputs": inputs})
         assert response.status_code == 422, response.text
         fields = sorted(d["field"] for d in response.json()["details"])
-        assert fields == ["f3", "f5", "zz_extra"]
+        assert fields == ["f3", "f5", "request"]  # a made-up name is counted, not repeated
         assert "private-text-value" not in response.text
         assert "4242.42" not in response.text
         assert metric(client, "prodml_requests_total", status="ok") == 0
@@ -459,7 +459,7 @@ def test_oversized_body_is_413(make_project: Factory) -> None:
 
 # -- idempotency -----------------------------------------------------------------------
 def test_idempotency_key_replays_the_first_answer_and_logs_once(make_project: Factory) -> None:
-    project, _ = make_project()
+    project, _ = make_project("[serving]\nidempotency_from_body_id = true\n")
     with TestClient(serving_app(project)) as client:
         body = {"dataframe_records": [row(5)]}
         first = client.post("/invocations", json=body, headers={"Idempotency-Key": "k-1"})
@@ -512,7 +512,7 @@ def test_a_key_reused_with_another_request_is_refused_not_replayed(
 
 
 def test_a_long_v2_id_is_a_request_id_up_to_128_characters(make_project: Factory) -> None:
-    project, _ = make_project()
+    project, _ = make_project("[serving]\nidempotency_from_body_id = true\n")
     with TestClient(serving_app(project)) as client:
         body = {**v2_body(row(5)), "id": "r" * 128}
         first = client.post("/v2/models/lr/infer", json=body)

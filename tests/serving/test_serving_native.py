@@ -101,7 +101,7 @@ def test_unknown_entity_is_served_with_null_features(client: tuple[TestClient, P
                 "entities": {"origin": "EWR", "tailnum": "N1"},
                 "request_data": {"sched_dep_time": 1, "secret_field": "s3cr3t-value"},
             },
-            "secret_field",
+            "request_data",
         ),
         ({"request_data": {"sched_dep_time": 1}}, "entities"),
         ({"entities": "EWR"}, "entities"),

@@ -11,6 +11,7 @@ import dataclasses
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -370,13 +371,14 @@ def test_bandit_shifts_traffic_to_the_rewarded_arm(served: Callable[..., Served]
 
 def test_feedback_is_validated_per_item(served: Callable[..., Served]) -> None:
     s = served()
+    known = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)  # in the window
     good = [
         {"endpoint": "lr", "request_id": "r-1", "label": 1},
-        {"endpoint": "lr", "request_id": "r-2", "label": 0, "time": "2025-01-02T03:04:05Z"},
+        {"endpoint": "lr", "request_id": "r-2", "label": 0, "time": known.isoformat()},
         {
             "endpoint": "lr",
             "entities": {"customer": 7},
-            "event_time": "2025-01-01T00:00:00+00:00",
+            "event_time": (known - timedelta(days=1)).isoformat(),
             "label": 1,
         },
     ]
@@ -414,7 +416,7 @@ def test_feedback_is_validated_per_item(served: Callable[..., Served]) -> None:
     assert sorted(r["request_id"] or "" for r in labels) == ["", "r-1", "r-2"]
     assert {r["label"] for r in labels} == {0, 1}
     explicit = next(r for r in labels if r["request_id"] == "r-2")
-    assert explicit["time"].isoformat() == "2025-01-02T03:04:05+00:00"
+    assert explicit["time"] == known
 
 
 def test_feedback_for_an_unknown_endpoint_is_refused_and_creates_nothing(

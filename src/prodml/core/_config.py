@@ -209,7 +209,7 @@ class ServingToken(_Section):
     that holds it (``env``), so that secrets stay out of ``prodml.toml``."""
 
     name: str
-    role: Literal["viewer", "operator", "admin"]
+    role: Literal["viewer", "operator", "admin", "labeler"]
     token: str | None = Field(default=None, min_length=16)
     env: str | None = None
 
@@ -220,8 +220,24 @@ class ServingConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
-    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    max_batch_rows: int = Field(default=10_000, ge=1, description="rows in one request")
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="request body bytes, counted while the body streams in (413 past it)",
+    )
+    max_batch_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="rows in one request on every protocol, counted before decoding (413)",
+    )
+    inline_decode_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description=(
+            "request bodies up to this size are decoded on the event loop; larger ones "
+            "in a worker thread, so that health probes answer while they decode"
+        ),
+    )
     on_soft_violation: Literal["serve", "reject"] = Field(
         default="serve",
         description="out-of-range values and unseen categories: predict anyway or refuse",
@@ -253,6 +269,21 @@ class ServingConfig(_Section):
     idempotency_store: Literal["memory", "redis"] = Field(
         default="memory", description="redis: shared by every replica"
     )
+    idempotency_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "memory store: bytes of stored answers (oldest evicted first; an answer larger "
+            "than this is not stored); a Redis store's memory is Redis's"
+        ),
+    )
+    idempotency_from_body_id: bool = Field(
+        default=False,
+        description=(
+            "also treat a V2 / native body 'id' as an idempotency key (a byte-identical "
+            "retry replays); by default only the Idempotency-Key header is one"
+        ),
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
     watch_interval_s: float = Field(default=1.0, gt=0)
     bandit_sync_s: float = Field(default=1.0, gt=0)
@@ -264,6 +295,20 @@ class ServingConfig(_Section):
         default=30.0,
         gt=0,
         description="how far back feedback request ids are looked for in the prediction log",
+    )
+    feedback_max_age_days: float = Field(
+        default=90.0,
+        gt=0,
+        le=36_500,
+        description=(
+            "feedback whose time or event_time is older than this (or more than 5 minutes "
+            "ahead of the server's clock) is refused with a 422"
+        ),
+    )
+    feedback_max_items: int = Field(default=1000, ge=1, description="items in one feedback request")
+    feedback_requires_token: bool = Field(
+        default=False,
+        description="feedback needs a bearer token of role labeler, operator or admin",
     )
     predict_requires_token: bool = False
     tokens: tuple[ServingToken, ...] = ()

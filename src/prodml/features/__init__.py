@@ -7,7 +7,7 @@ from prodml.features._definitions import Entity, FeatureView, FeatureViewProject
 from prodml.features._entity_file import read_entity_rows
 from prodml.features._materialize import MaterializeResult
 from prodml.features._offline import to_arrow
-from prodml.features._on_demand import OnDemandFeature
+from prodml.features._on_demand import FeatureFunctionError, OnDemandFeature
 from prodml.features._online_read import OnlineFeatures, ViewFreshness, columns_of
 from prodml.features._registry import AppliedDefinition
 from prodml.features._repo import FeatureRepo
@@ -19,6 +19,7 @@ from prodml.features._training_set import TrainingSet, ViewCoverage
 __all__ = [
     "AppliedDefinition",
     "Entity",
+    "FeatureFunctionError",
     "FeatureRepo",
     "FeatureService",
     "FeatureStore",

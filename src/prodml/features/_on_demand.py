@@ -14,10 +14,29 @@ from prodml.core import DefinitionError, ProdMLError, arrow_type, check_name
 from prodml.features._definitions import Field, no_duplicates, spec_version
 from prodml.features._sources import function_source
 
-__all__ = ["ColumnFunction", "OnDemandFeature", "apply_on_demand", "table_columns_as_numpy"]
+__all__ = [
+    "ColumnFunction",
+    "FeatureFunctionError",
+    "OnDemandFeature",
+    "apply_on_demand",
+    "table_columns_as_numpy",
+]
 
 
 ColumnFunction: TypeAlias = Callable[[Mapping[str, np.ndarray]], Any]
+
+
+class FeatureFunctionError(DefinitionError):
+    """An on-demand feature's function raised. The message names the feature, the
+    exception's type and the inputs' dtypes, never the exception's text (it may quote
+    input values, which at serving time are a client's); the exception is chained.
+    ``input_fault``: a ``TypeError`` or ``ValueError``, which a vectorised function
+    raises on values of the wrong kind (a server answers 422; any other, 500)."""
+
+    def __init__(self, message: str, *, feature: str, input_fault: bool) -> None:
+        super().__init__(message)
+        self.feature = feature
+        self.input_fault = input_fault
 
 
 class OnDemandFeature:
@@ -103,9 +122,11 @@ class OnDemandFeature:
                 f"{i}: {getattr(columns[i], 'dtype', type(columns[i]).__name__)}"
                 for i in self.inputs
             )
-            raise DefinitionError(
+            raise FeatureFunctionError(
                 f"on-demand feature {self.name!r}: its function raised "
-                f"{type(exc).__name__}: {exc} (inputs {kinds})"
+                f"{type(exc).__name__} on inputs of dtype {kinds}",
+                feature=self.name,
+                input_fault=isinstance(exc, TypeError | ValueError),
             ) from exc
         if len(self.features) == 1 and not isinstance(result, Mapping):
             return {self.features[0].name: np.asarray(result)}
@@ -168,9 +189,13 @@ def apply_on_demand(table: pa.Table, features: Sequence[OnDemandFeature]) -> pa.
             try:
                 column = pa.array(values, from_pandas=True).cast(arrow_type(field.dtype))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise DefinitionError(
-                    f"on-demand feature {feature.name!r}: output {field.name!r} cannot be "
-                    f"converted to {field.dtype}: {exc}"
-                ) from None
+                # the Arrow message quotes the value (a client's, when serving): not repeated
+                raise FeatureFunctionError(
+                    f"on-demand feature {feature.name!r}: output {field.name!r} (of dtype "
+                    f"{values.dtype}) cannot be converted to {field.dtype} "
+                    f"({type(exc).__name__}): a value out of range or of another kind",
+                    feature=feature.name,
+                    input_fault=True,
+                ) from exc
             table = table.append_column(field.name, column)
     return table

@@ -83,7 +83,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
     @app.put(
         "/v1/admin/deployments/{endpoint}",
-        responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN),
+        responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN_CHANGE),
         openapi_extra=api.operation(body=api.DEPLOY),
         dependencies=SECURED,
     )
@@ -105,7 +105,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
     @app.post(
         "/v1/admin/deployments/{endpoint}/weights",
-        responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN),
+        responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN_CHANGE),
         openapi_extra=api.operation(body=api.WEIGHTS),
         dependencies=SECURED,
     )
@@ -128,8 +128,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
     def simple(action: str, role: str) -> None:
         async def handler(endpoint: Endpoint, request: Request) -> Response:
             server.tokens.require(request.headers.get("authorization"), role)
-            data = await server.body(request)
-            body = _mapping(await server.json(request), action) if data.strip() else {}
+            body = _mapping(await server.json(request, empty={}), action)
             reason = _reason(body)
             method = getattr(store, action)
             if action == "promote":
@@ -152,7 +151,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
             f"/v1/admin/deployments/{{endpoint}}/{action}",
             handler,
             methods=["POST"],
-            responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN),
+            responses=api.answers(api.DEPLOYMENT_OK, *api.ADMIN_CHANGE),
             openapi_extra=api.operation(body=api.PROMOTE if action == "promote" else api.ACTION),
             dependencies=SECURED,
         )

@@ -1,7 +1,9 @@
 """Bearer tokens with roles: ``viewer`` reads, ``operator`` changes weights, pauses and
-rolls back, ``admin`` also deploys and promotes. Tokens come from ``[[serving.tokens]]``
-(the token itself, or the environment variable holding it) and are compared by SHA-256
-digest in constant time. With no token configured the admin API is closed.
+rolls back, ``admin`` also deploys and promotes; ``labeler`` posts feedback and nothing
+else (operators and admins may post it too, viewers may not). Tokens come from
+``[[serving.tokens]]`` (the token itself, or the environment variable holding it) and
+are compared by SHA-256 digest in constant time. With no token configured the admin API
+is closed.
 
 >>> from prodml.core import ServingToken
 >>> tokens = Tokens([ServingToken(name="ci", role="operator", token="x" * 16)])
@@ -11,6 +13,8 @@ digest in constant time. With no token configured the admin API is closed.
 Traceback (most recent call last):
 ...
 prodml.serving._auth.RoleError: token 'ci' has role 'operator'; this action needs 'admin'
+>>> tokens.require_feedback("Bearer " + "x" * 16)
+'ci'
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from collections.abc import Mapping, Sequence
 
 from prodml.core import AuthError, ConfigError, ServingToken
 
-__all__ = ["ROLE_RANK", "RoleError", "Tokens"]
+__all__ = ["FEEDBACK_ROLES", "ROLE_RANK", "RoleError", "Tokens"]
 
-ROLE_RANK: Mapping[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+#: The admin API's (and predictions') order of roles; a labeler is below every one of them.
+ROLE_RANK: Mapping[str, int] = {"labeler": -1, "viewer": 0, "operator": 1, "admin": 2}
+#: The roles that may post feedback (``[serving] feedback_requires_token``).
+FEEDBACK_ROLES: tuple[str, ...] = ("labeler", "operator", "admin")
 
 
 class RoleError(AuthError):
@@ -68,9 +75,10 @@ class Tokens:
         return bool(self._by_digest)
 
     def _lookup(self, header: str | None) -> tuple[str, str] | None:
-        if not header or not header.startswith("Bearer "):
+        scheme, _, credentials = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():  # the scheme is any case
             return None
-        digest = _digest(header[7:].strip())
+        digest = _digest(credentials.strip())
         for known, identity in self._by_digest.items():
             if hmac.compare_digest(known, digest):
                 return identity
@@ -82,6 +90,25 @@ class Tokens:
 
     def require(self, header: str | None, role: str) -> str:
         """The token's name if its role is at least ``role``, else :class:`AuthError`."""
+        name, has = self._identify(header)
+        if ROLE_RANK[has] < ROLE_RANK[role]:
+            raise RoleError(f"token {name!r} has role {has!r}; this action needs {role!r}")
+        return name
+
+    def require_feedback(self, header: str | None, roles: Sequence[str] = FEEDBACK_ROLES) -> str:
+        """The token's name if its role is one of ``roles`` (by default those that may
+        post feedback), else :class:`AuthError`."""
+        name, has = self._identify(header)
+        if has not in roles:
+            allowed = ", ".join(repr(r) for r in roles)
+            raise RoleError(
+                f"token {name!r} has role {has!r}; posting feedback needs one of {allowed}"
+            )
+        return name
+
+    def _identify(self, header: str | None) -> tuple[str, str]:
+        """The name and role of the header's token; :class:`AuthError` when none is
+        configured or the header holds no known one."""
         if not self.configured:
             raise AuthError(
                 "no tokens are configured: add [[serving.tokens]] to prodml.toml to use this API"
@@ -89,7 +116,4 @@ class Tokens:
         identity = self._lookup(header)
         if identity is None:
             raise AuthError("a valid bearer token is required (Authorization: Bearer <token>)")
-        name, has = identity
-        if ROLE_RANK[has] < ROLE_RANK[role]:
-            raise RoleError(f"token {name!r} has role {has!r}; this action needs {role!r}")
-        return name
+        return identity

@@ -5,6 +5,12 @@ One item, or ``{"items": [...]}``, each naming its ``endpoint`` and either the
 ``label`` and/or a ``reward``. Every item goes to the label log; a reward (or, for a
 bandit endpoint, a label) whose request was routed by a bandit updates that arm's
 posterior, wherever the request was served.
+
+What one request may cost is bounded before anything is written: at most ``[serving]
+feedback_max_items`` items (413), only endpoints the server knows (404), and times
+(``time``, ``event_time``) no older than ``feedback_max_age_days`` and at most
+:data:`CLOCK_SKEW` ahead of the server's clock (422). The label log writes one file per
+endpoint and hour, so a request makes at most endpoints × hours-in-the-window files.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from prodml.core import ensure_utc
+from prodml.serving._auth import ROLE_RANK
 from prodml.serving._responses import json_response
 from prodml.serving._wire import FieldProblem, RequestInvalid
 from prodml.stats import finite_float
@@ -28,10 +35,11 @@ if TYPE_CHECKING:
     from prodml.serving._app import Server
     from prodml.serving._runtime import ServingRuntime
 
-__all__ = ["FeedbackHandler", "parse_feedback"]
+__all__ = ["CLOCK_SKEW", "FeedbackHandler", "parse_feedback"]
 
+#: How far ahead of the server's clock a feedback time may be (clients' clocks drift).
+CLOCK_SKEW = timedelta(minutes=5)
 _FIELDS = frozenset({"endpoint", "request_id", "entities", "event_time", "label", "reward", "time"})
-_MAX_ITEMS = 10_000
 _SHOWN_UNMATCHED = 100
 _LABELS = {
     "classification": "0, 1, true or false (the endpoint's model is a binary classifier)",
@@ -55,20 +63,53 @@ def _problem(index: int, name: str, problem: str, expected: str) -> FieldProblem
     return FieldProblem(f"items[{index}].{name}", problem, expected)
 
 
-def _time(value: Any, index: int, name: str, problems: list[FieldProblem]) -> datetime | None:
+class _Window:
+    """The times feedback may carry: from ``max_age`` before ``now`` to
+    :data:`CLOCK_SKEW` after it."""
+
+    def __init__(self, now: datetime, max_age: timedelta) -> None:
+        self.oldest, self.latest = now - max_age, now + CLOCK_SKEW
+        self.expected = (
+            f"a time from {self.oldest:%Y-%m-%dT%H:%M:%SZ} to {self.latest:%Y-%m-%dT%H:%M:%SZ}: "
+            f"at most [serving] feedback_max_age_days = {max_age / timedelta(days=1):g} days "
+            f"old and at most {CLOCK_SKEW / timedelta(minutes=1):g} minutes ahead of the "
+            "server's clock"
+        )
+
+
+def _time(
+    value: Any, index: int, name: str, problems: list[FieldProblem], window: _Window | None
+) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            return ensure_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+            when = ensure_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
         except ValueError:
             pass
+        else:
+            if window is not None and not window.oldest <= when <= window.latest:
+                problems.append(
+                    _problem(index, name, "outside the accepted window", window.expected)
+                )
+            return when
     problems.append(_problem(index, name, "wrong_type", "an ISO 8601 time"))
     return None
 
 
-def parse_feedback(body: Any, *, now: datetime) -> list[dict[str, Any]]:
-    """Label records from a feedback body; every problem of every item in one error."""
+def parse_feedback(
+    body: Any,
+    *,
+    now: datetime,
+    max_items: int | None = None,
+    max_age: timedelta | None = None,
+) -> list[dict[str, Any]]:
+    """Label records from a feedback body; every problem of every item in one error.
+
+    ``max_items`` caps the items (413, naming ``[serving] feedback_max_items``);
+    ``max_age`` refuses a ``time`` or ``event_time`` older than ``now - max_age`` or
+    later than ``now`` + :data:`CLOCK_SKEW` (422 naming the item, the field and the
+    window). None: no cap, any time."""
     if isinstance(body, Mapping) and "items" in body:
         items = body["items"]
         if not isinstance(items, list) or not items or len(body) != 1:
@@ -81,8 +122,13 @@ def parse_feedback(body: Any, *, now: datetime) -> list[dict[str, Any]]:
         items = [body]
     else:
         raise RequestInvalid("feedback body must be a JSON object", status=400)
-    if len(items) > _MAX_ITEMS:
-        raise RequestInvalid(f"{len(items)} feedback items: the limit is {_MAX_ITEMS}", status=413)
+    if max_items is not None and len(items) > max_items:
+        raise RequestInvalid(
+            f"feedback has {len(items)} items: the limit is {max_items} per request "
+            "([serving] feedback_max_items)",
+            status=413,
+        )
+    window = None if max_age is None else _Window(now, max_age)
     records: list[dict[str, Any]] = []
     problems: list[FieldProblem] = []
     for index, item in enumerate(items):
@@ -112,10 +158,10 @@ def parse_feedback(body: Any, *, now: datetime) -> list[dict[str, Any]]:
                     index, "request_id", "missing_field", "request_id, or entities + event_time"
                 )
             )
-        event_time = _time(item.get("event_time"), index, "event_time", problems)
+        event_time = _time(item.get("event_time"), index, "event_time", problems, window)
         if request_id is None and entities is not None and event_time is None:
             problems.append(_problem(index, "event_time", "missing_field", "an ISO 8601 time"))
-        label_time = _time(item.get("time"), index, "time", problems) or now
+        label_time = _time(item.get("time"), index, "time", problems, window) or now
         label, reward = item.get("label"), item.get("reward")
         if label is None and reward is None:
             problems.append(_problem(index, "label", "missing_field", "a label or a reward"))
@@ -154,18 +200,35 @@ class FeedbackHandler:
     ``[serving] feedback_lookback_days``; the answer counts matched and unmatched ids
     (unmatched ones are stored too, since another replica may not have flushed them
     yet) and names up to 100 unmatched ones.
+
+    With ``[serving] feedback_requires_token`` a bearer token whose role may post
+    feedback (labeler, operator, admin) is required; else, with
+    ``predict_requires_token``, a token of any role.
     """
 
     def __init__(self, runtime: ServingRuntime) -> None:
         self.runtime = runtime
 
     def handle(self, server: Server) -> Callable[[Request], Awaitable[Response]]:
+        config = self.runtime.config
+        max_age = timedelta(days=config.feedback_max_age_days)
+
         async def feedback(request: Request) -> Response:
-            server.check_predict_token(request)
-            records = parse_feedback(await server.json(request), now=self.runtime.clock.now())
+            header = request.headers.get("authorization")
+            if config.feedback_requires_token:
+                server.tokens.require_feedback(header)
+            elif config.predict_requires_token:
+                server.tokens.require_feedback(header, roles=tuple(ROLE_RANK))
+            records = parse_feedback(
+                await server.json(request),
+                now=self.runtime.clock.now(),
+                max_items=config.feedback_max_items,
+                max_age=max_age,
+            )
             await self.check(records)
             matched, unmatched = await self.match(records)
-            written = sum(self.runtime.log.record_label(r) for r in records)
+            # queued at once, under one lock: the writer makes one file per endpoint and hour
+            written = self.runtime.log.labels.extend([dict(r) for r in records])
             rewarded = await self.credit(records)
             body: dict[str, Any] = {
                 "accepted": written,

@@ -7,9 +7,11 @@ on a single answer. Callers namespace keys themselves (endpoint + client key). P
 methods check their arguments, backends write ``_get`` / ``_put`` / ``_close``.
 
 * :class:`MemoryIdempotencyStore` — one process: a dict in insertion order with expiry,
-  bounded (oldest entries evicted first), thread-safe; time from ``clock_fn``.
+  bounded by bytes (``serving.idempotency_max_bytes``; oldest entries evicted first, a
+  value larger than the cap not stored), thread-safe; time from ``clock_fn``.
 * :class:`RedisIdempotencyStore` — shared by replicas: ``SET key value NX PX ttl``;
-  redis-py is imported only when this store is opened.
+  its memory is Redis's, freed by the TTL; redis-py is imported only when this store is
+  opened.
 
 >>> now = [0.0]
 >>> store = open_idempotency_store("memory", clock_fn=lambda: now[0])
@@ -47,6 +49,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_ENTRIES = 100_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+ENTRY_OVERHEAD = 200
+"""Bytes an entry costs beyond its key and value (dict slot, tuple, object headers)."""
 
 
 class IdempotencyStore(ABC):
@@ -61,7 +66,8 @@ class IdempotencyStore(ABC):
         """Store ``value`` for ``ttl_s`` seconds unless ``key`` already holds a live value.
 
         True when this call stored it; False when another writer got there first (then
-        ``get`` returns theirs).
+        ``get`` returns theirs) or when the store cannot hold a value this large (then
+        nothing is stored).
         """
         _check_key(key)
         if not isinstance(value, bytes):
@@ -102,25 +108,46 @@ class IdempotencyStore(ABC):
 
 
 class MemoryIdempotencyStore(IdempotencyStore):
-    """In-process store; past ``max_entries`` the oldest-written keys are evicted."""
+    """In-process store of at most ``max_bytes`` (keys, values and
+    :data:`ENTRY_OVERHEAD` per entry) and ``max_entries`` entries; past either the
+    oldest-written keys are evicted, and a value that alone exceeds ``max_bytes`` is not
+    stored.
+
+    >>> store = MemoryIdempotencyStore(max_bytes=1000)
+    >>> store.put("a", b"x" * 500, 60), store.put("b", b"x" * 500, 60)
+    (True, True)
+    >>> store.get("a") is None, store.size_bytes <= 1000   # "a" made room for "b"
+    (True, True)
+    >>> store.put("big", b"x" * 1000, 60), store.get("b") is not None
+    (False, True)
+    """
 
     def __init__(
         self,
         clock_fn: Callable[[], float] = time.monotonic,
         *,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ValueError(
-                f"MemoryIdempotencyStore: max_entries must be an integer >= 1, got {max_entries!r}"
-            )
+        for name, bound in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
+                raise ValueError(
+                    f"MemoryIdempotencyStore: {name} must be an integer >= 1, got {bound!r}"
+                )
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._clock = clock_fn
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        """What the stored entries cost, as counted against ``max_bytes``."""
+        return self._bytes
 
     def _get(self, key: str) -> bytes | None:
         now = self._clock()
@@ -129,29 +156,41 @@ class MemoryIdempotencyStore(IdempotencyStore):
             if entry is None:
                 return None
             if entry[0] <= now:
-                del self._entries[key]
+                self._drop(key)
                 return None
             return entry[1]
 
     def _put(self, key: str, value: bytes, ttl_s: float) -> bool:
         now = self._clock()
         entries = self._entries
+        cost = _cost(key, value)
         with self._lock:
             entry = entries.get(key)
             if entry is not None:
                 if entry[0] > now:
                     return False
-                del entries[key]
+                self._drop(key)
+            if cost > self.max_bytes:
+                return False  # evicting everything would still not make room
             while entries and next(iter(entries.values()))[0] <= now:
-                entries.popitem(last=False)  # expired at the old end: cheap to drop now
-            while len(entries) >= self.max_entries:
-                entries.popitem(last=False)
+                self._drop(next(iter(entries)))  # expired at the old end: cheap to drop now
+            while entries and (
+                len(entries) >= self.max_entries or self._bytes + cost > self.max_bytes
+            ):
+                self._drop(next(iter(entries)))
             entries[key] = (now + ttl_s, value)
+            self._bytes += cost
             return True
+
+    def _drop(self, key: str) -> None:
+        """Remove ``key``'s entry and its bytes (the lock is held)."""
+        _, value = self._entries.pop(key)
+        self._bytes -= _cost(key, value)
 
     def _close(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._bytes = 0
 
 
 class RedisIdempotencyStore(IdempotencyStore):
@@ -206,10 +245,12 @@ def open_idempotency_store(
     clock_fn: Callable[[], float] = time.monotonic,
     redis_prefix: str = "prodml:idem:",
     max_entries: int = DEFAULT_MAX_ENTRIES,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> IdempotencyStore:
-    """The idempotency store ``kind`` names (``serving.idempotency_store`` in the config)."""
+    """The idempotency store ``kind`` names (``serving.idempotency_store`` in the config;
+    ``max_bytes`` bounds the memory store: ``serving.idempotency_max_bytes``)."""
     if kind == "memory":
-        return MemoryIdempotencyStore(clock_fn, max_entries=max_entries)
+        return MemoryIdempotencyStore(clock_fn, max_entries=max_entries, max_bytes=max_bytes)
     if kind == "redis":
         if not redis_url:
             raise ConfigError("serving.redis_url: the 'redis' idempotency store needs a Redis URL")
@@ -217,6 +258,11 @@ def open_idempotency_store(
     raise ConfigError(
         f"serving.idempotency_store: expected one of ['memory', 'redis'], got {kind!r}"
     )
+
+
+def _cost(key: str, value: bytes) -> int:
+    """The bytes an entry is counted for: its key, its value and the overhead."""
+    return len(key) + len(value) + ENTRY_OVERHEAD
 
 
 def _check_key(key: str) -> None:

@@ -1,15 +1,23 @@
 """Prometheus metrics of one server process, in a registry of its own (no module-level
-singletons: two servers in one process, as in tests, never share counters).
+singletons: two servers in one process, as in tests, never share counters); and
+:class:`ResponseCounting`, the ASGI middleware every response passes through, which
+counts it in ``prodml_responses_total`` and answers any exception a handler let through
+with an ordinary error response (the connection stays usable).
 
 >>> metrics = ServingMetrics()
 >>> metrics.requests.labels("delay", "champion", "ok", "").inc()
 >>> b"prodml_requests_total" in metrics.render()[0]
 True
+>>> from prodml.core import DeploymentNotFoundError
+>>> error_label(DeploymentNotFoundError("no such endpoint")), error_label(KeyError("x"))
+('not_found', 'internal')
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,7 +28,31 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["ServingMetrics"]
+__all__ = ["ERROR_SCOPE_KEY", "ResponseCounting", "ServingMetrics", "error_label"]
+
+#: Where an exception handler leaves :func:`error_label` of the error it answered.
+ERROR_SCOPE_KEY = "prodml.error"
+#: The ``error`` label of ``prodml_responses_total``: a fixed vocabulary, by exception
+#: class (the first class of an error's MRO named here), never the error's text.
+_ERROR_LABELS: Mapping[str, str] = {
+    "RequestInvalid": "request_invalid",
+    "RoleError": "forbidden",
+    "AuthError": "unauthorized",
+    "NotFoundError": "not_found",
+    "ConflictError": "conflict",
+    "StateError": "state",
+    "FeatureFunctionError": "feature_function",
+    "SchemaError": "schema",
+    "DataValidationError": "data_validation",
+    "DefinitionError": "definition",
+    "ModelTimeoutError": "timeout",
+    "CircuitOpenError": "circuit_open",
+    "BadOutputError": "bad_output",
+    "ServingError": "unavailable",
+    "RequestValidationError": "parameters",
+    "HTTPException": "http",
+}
+_HTTP_LABELS: Mapping[int, str] = {404: "route", 405: "method", 413: "too_large"}
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
@@ -160,6 +192,13 @@ class ServingMetrics:
             ["log"],
             registry=r,
         )
+        self.responses = Counter(
+            "prodml_responses",
+            "Every HTTP response, by endpoint (a deployed one, else 'unknown'), route "
+            "template, status code and error type ('' when none)",
+            ["endpoint", "route", "code", "error"],
+            registry=r,
+        )
         self._collect_hooks: list[Callable[[], None]] = []
 
     def on_collect(self, hook: Callable[[], None]) -> None:
@@ -171,3 +210,93 @@ class ServingMetrics:
         for hook in self._collect_hooks:
             hook()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def error_label(exc: BaseException) -> str:
+    """The ``error`` label of an exception: its nearest class in a fixed vocabulary, else
+    ``internal``; an HTTP exception's by its status (no route, method, body too large)."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status in _HTTP_LABELS:
+        return _HTTP_LABELS[status]
+    for cls in type(exc).__mro__:
+        label = _ERROR_LABELS.get(cls.__name__)
+        if label is not None:
+            return label
+    return "internal"
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: Answers an exception no handler took: ``(exception, scope) -> (status, headers, body)``.
+ErrorAnswer = Callable[[Exception, Scope], tuple[int, list[tuple[bytes, bytes]], bytes]]
+
+_ENDPOINT_PARAMS = ("name", "model_name", "endpoint")
+
+
+class ResponseCounting:
+    """ASGI middleware: count every HTTP response by endpoint, route, status and error
+    type, and answer an exception that escaped the handlers with ``answer`` (a 500 the
+    client can read, on a connection that stays open). Labels are bounded: the endpoint
+    is one of ``endpoints()`` or ``unknown``, the route a template of the app's routes or
+    ``unmatched``, the error one of :func:`error_label`'s."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServingMetrics,
+        endpoints: Callable[[], Collection[str]],
+        answer: ErrorAnswer,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.endpoints = endpoints
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def counted_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted_send)
+        except Exception as exc:
+            if status:  # the answer had begun: the connection has to close
+                self._count(scope, 500, error_label(exc))
+                raise
+            code, headers, body = self.answer(exc, scope)
+            scope[ERROR_SCOPE_KEY] = error_label(exc)
+            await send({"type": "http.response.start", "status": code, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            status.append(code)
+        self._count(scope, status[0] if status else 500, scope.get(ERROR_SCOPE_KEY, ""))
+
+    def _count(self, scope: Scope, code: int, error: str) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        self.metrics.responses.labels(
+            self._endpoint(scope),
+            path if isinstance(path, str) else "unmatched",
+            str(code),
+            error if code >= 400 else "",
+        ).inc()
+
+    def _endpoint(self, scope: Scope) -> str:
+        params = scope.get("path_params") or {}
+        name = next((params[k] for k in _ENDPOINT_PARAMS if k in params), None)
+        known = self.endpoints()
+        if name is None and scope.get("route") is not None:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            name = query.get("endpoint")
+            if name is None and getattr(scope["route"], "path", "") == "/invocations":
+                name = next(iter(known)) if len(known) == 1 else None
+        return name if isinstance(name, str) and name in known else "unknown"

@@ -32,10 +32,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from prodml.core.errors import BadOutputError
 from prodml.registry import Signature
-from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns
+from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns, check_row_limit
 
 __all__ = ["Invocation", "decode_invocations", "encode_predictions", "read_invocations"]
 
@@ -67,15 +69,30 @@ def _bad(
     )
 
 
-def decode_invocations(body: bytes, content_type: str, signature: Signature) -> pd.DataFrame:
+def decode_invocations(
+    body: bytes, content_type: str, signature: Signature, *, max_rows: int | None = None
+) -> pd.DataFrame:
     """The model's input frame from an ``/invocations`` body (see :func:`read_invocations`)."""
-    return read_invocations(body, content_type, signature).frame
+    return read_invocations(body, content_type, signature, max_rows=max_rows).frame
 
 
-def read_invocations(body: bytes, content_type: str, signature: Signature) -> Invocation:
-    """The frame and ``params`` of an ``/invocations`` body of ``content_type``."""
+def read_invocations(
+    body: bytes, content_type: str, signature: Signature, *, max_rows: int | None = None
+) -> Invocation:
+    """The frame and ``params`` of an ``/invocations`` body of ``content_type``. A body
+    of more than ``max_rows`` rows is refused (413) before its values are read: CSV
+    lines are counted (a newline inside a quoted value counts as one), Parquet rows read
+    from the file's footer, JSON rows counted in the parsed layout."""
     mime, *options = (part.strip().lower() for part in (content_type or "").split(";"))
     settings = dict(option.partition("=")[::2] for option in options)
+    if mime not in _MIMES:  # no content type at all included
+        raise _bad(
+            f"This predictor only supports the following content types: {list(_MIMES)}.",
+            "content-type",
+            "is not supported",
+            ", ".join(_MIMES),
+            415,
+        )
     if settings.get("charset", "utf-8") != "utf-8" or set(settings) - {"charset"}:
         raise _bad(
             "The scoring server only supports UTF-8 and no other content type parameters.",
@@ -85,30 +102,47 @@ def read_invocations(body: bytes, content_type: str, signature: Signature) -> In
             415,
         )
     if mime == "application/json":
-        return _read_json(body, signature)
-    if mime in ("text/csv", "application/vnd.apache.parquet"):
-        try:
-            frame = _read_table(body, mime, signature)
-        except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError):
-            kind = "CSV" if mime == "text/csv" else "Parquet"
-            raise _bad(
-                _TABLE_HINT.format(kind, kind.lower()),
-                "body",
-                f"is not valid {kind}",
-                f"a {kind} table with a header row",
-            ) from None
-        columns = {str(name): _column(frame[name]) for name in frame.columns}
-        return Invocation(check_columns(columns, signature), None)
-    raise _bad(
-        f"This predictor only supports the following content types: {list(_MIMES)}.",
-        "content-type",
-        "is not supported",
-        ", ".join(_MIMES),
-        415,
-    )
+        return _read_json(body, signature, max_rows)
+    if max_rows is not None:  # CSV or Parquet
+        check_row_limit(_table_rows(body, mime), max_rows, "body")
+    try:
+        frame = _read_table(body, mime, signature)
+    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError):
+        kind = "CSV" if mime == "text/csv" else "Parquet"
+        raise _bad(
+            _TABLE_HINT.format(kind, kind.lower()),
+            "body",
+            f"is not valid {kind}",
+            f"a {kind} table with a header row",
+        ) from None
+    columns = {str(name): _column(frame[name]) for name in frame.columns}
+    return Invocation(check_columns(columns, signature), None)
 
 
 _MIMES = ("text/csv", "application/json", "application/vnd.apache.parquet")
+
+
+def _table_rows(body: bytes, mime: str) -> int:
+    """The rows of a CSV (lines after the header) or Parquet body, without parsing it
+    (0 for a Parquet body whose footer cannot be read: parsing it reports that)."""
+    if mime == "text/csv":
+        lines = body.count(b"\n") + (bool(body) and not body.endswith(b"\n"))
+        return max(0, lines - 1)
+    try:
+        return int(pq.ParquetFile(io.BytesIO(body)).metadata.num_rows)
+    except (pa.ArrowException, OSError, ValueError):
+        return 0
+
+
+def _json_rows(key: str, payload: Any) -> int:
+    """The rows a JSON layout holds (its longest list), counted before any is read."""
+    if key == "dataframe_split" and isinstance(payload, dict):
+        payload = payload.get("data")
+    if isinstance(payload, list):
+        return len(payload)
+    if isinstance(payload, dict):
+        return max((len(v) for v in payload.values() if isinstance(v, list)), default=1)
+    return 1
 
 
 def _read_table(body: bytes, mime: str, signature: Signature) -> pd.DataFrame:
@@ -127,7 +161,7 @@ def _column(series: pd.Series) -> np.ndarray:
     return values
 
 
-def _read_json(body: bytes, signature: Signature) -> Invocation:
+def _read_json(body: bytes, signature: Signature, max_rows: int | None = None) -> Invocation:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -147,9 +181,9 @@ def _read_json(body: bytes, signature: Signature) -> Invocation:
         )
     found = [key for key in FORMATS if key in data]
     if len(found) != 1:
-        got = ", ".join(repr(str(k)[:64]) for k in list(data)[:10])
-        raise _bad(
-            f"{_REQUIRED}. Received dictionary with input fields: [{got}].",
+        raise _bad(  # the keys are counted, not repeated: a made-up name is client input
+            f"{_REQUIRED}. Received a dictionary with {len(found)} of them and "
+            f"{len(data)} fields in all.",
             "body",
             f"has {len(found)} input fields",
             f"exactly one of {', '.join(FORMATS)}",
@@ -158,6 +192,8 @@ def _read_json(body: bytes, signature: Signature) -> Invocation:
     if params is not None and not isinstance(params, dict):
         raise _bad("params must be a JSON object.", "params", "is not an object", "a JSON object")
     key = found[0]
+    if max_rows is not None:
+        check_row_limit(_json_rows(key, data[key]), max_rows, key)
     columns = _unbase64(_columns(key, data[key], signature), signature)
     return Invocation(check_columns(columns, signature), params)
 

@@ -23,19 +23,28 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from prodml.core import SchemaError, StateError, ensure_utc
 from prodml.features import FeatureService, ViewFreshness, columns_of
 from prodml.serving._endpoint import EndpointTable
 from prodml.serving._metrics import ServingMetrics
-from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns, typed_columns
+from prodml.serving._wire import (
+    FieldProblem,
+    RequestInvalid,
+    check_columns,
+    check_row_limit,
+    expected_values,
+    typed_columns,
+    unknown_fields,
+)
 from prodml.validation import RowViolation
 
 if TYPE_CHECKING:
@@ -77,7 +86,9 @@ def _is_scalar(value: Any) -> bool:
     return not isinstance(value, list | Mapping)
 
 
-def _columns(value: Any, what: str) -> tuple[dict[str, list[Any]], bool]:
+def _columns(
+    value: Any, what: str, known: Collection[str] = ()
+) -> tuple[dict[str, list[Any]], bool]:
     """The columns of a request part and whether it is a batch. A part is one row (an
     object of values), rows (a list of objects) or columns (an object of equally long
     lists); every value is a scalar. Problems are named ``what.field``."""
@@ -85,24 +96,28 @@ def _columns(value: Any, what: str) -> tuple[dict[str, list[Any]], bool]:
     if isinstance(value, Mapping) and value and not all(map(_is_scalar, value.values())):
         lists = {str(k): v for k, v in value.items() if isinstance(v, list)}
         problems += [
-            FieldProblem(f"{what}.{k}", "is a single value beside lists", "a list (column form)")
+            FieldProblem(_field(what, k, known), "is a single value beside lists", "a list")
             for k, v in value.items()
             if not isinstance(v, list)
         ]
+        if problems:
+            raise RequestInvalid.of(problems)
         length = len(next(iter(lists.values())))
-        if not problems and length == 0:
+        if length == 0:
             raise RequestInvalid.of([FieldProblem(what, "has no rows", "at least one row")])
         for name, column in lists.items():
             if len(column) != length:
                 problems.append(
                     FieldProblem(
-                        f"{what}.{name}", f"has {len(column)} values", f"{length} like the first"
+                        _field(what, name, known),
+                        f"has {len(column)} values",
+                        f"{length} like the first",
                     )
                 )
             elif not all(map(_is_scalar, column)):
                 row = next(i for i, v in enumerate(column) if not _is_scalar(v))
                 problems.append(
-                    FieldProblem(f"{what}.{name}", f"is nested at row {row}", "scalars")
+                    FieldProblem(_field(what, name, known), f"is nested at row {row}", "scalars")
                 )
         if problems:
             raise RequestInvalid.of(problems)
@@ -122,10 +137,16 @@ def _columns(value: Any, what: str) -> tuple[dict[str, list[Any]], bool]:
     for name, column in columns.items():
         if not all(map(_is_scalar, column)):
             row = next(i for i, v in enumerate(column) if not _is_scalar(v))
-            problems.append(FieldProblem(f"{what}.{name}", f"is nested at row {row}", "a scalar"))
+            problem = FieldProblem(_field(what, name, known), f"is nested at row {row}", "a scalar")
+            problems.append(problem)
     if problems:
         raise RequestInvalid.of(problems)
     return columns, not isinstance(value, Mapping)
+
+
+def _field(what: str, name: Any, known: Collection[str]) -> str:
+    """``what.name`` for a field the endpoint knows; a made-up name is not repeated."""
+    return f"{what}.{name}" if name in known else f"{what}.(unknown field)"
 
 
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -142,6 +163,16 @@ def _times(values: list[Any]) -> list[Any]:
         return values
 
 
+def _declared_rows(value: Any) -> int:
+    """How many rows a request part says it holds, read from list lengths alone: rows
+    (a list) or columns (an object of lists; the longest)."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, Mapping):
+        return max((len(v) for v in value.values() if isinstance(v, list)), default=1)
+    return 1
+
+
 def _rows_of(columns: Mapping[str, list[Any]]) -> int:
     return len(next(iter(columns.values()), []))
 
@@ -150,12 +181,10 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
     """Check the body, fetch online features, build the model's input frame."""
     if not isinstance(body, Mapping):
         raise RequestInvalid("request body must be a JSON object", status=400)
-    unknown = sorted(set(body) - _KEYS)
-    if unknown:
-        raise RequestInvalid(
-            f"unknown request field(s) {unknown}: expected {sorted(_KEYS)}",
-            status=422,
-            details=[FieldProblem(k, "extra_field", "not part of the request") for k in unknown],
+    unknown = set(body) - _KEYS
+    if unknown:  # counted, not named: a made-up name is client input
+        raise RequestInvalid.of(
+            [unknown_fields(len(unknown), "the request's fields", ", ".join(sorted(_KEYS)))]
         )
     if "entities" not in body:
         raise RequestInvalid(
@@ -163,11 +192,16 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
             status=422,
             details=[FieldProblem("entities", "missing_field", "entity keys of the request")],
         )
-    entities, batch = _columns(body["entities"], "entities")
+    count = max(_declared_rows(body["entities"]), _declared_rows(body.get("request_data")))
+    check_row_limit(count, runtime.config.max_batch_rows, "entities")  # before any value
+    known = {*table.request_types, *table.primary.signature.columns}
+    if table.service is not None:
+        known.update(table.service.join_keys)
+    entities, batch = _columns(body["entities"], "entities", known)
     count = _rows_of(entities)
     request: dict[str, list[Any]] = {}
     if body.get("request_data") is not None:
-        request, _ = _columns(body["request_data"], "request_data")
+        request, _ = _columns(body["request_data"], "request_data", known)
         rows = _rows_of(request)
         if rows == 1 and count > 1:
             request = {name: column * count for name, column in request.items()}
@@ -177,11 +211,6 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
                 status=422,
                 details=[FieldProblem("request_data", "length", f"{count} rows, or one")],
             )
-    if count > runtime.config.max_batch_rows:
-        raise RequestInvalid(
-            f"{count} rows in one request: the limit is {runtime.config.max_batch_rows}",
-            status=413,
-        )
     unit = body.get("unit")
     request_id = body.get("id")
     for name, value in (("unit", unit), ("id", request_id)):
@@ -204,16 +233,23 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
     )
     request = typed_columns(request, types, prefix="request_data.")
     request = {n: v if n in types else _times(v) for n, v in request.items()}
+    _check_request_fields(table, service, entities, request)
     loop = asyncio.get_running_loop()
     try:
         online = await loop.run_in_executor(
             None, runtime.features.get_online, service, entities, request or None
         )
-    except SchemaError as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # an untyped request field of mixed kinds
+        raise RequestInvalid.of(
+            [FieldProblem("request_data", "has a field of mixed kinds", "one kind per field")]
+        ) from None
+    except SchemaError:  # its message may name the request's keys or quote its values
+        keys = ", ".join(service.join_keys)
         raise RequestInvalid(
-            str(exc).splitlines()[0],
+            f"field 'entities' does not fit feature service {service.name!r}: expected its "
+            f"entity keys ({keys}) with values of their types",
             status=422,
-            details=[FieldProblem("entities", "schema", "the feature service's entity keys")],
+            details=[FieldProblem("entities", "schema", f"the entity keys {keys}")],
         ) from None
     for view, fresh in online.freshness.items():
         ages = [a for a in fresh.ages_s if a is not None]
@@ -235,17 +271,6 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
             columns[name] = request[name]
         elif name in entities:
             columns[name] = entities[name]
-    used = set(signature.columns) | set(entities)
-    for odf in service.on_demand:
-        used.update(odf.inputs)
-    used.update(n for n in (deployment_spec.unit, deployment_spec.stratify_by) if n)
-    extra = sorted(set(request) - used)
-    if extra:
-        raise RequestInvalid(
-            f"request_data field(s) {extra} are not read by endpoint {table.endpoint!r}",
-            status=422,
-            details=[FieldProblem(n, "extra_field", "not read by the model") for n in extra],
-        )
     frame = check_columns(columns, signature)
     return NativeRequest(
         frame=frame,
@@ -259,6 +284,43 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
         missing=missing,
         warn_missing=policy == "warn",
     )
+
+
+def _check_request_fields(
+    table: EndpointTable,
+    service: FeatureService,
+    entities: Mapping[str, Any],
+    request: Mapping[str, Any],
+) -> None:
+    """Before any feature is fetched: every request field an on-demand feature reads is
+    sent (422 naming it), and no field is sent that nothing reads (422 counting them)."""
+    spec = table.deployment.spec
+    features = {f.name for p in service.projections for f in p.features}
+    features.update(n for odf in service.on_demand for n in odf.output_names)
+    inputs = {i for odf in service.on_demand for i in odf.inputs}
+    model = set(table.primary.signature.columns)
+    fields = (inputs | model) - features - set(service.join_keys)
+    fields.update(n for n in (spec.unit, spec.stratify_by) if n)
+    missing = sorted(inputs - features - set(entities) - set(request))
+    if missing:
+        types = table.request_types
+        raise RequestInvalid.of(
+            [
+                FieldProblem(
+                    f"request_data.{name}",
+                    "is missing",
+                    expected_values(types[name]) if name in types else "a value",
+                )
+                for name in missing
+            ]
+        )
+    extra = set(request) - fields - set(entities)
+    if extra:
+        read = ", ".join(sorted(fields)) or "none"
+        raise RequestInvalid.of(
+            [unknown_fields(len(extra), f"the fields endpoint {table.endpoint!r} reads", read,
+                            where="request_data")]
+        )  # fmt: skip
 
 
 def _missing_entities(

@@ -21,6 +21,7 @@ from prodml.serving._v2 import DATATYPES
 __all__ = [
     "ACTION",
     "ADMIN",
+    "ADMIN_CHANGE",
     "BEARER",
     "DEPLOY",
     "DEPLOYMENTS_OK",
@@ -152,8 +153,10 @@ _ERRORS = {
     403: "The token's role may not do this",
     404: "No such endpoint, model version or route",
     409: "The request conflicts with the endpoint's state",
-    413: "The body is over `serving.max_request_bytes`",
-    415: "The content type is not one the route reads",
+    413: "The body is over `serving.max_request_bytes` (streamed bodies are cut off there, "
+    "with `Connection: close`), or holds more rows than `serving.max_batch_rows`",
+    415: "The content type is not one the route reads (a JSON route reads "
+    "`application/json`, charset UTF-8 if given)",
     422: "The request does not fit the contract (model inputs, field types, reused key)",
     503: "The model or the server cannot answer now (not ready, timed out, circuit open)",
 }
@@ -176,10 +179,12 @@ def answers(ok: dict[str, Any], *errors: int) -> Responses:
     return {200: ok, **{status: json_answer(_ERRORS[status], _ERROR_BODY) for status in errors}}
 
 
-PREDICT_ERRORS = (400, 404, 409, 413, 422, 503)
+PREDICT_ERRORS = (400, 404, 409, 413, 415, 422, 503)
 """The error statuses of a route that predicts."""
 ADMIN = (400, 401, 403, 404, 409, 413, 422)
 """The error statuses of an admin route."""
+ADMIN_CHANGE = (*ADMIN, 415)
+"""The error statuses of an admin route that takes a JSON body."""
 
 _ANY_OBJECT: Schema = {"type": "object"}
 HEALTHZ = json_answer(

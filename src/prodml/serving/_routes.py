@@ -88,7 +88,7 @@ def _predict_route(
         _raw(handler),
         methods=["POST"],
         openapi_extra=api.operation(*parameters, *api.PREDICT_HEADERS, body=body),
-        responses=api.answers(ok, *errors, *([401] if secured else [])),
+        responses=api.answers(ok, *errors, *([401, 403] if secured else [])),
         dependencies=[Security(api.BEARER)] if secured else None,
     )
 
@@ -146,14 +146,13 @@ def add_mlflow_routes(app: FastAPI, server: Server) -> None:
     async def version() -> Response:
         return Response(VERSION.encode(), 200, media_type="text/plain")
 
-    errors = (*api.PREDICT_ERRORS, 415)
     _predict_route(
         app, server, "/invocations", server.invocations, api.ENDPOINT_QUERY,
-        body=api.INVOCATIONS, ok=api.PREDICTIONS, errors=errors,
+        body=api.INVOCATIONS, ok=api.PREDICTIONS,
     )  # fmt: skip
     _predict_route(
         app, server, "/v1/endpoints/{name}/invocations", server.invocations, api.ENDPOINT_NAME,
-        body=api.INVOCATIONS, ok=api.PREDICTIONS, errors=errors,
+        body=api.INVOCATIONS, ok=api.PREDICTIONS,
     )  # fmt: skip
 
 
@@ -163,13 +162,15 @@ def add_native_routes(app: FastAPI, server: Server) -> None:
         app, server, "/v1/endpoints/{name}/predict", server.native_predict, api.ENDPOINT_NAME,
         body=api.NATIVE, ok=api.NATIVE_OK,
     )  # fmt: skip
-    secured = server.config.predict_requires_token
+    by_role = server.config.feedback_requires_token  # a token of another role: 403
+    secured = by_role or server.config.predict_requires_token
+    auth = [401, 403] if by_role else [401] if secured else []
     app.add_api_route(
         "/v1/feedback",
         _raw(server.feedback.handle(server)),
         methods=["POST"],
         openapi_extra=api.operation(body=api.FEEDBACK),
-        responses=api.answers(api.FEEDBACK_OK, 400, 404, 413, 422, *([401] if secured else [])),
+        responses=api.answers(api.FEEDBACK_OK, 400, 404, 413, 415, 422, *auth),
         dependencies=[Security(api.BEARER)] if secured else None,
     )
 

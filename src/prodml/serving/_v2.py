@@ -36,9 +36,24 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from prodml.core.errors import BadOutputError, DefinitionError
+from prodml.core.errors import BadOutputError
 from prodml.registry import Signature
-from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns
+from prodml.serving._v2_types import (
+    DATATYPES,
+    NUMPY_DTYPES,
+    V2_OF,
+    accepts,
+    dtype_from_v2,
+    family_of,
+    v2_datatype,
+)
+from prodml.serving._wire import (
+    FieldProblem,
+    RequestInvalid,
+    check_columns,
+    check_row_limit,
+    unknown_fields,
+)
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
@@ -67,23 +82,6 @@ _UNSUPPORTED_OUTPUT_PARAMETERS = (
     "shared_memory_byte_size",
     "shared_memory_offset",
 )
-_NUMPY = {
-    "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-    "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
-}  # fmt: skip
-DATATYPES = (*_NUMPY, "BYTES")
-"""Every V2 tensor datatype this server reads."""
-_TO_V2 = {
-    "bool": "BOOL", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-    "float32": "FP32", "float64": "FP64",
-    "string": "BYTES", "binary": "BYTES", "date": "BYTES", "timestamp": "BYTES",
-}  # fmt: skip
-_FROM_V2 = {
-    **{v: k for k, v in _TO_V2.items() if v != "BYTES"},
-    "BYTES": "string", "FP16": "float32",
-    "UINT8": "int16", "UINT16": "int32", "UINT32": "int64", "UINT64": "int64",
-}  # fmt: skip
 _NONE = type(None)
 _VALUE_TYPES = {
     "BOOL": frozenset({bool, _NONE}),
@@ -95,51 +93,6 @@ _OUTPUT_CASTS = {
     "bool": np.bool_, "float32": np.float64, "float64": np.float64,
     "int8": np.int64, "int16": np.int64, "int32": np.int64, "int64": np.int64,
 }  # fmt: skip
-
-
-def v2_datatype(dtype: str) -> str:
-    """The V2 datatype of a signature dtype name (text-like ones travel as BYTES).
-
-    >>> v2_datatype("float32"), v2_datatype("timestamp")
-    ('FP32', 'BYTES')
-    """
-    try:
-        return _TO_V2[dtype]
-    except KeyError:
-        raise DefinitionError(
-            f"dtype {dtype!r} has no V2 datatype: expected one of {', '.join(sorted(_TO_V2))}"
-        ) from None
-
-
-def dtype_from_v2(datatype: str) -> str:
-    """The signature dtype name a V2 datatype is read as (unsigned ones widen).
-
-    >>> dtype_from_v2("UINT16"), dtype_from_v2("BYTES")
-    ('int32', 'string')
-    """
-    try:
-        return _FROM_V2[datatype]
-    except KeyError:
-        raise DefinitionError(
-            f"V2 datatype {datatype!r} is unknown: expected one of {', '.join(sorted(_FROM_V2))}"
-        ) from None
-
-
-_FAMILIES = {d: "INT" if "INT" in d else "FP" if "FP" in d else d for d in [*_NUMPY, "BYTES"]}
-
-
-def _family(datatype: str) -> str:
-    """BOOL, BYTES, FP or INT (UINT counts as INT)."""
-    return _FAMILIES[datatype]
-
-
-def _accepts(dtype: str, family: str, *, lenient: bool) -> bool:
-    """Whether a column of ``dtype`` reads a tensor of ``family``; in a 2-D tensor
-    (``lenient``) any numeric family feeds any numeric column (whole values checked later)."""
-    want = _family(_TO_V2[dtype])
-    if want in ("FP", "INT") and family in ("FP", "INT"):
-        return lenient or family == "INT" or want == "FP"
-    return want == family
 
 
 @dataclass(frozen=True)
@@ -179,9 +132,15 @@ def split_infer_body(raw: bytes, header_length: int | None = None) -> tuple[Any,
 
 
 def decode_infer(
-    body: Any, signature: Signature, *, binary: bytes = b"", model: str = "model"
+    body: Any,
+    signature: Signature,
+    *,
+    binary: bytes = b"",
+    model: str = "model",
+    max_rows: int | None = None,
 ) -> V2Request:
-    """The request in ``body`` (a parsed JSON object) checked against ``signature``."""
+    """The request in ``body`` (a parsed JSON object) checked against ``signature``;
+    one of more than ``max_rows`` rows is refused (413) before any value is read."""
     subject = f"inference request for model {model!r}"
     if not isinstance(body, Mapping):
         problem = FieldProblem("body", "is not a JSON object", "an inference request object")
@@ -207,6 +166,8 @@ def decode_infer(
     if not isinstance(inputs, list) or not inputs:
         problems.append(FieldProblem("inputs", "is missing or empty", "a list of input tensors"))
     else:
+        if max_rows is not None and not problems and all(map(_well_formed, inputs)):
+            _check_rows(inputs, max_rows, subject)  # a malformed request: 400 first
         offset = 0
         for position, item in enumerate(inputs):
             tensor, offset = _tensor(item, position, binary, offset, problems)
@@ -230,6 +191,39 @@ def decode_infer(
     if problems or frame is None:
         raise RequestInvalid.of(problems, status=422, subject=subject)
     return V2Request(request_id, dict(parameters), frame, outputs, binary_outputs)
+
+
+def _check_rows(inputs: list[Any], limit: int, subject: str) -> None:
+    """Refuse (413) tensors of more than ``limit`` rows, counted from each one's shape
+    and the length of its data (flat or nested) or binary data, whichever says more."""
+    for position, item in enumerate(inputs):
+        shape = item["shape"]
+        if not shape:
+            continue
+        width = max(1, math.prod(shape[1:]))
+        rows = shape[0]
+        data, params = item.get("data"), item.get("parameters")
+        if type(data) is list and data:
+            rows = max(rows, len(data) if type(data[0]) is list else len(data) // width)
+        elif type(params) is dict and type(size := params.get("binary_data_size")) is int:
+            datatype = item.get("datatype")
+            if isinstance(datatype, str) and datatype in NUMPY_DTYPES:  # BYTES: lengths vary
+                rows = max(rows, size // (np.dtype(NUMPY_DTYPES[datatype]).itemsize * width))
+        check_row_limit(rows, limit, f"inputs[{position}]", subject=subject)
+
+
+def _well_formed(item: Any) -> bool:
+    """Whether an input tensor's name, shape and datatype are well formed (else
+    :func:`_tensor` reports it)."""
+    if type(item) is not dict or not isinstance(item.get("name"), str):
+        return False
+    shape, datatype = item.get("shape"), item.get("datatype")
+    return (
+        isinstance(shape, list)
+        and all(type(d) is int and d >= 0 for d in shape)
+        and isinstance(datatype, str)
+        and (datatype in NUMPY_DTYPES or datatype == "BYTES")
+    )
 
 
 def _requested(
@@ -280,8 +274,8 @@ def _tensor(
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
         problems.append(FieldProblem(field, "has a malformed shape", "a list of sizes"))
         return None, offset
-    if not isinstance(datatype, str) or (datatype not in _NUMPY and datatype != "BYTES"):
-        expected = f"one of {', '.join([*_NUMPY, 'BYTES'])}"
+    if not isinstance(datatype, str) or (datatype not in NUMPY_DTYPES and datatype != "BYTES"):
+        expected = f"one of {', '.join([*NUMPY_DTYPES, 'BYTES'])}"
         problems.append(FieldProblem(field, "has an unknown datatype", expected))
         return None, offset
     size = params.get("binary_data_size")
@@ -298,7 +292,7 @@ def _tensor(
         if list in kinds:
             values = _flat(values)
             kinds = set(map(type, values))
-        allowed = _VALUE_TYPES[_family(datatype)]
+        allowed = _VALUE_TYPES[family_of(datatype)]
         if not kinds <= allowed:
             at, kind = next((i, type(v)) for i, v in enumerate(values) if type(v) not in allowed)
             problem = f"holds a {kind.__name__} at position {at}"
@@ -322,7 +316,7 @@ def _from_binary(chunk: bytes, datatype: str) -> list[Any] | np.ndarray:
     """Triton's binary tensor data: raw little-endian elements, or for BYTES each element
     prefixed by its 4-byte little-endian length (decoded as UTF-8 where it is text)."""
     if datatype != "BYTES":
-        dtype = np.dtype(_NUMPY[datatype])
+        dtype = np.dtype(NUMPY_DTYPES[datatype])
         if len(chunk) % dtype.itemsize:
             raise ValueError(f"of {len(chunk)} bytes, not a whole number of elements")
         return np.frombuffer(chunk, dtype=dtype).astype(dtype.newbyteorder("="))
@@ -351,11 +345,11 @@ def _columns(
     problems: list[FieldProblem] = []
     if len(tensors) == 1 and tensors[0].name not in specs:
         tensor, k = tensors[0], len(specs)
-        family = _family(tensor.datatype)
+        family = family_of(tensor.datatype)
         if tensor.shape[1:] != [k] and not (k == 1 and len(tensor.shape) == 1):
             expected = f"[N, {k}]: one column per model input, in order ({', '.join(specs)})"
             return None, [FieldProblem(tensor.name, f"has shape {tensor.shape}", expected)]
-        wrong = [n for n, d in specs.items() if not _accepts(d, family, lenient=True)]
+        wrong = [n for n, d in specs.items() if not accepts(d, family, lenient=True)]
         if wrong:
             expected = f"a datatype every input reads (inputs {', '.join(wrong)} cannot)"
             return None, [FieldProblem(tensor.name, f"has datatype {tensor.datatype}", expected)]
@@ -372,8 +366,8 @@ def _columns(
             continue
         if len(tensor.shape) not in (1, 2) or tensor.shape[1:] not in ([], [1]):
             problems.append(FieldProblem(tensor.name, f"has shape {tensor.shape}", "[N] or [N, 1]"))
-        elif not _accepts(dtype, _family(tensor.datatype), lenient=False):
-            expected = f"{_TO_V2[dtype]} (or a datatype it holds losslessly)"
+        elif not accepts(dtype, family_of(tensor.datatype), lenient=False):
+            expected = f"{V2_OF[dtype]} (or a datatype it holds losslessly)"
             problems.append(FieldProblem(tensor.name, f"has datatype {tensor.datatype}", expected))
     bad = {problem.field for problem in problems}
     rows = next((len(v) for n, v in columns.items() if n not in bad), 0)
@@ -384,9 +378,9 @@ def check_outputs(outputs: list[str] | None, model: str = "model") -> None:
     """Raise :class:`RequestInvalid` (400) when a requested output does not exist."""
     unknown = [name for name in outputs or [] if name != OUTPUT_NAME]
     if unknown:
-        problems = [FieldProblem(n, "is not an output of the model", OUTPUT_NAME) for n in unknown]
+        problem = unknown_fields(len(unknown), "the model's outputs", OUTPUT_NAME, where="outputs")
         raise RequestInvalid.of(
-            problems, status=400, subject=f"inference request for model {model!r}"
+            [problem], status=400, subject=f"inference request for model {model!r}"
         )
 
 
@@ -421,7 +415,7 @@ def _binary(values: np.ndarray | list[Any], datatype: str) -> bytes:
     """Triton's binary tensor data of flat ``values``: raw little-endian elements, or
     for BYTES each element's UTF-8 prefixed by its 4-byte little-endian length."""
     if datatype != "BYTES":
-        return np.asarray(values).astype(_NUMPY[datatype], copy=False).tobytes()
+        return np.asarray(values).astype(NUMPY_DTYPES[datatype], copy=False).tobytes()
     if any(v is None for v in values):
         raise RequestInvalid.of(
             [
@@ -550,7 +544,7 @@ def model_metadata(
         {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": [-1]}
         for spec in signature.inputs
     ]
-    family = _family(v2_datatype(signature.output_dtype))
+    family = family_of(v2_datatype(signature.output_dtype))
     datatype = {"FP": "FP64", "INT": "INT64"}.get(family, family)
     output = {"name": OUTPUT_NAME, "datatype": datatype, "shape": [-1, *signature.output_shape]}
     return {

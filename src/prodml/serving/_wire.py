@@ -18,7 +18,7 @@ in pandas 3 re-infers every column), with the public constructor as fallback.
 ...     check_columns({"x": ["oops"], "z": [1]}, sig)
 ... except RequestInvalid as exc:
 ...     print(exc.status, [p.to_dict()["field"] for p in exc.details])
-422 ['z', 'x', 'n']
+422 ['request', 'x', 'n']
 """
 
 from __future__ import annotations
@@ -35,7 +35,15 @@ import pandas as pd
 from prodml.core.errors import SchemaError
 from prodml.registry import Signature
 
-__all__ = ["FieldProblem", "RequestInvalid", "check_columns", "expected_values", "typed_columns"]
+__all__ = [
+    "FieldProblem",
+    "RequestInvalid",
+    "check_columns",
+    "check_row_limit",
+    "expected_values",
+    "typed_columns",
+    "unknown_fields",
+]
 
 _NONE = type(None)
 _MISSING: Any = object()
@@ -102,6 +110,35 @@ class RequestInvalid(SchemaError):
             status=status,
             details=details,
         )
+
+
+def unknown_fields(count: int, what: str, expected: str, *, where: str = "request") -> FieldProblem:
+    """The problem of ``where`` holding ``count`` names not among ``what``: a name the
+    client made up is client input like a value (a CSV body without a header row makes
+    its first row the names), so such names are counted, never repeated; ``expected``
+    says which names are.
+
+    >>> unknown_fields(2, "the model's inputs", "f0, f1").to_dict()
+    {'field': 'request', 'problem': "has 2 names not among the model's inputs", 'expected': 'f0, f1'}
+    """
+    return FieldProblem(where, f"has {count} name{'s' * (count != 1)} not among {what}", expected)
+
+
+def check_row_limit(rows: int, limit: int, field: str, *, subject: str = "request") -> None:
+    """Refuse (413) a request part of more than ``limit`` rows (``[serving]
+    max_batch_rows``), counted before any of its values is read; every protocol answers
+    the same.
+
+    >>> check_row_limit(10, 10, "entities")
+    >>> check_row_limit(11, 10, "entities")
+    Traceback (most recent call last):
+    ...
+    prodml.serving._wire.RequestInvalid: request has 1 invalid field: 'entities' holds more rows than the limit (expected at most 10 rows per request: [serving] max_batch_rows)
+    """
+    if rows > limit:
+        expected = f"at most {limit} rows per request: [serving] max_batch_rows"
+        problem = FieldProblem(field, "holds more rows than the limit", expected)
+        raise RequestInvalid.of([problem], status=413, subject=subject)
 
 
 def _quote(name: str) -> str:
@@ -295,7 +332,8 @@ def _new_plan(signature: Signature) -> _Plan:
     names = tuple(spec.name for spec in signature.inputs)
     dtypes = tuple(spec.dtype for spec in signature.inputs)
     floats = dtypes[0] if len(set(dtypes)) == 1 and dtypes[0] in _FLOATS else None
-    extra = f"one of the model's {len(names)} inputs"
+    shown = ", ".join(names[:10]) + (f", … ({len(names)} in all)" if len(names) > 10 else "")
+    extra = f"only the model's inputs: {shown}"
     return _Plan(names, dtypes, pd.Index(names), frozenset(names), extra, floats)
 
 
@@ -324,7 +362,7 @@ def check_columns(
         frame = _float_frame(columns, plan)
         if frame is not None:
             return frame
-    problems = [FieldProblem(n, "is not an input of the model", plan.extra) for n in extra]
+    problems = [unknown_fields(len(extra), "the model's inputs", plan.extra)] if extra else []
     arrays: list[Any] = []
     rows: int | None = None
     for name, dtype in zip(plan.names, plan.dtypes, strict=True):
