@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -227,3 +227,21 @@ def running_server(project: Path, **options: Any) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+ProjectFactory = Callable[..., tuple[Project, ModelVersion]]
+"""The ``make_project`` fixture (tests/serving/conftest.py): ``serving_project`` in a
+fresh directory per call, closed after the test."""
+
+
+def v2_body(values: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A one-row V2 infer body over ``FEATURES`` (one FP64 tensor each)."""
+    inputs = [
+        {"name": name, "shape": [1], "datatype": "FP64", "data": [values[name]]}
+        for name in FEATURES
+    ]
+    return {"inputs": inputs, **extra}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from prodml import Project
 from prodml.project import serving_app
-from servingkit import serving_project
+from servingkit import bearer, serving_project
 
 LABELER = "labeler-token-0123456789"
 VIEWER = "viewer-token-0123456789"
@@ -36,10 +36,6 @@ name = "olga"
 role = "operator"
 token = "{OPERATOR}"
 """
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def iso(when: datetime) -> str:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from prodml import Project
 from prodml.project import serving_app
 from prodml.registry import DeploymentSpec, Signature
-from servingkit import FEATURES, PATIENT_MS, lr_model, register, row, serving_project
+from servingkit import FEATURES, PATIENT_MS, bearer, lr_model, register, row, serving_project
 
 VIEWER = "viewer-token-0123456789"
 OPERATOR = "operator-token-0123456789"
@@ -39,10 +39,6 @@ name = "adam"
 role = "admin"
 token = "{ADMIN}"
 """
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def v2_body(values: dict[str, float]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,37 +29,15 @@ from servingkit import (
     GarbageModel,
     HangingModel,
     OverflowModel,
+    ProjectFactory,
     RaisingModel,
     lr_model,
     register,
     row,
-    serving_project,
+    v2_body,
 )
 
-Factory = Callable[..., tuple[Project, ModelVersion]]
-
-
-@pytest.fixture
-def make_project(tmp_path: Path) -> Iterator[Factory]:
-    """``serving_project`` in a fresh directory per call, closed after the test."""
-    opened: list[Project] = []
-
-    def make(config: str = "") -> tuple[Project, ModelVersion]:
-        project, version = serving_project(tmp_path / f"project{len(opened)}", config=config)
-        opened.append(project)
-        return project, version
-
-    yield make
-    for project in opened:
-        project.close()
-
-
-def v2_body(values: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    inputs = [
-        {"name": name, "shape": [1], "datatype": "FP64", "data": [values[name]]}
-        for name in FEATURES
-    ]
-    return {"inputs": inputs, **extra}
+Factory = ProjectFactory
 
 
 def v2_score(response: Any) -> float:

@@ -6,8 +6,7 @@ In-process, through the ASGI app."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,37 +18,14 @@ from fastapi.testclient import TestClient
 
 from prodml import Project
 from prodml.project import serving_app
-from prodml.registry import ModelVersion
 from prodml.serving import _mlflow_wire, _v2
 from prodml.serving._idempotency import MemoryIdempotencyStore
 from prodml.storage import read_log
-from servingkit import FEATURES, row, serving_project
+from servingkit import FEATURES, ProjectFactory, row, v2_body
 
-Factory = Callable[..., tuple[Project, ModelVersion]]
+Factory = ProjectFactory
 CHUNK = 16 * 1024
 LIMIT = 64 * 1024
-
-
-@pytest.fixture
-def make_project(tmp_path: Path) -> Iterator[Factory]:
-    opened: list[Project] = []
-
-    def make(config: str = "") -> tuple[Project, ModelVersion]:
-        project, version = serving_project(tmp_path / f"project{len(opened)}", config=config)
-        opened.append(project)
-        return project, version
-
-    yield make
-    for project in opened:
-        project.close()
-
-
-def v2_body(values: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    inputs = [
-        {"name": name, "shape": [1], "datatype": "FP64", "data": [values[name]]}
-        for name in FEATURES
-    ]
-    return {"inputs": inputs, **extra}
 
 
 def logged(project: Project) -> list[dict[str, Any]]:
