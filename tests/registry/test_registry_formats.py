@@ -248,7 +248,7 @@ def test_registry_register_format_plugins() -> None:
     with pytest.raises(ConfigError, match=r"expected 'package\.module:ClassName'"):
         register_format("onnx", "no_colon_here")
     register_format("broken", f"{__name__}:NotAFormat")
-    with pytest.raises(ConfigError, match="not a ModelFormat subclass"):
+    with pytest.raises(ConfigError, match="not a subclass of ModelFormat"):
         get_format("broken")
     register_format("missing", "prodml_no_such_module_for_tests:Format")
     with pytest.raises(ConfigError, match="cannot import"):

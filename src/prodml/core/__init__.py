@@ -46,6 +46,7 @@ from prodml.core._hashing import canonical_json, fingerprint_bytes, fingerprint_
 from prodml.core._ids import NAME_PATTERN, ModelRef, check_name, new_id, parse_ref
 from prodml.core._lazy import lazy_attributes
 from prodml.core._monitor_metrics import MONITOR_METRICS, MonitorMetric
+from prodml.core._plugins import Plugins
 from prodml.core.errors import (
     ArtifactNotFoundError,
     AuthError,
@@ -124,6 +125,7 @@ __all__ = [
     "MonitoringConfig",
     "NotFoundError",
     "OfflineStoreConfig",
+    "Plugins",
     "PostgresMetadataConfig",
     "ProdMLError",
     "ProjectNotFoundError",

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from prodml.core import ConfigError, ConflictError, check_name
+from prodml.core import ConfigError, Plugins, check_name
 
 __all__ = [
     "MODEL_FORMATS",
@@ -36,12 +36,6 @@ __all__ = [
     "register_format",
     "to_scores",
 ]
-
-MODEL_FORMATS: dict[str, str] = {
-    "skops": "prodml.registry.formats._skops:SkopsFormat",
-    "cloudpickle": "prodml.registry.formats._cloudpickle:CloudpickleFormat",
-    "mlflow_pyfunc": "prodml.registry.formats._pyfunc:PyfuncFormat",
-}
 
 
 def to_scores(output: Any) -> np.ndarray:
@@ -104,26 +98,21 @@ class ModelFormat(ABC):
         return to_scores(model.predict(X))
 
 
+MODEL_FORMATS: Plugins[ModelFormat] = Plugins(
+    "model format",
+    ModelFormat,
+    {
+        "skops": "prodml.registry.formats._skops:SkopsFormat",
+        "cloudpickle": "prodml.registry.formats._cloudpickle:CloudpickleFormat",
+        "mlflow_pyfunc": "prodml.registry.formats._pyfunc:PyfuncFormat",
+    },
+)
+
+
 def get_format(name: str) -> ModelFormat:
     """The format registered under ``name``; raises :class:`ConfigError` naming the known
     formats, or the ``prodml[...]`` extra to install when its library is missing."""
-    try:
-        target = MODEL_FORMATS[name]
-    except KeyError:
-        known = ", ".join(repr(k) for k in sorted(MODEL_FORMATS))
-        raise ConfigError(f"model format {name!r} is unknown: expected one of {known}") from None
-    module_name, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except ImportError as exc:
-        raise ConfigError(
-            f"model format {name!r}: cannot import {target} ({exc}); "
-            f"install the package that provides {exc.name or module_name!r}"
-        ) from exc
-    except AttributeError as exc:
-        raise ConfigError(f"model format {name!r}: {target} does not exist ({exc})") from exc
-    if not (isinstance(cls, type) and issubclass(cls, ModelFormat)):
-        raise ConfigError(f"model format {name!r}: {target} is not a ModelFormat subclass")
+    cls = MODEL_FORMATS.load(name)
     missing = [module for module in cls.requires if importlib.util.find_spec(module) is None]
     if missing:
         install = (
@@ -145,19 +134,7 @@ def register_format(name: str, import_path: str) -> None:
     :class:`ConflictError`. The class is imported only when :func:`get_format` asks for it.
     """
     check_name(name, kind="model format")
-    module_name, sep, attr = import_path.partition(":")
-    if not (sep and module_name and attr.isidentifier()):
-        raise ConfigError(
-            f"model format {name!r}: import path {import_path!r} is invalid: "
-            "expected 'package.module:ClassName'"
-        )
-    current = MODEL_FORMATS.get(name)
-    if current is not None and current != import_path:
-        raise ConflictError(
-            f"model format {name!r} is already registered as {current!r}: "
-            f"choose another name for {import_path!r}"
-        )
-    MODEL_FORMATS[name] = import_path
+    MODEL_FORMATS.register(name, import_path)
 
 
 def detect_format(model: Any) -> ModelFormat:
