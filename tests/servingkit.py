@@ -245,3 +245,17 @@ def v2_body(values: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+#: The bearer token of each role in the test projects, and who holds it.
+TOKEN = {role: f"{role}-token-0123456789" for role in ("labeler", "viewer", "operator", "admin")}
+_HOLDER = {"labeler": "lea", "viewer": "ana", "operator": "olga", "admin": "adam"}
+
+
+def tokens_toml(*roles: str) -> str:
+    """``[[serving.tokens]]`` entries of :data:`TOKEN` for ``roles``, to append to a
+    project's config (after its ``[serving]`` table, if any)."""
+    return "".join(
+        f'\n[[serving.tokens]]\nname = "{_HOLDER[role]}"\nrole = "{role}"\ntoken = "{TOKEN[role]}"\n'
+        for role in roles
+    )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from typer.testing import CliRunner
 
 from featurekit import T0, make_project
 from prodml import Project
+from prodml.cli import app
 from prodml.registry import DeploymentSpec
 
 END = T0 + timedelta(days=10)  # the end of the labelled rows' ten days
@@ -108,3 +112,13 @@ def make_training_project(root: Path, *, train_py: str = TRAIN_PY, config: str =
     project = Project.open(root)
     project.features.apply()
     return project
+
+
+def cli_json(*args: str) -> tuple[int, Any]:
+    """Run ``prodml ARGS --json`` in-process: the exit code and the parsed output (the
+    raw text when it is not JSON)."""
+    result = CliRunner().invoke(app, [*args, "--json"])
+    try:
+        return result.exit_code, json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return result.exit_code, result.stdout + result.stderr

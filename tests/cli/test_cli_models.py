@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 from typer.testing import CliRunner
 
 from prodml.cli import app
-from trainkit import make_training_project
+from trainkit import cli_json, make_training_project
 
 runner = CliRunner()
 WINDOW = ("--start", "2013-01-01T00:00:00", "--end", "2013-01-11T00:00:00")
 
 
-def run(*args: str) -> tuple[int, Any]:
-    result = runner.invoke(app, [*args, "--json"])
-    try:
-        return result.exit_code, json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return result.exit_code, result.stdout + result.stderr
+run = cli_json
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,13 @@ from prodml.core import NAME_PATTERN, DefinitionError, check_name
 from prodml.features import Entity, FeatureView, Field, ParquetSource
 from prodml.project import serving_app
 from prodml.registry import DeploymentSpec
-from servingkit import lr_model, register, serving_project
+from servingkit import TOKEN, lr_model, register, serving_project, tokens_toml
 
-ADMIN = "admin-token-0123456789"
-TOKENS = f"""
+ADMIN = TOKEN["admin"]
+TOKENS = """
 [serving]
 watch_interval_s = 3600
-
-[[serving.tokens]]
-name = "adam"
-role = "admin"
-token = "{ADMIN}"
-"""
+""" + tokens_toml("admin")
 BAD = ["evil\n", "evil\r\n", "a/b", "..", "a\x00b", "n" * 300, "", "1abc", "a b"]
 PATTERN_WORDS = "a letter or underscore followed by up to 127 letters, digits, '_' or '-'"
 

@@ -19,27 +19,14 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from featurekit import T0
 from prodml import Project
 from prodml.cli import app
 from prodml.core import SimulatedClock
 from prodml.monitoring import MONITOR_METRICS, Window, classification_metrics
 from prodml.serving import Prediction, PredictionLog
-from trainkit import make_training_project
 
 DAY0 = datetime(2013, 2, 1, tzinfo=UTC)
 ROWS = 300
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, pa.Table]]:
-    root = tmp_path_factory.mktemp("monitor") / "p"
-    project = make_training_project(root)
-    result = project.training.train(T0, T0 + timedelta(days=10))
-    assert result.version is not None
-    table = project.features.get_training_set(result.training_set).table
-    project.close()
-    return root, result.version.ref, table
 
 
 def _copy_project(trained: tuple[Path, str, pa.Table], dest: Path, config: str = "") -> Path:

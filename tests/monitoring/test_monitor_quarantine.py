@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from featurekit import T0
 from prodml import Project
 from prodml.cli import app
 from prodml.core import SimulatedClock
@@ -28,22 +26,10 @@ from prodml.core.errors import StorageError
 from prodml.serving import Prediction, PredictionLog
 from prodml.storage import read_log
 from prodml.storage._log_format import quarantine_root
-from trainkit import make_training_project
 
 ROWS = 30  # per file; two files per hour
 HOURS = 4
 BAD_HOUR = 1
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, pa.Table]]:
-    root = tmp_path_factory.mktemp("quarantine") / "p"
-    project = make_training_project(root)
-    result = project.training.train(T0, T0 + timedelta(days=10))
-    assert result.version is not None
-    table = project.features.get_training_set(result.training_set).table
-    project.close()
-    return root, result.version.ref, table
 
 
 def _first_hour() -> datetime:

@@ -5,7 +5,6 @@ whose role may post feedback (labeler, operator, admin; not viewer)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,27 +14,10 @@ from fastapi.testclient import TestClient
 
 from prodml import Project
 from prodml.project import serving_app
-from servingkit import bearer, serving_project
+from servingkit import TOKEN, ProjectFactory, bearer, tokens_toml
 
-LABELER = "labeler-token-0123456789"
-VIEWER = "viewer-token-0123456789"
-OPERATOR = "operator-token-0123456789"
-TOKENS = f"""
-[[serving.tokens]]
-name = "lea"
-role = "labeler"
-token = "{LABELER}"
-
-[[serving.tokens]]
-name = "ana"
-role = "viewer"
-token = "{VIEWER}"
-
-[[serving.tokens]]
-name = "olga"
-role = "operator"
-token = "{OPERATOR}"
-"""
+LABELER, VIEWER, OPERATOR = TOKEN["labeler"], TOKEN["viewer"], TOKEN["operator"]
+TOKENS = tokens_toml("labeler", "viewer", "operator")
 
 
 def iso(when: datetime) -> str:
@@ -47,17 +29,14 @@ def label_files(project: Project) -> list[Path]:
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[Any]:
-    opened: list[Project] = []
+def make(make_project: ProjectFactory) -> Any:
+    """A served project (``make_project``) and a client of its app."""
 
     def build(config: str = "") -> tuple[Project, TestClient]:
-        project, _ = serving_project(tmp_path / f"p{len(opened)}", config=config)
-        opened.append(project)
+        project, _ = make_project(config)
         return project, TestClient(serving_app(project))
 
-    yield build
-    for project in opened:
-        project.close()
+    return build
 
 
 def test_ten_thousand_invented_endpoints_are_refused_and_create_nothing(make: Any) -> None:

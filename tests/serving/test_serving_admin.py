@@ -15,30 +15,23 @@ from fastapi.testclient import TestClient
 from prodml import Project
 from prodml.project import serving_app
 from prodml.registry import DeploymentSpec, Signature
-from servingkit import FEATURES, PATIENT_MS, bearer, lr_model, register, row, serving_project
+from servingkit import (
+    FEATURES,
+    PATIENT_MS,
+    TOKEN,
+    bearer,
+    lr_model,
+    register,
+    row,
+    serving_project,
+    tokens_toml,
+)
 
-VIEWER = "viewer-token-0123456789"
-OPERATOR = "operator-token-0123456789"
-ADMIN = "admin-token-0123456789"
-TOKENS = f"""
+VIEWER, OPERATOR, ADMIN = TOKEN["viewer"], TOKEN["operator"], TOKEN["admin"]
+TOKENS = """
 [serving]
 watch_interval_s = 3600
-
-[[serving.tokens]]
-name = "ana"
-role = "viewer"
-token = "{VIEWER}"
-
-[[serving.tokens]]
-name = "olga"
-role = "operator"
-token = "{OPERATOR}"
-
-[[serving.tokens]]
-name = "adam"
-role = "admin"
-token = "{ADMIN}"
-"""
+""" + tokens_toml("viewer", "operator", "admin")
 
 
 def v2_body(values: dict[str, float]) -> dict[str, Any]:

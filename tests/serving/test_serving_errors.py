@@ -27,26 +27,15 @@ from prodml.demo import flights_features
 from prodml.features import FeatureFunctionError
 from prodml.project import serving_app
 from prodml.registry import DeploymentSpec
-from servingkit import FEATURES, free_port, row, serving_project
+from servingkit import FEATURES, TOKEN, free_port, row, serving_project, tokens_toml
 from trainkit import END, make_served_project
 
-VIEWER = "viewer-token-0123456789"
-ADMIN = "admin-token-0123456789"
-CONFIG = f"""
+VIEWER, ADMIN = TOKEN["viewer"], TOKEN["admin"]
+CONFIG = """
 [serving]
 watch_interval_s = 3600
 max_request_bytes = 65536
-
-[[serving.tokens]]
-name = "ana"
-role = "viewer"
-token = "{VIEWER}"
-
-[[serving.tokens]]
-name = "adam"
-role = "admin"
-token = "{ADMIN}"
-"""
+""" + tokens_toml("viewer", "admin")
 CARD = "4111111111111111"
 WORD = "zqxsentinelzqx"
 #: how 1e30 prints: JSON, Python float, Python int, an Arrow cast's message

@@ -21,7 +21,7 @@ from prodml.project import serving_app
 from prodml.serving import _mlflow_wire, _v2
 from prodml.serving._idempotency import MemoryIdempotencyStore
 from prodml.storage import read_log
-from servingkit import FEATURES, ProjectFactory, row, v2_body
+from servingkit import FEATURES, TOKEN, ProjectFactory, row, tokens_toml, v2_body
 
 Factory = ProjectFactory
 CHUNK = 16 * 1024
@@ -367,14 +367,8 @@ def test_the_server_store_takes_its_byte_cap_from_the_config(make_project: Facto
 
 # -- 13. JSON routes read JSON only --------------------------------------------------------
 
-ADMIN_TOKEN = "admin-token-0123456789"
-TOKENS = f"""
-[serving]
-[[serving.tokens]]
-name = "adam"
-role = "admin"
-token = "{ADMIN_TOKEN}"
-"""
+ADMIN_TOKEN = TOKEN["admin"]
+TOKENS = "\n[serving]\n" + tokens_toml("admin")
 
 
 def _feedback() -> bytes:

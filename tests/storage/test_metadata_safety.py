@@ -5,7 +5,6 @@ restore it; a project with no state at all still opens (and gets a new empty DB)
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -26,16 +25,12 @@ from prodml.core import IntegrityError, StorageError
 from prodml.project import serving_app
 from prodml.storage import MetadataDB, digest_key
 from servingkit import TESTS_DIR, free_port, lr_model, register, serving_project
+from trainkit import cli_json
 
 runner = CliRunner()
 
 
-def cli(*args: str) -> tuple[int, Any]:
-    result = runner.invoke(app, [*args, "--json"])
-    try:
-        return result.exit_code, json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return result.exit_code, result.stdout + result.stderr
+cli = cli_json
 
 
 @pytest.fixture(scope="module")
