@@ -227,8 +227,7 @@ class FeedbackHandler:
             )
             await self.check(records)
             matched, unmatched = await self.match(records)
-            # queued at once, under one lock: the writer makes one file per endpoint and hour
-            written = self.runtime.log.labels.extend([dict(r) for r in records])
+            written = self.runtime.log.record_labels(records)
             rewarded = await self.credit(records)
             body: dict[str, Any] = {
                 "accepted": written,

@@ -260,6 +260,11 @@ class PredictionLog:
     def record_label(self, record: Mapping[str, Any]) -> bool:
         return self.labels.append(record)
 
+    def record_labels(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Queue copies of ``records`` at once, under one lock (so the writer makes one
+        file per endpoint and hour); how many were queued (the rest dropped and counted)."""
+        return self.labels.extend([dict(record) for record in records])
+
     def logged_request_ids(
         self, endpoint: str, request_ids: Collection[str], *, since: datetime
     ) -> set[str]:
