@@ -468,6 +468,8 @@ def create_app(runtime: ServingRuntime, *, tokens: Tokens | None = None) -> Fast
         request.scope[ERROR_SCOPE_KEY] = error_label(exc)
         return json_response({"error": "request parameters are invalid"}, 422)
 
+    # ResponseCounting (below) answers what the handlers above leave; this is Starlette's
+    # last resort, for a failure inside that middleware itself
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         return error_response(exc, request.headers.get("x-request-id"))
