@@ -89,9 +89,9 @@ def test_classification_matches_sklearn(window: tuple[Floats, Floats], threshold
         "log_loss": skm.log_loss(y, s, labels=[0, 1]),
         "brier": skm.brier_score_loss(y, s),
         "accuracy": skm.accuracy_score(y, pred),
-        "f1": skm.f1_score(y, pred, zero_division=nan),
-        "precision": skm.precision_score(y, pred, zero_division=nan),
-        "recall": skm.recall_score(y, pred, zero_division=nan),
+        "f1": skm.f1_score(y, pred, zero_division=0.0),
+        "precision": skm.precision_score(y, pred, zero_division=0.0),
+        "recall": skm.recall_score(y, pred, zero_division=0.0),
         "positive_rate": pred.mean(),
         "label_rate": y.mean(),
     }
@@ -112,8 +112,8 @@ def test_classification_edge_cases() -> None:
     assert all_nan["brier"] is None
     tied = classification_metrics([0, 1, 0, 1], [0.4] * 4)
     assert tied["roc_auc"] == 0.5
-    assert tied["precision"] is None  # nothing predicted positive at 0.5
-    assert tied["f1"] == 0.0
+    # nothing predicted positive at 0.5: scikit-learn's zero_division=0, as training reports
+    assert (tied["precision"], tied["recall"], tied["f1"]) == (0.0, 0.0, 0.0)
     certain = classification_metrics([True, False], [1.0, 0.0])
     assert certain["log_loss"] == pytest.approx(-math.log(1 - np.finfo(float).eps))
     assert certain["roc_auc"] == certain["accuracy"] == certain["f1"] == 1.0
@@ -150,9 +150,9 @@ def test_regression_matches_sklearn(window: tuple[Floats, Floats]) -> None:
     assert _close(got["rmse"], skm.root_mean_squared_error(y, f))
     assert _close(got["mae"], skm.mean_absolute_error(y, f))
     assert _close(got["bias"], float(np.mean(f - y)))
-    # R² is defined where y's variance is > 0 as computed: values a denormal apart (the
-    # squares underflow to 0) count as constant, where scikit-learn special-cases them
-    if y.size >= 2 and float(np.sum((y - y.mean()) ** 2)) > 0:
+    # R² of a constant y is scikit-learn's force_finite value (1.0 if fitted exactly, else
+    # 0.0), including values a denormal apart whose squares underflow to 0
+    if y.size >= 2:
         assert _close(got["r2"], skm.r2_score(y, f))
     else:
         assert got["r2"] is None
@@ -161,7 +161,8 @@ def test_regression_matches_sklearn(window: tuple[Floats, Floats]) -> None:
 def test_regression_edge_cases() -> None:
     one = regression_metrics([1.0], [3.0])
     assert (one["rmse"], one["bias"], one["r2"]) == (2.0, 2.0, None)
-    assert regression_metrics([2.0, 2.0], [1.0, 3.0])["r2"] is None
+    assert regression_metrics([2.0, 2.0], [1.0, 3.0])["r2"] == 0.0
+    assert regression_metrics([2.0, 2.0], [2.0, 2.0])["r2"] == 1.0
     dropped = regression_metrics([1.0, np.nan, 3.0], [1.0, 2.0, np.nan])
     assert (dropped["rows"], dropped["dropped"], dropped["mae"]) == (1, 2, 0.0)
     with pytest.raises(SchemaError, match="y_pred"):
@@ -438,8 +439,10 @@ def test_estimates_decide_and_rank_by_the_model_scores_when_given() -> None:
         estimate_classification(p, scores=scores[:10])
 
 
-def test_regression_r2_is_none_when_the_variance_underflows() -> None:
+def test_regression_r2_follows_sklearn_when_the_variance_underflows() -> None:
     """y's values differ, but by so little that their variance is 0.0 in floating point."""
-    got = regression_metrics([0.0, 4.09737596e-241], [0.0, 0.0])
-    assert got["r2"] is None
+    y, f = [0.0, 4.09737596e-241], [0.0, 0.0]
+    got = regression_metrics(y, f)
+    assert got["r2"] == skm.r2_score(y, f) == 1.0
+    assert regression_metrics(y, [1.0, 1.0])["r2"] == skm.r2_score(y, [1.0, 1.0]) == 0.0
     assert got["rows"] == 2

@@ -2,20 +2,20 @@
 calibration, and estimated metrics before they do.
 
 * :func:`classification_metrics` and :func:`regression_metrics` score a window of labels
-  against predictions; a metric that is undefined on the window (ROC-AUC with one class,
-  precision with no predicted positive, R² under two rows) is ``None``, never a warning.
+  against predictions with the metrics of :mod:`prodml.stats` (the ones training
+  reports, with its conventions): a metric undefined on the window (ROC-AUC with one
+  class, R² under two rows, anything of an empty window) is ``None``, never a warning.
 * :func:`calibration` measures how far scores are from probabilities (ECE and the
-  reliability table); a :class:`Calibrator` fitted on reference labels repairs them.
+  reliability table of :mod:`prodml.stats`); a :class:`Calibrator` fitted on reference
+  labels repairs them.
 * :func:`estimate_classification` estimates accuracy, precision, recall, F1 and ROC-AUC
   from calibrated probabilities alone (confidence-based performance estimation, CBPE):
   each unknown label is Bernoulli(p), so the expected confusion matrix and the expected
   ROC curve give point estimates, and simulated label draws give their intervals.
 
-The metrics are computed here rather than by ``sklearn.metrics`` (against which the tests
-check them to 1e-12) because all of a window's metrics come from one confusion matrix and
-one sort, undefined metrics must come back as ``None`` rather than as warnings, and the
-same rank formula for ROC-AUC must score the realized window and, vectorised, every
-simulated label draw. Rows where a label or a score is NaN are dropped and counted.
+Rows where a label or a score is NaN are dropped and counted (``dropped``). The
+estimates score every simulated label draw, vectorised, with the rank formula of ROC-AUC
+(ties at their average rank), which equals the area under the realized ROC curve.
 
 >>> y = np.array([0, 0, 1, 1, 1])
 >>> s = np.array([0.1, 0.6, 0.4, 0.8, 0.9])
@@ -29,7 +29,6 @@ simulated label draw. Rows where a label or a score is NaN are dropped and count
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,7 +37,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.isotonic import IsotonicRegression
 
-from prodml.core._monitor_metrics import CLASSIFICATION_METRICS, ESTIMATED_METRICS
+from prodml import stats
+from prodml.core._monitor_metrics import (
+    CLASSIFICATION_METRICS,
+    ESTIMATED_METRICS,
+    REGRESSION_METRICS,
+)
 from prodml.core.errors import SchemaError, StateError
 
 __all__ = [
@@ -146,14 +150,6 @@ def _average_ranks(
     return ranks
 
 
-def _rank_auc(ranks: Floats, positive_rank_sum: float, positives: float) -> float | None:
-    """ROC-AUC by the Mann–Whitney formula (ties count one half); None with one class."""
-    negatives = ranks.size - positives
-    if positives == 0 or negatives == 0:
-        return None
-    return (positive_rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-
-
 # -- realized metrics -----------------------------------------------------------------
 
 
@@ -163,8 +159,10 @@ def classification_metrics(
     """Binary classification metrics of one window: ``scores`` are P(class 1) and a row
     is predicted positive when its score is ``>= threshold``.
 
-    Log loss clips probabilities to ``[eps, 1 - eps]`` as scikit-learn does; ``rows``
-    counts the rows scored and ``dropped`` those with a NaN label or score.
+    ``positive_rate`` is the share predicted positive, ``label_rate`` the share of
+    positive labels; precision, recall and F1 are 0.0 where their denominator is (see
+    :mod:`prodml.stats` for every convention). ``rows`` counts the rows scored and
+    ``dropped`` those with a NaN label or score.
 
     >>> m = classification_metrics([1, 1, 1], [0.9, 0.4, float("nan")])
     >>> m["roc_auc"], m["recall"], m["rows"], m["dropped"]
@@ -173,38 +171,16 @@ def classification_metrics(
     True
     """
     y, s, dropped = _binary_window(y_true, scores)
-    n = y.size
-    result: dict[str, float | None] = dict.fromkeys(_CLASSIFICATION_KEYS)
-    result.update(rows=n, dropped=dropped)
-    if n == 0:
-        return result
-    predicted = s >= threshold
-    positives = float(y.sum())
-    k = int(np.count_nonzero(predicted))
-    tp = float(y[predicted].sum())
-    fp, fn = k - tp, positives - tp
-    eps = np.finfo(np.float64).eps
-    likelihood = np.clip(np.where(y == 1, s, 1 - s), eps, 1 - eps)
-    ranks = _average_ranks(*_tie_groups(s))
-    result.update(
-        roc_auc=_rank_auc(ranks, float(ranks @ y), positives),
-        log_loss=float(-np.mean(np.log(likelihood))),
-        brier=float(np.mean((s - y) ** 2)),
-        accuracy=(n - fp - fn) / n,
-        f1=_ratio(2 * tp, 2 * tp + fp + fn),
-        precision=_ratio(tp, k),
-        recall=_ratio(tp, positives),
-        positive_rate=k / n,
-        label_rate=positives / n,
-    )
-    return result
+    metrics = stats.classification_metrics(y, s, threshold=threshold)
+    names = {"positive_rate": "predicted_positive_rate"}
+    result = {name: metrics[names.get(name, name)] for name in _CLASSIFICATION_KEYS}
+    return result | {"rows": y.size, "dropped": dropped}
 
 
 def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float | None]:
     """RMSE, MAE, R² and bias (mean of ``y_pred - y_true``) of one window.
 
-    R² is None under two rows or when ``y_true`` is constant (its variance is zero);
-    ``dropped`` counts rows with a NaN on either side.
+    R² is None under two rows; ``dropped`` counts rows with a NaN on either side.
 
     >>> regression_metrics([1.0, 2.0, 3.0], [1.5, 2.0, 3.5])
     {'rmse': 0.408248290463863, 'mae': 0.3333333333333333, 'r2': 0.75, 'bias': 0.3333333333333333, 'rows': 3, 'dropped': 0}
@@ -213,18 +189,9 @@ def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float 
     for name, values in (("y_true", y), ("y_pred", f)):
         if not np.all(np.isfinite(values)):
             raise SchemaError(f"{name} must be finite or NaN, got an infinite value")
-    n = y.size
-    if n == 0:
-        return {"rmse": None, "mae": None, "r2": None, "bias": None, "rows": 0, "dropped": dropped}
-    error = f - y
-    squared = float(np.sum(error**2))
-    spread = float(np.sum((y - y.mean()) ** 2))
-    return {
-        "rmse": math.sqrt(squared / n),
-        "mae": float(np.mean(np.abs(error))),
-        "r2": 1 - squared / spread if n >= 2 and spread > 0 else None,
-        "bias": float(np.mean(error)),
-        "rows": n,
+    metrics = stats.regression_metrics(y, f)
+    return {name: metrics[name] for name in REGRESSION_METRICS} | {
+        "rows": y.size,
         "dropped": dropped,
     }
 
@@ -271,30 +238,23 @@ def calibration(y_true: ArrayLike, scores: ArrayLike, *, bins: int = 10) -> Cali
     """
     _count(bins, "calibration: bins", 1)
     y, s, dropped = _binary_window(y_true, scores)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.searchsorted(edges[1:-1], s, side="right")
-    counts = np.bincount(index, minlength=bins)
-    score_sums = np.bincount(index, weights=s, minlength=bins)
-    label_sums = np.bincount(index, weights=y, minlength=bins)
-    filled = counts > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_score = score_sums / counts
-        label_rate = label_sums / counts
-    gaps = np.abs(mean_score - label_rate)[filled]
+    curve = stats.reliability_curve(y, s, bins=bins)
+    edges = curve["bin_edges"]
     table = tuple(
-        ReliabilityBin(
-            lower=float(edges[b]),
-            upper=float(edges[b + 1]),
-            count=int(counts[b]),
-            mean_score=float(mean_score[b]) if filled[b] else None,
-            label_rate=float(label_rate[b]) if filled[b] else None,
+        ReliabilityBin(edges[b], edges[b + 1], count, mean_score, label_rate)
+        for b, (count, mean_score, label_rate) in enumerate(
+            zip(curve["count"], curve["mean_predicted"], curve["fraction_positive"], strict=True)
         )
-        for b in range(bins)
     )
     if y.size == 0:
         return Calibration(None, None, 0, dropped, table)
-    ece = float(np.sum(gaps * counts[filled]) / y.size)
-    return Calibration(ece, float(gaps.max()), int(y.size), dropped, table)
+    ece = stats.expected_calibration_error(y, s, bins=bins)
+    worst = max(
+        abs(b.mean_score - b.label_rate)
+        for b in table
+        if b.mean_score is not None and b.label_rate is not None
+    )
+    return Calibration(ece, worst, int(y.size), dropped, table)
 
 
 class Calibrator:

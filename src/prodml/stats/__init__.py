@@ -1,7 +1,8 @@
 """Layer 1, pure statistics (NumPy and SciPy, usable without a project): sticky weighted
 assignment of routing units to arms, Thompson-sampling bandit policies with shared,
 mergeable state, drift statistics over profiles fitted once, multiple-testing control,
-and mergeable sketches.
+mergeable sketches, and the model metrics (classification, calibration, regression)
+that training and monitoring both report.
 
 >>> import numpy as np
 >>> assign("user-42", "exp-1", {"champion": 0.9, "challenger": 0.1})
@@ -52,6 +53,23 @@ from prodml.stats._divergences import (
     shares,
     smooth,
 )
+from prodml.stats._metrics import (
+    LOG_LOSS_EPS,
+    binary_inputs,
+    brier,
+    calibration_bins,
+    check_bins,
+    check_threshold,
+    classification_metrics,
+    expected_calibration_error,
+    finite_floats,
+    grouped_classification_metrics,
+    grouped_regression_metrics,
+    log_loss,
+    regression_metrics,
+    reliability_curve,
+    roc_auc,
+)
 from prodml.stats._multiple_testing import benjamini_hochberg
 from prodml.stats._numeric_drift import (
     DEFAULT_RESOLUTION,
@@ -65,6 +83,7 @@ from prodml.stats._sketches import DistinctCount, FrequentItems, Histogram, Quan
 
 __all__ = [
     "DEFAULT_RESOLUTION",
+    "LOG_LOSS_EPS",
     "PRIOR_MEAN_VARIANCE",
     "PRIOR_NOISE_VARIANCE",
     "ZERO_SHARE",
@@ -85,18 +104,32 @@ __all__ = [
     "assign",
     "assign_many",
     "benjamini_hochberg",
+    "binary_inputs",
     "binned",
+    "brier",
+    "calibration_bins",
+    "check_bins",
+    "check_threshold",
     "chi_square",
     "choose",
+    "classification_metrics",
+    "expected_calibration_error",
     "finite_float",
+    "finite_floats",
     "g_test",
+    "grouped_classification_metrics",
+    "grouped_regression_metrics",
     "hellinger",
     "jensen_shannon",
     "kl",
     "ks",
     "linf",
+    "log_loss",
     "probabilities",
     "psi",
+    "regression_metrics",
+    "reliability_curve",
+    "roc_auc",
     "sample_fraction",
     "shares",
     "smooth",

@@ -28,10 +28,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from prodml.core.errors import ConfigError, SchemaError, TrainingError
+from prodml.stats import check_threshold
 from prodml.training._metrics import (
     binary_inputs,
     check_lengths,
-    check_threshold,
     classification_metrics,
     finite_floats,
     grouped_classification_metrics,
