@@ -225,7 +225,7 @@ def write_log(root: Path, ref: str, hours: int, files_per_hour: int, rows: int) 
                 }
                 table = pd.DataFrame(frame)[names]
                 scores = np.asarray(loaded.predict(table), dtype=np.float64)
-                log = PredictionLog(project.state_dir, clock=clock, flush_rows=10**6,
+                log = PredictionLog(project.logs, clock=clock, flush_rows=10**6,
                                     flush_interval_s=3600)  # fmt: skip
                 try:
                     for i in range(rows):

@@ -110,7 +110,7 @@ from prodml import Project
 from prodml.core import ServingConfig, SystemClock
 from prodml.registry import Arm, DeploymentSpec, infer_signature
 from prodml.serving import Prediction, PredictionLog
-from prodml.storage import LogWriter
+from prodml.storage import LogWriter, open_log_stores
 from prodml.validation import profile
 
 warnings.filterwarnings("ignore")
@@ -799,7 +799,7 @@ def components(
         "rf_predict_1_row_us": per_call_us(lambda: models["rf"].predict(one), repeat // 20),
         "rf_predict_16_rows_us": per_call_us(lambda: models["rf"].predict(sixteen), repeat // 20),
     }
-    log = PredictionLog(workdir / "component-log", clock=SystemClock())
+    log = PredictionLog(open_log_stores(workdir / "component-log"), clock=SystemClock())
     prediction = Prediction("r" * 32, ENDPOINT, "champion", "lr:1", np.array([0]), "ok")
     try:
         out["prediction_log_record_us"] = per_call_us(

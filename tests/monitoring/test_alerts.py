@@ -1,8 +1,9 @@
 """Debounced alerts: rule and sink config validation; the state machine (M-of-N, ``for``,
 ``keep_firing_for``, cooldown, windows without a value, idempotent re-evaluation) with a
-Hypothesis property that notifications alternate; the store contract; the engine's
-delivery and failure handling; and an end-to-end run against a real HTTP server receiving
-the webhook, Slack and Alertmanager POSTs."""
+Hypothesis property that notifications alternate; the engine's delivery and failure
+handling; and an end-to-end run against a real HTTP server receiving the webhook, Slack
+and Alertmanager POSTs. The alert store and sink contracts are in
+``test_alert_store_contract.py`` and ``test_alert_sink_contract.py``."""
 
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ from prodml.core.errors import (
 from prodml.monitoring._alerts import (
     AlertEngine,
     AlertState,
-    AlertStore,
     MemoryAlertStore,
     Observation,
     evaluate,
@@ -383,34 +383,6 @@ def test_notifications_alternate_firing_resolved_and_respect_the_cooldown(
     first, early = evaluate(rule, SCOPE, obs[:split], None)
     second, later = evaluate(rule, SCOPE, obs, first)
     assert (second, early + later) == (state, notes)
-
-
-# -- the store contract -----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory"])
-def alert_store(request: pytest.FixtureRequest) -> AlertStore:
-    """Every AlertStore backend; the contract below runs against each."""
-    return MemoryAlertStore()
-
-
-def test_store_contract(alert_store: AlertStore) -> None:
-    assert alert_store.get("drift", SCOPE) is None
-    assert alert_store.list() == []
-    a = AlertState(rule="drift", scope="endpoint=b")
-    b = AlertState(rule="drift", scope="endpoint=a", state="firing", first_time=T0)
-    c = AlertState(rule="latency", scope="endpoint=a", state="pending")
-    for state in (a, b, c):
-        alert_store.put(state)
-    assert alert_store.get("drift", "endpoint=a") == b
-    assert alert_store.list() == [b, a, c]
-    assert alert_store.list(rule="drift") == [b, a]
-    assert alert_store.list(states=["firing", "pending"]) == [b, c]
-    assert alert_store.list(rule="latency", states=["firing"]) == []
-    replaced = AlertState(rule="drift", scope="endpoint=b", state="resolved", suppressed=2)
-    alert_store.put(replaced)
-    assert alert_store.get("drift", "endpoint=b") == replaced
-    assert len(alert_store.list()) == 3
 
 
 # -- the engine -------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def _log_day(
     inputs = loaded.signature.columns
     scores = np.asarray(loaded.predict(frame[inputs]), dtype=np.float64)
     clock = SimulatedClock(day)
-    log = PredictionLog(project.state_dir, clock=clock, flush_rows=10_000, flush_interval_s=60)
+    log = PredictionLog(project.logs, clock=clock, flush_rows=10_000, flush_interval_s=60)
     records = frame[inputs].to_dict("records")
     frame["request_id"] = [f"{day:%m%d}-{seed}-{i}" for i in range(rows)]
     frame["score"] = scores
@@ -201,7 +201,7 @@ def test_labels_arriving_later_refresh_performance_until_the_horizon(
     assert _results(first.computed[0])[("performance", "label_coverage", "")].value == 0.0
     assert not first.computed[0].window.labels_final
     with _open(root, DAY0 + timedelta(days=2)) as project:
-        log = PredictionLog(project.state_dir, clock=project.clock)
+        log = PredictionLog(project.logs, clock=project.clock)
         for rid, late in zip(frame["request_id"][:150], frame["late"][:150], strict=True):
             log.record_label({"time": DAY0 + timedelta(days=1, hours=2), "endpoint": "flights",
                               "request_id": rid, "row": 0, "label": bool(late)})  # fmt: skip

@@ -77,7 +77,7 @@ def _log_batch(
     records = frame[inputs].to_dict("records")
     begins = first + timedelta(hours=hour, minutes=30 * batch)
     clock = SimulatedClock(begins)
-    log = PredictionLog(project.state_dir, clock=clock, flush_rows=10_000, flush_interval_s=600)
+    log = PredictionLog(project.logs, clock=clock, flush_rows=10_000, flush_interval_s=600)
     try:
         for i in range(ROWS):
             at = begins + timedelta(seconds=20 * i)

@@ -1,4 +1,5 @@
-"""One contract suite over every idempotency store (memory, Redis), then each one's own."""
+"""One contract suite over every registered idempotency store (memory, Redis), then each
+one's own."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from contractkit import Contract
 from prodml.core.errors import ConfigError, StorageError
 from prodml.serving._idempotency import (
+    IDEMPOTENCY_STORES,
+    IdempotencyOptions,
     IdempotencyStore,
     MemoryIdempotencyStore,
     RedisIdempotencyStore,
@@ -34,11 +38,23 @@ class Target:
     wait: Callable[[float], None]  # let ``seconds`` pass, for this store's notion of time
 
 
-def _redis_target(url: str) -> Iterator[Target]:
+def _memory_target() -> Iterator[Target]:
+    clock = FakeClock()
+
+    def advance(seconds: float) -> None:
+        clock.now += seconds
+
+    store = open_idempotency_store("memory", clock_fn=clock)
+    yield Target(store, advance)
+    store.close()
+
+
+def _redis_target() -> Iterator[Target]:
     import redis
 
+    url = redis_url_or_skip()
     prefix = f"prodml:test:idem:{uuid.uuid4().hex}:"
-    store = RedisIdempotencyStore(url, prefix=prefix)
+    store = open_idempotency_store("redis", redis_url=url, redis_prefix=prefix)
     yield Target(store, time.sleep)
     store.close()
     client = redis.Redis.from_url(url)
@@ -48,19 +64,22 @@ def _redis_target(url: str) -> Iterator[Target]:
     client.close()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+CONTRACT = Contract(
+    IDEMPOTENCY_STORES,
+    {"memory": _memory_target, "redis": _redis_target},
+    integration={"redis"},
+)
+
+
+def test_idempotency_contract_covers_every_registered_store() -> None:
+    CONTRACT.check()
+
+
+@pytest.fixture(params=CONTRACT.cases())
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    if request.param == "memory":
-        clock = FakeClock()
-
-        def advance(seconds: float) -> None:
-            clock.now += seconds
-
-        store = MemoryIdempotencyStore(clock)
-        yield Target(store, advance)
-        store.close()
-    else:
-        yield from _redis_target(redis_url_or_skip())
+    for opened in CONTRACT.factory(request.param)():
+        assert isinstance(opened.store, IDEMPOTENCY_STORES.load(request.param))
+        yield opened
 
 
 def test_missing_key_is_none(target: Target) -> None:
@@ -245,3 +264,15 @@ def test_open_redis_store_needs_a_url() -> None:
 def test_open_rejects_an_unknown_kind() -> None:
     with pytest.raises(ConfigError, match="expected one of"):
         open_idempotency_store("metadata")  # type: ignore[arg-type]
+
+
+def test_each_store_is_built_from_the_options_it_uses() -> None:
+    clock = FakeClock()
+    options = IdempotencyOptions(clock_fn=clock, max_entries=2, max_bytes=10_000)
+    store = IDEMPOTENCY_STORES.load("memory").from_options(options)
+    assert isinstance(store, MemoryIdempotencyStore)
+    assert (store.max_entries, store.max_bytes) == (2, 10_000)
+    with pytest.raises(ConfigError, match=r"serving\.redis_url"):
+        IDEMPOTENCY_STORES.load("redis").from_options(options)
+    with pytest.raises(TypeError, match="cannot be opened from idempotency options"):
+        IdempotencyStore.from_options(options)

@@ -20,7 +20,7 @@ import pytest
 from prodml.core import BadOutputError, SimulatedClock
 from prodml.serving._predlog import PredictionLog
 from prodml.serving._shadow import ShadowBatcher, ShadowCall
-from prodml.storage import read_log
+from prodml.storage import open_log_stores, read_log
 
 
 class Sink:
@@ -197,7 +197,9 @@ def test_shadow_records_are_one_block_with_a_row_per_predicted_row(
     ]
     outputs = [np.arange(size) * 10 + i for i, size in enumerate(sizes)]
     failed = [None, "BadOutputError", None]
-    log = PredictionLog(tmp_path, clock=SimulatedClock(datetime(2013, 1, 1, tzinfo=UTC)))
+    log = PredictionLog(
+        open_log_stores(tmp_path), clock=SimulatedClock(datetime(2013, 1, 1, tzinfo=UTC))
+    )
     for answers in (outputs, [None if e else o for o, e in zip(outputs, failed, strict=True)]):
         errors = [None] * 3 if answers is outputs else failed
         queued = log.record_shadows(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from contractkit import Contract
 from prodml.core import (
     ArtifactNotFoundError,
     ConfigError,
@@ -25,12 +26,24 @@ from prodml.storage import (
     open_artifact_store,
 )
 
+CONTRACT = Contract(
+    ARTIFACT_BACKENDS,
+    {
+        "local": lambda tmp: ArtifactStore(LocalBlobStore(tmp / "artifacts")),
+        "memory": lambda tmp: ArtifactStore(MemoryBlobStore()),
+    },
+)
 
-@pytest.fixture(params=["local", "memory"])
+
+def test_every_registered_backend_runs_the_contract() -> None:
+    CONTRACT.check()
+
+
+@pytest.fixture(params=CONTRACT.cases())
 def artifacts(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
-    if request.param == "local":
-        return ArtifactStore(LocalBlobStore(tmp_path / "artifacts"))
-    return ArtifactStore(MemoryBlobStore())
+    store: ArtifactStore = CONTRACT.factory(request.param)(tmp_path)
+    assert isinstance(store.blobs, ARTIFACT_BACKENDS.load(request.param))
+    return store
 
 
 def test_put_bytes_returns_the_sha256_and_stores_once(artifacts: ArtifactStore) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from contractkit import Contract
 from prodml.core import ArtifactNotFoundError
 from prodml.storage import ARTIFACT_BACKENDS, BlobStore, LocalBlobStore, MemoryBlobStore
 
@@ -15,15 +16,19 @@ MAKERS: dict[str, Callable[[Path], BlobStore]] = {
     "local": lambda tmp: LocalBlobStore(tmp / "blobs"),
     "memory": lambda tmp: MemoryBlobStore(),
 }
+CONTRACT = Contract(ARTIFACT_BACKENDS, MAKERS)
 
 
 def test_every_registered_backend_runs_the_contract() -> None:
     assert set(MAKERS) == set(ARTIFACT_BACKENDS)
+    CONTRACT.check()
 
 
-@pytest.fixture(params=sorted(MAKERS))
+@pytest.fixture(params=CONTRACT.cases())
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    return MAKERS[request.param](tmp_path)
+    store = CONTRACT.factory(request.param)(tmp_path)
+    assert isinstance(store, ARTIFACT_BACKENDS.load(request.param))
+    return store
 
 
 def test_save_then_load_round_trips(store: BlobStore) -> None:

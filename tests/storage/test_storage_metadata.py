@@ -1,10 +1,12 @@
-"""Metadata DB behaviour every dialect must share (SQLite always, PostgreSQL if reachable)."""
+"""Metadata DB behaviour every registered dialect must share (SQLite always, PostgreSQL
+if reachable): the contract suite of :data:`~prodml.storage.METADATA_BACKENDS`."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,8 +15,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text, update
 
+from contractkit import Contract
 from prodml.core import ConflictError, MigrationError
 from prodml.storage import (
+    METADATA_BACKENDS,
     Base,
     DatasetRow,
     FeatureDefinitionRow,
@@ -45,9 +49,46 @@ T0 = datetime(2013, 7, 1, 12, 0, tzinfo=UTC)
 Target = tuple[str, str | None]
 
 
+def _sqlite_target(request: pytest.FixtureRequest) -> Target:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    return f"sqlite:///{tmp_path}/state/meta.db", None
+
+
+def _postgres_target(request: pytest.FixtureRequest) -> Target:
+    """A fresh schema in the test PostgreSQL; skips when it is unreachable."""
+    url: str = request.getfixturevalue("pg_url")
+    schema: str = request.getfixturevalue("pg_schema_factory")()
+    return url, schema
+
+
+CONTRACT: Contract[Callable[[pytest.FixtureRequest], Target]] = Contract(
+    METADATA_BACKENDS,
+    {"postgresql": _postgres_target, "sqlite": _sqlite_target},
+    integration={"postgresql"},
+)
+
+
+def test_metadata_contract_covers_every_registered_dialect() -> None:
+    CONTRACT.check()
+
+
+@pytest.fixture(params=CONTRACT.cases())
+def db_target(request: pytest.FixtureRequest) -> Target:
+    """``(url, schema_name)`` of an empty metadata DB of one registered dialect."""
+    return CONTRACT.factory(request.param)(request)
+
+
 def _open(target: Target) -> MetadataDB:
     url, schema = target
     return MetadataDB.open(url, schema_name=schema)
+
+
+def test_open_returns_the_class_registered_for_the_dialect(db_target: Target) -> None:
+    with _open(db_target) as db:
+        assert type(db) is METADATA_BACKENDS.load(db.dialect)
+        assert type(db).backend == db.dialect
+        assert repr(db).startswith("MetadataDB(")
+        assert db.check() == []
 
 
 def test_open_migrates_a_fresh_database_to_head(db_target: Target) -> None:

@@ -16,6 +16,7 @@ from prodml.core import (
     StorageError,
 )
 from prodml.storage import (
+    METADATA_BACKENDS,
     FeatureHeadRow,
     MetadataDB,
     head_revision,
@@ -64,6 +65,7 @@ def test_write_takes_the_database_write_lock_up_front(db: MetadataDB) -> None:
 
 def test_in_memory_database_works() -> None:
     with MetadataDB.open("sqlite://") as db:
+        assert type(db) is METADATA_BACKENDS.load("sqlite")
         with db.session() as session:
             session.add(
                 FeatureHeadRow(kind="entity", name="flight", version="a" * 64, updated_at=T0)
@@ -106,6 +108,15 @@ def test_unusable_urls_are_config_errors(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         MetadataDB.open(url)
     assert "pw" not in str(info.value)
+
+
+def test_a_dialect_class_opens_only_its_own_urls(tmp_path: Path) -> None:
+    postgres = METADATA_BACKENDS.load("postgresql")
+    with pytest.raises(ConfigError, match="PostgresMetadataDB cannot open a 'sqlite' URL"):
+        postgres.open(f"sqlite:///{tmp_path}/m.db")
+    assert not (tmp_path / "m.db").exists()
+    with METADATA_BACKENDS.load("sqlite").open(f"sqlite:///{tmp_path}/m.db") as db:
+        assert db.dialect == "sqlite"
 
 
 def test_schema_name_is_refused_on_sqlite(tmp_path: Path) -> None:

@@ -373,13 +373,13 @@ def register_serving(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Append a label job's output to the label log."""
-        from prodml.serving import LABELS_DIR, import_labels
+        from prodml.serving import import_labels
 
         with guarded(as_json), Project.open(project) as proj, progress_bar(not as_json) as bar:
             written = import_labels(
                 path,
                 endpoint=endpoint,
-                root=proj.state_dir / LABELS_DIR,
+                store=proj.logs.labels,
                 clock=proj.clock,
                 progress=lambda done, total: bar("Importing labels", done, total),
             )

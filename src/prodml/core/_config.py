@@ -39,6 +39,7 @@ __all__ = [
     "FeaturesConfig",
     "GateConfig",
     "LocalArtifactsConfig",
+    "LogsConfig",
     "MemoryOnlineConfig",
     "MetadataConfig",
     "MetricChange",
@@ -96,6 +97,13 @@ class LocalArtifactsConfig(_Section):
 
 
 ArtifactsConfig = Annotated[LocalArtifactsConfig, Field(discriminator="type")]
+
+
+class LogsConfig(_Section):
+    """Where the prediction and label logs are kept: the log store backend registered
+    under ``type`` (``prodml.storage.LOG_STORES``; checked when the logs are opened)."""
+
+    type: str = "local"
 
 
 class MemoryOnlineConfig(_Section):
@@ -413,6 +421,7 @@ class Config(BaseSettings):
     project: ProjectSection = ProjectSection()
     metadata: MetadataConfig = SqliteMetadataConfig()
     artifacts: ArtifactsConfig = LocalArtifactsConfig()
+    logs: LogsConfig = LogsConfig()
     online_store: OnlineStoreConfig = SqliteOnlineConfig()
     offline_store: OfflineStoreConfig = OfflineStoreConfig()
     features: FeaturesConfig = FeaturesConfig()

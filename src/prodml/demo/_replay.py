@@ -77,7 +77,7 @@ def replay_production(project: Project, say: Echo, *, limit: int | None = None) 
         for name, model in models.items()
     }
     clock = _RecordClock(REPLAY_START)
-    log = PredictionLog(project.state_dir, clock=clock, flush_rows=50_000, max_queue=2_000_000)
+    log = PredictionLog(project.logs, clock=clock, flush_rows=50_000, max_queue=2_000_000)
     times = features["sched_dep"].dt.to_pydatetime()
     landed = flights["landed_at"].to_pylist()
     late = flights["late"].to_pylist()

@@ -29,7 +29,14 @@ from typing import Any
 from prodml.core import AlertsConfig, Clock
 from prodml.core._alert_config import DEFAULT_SINK, AlertRuleConfig
 from prodml.core._monitor_metrics import LABEL_CHECKS
-from prodml.monitoring._alerts import AlertEngine, AlertState, AlertStatus, Observation
+from prodml.monitoring._alerts import (
+    AlertEngine,
+    AlertState,
+    AlertStatus,
+    AlertStore,
+    Observation,
+    open_alert_store,
+)
 from prodml.monitoring._checks import Result
 from prodml.monitoring._sinks import Notification, format_scope, make_sink
 from prodml.monitoring._store import MonitorStore, StoredWindow
@@ -63,12 +70,17 @@ def builtin_rules(config: AlertsConfig) -> list[AlertRuleConfig]:
     ]
 
 
-class SqlAlertStore:
+class SqlAlertStore(AlertStore):
     """:class:`~prodml.monitoring._alerts.AlertStore` in the metadata DB."""
 
     def __init__(self, store: MonitorStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+
+    @classmethod
+    def for_monitor(cls, store: MonitorStore, clock: Clock) -> SqlAlertStore:
+        """The alert states in ``store``'s metadata DB, stamped by ``clock``."""
+        return cls(store, clock)
 
     def get(self, rule: str, scope: str) -> AlertState | None:
         data = self._store.alert_state(rule, scope)
@@ -94,7 +106,7 @@ class MonitorAlerts:
         self.config = config
         self._store = store
         self._clock = clock
-        self._states = SqlAlertStore(store, clock)
+        self._states = open_alert_store("sql", store, clock)
         self._sinks = {s.name: make_sink(s) for s in config.sinks}
         self._managers = {s.name for s in config.sinks if s.type == "alertmanager"}
         self._builtin = builtin_rules(config)

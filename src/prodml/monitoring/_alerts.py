@@ -49,12 +49,14 @@ import json
 import logging
 import math
 import threading
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
+from prodml.core import Plugins
 from prodml.core._alert_config import DEFAULT_SINK, AlertRuleConfig
 from prodml.core._clock import Clock
 from prodml.core.errors import (
@@ -67,7 +69,11 @@ from prodml.core.errors import (
 )
 from prodml.monitoring._sinks import LOGGER_NAME, LogSink, Notification, Sink
 
+if TYPE_CHECKING:
+    from prodml.monitoring._store import MonitorStore
+
 __all__ = [
+    "ALERT_STORES",
     "EVIDENCE_WINDOWS",
     "AlertEngine",
     "AlertState",
@@ -76,6 +82,7 @@ __all__ = [
     "MemoryAlertStore",
     "Observation",
     "evaluate",
+    "open_alert_store",
 ]
 
 AlertStatus = Literal["inactive", "pending", "firing", "resolved"]
@@ -200,7 +207,7 @@ def _required_time(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-class AlertStore(Protocol):
+class AlertStore(ABC):
     """Where alert states live between evaluations, one per ``(rule, scope)``.
 
     ``put`` inserts or replaces the state with the same ``(state.rule, state.scope)``;
@@ -210,21 +217,44 @@ class AlertStore(Protocol):
     that JSON next to indexed ``rule``, ``scope`` and ``state`` columns.
     """
 
-    def get(self, rule: str, scope: str) -> AlertState | None: ...
+    @classmethod
+    @abstractmethod
+    def for_monitor(cls, store: MonitorStore, clock: Clock) -> AlertStore:
+        """The store a monitoring job over ``store`` keeps its alerts in (the
+        constructor :func:`open_alert_store` calls for every registered kind)."""
 
-    def put(self, state: AlertState) -> None: ...
+    @abstractmethod
+    def get(self, rule: str, scope: str) -> AlertState | None:
+        """The state of ``rule`` in ``scope``, or None if it has none yet."""
 
+    @abstractmethod
+    def put(self, state: AlertState) -> None:
+        """Insert or replace the state of ``(state.rule, state.scope)``."""
+
+    @abstractmethod
     def list(
         self, rule: str | None = None, states: Iterable[AlertStatus] | None = None
-    ) -> builtins.list[AlertState]: ...
+    ) -> builtins.list[AlertState]:
+        """The states sorted by ``(rule, scope)``, filtered by rule and status."""
 
 
-class MemoryAlertStore:
-    """An in-process :class:`AlertStore`, for tests and single-process replays."""
+class MemoryAlertStore(AlertStore):
+    """An in-process :class:`AlertStore`, for tests and single-process replays.
+
+    >>> store = MemoryAlertStore()
+    >>> store.put(AlertState(rule="drift", scope="endpoint=a", state="firing"))
+    >>> [s.state for s in store.list(states=["firing"])]
+    ['firing']
+    """
 
     def __init__(self) -> None:
         self._states: dict[tuple[str, str], AlertState] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_monitor(cls, store: MonitorStore, clock: Clock) -> MemoryAlertStore:
+        """A fresh, empty store (``store`` and ``clock`` are not used)."""
+        return cls()
 
     def get(self, rule: str, scope: str) -> AlertState | None:
         with self._lock:
@@ -245,6 +275,23 @@ class MemoryAlertStore:
             for _, s in found
             if (rule is None or s.rule == rule) and (wanted is None or s.state in wanted)
         ]
+
+
+#: Alert stores by name: ``module:Class``, imported when first opened.
+ALERT_STORES: Plugins[AlertStore] = Plugins(
+    "alert store",
+    AlertStore,
+    {
+        "memory": "prodml.monitoring._alerts:MemoryAlertStore",
+        "sql": "prodml.monitoring._alerting:SqlAlertStore",
+    },
+)
+
+
+def open_alert_store(kind: str, store: MonitorStore, clock: Clock) -> AlertStore:
+    """The alert store :data:`ALERT_STORES` registers as ``kind``, for the monitoring job
+    over ``store`` (``"sql"``: in its metadata DB)."""
+    return ALERT_STORES.load(kind).for_monitor(store, clock)
 
 
 def evaluate(

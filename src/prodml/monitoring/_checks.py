@@ -29,12 +29,11 @@ from prodml.monitoring._performance import (
 )
 from prodml.monitoring._quality import quality_checks
 from prodml.monitoring._reference import PREDICTION, MonitorReference
-from prodml.monitoring._result import FEATURE_PREFIX, Result, emit, finite, floats
+from prodml.monitoring._result import Result, emit, finite, floats
 from prodml.stats import NumericProfile
+from prodml.storage import feature_column
 
 __all__ = [
-    "FEATURE_PREFIX",
-    "LABELS_SCHEMA",
     "Result",
     "drift_checks",
     "emit",
@@ -43,16 +42,6 @@ __all__ = [
     "prediction_checks",
     "quality_checks",
 ]
-
-#: Labels as the monitoring job hands them to :func:`label_checks`.
-LABELS_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("row", pa.int64()),
-        ("label", pa.float64()),
-        ("label_time", pa.float64()),
-    ]
-)
 
 
 def operational_checks(table: pa.Table, seconds: float) -> list[Result]:
@@ -105,7 +94,7 @@ def _feature_frame(table: pa.Table, inputs: Sequence[str]) -> pa.Table:
     """The window's feature columns under their feature names (missing ones as nulls)."""
     columns = {}
     for name in inputs:
-        logged = FEATURE_PREFIX + name
+        logged = feature_column(name)
         columns[name] = table[logged] if logged in table.column_names else pa.nulls(table.num_rows)
     return pa.table(columns) if columns else pa.table({})
 
@@ -230,8 +219,8 @@ def label_checks(
 ) -> tuple[list[Result], int]:
     """Delayed-label performance: labels joined by request id (and row when the label
     names one); coverage, lag, realized metrics, calibration, label drift and per-segment
-    metrics. ``labels`` is :data:`LABELS_SCHEMA`, one (latest) label per key. Returns
-    the results and the number of labelled rows."""
+    metrics. ``labels`` is :data:`~prodml.monitoring._records.LABELS_SCHEMA`, one (latest)
+    label per key. Returns the results and the number of labelled rows."""
     rows = table.num_rows
     if rows == 0 or "request_id" not in table.column_names or "output" not in table.column_names:
         return [], 0
@@ -342,7 +331,7 @@ def _segments(
 ) -> list[Result]:
     out: list[Result] = []
     for segment in config.segments:
-        logged = FEATURE_PREFIX + segment
+        logged = feature_column(segment)
         if logged not in table.column_names:
             out.append(emit("segment", "rows", None, segment, status="error",
                             details={"reason": f"feature {segment!r} is not in the log"}))  # fmt: skip

@@ -14,7 +14,6 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -22,9 +21,8 @@ import pyarrow.compute as pc
 
 from prodml.core import MonitoringConfig, ensure_utc, parse_duration
 from prodml.core.errors import SchemaError
-from prodml.monitoring._records import first_record_hour
 from prodml.monitoring._windows import Span, Window, window_at, windows
-from prodml.storage import QuarantinedFile, read_log
+from prodml.storage import LogStore, QuarantinedFile
 
 __all__ = ["Backlog", "Schedule"]
 
@@ -129,16 +127,16 @@ class Schedule:
 
     def due(
         self,
-        log: Path,
+        log: LogStore,
         endpoint: str,
         now: datetime,
         done: set[tuple[datetime, datetime]],
         quarantine: list[QuarantinedFile] | None = None,
     ) -> tuple[list[Window], Backlog]:
-        """The windows of ``endpoint`` (under the log root ``log``) due at ``now`` and not
-        in ``done``, and what waits after them (unreadable files: moved to ``quarantine``,
-        see :func:`~prodml.storage.read_log`)."""
-        first = first_record_hour(log / f"endpoint={endpoint}")
+        """The windows of ``endpoint`` (in the prediction log ``log``) due at ``now`` and
+        not in ``done``, and what waits after them (unreadable files: moved to
+        ``quarantine``, see :meth:`~prodml.storage.LogStore.read`)."""
+        first = log.first_hour(endpoint)
         if first is None:
             return [], Backlog(endpoint, "no_records")
         if self.rows:
@@ -146,7 +144,7 @@ class Schedule:
         else:
             closed = windows(self.span, first, now - self.grace, step=self.step)
             upcoming = window_at(self.span, first, len(closed), step=self.step)
-            waiting = read_log(log, partition=endpoint, start=upcoming.start, columns=["time"],
+            waiting = log.read(endpoint=endpoint, start=upcoming.start, columns=["time"],
                                quarantine=quarantine)  # fmt: skip
             reason: Reason = "grace" if upcoming.end <= now else "open_window"
             backlog = Backlog(endpoint, reason, waiting.num_rows, upcoming,
@@ -157,13 +155,17 @@ class Schedule:
         return due, replace(backlog, computed_until=until)
 
     def _row_windows(
-        self, log: Path, endpoint: str, now: datetime, quarantine: list[QuarantinedFile] | None
+        self,
+        log: LogStore,
+        endpoint: str,
+        now: datetime,
+        quarantine: list[QuarantinedFile] | None,
     ) -> tuple[list[Window], Backlog]:
         """Windows of ``rows`` live predictions every ``row_step``: from the time of a
         window's first record to the time of the first record after it (records sharing
         that time go to the next window), closed once that record is ``grace`` old."""
-        table = read_log(
-            log, partition=endpoint, end=now, columns=["time", "shadow"], quarantine=quarantine
+        table = log.read(
+            endpoint=endpoint, end=now, columns=["time", "shadow"], quarantine=quarantine
         )
         live = table.filter(pc.invert(pc.fill_null(pc.cast(table["shadow"], pa.bool_()), False)))
         times = [ensure_utc(t) for t in live["time"].to_pylist()]

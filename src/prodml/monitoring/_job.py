@@ -6,8 +6,8 @@ version's reference, and stored with its results. Windows whose labels may still
 arrive (until ``label_horizon`` after they end) get their delayed-label results
 recomputed on every pass; then they are final. Alert rules run over the new values.
 
-An unreadable log file (see :func:`~prodml.storage.read_log`) is moved to its log's
-quarantine; a window reports the quarantined files of its hours (both logs) as
+Both logs are read through their :class:`~prodml.storage.LogStore`. An unreadable log
+file (see :meth:`~prodml.storage.LogStore.read`) is moved to its log's quarantine; a window reports the quarantined files of its hours (both logs) as
 ``log.quarantined_files``, computed from the rest of its records, and the pass lists the
 files it moved.
 """
@@ -15,22 +15,18 @@ files it moved.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from prodml.core import Clock, MonitoringConfig, ensure_utc, parse_duration
-from prodml.core.errors import ConflictError, NotFoundError, SchemaError
+from prodml.core.errors import ConflictError
 from prodml.features import FeatureStore
 from prodml.monitoring._alerting import LABEL_CHECKS, MonitorAlerts
 from prodml.monitoring._checks import (
-    FEATURE_PREFIX,
     Result,
     drift_checks,
     emit,
@@ -40,24 +36,21 @@ from prodml.monitoring._checks import (
     quality_checks,
     recent_calibrator,
 )
-from prodml.monitoring._drift import DriftReference
 from prodml.monitoring._due import Backlog, Schedule
-from prodml.monitoring._performance import Calibrator, classification_metrics, regression_metrics
-from prodml.monitoring._records import LabelIndex, groups, live_arm, select_group
-from prodml.monitoring._reference import PREDICTION, MonitorReference, column_kinds, scores_array
+from prodml.monitoring._fitting import REFERENCE_ERRORS, ReferenceFitter
+from prodml.monitoring._records import LabelIndex, RecordGroups
+from prodml.monitoring._reference import MonitorReference
 from prodml.monitoring._sinks import Notification
 from prodml.monitoring._store import MonitorStore, StoredWindow
 from prodml.monitoring._windows import Window
 from prodml.registry import ModelRegistry
-from prodml.stats import NumericProfile
 from prodml.storage import (
-    LABELS_DIR,
-    PREDICTIONS_DIR,
     ArtifactStore,
+    LogStore,
+    LogStores,
     MetadataDB,
     QuarantinedFile,
-    quarantined_files,
-    read_log,
+    feature_column,
 )
 
 __all__ = ["Monitor", "MonitorRun", "WindowReport"]
@@ -106,6 +99,44 @@ class MonitorRun:
 Progress = Callable[[str, int, int], None]
 
 
+class _Moved(list[QuarantinedFile]):
+    """The ``quarantine`` list of one log's reads in a pass: each file a read moves is
+    also noted in ``journal`` with its log, so that the pass lists the moves of both
+    logs in the order they happened."""
+
+    def __init__(self, log: LogStore, journal: list[tuple[LogStore, QuarantinedFile]]) -> None:
+        super().__init__()
+        self._log = log
+        self._journal = journal
+
+    def append(self, moved: QuarantinedFile) -> None:
+        super().append(moved)
+        self._journal.append((self._log, moved))
+
+    def extend(self, moved: Iterable[QuarantinedFile]) -> None:
+        for one in moved:
+            self.append(one)
+
+
+@dataclass
+class _Moves:
+    """The log files one pass moved to the quarantine: the lists its reads of each log
+    append to, and every move in order."""
+
+    predictions: _Moved
+    labels: _Moved
+    journal: list[tuple[LogStore, QuarantinedFile]]
+
+    @classmethod
+    def of(cls, logs: LogStores) -> _Moves:
+        journal: list[tuple[LogStore, QuarantinedFile]] = []
+        return cls(_Moved(logs.predictions, journal), _Moved(logs.labels, journal), journal)
+
+    def described(self) -> list[dict[str, str]]:
+        """Each move as :meth:`~prodml.storage.LogStore.describe` reports it."""
+        return [log.describe(moved) for log, moved in self.journal]
+
+
 class Monitor:
     """Windows over the prediction log, checked against each model version's reference."""
 
@@ -117,21 +148,19 @@ class Monitor:
         artifacts: ArtifactStore,
         registry: ModelRegistry,
         features: FeatureStore,
-        state_dir: Path,
+        logs: LogStores,
         clock: Clock,
     ) -> None:
         self.config = config
         self.store = MonitorStore(db)
-        self._artifacts = artifacts
-        self._registry = registry
-        self._features = features
-        self._state_dir = state_dir
-        self._predictions = state_dir / PREDICTIONS_DIR
-        self._labels = state_dir / LABELS_DIR
-        #: Where every read moves unreadable log files (a new list per pass).
-        self._moved: list[QuarantinedFile] = []
+        self._logs = logs
+        #: Where every read moves unreadable log files (new lists per pass).
+        self._moves = _Moves.of(logs)
         self._clock = clock
-        self._references: dict[str, MonitorReference] = {}
+        self._fitter = ReferenceFitter(
+            config=config, store=self.store, artifacts=artifacts, registry=registry,
+            features=features, clock=clock, read=self._read_window,
+        )  # fmt: skip
         self.schedule = Schedule.of(config)
         self.rows, self.span = self.schedule.rows, self.schedule.span
         self.label_horizon = parse_duration(config.label_horizon, field="monitoring.label_horizon")
@@ -141,173 +170,11 @@ class Monitor:
     def reference(self, model_version: str, endpoint: str | None = None) -> MonitorReference:
         """The stored reference of ``model_version`` (on ``endpoint`` when ``[monitoring]
         reference`` is a past window of its log), fitted and stored on first use."""
-        window = self._reference_window()
-        if window is not None and endpoint is None:
-            raise SchemaError(
-                f"monitoring reference {self.config.reference!r} is a window of an endpoint's "
-                "log: name the endpoint"
-            )
-        key = (
-            model_version
-            if window is None
-            else f"{model_version}|{endpoint}|{self.config.reference}"
-        )
-        cached = self._references.get(key)
-        if cached is not None:
-            return cached
-        stored = self.store.reference(key)
-        if stored is not None:
-            reference = MonitorReference.from_bytes(self._artifacts.get_bytes(stored[0]))
-        else:
-            reference = self.fit_reference(model_version)
-            if window is not None:
-                reference = self._window_reference(reference, model_version, str(endpoint), window)
-            digest = self._artifacts.put_bytes(reference.to_bytes())
-            self.store.save_reference(
-                key, digest, reference.meta.get("source", {}), self._clock.now()
-            )
-        self._references[key] = reference
-        return reference
-
-    def _reference_window(self) -> Window | None:
-        if self.config.reference == "training":
-            return None
-        start, _, end = self.config.reference.partition("/")
-        return Window(_utc(start), _utc(end))
-
-    def _window_reference(
-        self, base: MonitorReference, model_version: str, endpoint: str, window: Window
-    ) -> MonitorReference:
-        """``base`` (task, calibration, reference metrics from the training run) with the
-        input and score profiles of the live records of ``window`` instead."""
-        table = select_group(
-            read_log(self._predictions, partition=endpoint, start=window.start, end=window.end,
-                     quarantine=self._moved),
-            *live_arm(read_log(self._predictions, partition=endpoint, start=window.start,
-                                end=window.end, columns=["arm", "model_version", "shadow"],
-                                quarantine=self._moved), model_version),
-        )  # fmt: skip
-        if table.num_rows == 0:
-            raise NotFoundError(
-                f"monitoring reference window {window.label} of endpoint {endpoint!r} holds no "
-                f"live prediction of {model_version}"
-            )
-        features = {
-            name: table[FEATURE_PREFIX + name]
-            for name in base.inputs
-            if FEATURE_PREFIX + name in table.column_names
-        }
-        frame = pa.table(features)
-        numeric = [n for n in base.inputs if n in base.drift.numeric and n in features]
-        categorical = [n for n in base.inputs if n in base.drift.categorical and n in features]
-        drift = DriftReference.fit(
-            frame, numeric=numeric, categorical=categorical, bins=self.config.bins
-        )
-        profiles = dict(drift.numeric)
-        if "output" in table.column_names:
-            profiles[PREDICTION] = NumericProfile.fit(table["output"], bins=self.config.bins)
-        meta = {
-            **base.meta,
-            "source": {
-                **base.meta.get("source", {}),
-                "window": [window.start.isoformat(), window.end.isoformat()],
-                "window_rows": table.num_rows,
-            },
-        }
-        return MonitorReference(
-            DriftReference(profiles, dict(drift.categorical), table.num_rows), meta
-        )
+        return self._fitter.reference(model_version, endpoint)
 
     def fit_reference(self, model_version: str) -> MonitorReference:
         """Profiles of the version's training set and of its scores on the test split."""
-        version = self._registry.get(model_version)
-        if version.run_id is None:
-            raise NotFoundError(
-                f"model version {version.ref}: registered without a training run, so monitoring "
-                "has no training data to use as the reference"
-            )
-        run = self._registry.get_run(version.run_id)
-        job = run.job
-        evaluation = version.evaluation or {}
-        fingerprint = evaluation.get("training_set") or next(
-            (fp for role, fp in run.datasets if role == "train"), None
-        )
-        if fingerprint is None:
-            raise NotFoundError(
-                f"model version {version.ref}: its run {run.id} recorded no training set"
-            )
-        table = self._features.get_training_set(str(fingerprint)).table
-        inputs = [name for name in job.get("inputs", []) if name in table.column_names]
-        if not inputs:
-            raise SchemaError(
-                f"model version {version.ref}: none of its inputs {job.get('inputs')} is a column "
-                f"of training set {str(fingerprint)[:12]}"
-            )
-        numeric, categorical = column_kinds(table, inputs)
-        bins = self.config.bins
-        drift = DriftReference.fit(table, numeric=numeric, categorical=categorical, bins=bins)
-        meta: dict[str, Any] = {
-            "task": job.get("task"),
-            "inputs": inputs,
-            "label": job.get("label"),
-            "source": {"training_set": fingerprint, "rows": table.num_rows, "run": run.id},
-        }
-        scores_profile = self._fit_outputs(model_version, table, inputs, job, evaluation, meta)
-        numeric_profiles = dict(drift.numeric)
-        if scores_profile is not None:
-            numeric_profiles[PREDICTION] = scores_profile
-        return MonitorReference(
-            DriftReference(numeric_profiles, dict(drift.categorical), drift.rows), meta
-        )
-
-    def _fit_outputs(
-        self,
-        model_version: str,
-        table: pa.Table,
-        inputs: list[str],
-        job: dict[str, Any],
-        evaluation: dict[str, Any],
-        meta: dict[str, Any],
-    ) -> NumericProfile | None:
-        """Score the held-out test split: the score profile, the reference metrics and,
-        for classifiers, the calibration map."""
-        frame = table.to_pandas()
-        timestamp, label = job.get("timestamp"), job.get("label")
-        test_start = (evaluation.get("split") or {}).get("test_start")
-        if timestamp in frame.columns and test_start is not None:
-            frame = frame[frame[timestamp] >= pd.Timestamp(test_start)]
-        meta["source"]["reference_rows"] = len(frame)
-        if frame.empty:
-            return None
-        scores = scores_array(
-            self._registry.load(model_version).predict(frame[inputs].reset_index(drop=True))
-        )
-        profile = NumericProfile.fit(scores, bins=self.config.bins)
-        if label not in frame.columns:
-            return profile
-        y = frame[label].to_numpy(dtype=np.float64, na_value=np.nan)
-        if self.config.importance_weighted:
-            meta["importance"] = _importance(
-                self._registry.load(model_version).predict,
-                frame[inputs].reset_index(drop=True),
-                y,
-                scores,
-                meta["task"],
-            )
-        if meta["task"] == "classification":
-            keep = np.isfinite(y) & np.isfinite(scores)
-            meta["reference_metrics"] = classification_metrics(
-                y[keep], scores[keep], threshold=self.config.classification_threshold
-            )
-            meta["reference_label_rate"] = float(np.mean(y[keep])) if keep.any() else None
-            meta["reference_positive_rate"] = float(
-                np.mean(scores >= self.config.classification_threshold)
-            )
-            meta["calibrator"] = Calibrator().fit(scores[keep], y[keep]).to_dict()
-        else:
-            keep = np.isfinite(y) & np.isfinite(scores)
-            meta["reference_metrics"] = regression_metrics(y[keep], scores[keep])
-        return profile
+        return self._fitter.fit(model_version)
 
     def stored(self, *, endpoint: str | None = None) -> list[WindowReport]:
         """Every computed window (of ``endpoint``) with its stored results, in time order."""
@@ -318,27 +185,28 @@ class Monitor:
     # --- one pass -----------------------------------------------------------------------
     def endpoints(self) -> list[str]:
         """Endpoints with a prediction log."""
-        if not self._predictions.is_dir():
-            return []
-        return sorted(
-            p.name.partition("=")[2]
-            for p in self._predictions.iterdir()
-            if p.is_dir() and p.name.startswith("endpoint=")
-        )
+        return self._logs.predictions.endpoints()
 
     def run(self, *, endpoint: str | None = None, progress: Progress | None = None) -> MonitorRun:
         """Compute every closed, new window and refresh the ones awaiting labels."""
+        self._moves = _Moves.of(self._logs)
+        try:
+            return self._run(endpoint, progress)
+        finally:
+            self._fitter.forget_models()
+
+    def _run(self, endpoint: str | None, progress: Progress | None) -> MonitorRun:
         names = self.endpoints() if endpoint is None else [endpoint]
         now = ensure_utc(self._clock.now())
         outcome = MonitorRun()
         sent: list[Notification] = []
-        self._moved = []
         for name in names:
             due, backlog = self.schedule.due(
-                self._predictions, name, now, self.store.computed(name), self._moved
-            )
+                self._logs.predictions, name, now, self.store.computed(name),
+                self._moves.predictions,
+            )  # fmt: skip
             outcome.waiting.append(backlog)
-            labels = LabelIndex(self._labels, name, self._moved)
+            labels = LabelIndex(self._logs.labels, name, self._moves.labels)
             computed: list[WindowReport] = []
             for i, window in enumerate(due):
                 if progress is not None:
@@ -353,47 +221,31 @@ class Monitor:
             sent += self.alerts.process(windows_seen)
         self.alerts.refresh(sent)
         outcome.notifications = [n.to_dict() for n in sent]
-        outcome.quarantined = [self._moved_dict(moved) for moved in self._moved]
+        outcome.quarantined = self._moves.described()
         return outcome
-
-    def _moved_dict(self, moved: QuarantinedFile) -> dict[str, str]:
-        log_name = "labels" if moved.source.is_relative_to(self._labels) else "predictions"
-        root = self._labels if log_name == "labels" else self._predictions
-        return {
-            "log": log_name,
-            "endpoint": moved.source.relative_to(root).parts[0].partition("=")[2],
-            "path": self._relative(moved.source),
-            "quarantined_to": self._relative(moved.target),
-            "reason": moved.reason,
-        }
-
-    def _relative(self, path: Path) -> str:
-        return (
-            path.relative_to(self._state_dir).as_posix()
-            if path.is_relative_to(self._state_dir)
-            else str(path)
-        )
 
     def _quarantined(self, endpoint: str, window: Window) -> Result:
         """``log.quarantined_files``: the files of both logs of ``window``'s hours that
         lie in the quarantine (moved by this pass or an earlier one)."""
         files = [
-            self._relative(path)
-            for root in (self._predictions, self._labels)
-            for path in quarantined_files(
-                root, partition=endpoint, start=window.start, end=window.end
-            )
+            path
+            for log in (self._logs.predictions, self._logs.labels)
+            for path in log.quarantined(endpoint=endpoint, start=window.start, end=window.end)
         ]
         if not files:
             return emit("log", "quarantined_files", 0.0)
         return emit("log", "quarantined_files", float(len(files)), status="breach",
                     details={"files": files[:_LISTED_FILES]})  # fmt: skip
 
+    def _read_window(self, endpoint: str, window: Window) -> pa.Table:
+        """Every column of the records of ``endpoint``'s ``window``."""
+        return self._logs.predictions.read(endpoint=endpoint, start=window.start, end=window.end,
+                                           quarantine=self._moves.predictions)  # fmt: skip
+
     def _compute(
         self, endpoint: str, window: Window, labels: LabelIndex, now: datetime
     ) -> list[WindowReport]:
-        table = read_log(self._predictions, partition=endpoint, start=window.start, end=window.end,
-                         quarantine=self._moved)  # fmt: skip
+        table = self._read_window(endpoint, window)
         seconds = (window.end - window.start).total_seconds()
         final = now >= window.end + self.label_horizon
         if table.num_rows == 0:
@@ -405,13 +257,13 @@ class Monitor:
         quarantine = self._quarantined(endpoint, window)
         previous = self._previous(endpoint, window)
         reports = []
-        for arm, model_version, shadow, part in groups(table):
+        for arm, model_version, shadow, part in RecordGroups(table):
             results = [*operational_checks(part, seconds), quarantine]
             status = "computed" if part.num_rows >= self.config.min_rows else "too_few_rows"
             label_rows = 0
             try:
                 reference = self.reference(model_version, endpoint)
-            except Exception as exc:  # a missing or broken reference: say so, keep the rest
+            except REFERENCE_ERRORS as exc:  # a missing or broken reference: say so, keep the rest
                 results.append(emit("reference", "available", None, status="error",
                                       details={"reason": f"{type(exc).__name__}: {exc}"}))  # fmt: skip
                 log.warning(
@@ -429,7 +281,7 @@ class Monitor:
                 if previous is not None:
                     before, earlier = previous
                     recent = recent_calibrator(
-                        select_group(earlier, arm, model_version, shadow),
+                        earlier.select(arm, model_version, shadow),
                         labels.get(before),
                         self.config.min_rows,
                     )
@@ -444,17 +296,17 @@ class Monitor:
                 reports.append(WindowReport(stored, results))
         return reports
 
-    def _previous(self, endpoint: str, window: Window) -> tuple[datetime, pa.Table] | None:
+    def _previous(self, endpoint: str, window: Window) -> tuple[datetime, RecordGroups] | None:
         """With ``calibration = "recent"``: the start of the window just before this one
-        (same length) and its records, for the calibration maps of its groups."""
+        (same length) and its records by group, for the calibration maps of its groups."""
         if self.config.calibration != "recent" or self.rows:
             return None
         before = self.span.add(window.start, -1)
-        return before, self._label_records(endpoint, before, window.start)
+        return before, RecordGroups(self._label_records(endpoint, before, window.start))
 
     def _label_records(self, endpoint: str, start: datetime, end: datetime) -> pa.Table:
         """The records of ``[start, end)`` with just the columns label checks read."""
-        segments = [FEATURE_PREFIX + name for name in self.config.segments]
+        segments = [feature_column(name) for name in self.config.segments]
         columns = [
             "time",
             "request_id",
@@ -465,26 +317,38 @@ class Monitor:
             "shadow",
             *segments,
         ]
-        return read_log(
-            self._predictions,
-            partition=endpoint,
+        return self._logs.predictions.read(
+            endpoint=endpoint,
             start=start,
             end=end,
             columns=columns,
-            quarantine=self._moved,
+            quarantine=self._moves.predictions,
         )
 
     def _refresh(self, endpoint: str, labels: LabelIndex, now: datetime) -> list[WindowReport]:
+        """Recompute the label checks of the windows still awaiting labels (in time order,
+        so each window's records are read once for all its groups)."""
         reports = []
+        span: tuple[datetime, datetime] | None = None
+        records = RecordGroups(pa.table({}))
         for stored in self.store.open_label_windows(endpoint):
             if stored.status == "empty" or not stored.model_version:
                 continue
             final = now >= stored.end + self.label_horizon
-            table = self._label_records(endpoint, stored.start, stored.end)
-            part = select_group(table, stored.arm, stored.model_version, stored.shadow)
+            if span != (stored.start, stored.end):
+                span = (stored.start, stored.end)
+                records = RecordGroups(self._label_records(endpoint, *span))
+            part = records.select(stored.arm, stored.model_version, stored.shadow)
             try:
                 reference = self.reference(stored.model_version, endpoint)
-            except Exception:
+            except REFERENCE_ERRORS as exc:  # reported when the window was computed
+                log.warning(
+                    "monitoring %s %s: labels not refreshed, no reference for %s: %s",
+                    endpoint,
+                    Window(stored.start, stored.end).label,
+                    stored.model_version,
+                    exc,
+                )
                 continue
             results, label_rows = label_checks(
                 part, labels.get(stored.start), reference, self.config
@@ -513,48 +377,6 @@ class Monitor:
             return None
         return StoredWindow(window_id, endpoint, arm, model_version, shadow, window.start, window.end,
                             rows, status, label_rows, final)  # fmt: skip
-
-
-def _importance(
-    predict: Callable[[pd.DataFrame], Any],
-    frame: pd.DataFrame,
-    y: np.ndarray,
-    scores: np.ndarray,
-    task: Any,
-    *,
-    rows: int = 5000,
-    seed: int = 0,
-) -> dict[str, float] | None:
-    """Permutation importance of each input on (at most ``rows`` of) the test split: how
-    much ROC-AUC (classifiers) or RMSE (regressors) worsens when the column is shuffled;
-    negative effects count as 0. None when no column matters."""
-    rng = np.random.default_rng(seed)
-    pick = rng.permutation(len(frame))[:rows]
-    frame, y, scores = frame.iloc[pick].reset_index(drop=True), y[pick], scores[pick]
-    keep = np.isfinite(y)
-
-    def quality(s: np.ndarray) -> float | None:
-        if task == "classification":
-            return classification_metrics(y[keep], s[keep])["roc_auc"]
-        rmse = regression_metrics(y[keep], s[keep])["rmse"]
-        return None if rmse is None else -rmse
-
-    base = quality(scores)
-    if base is None:
-        return None
-    out = {}
-    for column in frame.columns:
-        shuffled = frame.copy()
-        shuffled[column] = shuffled[column].to_numpy()[rng.permutation(len(frame))]
-        worse = quality(scores_array(predict(shuffled)))
-        out[str(column)] = max(0.0, base - worse) if worse is not None else 0.0
-    total = sum(out.values())
-    return {k: v / total for k, v in out.items()} if total > 0 else None
-
-
-def _utc(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _updated(stored: StoredWindow, label_rows: int, final: bool) -> StoredWindow:

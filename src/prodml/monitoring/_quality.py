@@ -37,16 +37,9 @@ from prodml.core import MonitoringConfig
 from prodml.core._config import QualityConfig
 from prodml.monitoring._drift import DriftReference
 from prodml.monitoring._reference import MonitorReference
-from prodml.monitoring._result import (
-    AGE_PREFIX,
-    FEATURE_PREFIX,
-    STALE_PREFIX,
-    Result,
-    emit,
-    floats,
-    is_number_type,
-)
+from prodml.monitoring._result import Result, emit, floats, is_number_type
 from prodml.stats import CategoricalProfile
+from prodml.storage import feature_ages_in, feature_column, feature_stale_column
 
 __all__ = ["Thresholds", "missing_threshold", "quality_checks"]
 
@@ -93,14 +86,14 @@ def quality_checks(
     if "violations" in table.column_names:
         flagged = rows - table["violations"].null_count
         out.append(emit("quality", "violation_rate", flagged / rows))
-    absent = [name for name in reference.inputs if FEATURE_PREFIX + name not in table.column_names]
+    absent = [n for n in reference.inputs if feature_column(n) not in table.column_names]
     if absent:
         out.append(emit("quality", "absent_features", float(len(absent)), status="error",
                         details={"features": absent}))  # fmt: skip
     out += _freshness(table)
     flag = _Flag(rows >= config.min_rows)
     for name in reference.inputs:
-        logged = FEATURE_PREFIX + name
+        logged = feature_column(name)
         if logged not in table.column_names:
             continue
         limits = Thresholds.of(config.quality, name)
@@ -129,17 +122,14 @@ def _freshness(table: pa.Table) -> list[Result]:
     """Online-feature staleness per feature view, from ``feature_age.<view>`` and
     ``feature_stale.<view>`` (native requests): median and p95 age, stale share."""
     out: list[Result] = []
-    for name in table.column_names:
-        if not name.startswith(AGE_PREFIX):
-            continue
-        view = name[len(AGE_PREFIX) :]
+    for view, name in feature_ages_in(table.column_names).items():
         ages = floats(table[name])
         ages = ages[np.isfinite(ages)]
         if len(ages):
             p50, p95 = np.percentile(ages, [50, 95])
             out.append(emit("quality", "feature_age_p50_s", float(p50), view))
             out.append(emit("quality", "feature_age_p95_s", float(p95), view))
-        flags = STALE_PREFIX + view
+        flags = feature_stale_column(view)
         if flags in table.column_names:
             stale = floats(table[flags])
             known = stale[np.isfinite(stale)]

@@ -23,11 +23,7 @@ import pyarrow.compute as pc
 from prodml.core._monitor_metrics import MONITOR_METRICS
 from prodml.core.errors import SchemaError
 
-__all__ = ["AGE_PREFIX", "FEATURE_PREFIX", "STALE_PREFIX", "Result", "emit"]
-
-FEATURE_PREFIX = "feature."
-AGE_PREFIX = "feature_age."
-STALE_PREFIX = "feature_stale."
+__all__ = ["Result", "emit"]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ names the sink when delivery fails. The HTTP sinks POST JSON through a *transpor
 (``(url, body, headers, timeout_s) -> status``); the default uses ``urllib.request`` from
 the standard library, so alerting adds no runtime dependency (httpx is only a dev extra).
 
+Sink kinds are plugins: :data:`ALERT_SINKS` maps a ``[[monitoring.alerts.sinks]]``
+``type`` to its :class:`AlertSink` class, imported when :func:`make_sink` first builds
+one (``memory`` keeps what it is sent, for tests).
+
 >>> from datetime import datetime, timezone
 >>> t = datetime(2013, 7, 2, tzinfo=timezone.utc)
 >>> note = Notification(rule="input_drift", metric="drift.share", severity="warning",
@@ -29,16 +33,20 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from prodml.core import Plugins
 from prodml.core._alert_config import AlertSinkConfig
 from prodml.core.errors import ConfigError, ProdMLError
 
 __all__ = [
+    "ALERT_SINKS",
     "LOGGER_NAME",
+    "AlertSink",
     "AlertmanagerSink",
     "LogSink",
     "MemorySink",
@@ -177,17 +185,37 @@ class Sink(Protocol):
     def send(self, notification: Notification) -> None: ...
 
 
-class LogSink:
+class AlertSink(ABC):
+    """The base of the registered sink kinds: a :class:`Sink` that a
+    ``[[monitoring.alerts.sinks]]`` section builds (:meth:`from_config`)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The sink's name, as rules refer to it."""
+        return self._name
+
+    @classmethod
+    def from_config(
+        cls, config: AlertSinkConfig, *, transport: Transport | None = None
+    ) -> AlertSink:
+        """The sink ``config`` describes (``transport``: how HTTP kinds POST)."""
+        return cls(config.name)
+
+    @abstractmethod
+    def send(self, notification: Notification) -> None:
+        """Deliver ``notification``; raise a :class:`ProdMLError` naming the sink if it fails."""
+
+
+class LogSink(AlertSink):
     """A structured log line on ``prodml.monitoring.alerts``: WARNING when firing, INFO when
     resolved; the notification's dict is attached as the record's ``alert`` attribute."""
 
     def __init__(self, name: str = "log", logger: logging.Logger | None = None) -> None:
-        self._name = name
+        super().__init__(name)
         self._logger = logger or logging.getLogger(LOGGER_NAME)
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     def send(self, notification: Notification) -> None:
         n = notification
@@ -213,16 +241,12 @@ def _logfmt(value: str) -> str:
     return json.dumps(value) if re.search(r'[\s="]', value) else value
 
 
-class MemorySink:
+class MemorySink(AlertSink):
     """Keeps what it is sent, for tests."""
 
     def __init__(self, name: str = "memory") -> None:
-        self._name = name
+        super().__init__(name)
         self.sent: list[Notification] = []
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     def send(self, notification: Notification) -> None:
         self.sent.append(notification)
@@ -240,7 +264,7 @@ def urllib_transport(url: str, body: bytes, headers: Mapping[str, str], timeout_
             return int(exc.code)
 
 
-class _HttpSink:
+class _HttpSink(AlertSink):
     """A sink that POSTs one JSON body per notification; subclasses write ``_body``."""
 
     kind = "webhook"
@@ -254,15 +278,25 @@ class _HttpSink:
         timeout_s: float = 5.0,
         transport: Transport | None = None,
     ) -> None:
-        self._name = name
+        super().__init__(name)
         self.url = url
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.timeout_s = timeout_s
         self._transport = transport or urllib_transport
 
-    @property
-    def name(self) -> str:
-        return self._name
+    @classmethod
+    def from_config(
+        cls, config: AlertSinkConfig, *, transport: Transport | None = None
+    ) -> AlertSink:
+        if config.url is None:  # AlertSinkConfig rejects this; a model_construct() may not
+            raise ConfigError(f"alert sink {config.name!r}: url is required for {config.type!r}")
+        return cls(
+            config.name,
+            config.url,
+            headers=config.headers,
+            timeout_s=config.timeout_s,
+            transport=transport,
+        )
 
     def send(self, notification: Notification) -> None:
         body = json.dumps(self._body(notification)).encode()
@@ -359,27 +393,26 @@ def _label_name(key: str) -> str:
     return name if re.match(r"[A-Za-z_]", name) else f"_{name}"
 
 
-_HTTP_SINKS: dict[str, type[_HttpSink]] = {
-    "webhook": WebhookSink,
-    "slack": SlackSink,
-    "alertmanager": AlertmanagerSink,
-}
+#: Sink kinds by ``[[monitoring.alerts.sinks]]`` ``type``: ``module:Class``, imported
+#: when first built.
+ALERT_SINKS: Plugins[AlertSink] = Plugins(
+    "alert sink type",
+    AlertSink,
+    {
+        "alertmanager": "prodml.monitoring._sinks:AlertmanagerSink",
+        "log": "prodml.monitoring._sinks:LogSink",
+        "memory": "prodml.monitoring._sinks:MemorySink",
+        "slack": "prodml.monitoring._sinks:SlackSink",
+        "webhook": "prodml.monitoring._sinks:WebhookSink",
+    },
+)
 
 
 def make_sink(config: AlertSinkConfig, *, transport: Transport | None = None) -> Sink:
-    """The sink a ``[[monitoring.alerts.sinks]]`` section describes.
+    """The sink a ``[[monitoring.alerts.sinks]]`` section describes, built by the class
+    :data:`ALERT_SINKS` registers for its ``type``.
 
     >>> make_sink(AlertSinkConfig(name="ops", type="slack", url="https://hooks.example/x")).name
     'ops'
     """
-    if config.type == "log":
-        return LogSink(config.name)
-    if config.url is None:  # AlertSinkConfig rejects this; a model_construct() may not
-        raise ConfigError(f"alert sink {config.name!r}: url is required for {config.type!r}")
-    return _HTTP_SINKS[config.type](
-        config.name,
-        config.url,
-        headers=config.headers,
-        timeout_s=config.timeout_s,
-        transport=transport,
-    )
+    return ALERT_SINKS.load(config.type).from_config(config, transport=transport)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from prodml.features import FeatureStore
     from prodml.monitoring import Monitor
     from prodml.registry import DeploymentStore
+    from prodml.storage import LogStores
     from prodml.training import Training
 
 __all__ = ["Project", "find_root", "project_state"]
@@ -74,6 +75,13 @@ class Project:
         return FeatureStore(root=self.root, config=self.config, db=self.db, clock=self.clock)
 
     @cached_property
+    def logs(self) -> LogStores:
+        """The prediction and label logs, kept by the ``[logs] type`` backend."""
+        from prodml.storage import open_log_stores
+
+        return open_log_stores(self.state_dir, self.config.logs.type)
+
+    @cached_property
     def registry(self) -> ModelRegistry:
         return ModelRegistry(
             self.db, self.artifacts, self.clock, self.config.registry,
@@ -103,8 +111,7 @@ class Project:
 
         return Monitor(
             config=self.config.monitoring, db=self.db, artifacts=self.artifacts,
-            registry=self.registry, features=self.features, state_dir=self.state_dir,
-            clock=self.clock,
+            registry=self.registry, features=self.features, logs=self.logs, clock=self.clock,
         )  # fmt: skip
 
     @classmethod

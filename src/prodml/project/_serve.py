@@ -35,7 +35,7 @@ def serving_app(
     project.db.ensure_intact()
     config = project.config.serving
     log = PredictionLog(
-        project.state_dir,
+        project.logs,
         clock=project.clock,
         flush_rows=config.log_flush_rows,
         flush_interval_s=config.log_flush_interval_s,

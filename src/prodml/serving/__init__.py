@@ -12,17 +12,17 @@ Imports only layers below it: features, registry, validation, storage, stats, co
 
 from __future__ import annotations
 
-from prodml.serving._app import create_app, status_of
+from prodml.serving._app import create_app
 from prodml.serving._auth import Tokens
+from prodml.serving._errors import status_of
 from prodml.serving._feedback import parse_feedback
 from prodml.serving._labels import import_labels
 from prodml.serving._metrics import ServingMetrics
-from prodml.serving._predlog import LABELS_DIR, PREDICTIONS_DIR, PredictionLog
-from prodml.serving._runtime import Prediction, ServingRuntime
+from prodml.serving._prediction import Prediction
+from prodml.serving._predlog import PredictionLog
+from prodml.serving._runtime import ServingRuntime
 
 __all__ = [
-    "LABELS_DIR",
-    "PREDICTIONS_DIR",
     "Prediction",
     "PredictionLog",
     "ServingMetrics",

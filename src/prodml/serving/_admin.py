@@ -25,7 +25,7 @@ from prodml.serving._responses import json_response
 from prodml.serving._wire import FieldProblem, RequestInvalid
 
 if TYPE_CHECKING:
-    from prodml.serving._app import Server
+    from prodml.serving._http import RouteContext
 
 __all__ = ["add_admin_routes"]
 
@@ -50,12 +50,12 @@ def _reason(body: Mapping[str, Any]) -> str | None:
     return reason
 
 
-def add_admin_routes(app: FastAPI, server: Server) -> None:
-    runtime = server.runtime
+def add_admin_routes(app: FastAPI, context: RouteContext) -> None:
+    runtime = context.runtime
     store = runtime.deployments
 
     async def run(role: str, request: Request, change: Callable[[str], Deployment]) -> Response:
-        actor = server.tokens.require(request.headers.get("authorization"), role)
+        actor = context.tokens.require(request.headers.get("authorization"), role)
         loop = asyncio.get_running_loop()
         deployment = await loop.run_in_executor(None, change, f"token:{actor}")
         await runtime.refresh()
@@ -67,7 +67,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         dependencies=SECURED,
     )
     async def deployments(request: Request) -> Response:
-        server.tokens.require(request.headers.get("authorization"), "viewer")
+        context.tokens.require(request.headers.get("authorization"), "viewer")
         items = await asyncio.get_running_loop().run_in_executor(None, store.list)
         return json_response([d.to_dict() for d in items])
 
@@ -77,7 +77,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         dependencies=SECURED,
     )
     async def history(endpoint: Endpoint, request: Request) -> Response:
-        server.tokens.require(request.headers.get("authorization"), "viewer")
+        context.tokens.require(request.headers.get("authorization"), "viewer")
         rows = await asyncio.get_running_loop().run_in_executor(None, store.history, endpoint)
         return json_response(rows)
 
@@ -88,8 +88,8 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         dependencies=SECURED,
     )
     async def deploy(endpoint: Endpoint, request: Request) -> Response:
-        server.tokens.require(request.headers.get("authorization"), "admin")  # before the body
-        body = _mapping(await server.json(request), "deploy")
+        context.tokens.require(request.headers.get("authorization"), "admin")  # before the body
+        body = _mapping(await context.json(request), "deploy")
         spec_data = body.get("spec")
         if not isinstance(spec_data, Mapping):
             raise RequestInvalid(
@@ -110,8 +110,8 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         dependencies=SECURED,
     )
     async def weights(endpoint: Endpoint, request: Request) -> Response:
-        server.tokens.require(request.headers.get("authorization"), "operator")
-        body = _mapping(await server.json(request), "weights")
+        context.tokens.require(request.headers.get("authorization"), "operator")
+        body = _mapping(await context.json(request), "weights")
         values = body.get("weights")
         if not isinstance(values, Mapping) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
@@ -127,8 +127,8 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
     def simple(action: str, role: str) -> None:
         async def handler(endpoint: Endpoint, request: Request) -> Response:
-            server.tokens.require(request.headers.get("authorization"), role)
-            body = _mapping(await server.json(request, empty={}), action)
+            context.tokens.require(request.headers.get("authorization"), role)
+            body = _mapping(await context.json(request, empty={}), action)
             reason = _reason(body)
             method = getattr(store, action)
             if action == "promote":

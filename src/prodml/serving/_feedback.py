@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -32,8 +32,7 @@ from prodml.serving._wire import FieldProblem, RequestInvalid
 from prodml.stats import finite_float
 
 if TYPE_CHECKING:
-    from prodml.serving._app import Server
-    from prodml.serving._runtime import ServingRuntime
+    from prodml.serving._http import RouteContext
 
 __all__ = ["CLOCK_SKEW", "FeedbackHandler", "parse_feedback"]
 
@@ -206,42 +205,40 @@ class FeedbackHandler:
     ``predict_requires_token``, a token of any role.
     """
 
-    def __init__(self, runtime: ServingRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self, context: RouteContext) -> None:
+        self.context = context
+        self.runtime = context.runtime
+        self.max_age = timedelta(days=self.runtime.config.feedback_max_age_days)
 
-    def handle(self, server: Server) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(self, request: Request) -> Response:
+        """Answer one ``POST /v1/feedback``."""
         config = self.runtime.config
-        max_age = timedelta(days=config.feedback_max_age_days)
-
-        async def feedback(request: Request) -> Response:
-            header = request.headers.get("authorization")
-            if config.feedback_requires_token:
-                server.tokens.require_feedback(header)
-            elif config.predict_requires_token:
-                server.tokens.require_feedback(header, roles=tuple(ROLE_RANK))
-            records = parse_feedback(
-                await server.json(request),
-                now=self.runtime.clock.now(),
-                max_items=config.feedback_max_items,
-                max_age=max_age,
-            )
-            await self.check(records)
-            matched, unmatched = await self.match(records)
-            written = self.runtime.log.record_labels(records)
-            rewarded = await self.credit(records)
-            body: dict[str, Any] = {
-                "accepted": written,
-                "dropped": len(records) - written,
-                "matched": len(matched),
-                "unmatched": len(unmatched),
-                "by_entity": sum(r["request_id"] is None for r in records),
-                "rewarded": rewarded,
-            }
-            if unmatched:
-                body["unmatched_request_ids"] = unmatched[:_SHOWN_UNMATCHED]
-            return json_response(body)
-
-        return feedback
+        header = request.headers.get("authorization")
+        if config.feedback_requires_token:
+            self.context.tokens.require_feedback(header)
+        elif config.predict_requires_token:
+            self.context.tokens.require_feedback(header, roles=tuple(ROLE_RANK))
+        records = parse_feedback(
+            await self.context.json(request),
+            now=self.runtime.clock.now(),
+            max_items=config.feedback_max_items,
+            max_age=self.max_age,
+        )
+        await self.check(records)
+        matched, unmatched = await self.match(records)
+        written = self.runtime.log.record_labels(records)
+        rewarded = await self.credit(records)
+        body: dict[str, Any] = {
+            "accepted": written,
+            "dropped": len(records) - written,
+            "matched": len(matched),
+            "unmatched": len(unmatched),
+            "by_entity": sum(r["request_id"] is None for r in records),
+            "rewarded": rewarded,
+        }
+        if unmatched:
+            body["unmatched_request_ids"] = unmatched[:_SHOWN_UNMATCHED]
+        return json_response(body)
 
     async def check(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Refuse items of unknown endpoints (404) and labels of the wrong type (422)."""

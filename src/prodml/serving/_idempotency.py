@@ -13,6 +13,10 @@ methods check their arguments, backends write ``_get`` / ``_put`` / ``_close``.
   its memory is Redis's, freed by the TTL; redis-py is imported only when this store is
   opened.
 
+Stores are plugins: :data:`IDEMPOTENCY_STORES` maps a ``serving.idempotency_store`` name
+to its class, which :meth:`IdempotencyStore.from_options` builds from the
+:class:`IdempotencyOptions` every kind is opened with.
+
 >>> now = [0.0]
 >>> store = open_idempotency_store("memory", clock_fn=lambda: now[0])
 >>> store.put("predict:abc", b'{"y": 1}', ttl_s=60), store.put("predict:abc", b"other", ttl_s=60)
@@ -32,9 +36,11 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
+from prodml.core import Plugins
 from prodml.core.errors import ConfigError, StorageError
 from prodml.storage import redact_url
 
@@ -42,6 +48,8 @@ if TYPE_CHECKING:
     import redis
 
 __all__ = [
+    "IDEMPOTENCY_STORES",
+    "IdempotencyOptions",
     "IdempotencyStore",
     "MemoryIdempotencyStore",
     "RedisIdempotencyStore",
@@ -54,8 +62,24 @@ ENTRY_OVERHEAD = 200
 """Bytes an entry costs beyond its key and value (dict slot, tuple, object headers)."""
 
 
+@dataclass(frozen=True)
+class IdempotencyOptions:
+    """What :func:`open_idempotency_store` passes to every kind; each takes what it uses."""
+
+    redis_url: str | None = None
+    clock_fn: Callable[[], float] = time.monotonic
+    redis_prefix: str = "prodml:idem:"
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
 class IdempotencyStore(ABC):
     """Response bytes by idempotency key, each kept for its own TTL."""
+
+    @classmethod
+    def from_options(cls, options: IdempotencyOptions) -> IdempotencyStore:
+        """Open the store from the serving options (the constructor of a registered kind)."""
+        raise TypeError(f"{cls.__name__} cannot be opened from idempotency options")
 
     def get(self, key: str) -> bytes | None:
         """The response stored under ``key``, or None if there is none or it expired."""
@@ -141,6 +165,11 @@ class MemoryIdempotencyStore(IdempotencyStore):
         self._bytes = 0
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_options(cls, options: IdempotencyOptions) -> MemoryIdempotencyStore:
+        """A store bounded by ``max_entries`` and ``max_bytes``, timed by ``clock_fn``."""
+        return cls(options.clock_fn, max_entries=options.max_entries, max_bytes=options.max_bytes)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -219,6 +248,13 @@ class RedisIdempotencyStore(IdempotencyStore):
             self._client.close()
             raise StorageError(f"{self._where}: Redis is unreachable: {exc}") from None
 
+    @classmethod
+    def from_options(cls, options: IdempotencyOptions) -> RedisIdempotencyStore:
+        """A store at ``redis_url`` (required) under ``redis_prefix``."""
+        if not options.redis_url:
+            raise ConfigError("serving.redis_url: the 'redis' idempotency store needs a Redis URL")
+        return cls(options.redis_url, options.redis_prefix)
+
     def _get(self, key: str) -> bytes | None:
         try:
             value: bytes | None = self._client.get(self.prefix + key)
@@ -238,6 +274,19 @@ class RedisIdempotencyStore(IdempotencyStore):
         self._client.close()
 
 
+#: Idempotency stores by ``serving.idempotency_store`` name: ``module:Class``, imported
+#: only when opened.
+IDEMPOTENCY_STORES: Plugins[IdempotencyStore] = Plugins(
+    "serving.idempotency_store",
+    IdempotencyStore,
+    {
+        "memory": "prodml.serving._idempotency:MemoryIdempotencyStore",
+        "redis": "prodml.serving._idempotency:RedisIdempotencyStore",
+    },
+    extras={"redis": "redis"},
+)
+
+
 def open_idempotency_store(
     kind: Literal["memory", "redis"],
     *,
@@ -247,17 +296,21 @@ def open_idempotency_store(
     max_entries: int = DEFAULT_MAX_ENTRIES,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> IdempotencyStore:
-    """The idempotency store ``kind`` names (``serving.idempotency_store`` in the config;
-    ``max_bytes`` bounds the memory store: ``serving.idempotency_max_bytes``)."""
-    if kind == "memory":
-        return MemoryIdempotencyStore(clock_fn, max_entries=max_entries, max_bytes=max_bytes)
-    if kind == "redis":
-        if not redis_url:
-            raise ConfigError("serving.redis_url: the 'redis' idempotency store needs a Redis URL")
-        return RedisIdempotencyStore(redis_url, redis_prefix)
-    raise ConfigError(
-        f"serving.idempotency_store: expected one of ['memory', 'redis'], got {kind!r}"
+    """The idempotency store ``kind`` names in :data:`IDEMPOTENCY_STORES`
+    (``serving.idempotency_store`` in the config; ``max_bytes`` bounds the memory store:
+    ``serving.idempotency_max_bytes``)."""
+    if kind not in IDEMPOTENCY_STORES:
+        raise ConfigError(
+            f"serving.idempotency_store: expected one of {sorted(IDEMPOTENCY_STORES)}, got {kind!r}"
+        )
+    options = IdempotencyOptions(
+        redis_url=redis_url,
+        clock_fn=clock_fn,
+        redis_prefix=redis_prefix,
+        max_entries=max_entries,
+        max_bytes=max_bytes,
     )
+    return IDEMPOTENCY_STORES.load(kind).from_options(options)
 
 
 def _cost(key: str, value: bytes) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from prodml.core import Clock, SchemaError, SourceError
 from prodml.features import read_entity_rows
 from prodml.serving._feedback import parse_feedback
-from prodml.storage import LogWriter
+from prodml.storage import LogStore
 
 __all__ = ["import_labels"]
 
@@ -31,11 +31,11 @@ def import_labels(
     path: Path,
     *,
     endpoint: str,
-    root: Path,
+    store: LogStore,
     clock: Clock,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Append the file's labels to the label log under ``root``; return the rows written.
+    """Append the file's labels to the label log ``store``; return the rows written.
 
     The whole file is checked before anything is written, so a bad row writes nothing."""
     table = read_entity_rows(path, what="labels file")
@@ -69,7 +69,7 @@ def import_labels(
         for record in parse_feedback({"items": items}, now=now):
             record["source"] = f"import:{Path(path).name}"
             records.append(record)
-    with LogWriter(root, clock=clock, max_queue=max(len(records), 1) + 1) as writer:
+    with store.open_writer(clock=clock, max_queue=max(len(records), 1) + 1) as writer:
         for index, record in enumerate(records):
             writer.append(record)
             if progress is not None and index % _CHUNK == 0:

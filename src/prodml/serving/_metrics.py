@@ -2,7 +2,8 @@
 singletons: two servers in one process, as in tests, never share counters); and
 :class:`ResponseCounting`, the ASGI middleware every response passes through, which
 counts it in ``prodml_responses_total`` and answers any exception a handler let through
-with an ordinary error response (the connection stays usable).
+with an ordinary error response (the connection stays usable). The ``error`` label is
+:func:`~prodml.serving._errors.error_label`'s, from the one table of HTTP errors.
 
 >>> metrics = ServingMetrics()
 >>> metrics.requests.labels("delay", "champion", "ok", "").inc()
@@ -15,7 +16,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,31 +29,12 @@ from prometheus_client import (
     generate_latest,
 )
 
+from prodml.serving._errors import error_label
+
 __all__ = ["ERROR_SCOPE_KEY", "ResponseCounting", "ServingMetrics", "error_label"]
 
 #: Where an exception handler leaves :func:`error_label` of the error it answered.
 ERROR_SCOPE_KEY = "prodml.error"
-#: The ``error`` label of ``prodml_responses_total``: a fixed vocabulary, by exception
-#: class (the first class of an error's MRO named here), never the error's text.
-_ERROR_LABELS: Mapping[str, str] = {
-    "RequestInvalid": "request_invalid",
-    "RoleError": "forbidden",
-    "AuthError": "unauthorized",
-    "NotFoundError": "not_found",
-    "ConflictError": "conflict",
-    "StateError": "state",
-    "FeatureFunctionError": "feature_function",
-    "SchemaError": "schema",
-    "DataValidationError": "data_validation",
-    "DefinitionError": "definition",
-    "ModelTimeoutError": "timeout",
-    "CircuitOpenError": "circuit_open",
-    "BadOutputError": "bad_output",
-    "ServingError": "unavailable",
-    "RequestValidationError": "parameters",
-    "HTTPException": "http",
-}
-_HTTP_LABELS: Mapping[int, str] = {404: "route", 405: "method", 413: "too_large"}
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
@@ -210,19 +192,6 @@ class ServingMetrics:
         for hook in self._collect_hooks:
             hook()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-def error_label(exc: BaseException) -> str:
-    """The ``error`` label of an exception: its nearest class in a fixed vocabulary, else
-    ``internal``; an HTTP exception's by its status (no route, method, body too large)."""
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and status in _HTTP_LABELS:
-        return _HTTP_LABELS[status]
-    for cls in type(exc).__mro__:
-        label = _ERROR_LABELS.get(cls.__name__)
-        if label is not None:
-            return label
-    return "internal"
 
 
 Scope = MutableMapping[str, Any]

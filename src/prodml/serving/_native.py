@@ -1,6 +1,9 @@
-"""The native prediction protocol: ``POST /v1/endpoints/{name}/predict`` with entity keys
-and request data; the server fetches the entities' features from the online store and
-computes on-demand features by the same code path as training.
+"""The native prediction protocol's codec: ``POST /v1/endpoints/{name}/predict`` with entity
+keys and request data. :func:`decode_native` checks a body against the endpoint's
+:class:`NativeSchema`; the pipeline then fetches the entities' features from the online
+store (on-demand features computed by the same code path as training) and
+:func:`native_frame` builds the model's input from them; :func:`encode_native` writes
+the answer.
 
 Request (single)::
 
@@ -21,21 +24,19 @@ Response: ``request_id``, ``endpoint``, ``model_version``, ``arm``, ``status``,
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import pandas as pd
-import pyarrow as pa
 
-from prodml.core import SchemaError, StateError, ensure_utc
-from prodml.features import FeatureService, ViewFreshness, columns_of
-from prodml.serving._endpoint import EndpointTable
-from prodml.serving._metrics import ServingMetrics
+from prodml.core import StateError, ensure_utc
+from prodml.features import FeatureService, columns_of
+from prodml.registry import Signature
+from prodml.serving._prediction import Prediction
 from prodml.serving._wire import (
     FieldProblem,
     RequestInvalid,
@@ -47,30 +48,45 @@ from prodml.serving._wire import (
 )
 from prodml.validation import RowViolation
 
-if TYPE_CHECKING:
-    from prodml.serving._runtime import Prediction, ServingRuntime
-
-__all__ = ["NativeRequest", "decode_native", "encode_native"]
+__all__ = ["NativeRequest", "NativeSchema", "decode_native", "encode_native", "native_frame"]
 
 _KEYS = frozenset({"entities", "request_data", "unit", "id"})
 
 
-@dataclass
-class NativeRequest:
-    """A decoded native request: the model's input frame and what to log with it.
-    ``missing`` holds one violation per feature view some entity has no online row in;
-    ``warn_missing``: whether the response says so (the ``warn`` policy)."""
+@dataclass(frozen=True)
+class NativeSchema:
+    """What a native body is checked against: the endpoint's model signature, the types
+    of its entity keys and request fields as trained, its feature service (None: it has
+    none, or the server has no feature store; ``service_error`` says why) and the
+    request fields its deployment routes by (``unit``, ``stratify_by``)."""
 
-    frame: pd.DataFrame
+    endpoint: str
+    signature: Signature
+    request_types: Mapping[str, str]
+    service: FeatureService | None
+    service_error: str | None = None
+    routing_fields: tuple[str, ...] = ()
+
+    def require_service(self) -> FeatureService:
+        """The feature service, or a 409: no retry helps until a redeploy."""
+        if self.service is None:
+            raise StateError(
+                f"endpoint {self.endpoint!r} cannot fetch features: {self.service_error}; "
+                f"send the model's inputs to /v2/models/{self.endpoint}/infer instead"
+            )
+        return self.service
+
+
+@dataclass(frozen=True)
+class NativeRequest:
+    """A decoded native body: its entity keys and request fields as typed columns,
+    whether it is a batch, and its optional routing unit and request id."""
+
     entities: dict[str, list[Any]]
     request: dict[str, list[Any]]
-    versions: dict[str, str]
     batch: bool
     unit: str | None = None
     request_id: str | None = None
-    freshness: dict[str, tuple[list[float | None], list[bool]]] | None = None
-    missing: tuple[RowViolation, ...] = ()
-    warn_missing: bool = False
 
     def field(self, name: str) -> Any:
         for source in (self.entities, self.request):
@@ -177,8 +193,10 @@ def _rows_of(columns: Mapping[str, list[Any]]) -> int:
     return len(next(iter(columns.values()), []))
 
 
-async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime) -> NativeRequest:
-    """Check the body, fetch online features, build the model's input frame."""
+def decode_native(body: Any, schema: NativeSchema, *, max_rows: int) -> NativeRequest:
+    """Check a parsed body against ``schema`` (at most ``max_rows`` rows): its fields,
+    shapes and types, and that it sends every request field an on-demand feature reads
+    and none that nothing reads."""
     if not isinstance(body, Mapping):
         raise RequestInvalid("request body must be a JSON object", status=400)
     unknown = set(body) - _KEYS
@@ -193,10 +211,10 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
             details=[FieldProblem("entities", "missing_field", "entity keys of the request")],
         )
     count = max(_declared_rows(body["entities"]), _declared_rows(body.get("request_data")))
-    check_row_limit(count, runtime.config.max_batch_rows, "entities")  # before any value
-    known = {*table.request_types, *table.primary.signature.columns}
-    if table.service is not None:
-        known.update(table.service.join_keys)
+    check_row_limit(count, max_rows, "entities")  # before any value
+    known = {*schema.request_types, *schema.signature.columns}
+    if schema.service is not None:
+        known.update(schema.service.join_keys)
     entities, batch = _columns(body["entities"], "entities", known)
     count = _rows_of(entities)
     request: dict[str, list[Any]] = {}
@@ -220,90 +238,56 @@ async def decode_native(body: Any, table: EndpointTable, runtime: ServingRuntime
                 status=422,
                 details=[FieldProblem(name, "wrong_type", "string")],
             )
-    service = table.service
-    if service is None or runtime.features is None:
-        # the deployed model has no feature service: no retry helps until a redeploy (409)
-        raise StateError(
-            f"endpoint {table.endpoint!r} cannot fetch features: {table.service_error}; "
-            f"send the model's inputs to /v2/models/{table.endpoint}/infer instead"
-        )
-    types = table.request_types
+    service = schema.require_service()
+    types = schema.request_types
     entities = typed_columns(
         entities, types, prefix="entities.", required=frozenset(service.join_keys)
     )
     request = typed_columns(request, types, prefix="request_data.")
     request = {n: v if n in types else _times(v) for n, v in request.items()}
-    _check_request_fields(table, service, entities, request)
-    loop = asyncio.get_running_loop()
-    try:
-        online = await loop.run_in_executor(
-            None, runtime.features.get_online, service, entities, request or None
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # an untyped request field of mixed kinds
-        raise RequestInvalid.of(
-            [FieldProblem("request_data", "has a field of mixed kinds", "one kind per field")]
-        ) from None
-    except SchemaError:  # its message may name the request's keys or quote its values
-        keys = ", ".join(service.join_keys)
-        raise RequestInvalid(
-            f"field 'entities' does not fit feature service {service.name!r}: expected its "
-            f"entity keys ({keys}) with values of their types",
-            status=422,
-            details=[FieldProblem("entities", "schema", f"the entity keys {keys}")],
-        ) from None
-    for view, fresh in online.freshness.items():
-        ages = [a for a in fresh.ages_s if a is not None]
-        histogram = runtime.metrics.feature_age.labels(view)
-        for age in ages:
-            histogram.observe(age)
-        stale = sum(fresh.stale)
-        if stale:
-            runtime.metrics.feature_stale.labels(view).inc(stale)
-    deployment_spec = table.deployment.spec
-    policy = deployment_spec.on_missing_entity or runtime.config.on_missing_entity
-    missing = _missing_entities(service, table.endpoint, online.freshness, policy, runtime.metrics)
-    signature = table.primary.signature
-    columns: dict[str, Sequence[Any]] = {}
-    for name in signature.columns:
-        if name in online.values:
-            columns[name] = online.values[name]
-        elif name in request:
-            columns[name] = request[name]
-        elif name in entities:
-            columns[name] = entities[name]
-    frame = check_columns(columns, signature)
+    _check_request_fields(schema, service, entities, request)
     return NativeRequest(
-        frame=frame,
         entities=entities,
         request=request,
-        versions=online.versions,
         batch=batch,
         unit=None if unit is None else str(unit),
         request_id=None if request_id is None else str(request_id),
-        freshness={view: (f.ages_s, f.stale) for view, f in online.freshness.items()},
-        missing=missing,
-        warn_missing=policy == "warn",
     )
 
 
+def native_frame(
+    request: NativeRequest, values: Mapping[str, Sequence[Any]], signature: Signature
+) -> pd.DataFrame:
+    """The model's input: each signature column from the online ``values`` (features),
+    else the request's fields, else its entity keys."""
+    columns: dict[str, Sequence[Any]] = {}
+    for name in signature.columns:
+        if name in values:
+            columns[name] = values[name]
+        elif name in request.request:
+            columns[name] = request.request[name]
+        elif name in request.entities:
+            columns[name] = request.entities[name]
+    return check_columns(columns, signature)
+
+
 def _check_request_fields(
-    table: EndpointTable,
+    schema: NativeSchema,
     service: FeatureService,
     entities: Mapping[str, Any],
     request: Mapping[str, Any],
 ) -> None:
     """Before any feature is fetched: every request field an on-demand feature reads is
     sent (422 naming it), and no field is sent that nothing reads (422 counting them)."""
-    spec = table.deployment.spec
     features = {f.name for p in service.projections for f in p.features}
     features.update(n for odf in service.on_demand for n in odf.output_names)
     inputs = {i for odf in service.on_demand for i in odf.inputs}
-    model = set(table.primary.signature.columns)
+    model = set(schema.signature.columns)
     fields = (inputs | model) - features - set(service.join_keys)
-    fields.update(n for n in (spec.unit, spec.stratify_by) if n)
+    fields.update(schema.routing_fields)
     missing = sorted(inputs - features - set(entities) - set(request))
     if missing:
-        types = table.request_types
+        types = schema.request_types
         raise RequestInvalid.of(
             [
                 FieldProblem(
@@ -318,55 +302,16 @@ def _check_request_fields(
     if extra:
         read = ", ".join(sorted(fields)) or "none"
         raise RequestInvalid.of(
-            [unknown_fields(len(extra), f"the fields endpoint {table.endpoint!r} reads", read,
+            [unknown_fields(len(extra), f"the fields endpoint {schema.endpoint!r} reads", read,
                             where="request_data")]
         )  # fmt: skip
 
 
-def _missing_entities(
-    service: FeatureService,
-    endpoint: str,
-    freshness: Mapping[str, ViewFreshness],
-    policy: str,
-    metrics: ServingMetrics,
-) -> tuple[RowViolation, ...]:
-    """One violation per feature view that has no online row for some entity of the
-    request, counted by endpoint and view; under the ``refuse`` policy, a 422 naming
-    each such view's keys and rows instead."""
-    keys = {p.view.name: p.view.join_keys for p in service.projections}
-    found: list[RowViolation] = []
-    problems: list[FieldProblem] = []
-    for view, fresh in freshness.items():
-        rows = [i for i, present in enumerate(fresh.found) if not present]
-        if not rows:
-            continue
-        metrics.missing_entities.labels(endpoint, view).inc(len(rows))
-        names = keys.get(view, ())
-        message = (
-            f"feature view {view!r} has no online row for the entity ({', '.join(names)}); "
-            "its features are null"
-        )
-        found.append(RowViolation(view, "missing_entity", "warning", message))
-        shown = ", ".join(map(str, rows[:10])) + (", …" if len(rows) > 10 else "")
-        problems.append(
-            FieldProblem(
-                "entities." + ",".join(names),
-                f"has no row in feature view {view!r} at rows [{shown}]",
-                "an entity materialized in the online store",
-            )
-        )
-    if problems and policy == "refuse":
-        views = [v.column for v in found]
-        raise RequestInvalid(
-            f"endpoint {endpoint!r} refuses entities with no online row in feature "
-            f"view(s) {views} (on_missing_entity = 'refuse')",
-            status=422,
-            details=problems,
-        )
-    return tuple(found)
-
-
-def encode_native(prediction: Prediction, request: NativeRequest) -> bytes:
+def encode_native(
+    prediction: Prediction, *, batch: bool, hidden: Collection[RowViolation] = ()
+) -> bytes:
+    """The answer: ``prediction`` (single) or ``predictions`` (``batch``), and the
+    violations found as ``warnings``, but for those ``hidden``."""
     scores = prediction.scores.tolist()
     body: dict[str, Any] = {
         "request_id": prediction.request_id,
@@ -375,11 +320,10 @@ def encode_native(prediction: Prediction, request: NativeRequest) -> bytes:
         "arm": prediction.arm,
         "status": prediction.status,
     }
-    if request.batch:
+    if batch:
         body["predictions"] = scores
     else:
         body["prediction"] = scores[0]
-    hidden = () if request.warn_missing else request.missing
     warnings = sorted({f"{v.column}: {v.kind}" for v in prediction.violations if v not in hidden})
     if warnings:
         body["warnings"] = warnings

@@ -1,14 +1,14 @@
 """The prediction and label logs of a server: one record per predicted row (live or
-shadow) and per label, appended without I/O on the request path and written to Parquet
-partitions ``endpoint=…/date=…/hour=…`` by :class:`~prodml.storage.LogWriter`'s
-background thread.
+shadow) and per label, appended without I/O on the request path and written by the
+background thread of a :class:`~prodml.storage.LogWriter` opened on the project's
+:class:`~prodml.storage.LogStore` s.
 
-A prediction record holds the fields of DESIGN.md: ``request_id``, ``row``, ``time``,
-``endpoint``, ``arm``, ``model_version``, ``unit``, ``status`` (ok, fallback, degraded,
-error), ``shadow``, ``output``, ``latency_ms``, ``propensity``, ``fallback_from``,
-``error``, ``violations``, the entity keys (``entity.<key>``), the feature values
-(``feature.<name>``; live records only: a shadow record joins its live record by
-``request_id`` and ``row``) and the feature-view versions (``feature_versions``, JSON).
+A prediction record is a :class:`~prodml.storage.PredictionRecord` (its fixed fields)
+plus the entity keys (:func:`~prodml.storage.entity_column`), the feature values
+(:func:`~prodml.storage.feature_column`; live records only: a shadow record joins its
+live record by ``request_id`` and ``row``) and, for online reads, the feature views'
+age and staleness (:func:`~prodml.storage.feature_age_column`,
+:func:`~prodml.storage.feature_stale_column`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,20 +26,23 @@ import pyarrow.compute as pc
 
 from prodml.core import Clock
 from prodml.storage import (
-    LABELS_DIR,
-    PREDICTIONS_DIR,
+    PREDICTION_SCHEMA,
     LogBlock,
     LogStats,
-    LogWriter,
+    LogStores,
+    PredictionRecord,
     QuarantinedFile,
-    read_log,
+    entity_column,
+    feature_age_column,
+    feature_column,
+    feature_stale_column,
 )
 
 if TYPE_CHECKING:
-    from prodml.serving._runtime import Prediction
+    from prodml.serving._prediction import Prediction
     from prodml.serving._shadow import ShadowCall
 
-__all__ = ["LABELS_DIR", "PREDICTIONS_DIR", "PredictionLog", "frame_rows"]
+__all__ = ["PredictionLog", "frame_rows"]
 
 _log = logging.getLogger("prodml.serving")
 
@@ -48,6 +50,8 @@ _log = logging.getLogger("prodml.serving")
 _SHADOW_VARYING = frozenset(
     {"request_id", "unit", "status", "error", "latency_ms", "row", "output"}
 )
+#: A record with every fixed field null, in the order of the columns.
+_NO_FIELDS: dict[str, Any] = dict.fromkeys(PREDICTION_SCHEMA.names)
 
 
 def frame_rows(frame: pd.DataFrame, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -97,11 +101,11 @@ class RecentRequests:
 
 
 class PredictionLog:
-    """Writers of the prediction and label logs under a project's state directory."""
+    """Writers of a project's prediction and label logs (``logs``)."""
 
     def __init__(
         self,
-        state_dir: Path,
+        logs: LogStores,
         *,
         clock: Clock,
         flush_rows: int = 5000,
@@ -111,7 +115,7 @@ class PredictionLog:
     ) -> None:
         self.clock = clock
         self.log_features = log_features
-        self.root = state_dir
+        self.logs = logs
         self.recent = RecentRequests()
         self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
         options: dict[str, Any] = {
@@ -120,8 +124,8 @@ class PredictionLog:
             "max_wait_s": flush_interval_s,
             "max_queue": max_queue,
         }
-        self.predictions = LogWriter(state_dir / PREDICTIONS_DIR, **options).start()
-        self.labels = LogWriter(state_dir / LABELS_DIR, **options).start()
+        self.predictions = logs.predictions.open_writer(**options)
+        self.labels = logs.labels.open_writer(**options)
 
     def record(
         self,
@@ -155,7 +159,7 @@ class PredictionLog:
             if prediction.violations
             else None
         )
-        base = {
+        base: PredictionRecord = {
             "time": now,
             "request_id": prediction.request_id,
             "endpoint": prediction.endpoint,
@@ -171,20 +175,29 @@ class PredictionLog:
             "violations": violations,
             "protocol": protocol,
             "feature_versions": dict(feature_versions) if feature_versions else None,
+            "row": 0,
+            "output": None,
         }
+        keyed = [(entity_column(k), values) for k, values in entities.items()] if entities else ()
+        fresh = (
+            [
+                (feature_age_column(view), ages, feature_stale_column(view), stale)
+                for view, (ages, stale) in freshness.items()
+            ]
+            if freshness
+            else ()
+        )
         for index, (features, output) in enumerate(zip(rows, scores, strict=True)):
-            record = dict(base)
+            record: dict[str, Any] = dict(base)
             record["row"] = index
             record["output"] = output
-            if entities:
-                for key, values in entities.items():
-                    record[f"entity.{key}"] = values[index]
+            for column, values in keyed:
+                record[column] = values[index]
             if features:
                 record.update(zip(self._prefixed(features), features.values(), strict=True))
-                if freshness:
-                    for view, (ages, stale) in freshness.items():
-                        record[f"feature_age.{view}"] = ages[index]
-                        record[f"feature_stale.{view}"] = stale[index]
+                for age_column, ages, stale_column, stale in fresh:
+                    record[age_column] = ages[index]
+                    record[stale_column] = stale[index]
             self.predictions.append(record)
 
     def record_shadows(
@@ -226,25 +239,12 @@ class PredictionLog:
                 values += output.tolist() if output is not None else [None] * call.rows
         if not values:
             return 0
-        fields = {  # the fields of a live record, in its order
-            "time": self.clock.now(),
-            "request_id": request_ids,
-            "endpoint": endpoint,
-            "arm": arm,
-            "model_version": model,
-            "unit": units,
-            "status": statuses,
-            "shadow": True,
-            "latency_ms": latencies,
-            "propensity": None,
-            "fallback_from": None,
-            "error": failures,
-            "violations": None,
-            "protocol": None,
-            "feature_versions": None,
-            "row": rows,
-            "output": values,
-        }
+        fields = dict(_NO_FIELDS)  # a live record's columns, in order; the rest null
+        fields.update(
+            time=self.clock.now(), request_id=request_ids, endpoint=endpoint, arm=arm,
+            model_version=model, unit=units, status=statuses, shadow=True,
+            latency_ms=latencies, error=failures, row=rows, output=values,
+        )  # fmt: skip
         return self.predictions.extend_block(LogBlock(len(values), fields, _SHADOW_VARYING))
 
     def _prefixed(self, features: Mapping[str, Any]) -> tuple[str, ...]:
@@ -252,7 +252,7 @@ class PredictionLog:
         keys = tuple(features)
         names = self._names.get(keys)
         if names is None:
-            names = tuple(f"feature.{name}" for name in keys)
+            names = tuple(map(feature_column, keys))
             if len(self._names) < 1024:
                 self._names[keys] = names
         return names
@@ -271,10 +271,9 @@ class PredictionLog:
         """Which of ``request_ids`` the prediction log on disk holds for ``endpoint``,
         among records from ``since`` on (only the ``request_id`` column is read)."""
         moved: list[QuarantinedFile] = []  # an unreadable file costs its own records only
-        table = read_log(
-            self.root / PREDICTIONS_DIR, partition=endpoint, start=since, columns=["request_id"],
-            quarantine=moved,
-        )  # fmt: skip
+        table = self.logs.predictions.read(
+            endpoint=endpoint, start=since, columns=["request_id"], quarantine=moved
+        )
         for bad in moved:
             _log.warning(
                 "prediction log file %s moved to %s: %s", bad.source, bad.target, bad.reason

@@ -19,7 +19,7 @@ from prodml.serving import _openapi as api
 from prodml.serving._responses import JSON, json_response
 
 if TYPE_CHECKING:
-    from prodml.serving._app import Server
+    from prodml.serving._http import Handler, PredictHandlers, RouteContext
 
 __all__ = [
     "VERSION",
@@ -34,11 +34,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     VERSION = "0+unknown"
 
-Handler = Callable[[Request], Awaitable[Response]]
 
-
-def add_health_routes(app: FastAPI, server: Server) -> None:
-    runtime = server.runtime
+def add_health_routes(app: FastAPI, context: RouteContext) -> None:
+    runtime = context.runtime
 
     @app.get("/healthz", responses=api.answers(api.HEALTHZ))
     async def healthz() -> Response:
@@ -72,7 +70,7 @@ def add_health_routes(app: FastAPI, server: Server) -> None:
 
 def _predict_route(
     app: FastAPI,
-    server: Server,
+    context: RouteContext,
     path: str,
     handler: Handler,
     *parameters: dict[str, Any],
@@ -82,7 +80,7 @@ def _predict_route(
 ) -> None:
     """A POST route that predicts: its parameters, body and answers declared, and the
     bearer token when ``serving.predict_requires_token`` is on."""
-    secured = server.config.predict_requires_token
+    secured = context.config.predict_requires_token
     app.add_api_route(
         path,
         _raw(handler),
@@ -93,8 +91,8 @@ def _predict_route(
     )
 
 
-def add_v2_routes(app: FastAPI, server: Server) -> None:
-    runtime = server.runtime
+def add_v2_routes(app: FastAPI, context: RouteContext, handlers: PredictHandlers) -> None:
+    runtime = context.runtime
 
     @app.get("/v2/health/live", responses=api.answers(api.V2_LIVE))
     async def live() -> Response:
@@ -116,25 +114,25 @@ def add_v2_routes(app: FastAPI, server: Server) -> None:
     ):
         app.add_api_route(
             path,
-            _raw(server.v2_model),
+            _raw(handlers.v2_model),
             methods=["GET"],
             openapi_extra=api.operation(*params),
             responses=api.answers(api.V2_MODEL_METADATA, 404),
         )
         app.add_api_route(
             path + "/ready",
-            _raw(server.v2_model_ready),
+            _raw(handlers.v2_model_ready),
             methods=["GET"],
             openapi_extra=api.operation(*params),
             responses=api.answers(api.V2_MODEL_READY, 404),
         )
         _predict_route(
-            app, server, path + "/infer", server.v2_infer, *params, api.HEADER_LENGTH,
+            app, context, path + "/infer", handlers.v2_infer, *params, api.HEADER_LENGTH,
             body=api.V2_INFER, ok=api.V2_INFER_OK,
         )  # fmt: skip
 
 
-def add_mlflow_routes(app: FastAPI, server: Server) -> None:
+def add_mlflow_routes(app: FastAPI, context: RouteContext, handlers: PredictHandlers) -> None:
     ping_ok = api.answers(api.json_answer("Alive: MLflow's answer, a newline"))
 
     @app.get("/ping", responses=ping_ok)
@@ -147,27 +145,27 @@ def add_mlflow_routes(app: FastAPI, server: Server) -> None:
         return Response(VERSION.encode(), 200, media_type="text/plain")
 
     _predict_route(
-        app, server, "/invocations", server.invocations, api.ENDPOINT_QUERY,
+        app, context, "/invocations", handlers.invocations, api.ENDPOINT_QUERY,
         body=api.INVOCATIONS, ok=api.PREDICTIONS,
     )  # fmt: skip
     _predict_route(
-        app, server, "/v1/endpoints/{name}/invocations", server.invocations, api.ENDPOINT_NAME,
+        app, context, "/v1/endpoints/{name}/invocations", handlers.invocations, api.ENDPOINT_NAME,
         body=api.INVOCATIONS, ok=api.PREDICTIONS,
     )  # fmt: skip
 
 
-def add_native_routes(app: FastAPI, server: Server) -> None:
-    runtime = server.runtime
+def add_native_routes(app: FastAPI, context: RouteContext, handlers: PredictHandlers) -> None:
+    runtime = context.runtime
     _predict_route(
-        app, server, "/v1/endpoints/{name}/predict", server.native_predict, api.ENDPOINT_NAME,
+        app, context, "/v1/endpoints/{name}/predict", handlers.native_predict, api.ENDPOINT_NAME,
         body=api.NATIVE, ok=api.NATIVE_OK,
     )  # fmt: skip
-    by_role = server.config.feedback_requires_token  # a token of another role: 403
-    secured = by_role or server.config.predict_requires_token
+    by_role = context.config.feedback_requires_token  # a token of another role: 403
+    secured = by_role or context.config.predict_requires_token
     auth = [401, 403] if by_role else [401] if secured else []
     app.add_api_route(
         "/v1/feedback",
-        _raw(server.feedback.handle(server)),
+        _raw(handlers.feedback),
         methods=["POST"],
         openapi_extra=api.operation(body=api.FEEDBACK),
         responses=api.answers(api.FEEDBACK_OK, 400, 404, 413, 415, 422, *auth),

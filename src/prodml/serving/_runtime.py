@@ -1,7 +1,8 @@
 """The serving runtime of one process: routing tables per endpoint, kept in step with the
-deployments in the metadata DB, and the request path — route, call the arm under its
-breaker and timeout, fall back to the champion and then to the default response, mirror
-to shadows off the response path, enforce guardrails, log every prediction, count it.
+deployments in the metadata DB, and the route and predict steps of the request path —
+route, call the arm under its breaker and timeout, fall back to the champion and then to
+the default response, mirror to shadows off the response path, enforce guardrails. The
+rest of the request path (idempotency, features, checks, logging) is ``_pipeline``'s.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ import gc
 import logging
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,9 @@ from prodml.registry import Deployment, DeploymentStore, ModelRegistry
 from prodml.serving._endpoint import ArmState, EndpointTable, Route
 from prodml.serving._fast_input import silence_feature_name_warning
 from prodml.serving._metrics import ServingMetrics
+from prodml.serving._prediction import Prediction
 from prodml.serving._predlog import PredictionLog
+from prodml.serving._recording import PredictionRecorder
 from prodml.serving._served import NonFiniteOutputError
 from prodml.serving._shadow import ShadowCall
 from prodml.serving._tables import TableBuilder
@@ -42,30 +43,13 @@ from prodml.serving._wire import FieldProblem, RequestInvalid
 from prodml.storage import MetadataDB
 from prodml.validation import RowViolation
 
-__all__ = ["Prediction", "ServingRuntime"]
+__all__ = ["ServingRuntime"]
 
 log = logging.getLogger("prodml.serving")
 
 _GUARD_CHECK_S = 0.25  # a guarded arm's window is checked at most this often
 _INTEGRITY_TTL_S = 10.0  # /readyz re-runs the metadata DB's quick_check at most this often
 _SUSPECT = frozenset({"out_of_range", "non_finite"})  # inputs that may overflow a model
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The answer to one request: scores per row, which arm and model gave them, and
-    whether it came from a fallback (``status`` ``fallback``) or the default response
-    (``degraded``)."""
-
-    request_id: str
-    endpoint: str
-    arm: str
-    model: str | None
-    scores: np.ndarray
-    status: str
-    propensity: float | None = None
-    fallback_from: str | None = None
-    violations: tuple[RowViolation, ...] = ()
 
 
 class ServingRuntime:
@@ -91,6 +75,7 @@ class ServingRuntime:
         self.clock = clock
         self.log = predictions
         self.metrics = metrics or ServingMetrics()
+        self.recorder = PredictionRecorder(self.log, self.metrics)
         self.executor = ThreadPoolExecutor(config.prediction_threads, "prodml-predict")
         self.builder = TableBuilder(
             config=config,
@@ -266,15 +251,7 @@ class ServingRuntime:
             )
         return next(iter(self.tables.values()))
 
-    # -- the request path -----------------------------------------------------------------
-    def soft_check(
-        self, table: EndpointTable, rows: Sequence[Mapping[str, Any]]
-    ) -> list[RowViolation]:
-        violations = table.primary.check_soft(list(rows))
-        for v in violations:
-            self.metrics.violations.labels(table.endpoint, v.column, v.kind).inc()
-        return violations
-
+    # -- the request path: route and predict ----------------------------------------------
     async def predict(
         self,
         table: EndpointTable,
@@ -453,7 +430,7 @@ class ServingRuntime:
         mirrors, counted, never memory or latency."""
         sink = shadow.shadow_sink
         if sink is None:
-            sink = shadow.shadow_sink = _ShadowLog(self, table, shadow)
+            sink = shadow.shadow_sink = self.recorder.shadow_sink(table, shadow)
         call = ShadowCall(frame, request_id, unit, time.perf_counter(), sink)
         if not shadow.breaker.allow():
             self.metrics.arm_failures.labels(table.endpoint, shadow.name, "circuit_open").inc()
@@ -463,39 +440,3 @@ class ServingRuntime:
             return
         if not shadow.model.mirror(call):
             self.metrics.shadow.labels(table.endpoint, shadow.name, "dropped").inc()
-
-
-class _ShadowLog:
-    """The sink of one shadow arm of one endpoint: log records written in the worker
-    thread, breaker and counters settled once per batch on the event loop."""
-
-    def __init__(self, runtime: ServingRuntime, table: EndpointTable, shadow: ArmState) -> None:
-        self.log = runtime.log
-        self.endpoint = table.endpoint
-        self.shadow = shadow
-        self.ok = runtime.metrics.shadow.labels(table.endpoint, shadow.name, "ok")
-        self.errors = runtime.metrics.shadow.labels(table.endpoint, shadow.name, "error")
-        self.failures = runtime.metrics.arm_failures.labels(table.endpoint, shadow.name, "error")
-
-    def write(
-        self,
-        calls: Sequence[ShadowCall],
-        outputs: Sequence[np.ndarray | None],
-        errors: Sequence[str | None],
-        ended: float,
-    ) -> None:
-        self.log.record_shadows(
-            endpoint=self.endpoint, arm=self.shadow.name, model=self.shadow.model.ref,
-            calls=calls, outputs=outputs, errors=errors, ended=ended,
-        )  # fmt: skip
-
-    def settle(self, ok: int, failed: int) -> None:
-        breaker = self.shadow.breaker
-        if ok:
-            self.ok.inc(ok)
-            breaker.record_success()
-        if failed:
-            self.errors.inc(failed)
-            self.failures.inc(failed)
-            for _ in range(failed):
-                breaker.record_failure()

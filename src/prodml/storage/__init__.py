@@ -16,7 +16,7 @@ from prodml.storage._blob_local import LocalBlobStore
 from prodml.storage._blob_memory import MemoryBlobStore
 from prodml.storage._blobs import BlobStore, check_key
 from prodml.storage._columns import UTCDateTime
-from prodml.storage._metadata import MetadataDB, open_metadata_db
+from prodml.storage._metadata import METADATA_BACKENDS, MetadataDB, open_metadata_db
 from prodml.storage._models import (
     DEFINITION_KINDS,
     AlertEventRow,
@@ -34,9 +34,38 @@ from prodml.storage._urls import metadata_url, redact_url
 
 if TYPE_CHECKING:
     from prodml.storage._log_format import LABELS_DIR, PREDICTIONS_DIR
+    from prodml.storage._log_memory import MemoryLogStore
     from prodml.storage._log_reader import QuarantinedFile, quarantined_files, read_log
-    from prodml.storage._logs import LogBlock, LogStats, LogWriter
+    from prodml.storage._log_store import (
+        LOG_STORES,
+        LocalLogStore,
+        LogStore,
+        LogStores,
+        open_log_stores,
+    )
+    from prodml.storage._logs import LogBlock, LogSink, LogStats, LogWriter
     from prodml.storage._migrate import head_revision
+    from prodml.storage._prediction_record import (
+        ENTITY_PREFIX,
+        FEATURE_AGE_PREFIX,
+        FEATURE_PREFIX,
+        FEATURE_STALE_PREFIX,
+        LABEL_FIELDS,
+        LABEL_SCHEMA,
+        PREDICTION_FIELDS,
+        PREDICTION_SCHEMA,
+        LabelRecord,
+        LogField,
+        PredictionRecord,
+        entity_column,
+        entity_keys_in,
+        feature_age_column,
+        feature_ages_in,
+        feature_column,
+        feature_stale_column,
+        feature_stale_in,
+        features_in,
+    )
     from prodml.storage._tables import read_table, write_table
 else:
     __getattr__ = lazy_attributes(
@@ -44,8 +73,37 @@ else:
         {
             "prodml.storage._log_format": ["LABELS_DIR", "PREDICTIONS_DIR"],
             "prodml.storage._log_reader": ["QuarantinedFile", "quarantined_files", "read_log"],
-            "prodml.storage._logs": ["LogBlock", "LogStats", "LogWriter"],
+            "prodml.storage._log_memory": ["MemoryLogStore"],
+            "prodml.storage._log_store": [
+                "LOG_STORES",
+                "LocalLogStore",
+                "LogStore",
+                "LogStores",
+                "open_log_stores",
+            ],
+            "prodml.storage._logs": ["LogBlock", "LogSink", "LogStats", "LogWriter"],
             "prodml.storage._migrate": ["head_revision"],
+            "prodml.storage._prediction_record": [
+                "ENTITY_PREFIX",
+                "FEATURE_AGE_PREFIX",
+                "FEATURE_PREFIX",
+                "FEATURE_STALE_PREFIX",
+                "LABEL_FIELDS",
+                "LABEL_SCHEMA",
+                "PREDICTION_FIELDS",
+                "PREDICTION_SCHEMA",
+                "LabelRecord",
+                "LogField",
+                "PredictionRecord",
+                "entity_column",
+                "entity_keys_in",
+                "feature_age_column",
+                "feature_ages_in",
+                "feature_column",
+                "feature_stale_column",
+                "feature_stale_in",
+                "features_in",
+            ],
             "prodml.storage._tables": ["read_table", "write_table"],
         },
     )
@@ -53,8 +111,18 @@ else:
 __all__ = [
     "ARTIFACT_BACKENDS",
     "DEFINITION_KINDS",
+    "ENTITY_PREFIX",
+    "FEATURE_AGE_PREFIX",
+    "FEATURE_PREFIX",
+    "FEATURE_STALE_PREFIX",
     "LABELS_DIR",
+    "LABEL_FIELDS",
+    "LABEL_SCHEMA",
+    "LOG_STORES",
+    "METADATA_BACKENDS",
     "PREDICTIONS_DIR",
+    "PREDICTION_FIELDS",
+    "PREDICTION_SCHEMA",
     "AlertEventRow",
     "AlertStateRow",
     "ArtifactStore",
@@ -63,25 +131,42 @@ __all__ = [
     "DatasetRow",
     "FeatureDefinitionRow",
     "FeatureHeadRow",
+    "LabelRecord",
     "LocalBlobStore",
+    "LocalLogStore",
     "LogBlock",
+    "LogField",
+    "LogSink",
     "LogStats",
+    "LogStore",
+    "LogStores",
     "LogWriter",
     "MaterializationRow",
     "MemoryBlobStore",
+    "MemoryLogStore",
     "MetadataDB",
     "MonitorReferenceRow",
     "MonitorResultRow",
     "MonitorWindowRow",
+    "PredictionRecord",
     "QuarantinedFile",
     "UTCDateTime",
     "blob_store_class",
     "check_digest",
     "check_key",
     "digest_key",
+    "entity_column",
+    "entity_keys_in",
+    "feature_age_column",
+    "feature_ages_in",
+    "feature_column",
+    "feature_stale_column",
+    "feature_stale_in",
+    "features_in",
     "head_revision",
     "metadata_url",
     "open_artifact_store",
+    "open_log_stores",
     "open_metadata_db",
     "quarantined_files",
     "read_log",

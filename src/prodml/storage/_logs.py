@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -43,7 +43,7 @@ from prodml.core.errors import SchemaError, StateError
 from prodml.storage._log_format import LOG_TIMESTAMP, check_partition, column_array, hour_dir
 from prodml.storage._tables import write_table
 
-__all__ = ["LogBlock", "LogStats", "LogWriter"]
+__all__ = ["LogBlock", "LogSink", "LogStats", "LogWriter"]
 
 _KNOWN_PARTITIONS_LIMIT = 1024  # names checked once and cached; past this, checked every time
 _MIN_BACKOFF_S = 0.05
@@ -88,6 +88,11 @@ class LogBlock:
         return [self.fields.get(key)] * self.rows
 
 
+#: Where a group's rows go instead of a Parquet file under ``root``: called (on the
+#: flusher's thread, or the one that flushes) with the partition, the start of the UTC
+#: hour and the rows as an Arrow table; raising keeps the rows queued for a retry.
+LogSink = Callable[[str, datetime, pa.Table], None]
+
 #: What the queue holds: one record, or a block of them.
 _Item = dict[str, Any] | LogBlock
 #: Rows of one file: partition, the UTC hour they fall in, the record rows, their UTC
@@ -125,7 +130,8 @@ class LogWriter:
     is counted in :attr:`stats`. At most ``max_queue`` rows are held in memory: beyond
     that, and after :meth:`close`, :meth:`append` drops the record and counts it. File
     names start with the writer's :class:`~prodml.core.Clock` time, so they sort by write
-    time; a random suffix keeps them unique across processes.
+    time; a random suffix keeps them unique across processes. With a ``sink``, each
+    group's table goes to it instead of a file (``root`` then only names the writer).
 
     The thread is a daemon: call :meth:`close` (or use the writer as a context manager, or
     register ``close`` with :mod:`atexit`) to write what is still queued at shutdown.
@@ -141,6 +147,7 @@ class LogWriter:
         max_queue: int = 100_000,
         time_field: str = "time",
         partition_field: str = "endpoint",
+        sink: LogSink | None = None,
     ) -> None:
         if max_batch_rows < 1 or max_queue < 1 or not max_wait_s > 0:
             raise ValueError(
@@ -160,6 +167,7 @@ class LogWriter:
         self.max_queue = max_queue
         self.time_field = time_field
         self.partition_field = partition_field
+        self.sink = sink
         self._lock = threading.RLock()  # re-entrant: close() may run in a signal handler
         self._wake = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # one writer of files at a time
@@ -537,6 +545,9 @@ class LogWriter:
                 done += block.rows
         columns = {self.time_field: times}
         columns.update((str(key), column_array(col)) for key, col in values.items())
+        if self.sink is not None:
+            self.sink(partition, hour, pa.table(columns))
+            return
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
         directory = hour_dir(self.root, self.partition_field, partition, hour.date(), hour.hour)
         write_table(pa.table(columns), directory / f"{stamp}-{uuid.uuid4().hex}.parquet")

@@ -10,6 +10,10 @@ file the driver reports as corrupt raises :class:`IntegrityError`; :meth:`Metada
 runs the database's own consistency check. Every such message names the file (or the
 redacted URL and schema) and how to restore it.
 
+Dialects are plugins: :data:`METADATA_BACKENDS` maps a URL's backend name (``sqlite``,
+``postgresql``) to the :class:`MetadataDB` subclass that :meth:`MetadataDB.open` returns
+for it. ``sqlite://`` is the in-memory database (one per :meth:`~MetadataDB.open`).
+
 >>> from sqlalchemy import select
 >>> from prodml.storage._models import FeatureHeadRow
 >>> from datetime import datetime, timezone
@@ -20,8 +24,8 @@ redacted URL and schema) and how to restore it.
 >>> with db.session() as session:
 ...     session.scalars(select(FeatureHeadRow.name)).all()
 ['flight']
->>> db.dialect, db.current_revision()
-('sqlite', '0004')
+>>> db.dialect, db.current_revision(), type(db).__name__
+('sqlite', '0004', 'SqliteMetadataDB')
 >>> db.close()
 """
 
@@ -32,6 +36,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect, text
@@ -39,8 +44,10 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
 from prodml.core import (
+    ConfigError,
     ConflictError,
     IntegrityError,
+    Plugins,
     PostgresMetadataConfig,
     SqliteMetadataConfig,
     StorageError,
@@ -51,7 +58,10 @@ from prodml.storage._revision import at_head, stored_revision
 from prodml.storage._urls import metadata_url, parse_url, redact_url
 
 __all__ = [
+    "METADATA_BACKENDS",
     "MetadataDB",
+    "PostgresMetadataDB",
+    "SqliteMetadataDB",
     "StateProbe",
     "corrupt_message",
     "metadata_absence",
@@ -77,7 +87,14 @@ class MetadataDB:
     PostgreSQL it is a normal transaction in which callers lock rows with
     ``select(...).with_for_update()``. Database failures surface as
     :class:`StorageError` (unique violations as :class:`ConflictError`) naming the URL.
+
+    :meth:`open` returns the subclass :data:`METADATA_BACKENDS` registers for the URL's
+    backend; a subclass says how to tell, before connecting, that its database does not
+    exist (:meth:`_absence`) and how to check its consistency (:meth:`check`).
     """
+
+    #: The SQLAlchemy backend name this class serves (``URL.get_backend_name()``).
+    backend: ClassVar[str] = ""
 
     def __init__(self, engine: Engine, *, schema_name: str | None = None) -> None:
         self._engine = engine
@@ -105,13 +122,18 @@ class MetadataDB:
         the schema at whatever revision it is (see :meth:`current_revision`).
         """
         parsed = parse_url(url)
+        backend = metadata_backend(parsed)
+        if not issubclass(backend, cls):
+            raise ConfigError(
+                f"metadata DB {redact_url(parsed)}: {cls.__name__} cannot open a "
+                f"{backend.backend!r} URL; use MetadataDB.open"
+            )
         location = _location(parsed, schema_name)
-        file = sqlite_file(parsed)
-        if state is not None and file is not None:
-            absent = _absent(file)
+        if state is not None:
+            absent = backend._absence(parsed)
             if absent is not None:
                 _refuse_if_state(state, location, absent)
-        engine = create_metadata_engine(parsed, schema_name=schema_name)
+        engine = backend._create_engine(parsed, schema_name)
         try:
             if not _at_head(engine, location):
                 if state is not None and not _has_prodml_tables(engine, schema_name, location):
@@ -124,7 +146,18 @@ class MetadataDB:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, schema_name=schema_name)
+        return backend(engine, schema_name=schema_name)
+
+    @classmethod
+    def _create_engine(cls, url: URL, schema_name: str | None) -> Engine:
+        """The engine for ``url``, tuned for the dialect (see :mod:`._engine`)."""
+        return create_metadata_engine(url, schema_name=schema_name)
+
+    @classmethod
+    def _absence(cls, url: URL) -> str | None:
+        """Why the database at ``url`` holds nothing, when that shows without connecting
+        (``None``: it may exist; connecting tells)."""
+        return None
 
     @property
     def engine(self) -> Engine:
@@ -162,24 +195,14 @@ class MetadataDB:
         matches its table); a file the driver finds corrupt while checking is one
         problem. PostgreSQL has no equivalent to run from a client (it checks page
         checksums itself as it reads, when the cluster enables them): a trivial query
-        proves it answers.
+        proves it answers, and so it does for any other dialect.
         """
-        if self.dialect != "sqlite":
-            try:
-                with self._engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-            except sa_exc.SQLAlchemyError as exc:
-                raise self._wrap(exc, "checking") from exc
-            return []
-        pragma = "integrity_check" if full else "quick_check"
         try:
             with self._engine.connect() as conn:
-                rows = [str(row[0]) for row in conn.exec_driver_sql(f"PRAGMA {pragma}")]
-        except sa_exc.DBAPIError as exc:
-            if _is_corrupt(exc):
-                return [describe_error(exc)]
-            raise self._wrap(exc, f"PRAGMA {pragma}") from exc
-        return [] if rows == ["ok"] else rows
+                conn.execute(text("SELECT 1"))
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._wrap(exc, "checking") from exc
+        return []
 
     def ensure_intact(self, *, full: bool = False) -> None:
         """Raise :class:`IntegrityError` naming the file and how to restore it when
@@ -243,6 +266,65 @@ class MetadataDB:
         if isinstance(exc, sa_exc.IntegrityError):
             return ConflictError(message)
         return StorageError(message)
+
+
+class SqliteMetadataDB(MetadataDB):
+    """The metadata DB in a SQLite file, or in memory (``sqlite://``): WAL journal, and
+    :meth:`write` takes the database write lock up front (``BEGIN IMMEDIATE``)."""
+
+    backend = "sqlite"
+
+    @classmethod
+    def _absence(cls, url: URL) -> str | None:
+        file = sqlite_file(url)
+        return None if file is None else _absent(file)
+
+    def check(self, *, full: bool = False) -> list[str]:
+        pragma = "integrity_check" if full else "quick_check"
+        try:
+            with self._engine.connect() as conn:
+                rows = [str(row[0]) for row in conn.exec_driver_sql(f"PRAGMA {pragma}")]
+        except sa_exc.DBAPIError as exc:
+            if _is_corrupt(exc):
+                return [describe_error(exc)]
+            raise self._wrap(exc, f"PRAGMA {pragma}") from exc
+        return [] if rows == ["ok"] else rows
+
+
+class PostgresMetadataDB(MetadataDB):
+    """The metadata DB on a PostgreSQL server, optionally in its own schema
+    (``schema_name``); writers lock rows with ``select(...).with_for_update()``."""
+
+    backend = "postgresql"
+
+
+#: Metadata DB classes by SQLAlchemy backend name: ``module:Class``, imported when opened.
+METADATA_BACKENDS: Plugins[MetadataDB] = Plugins(
+    "metadata DB backend",
+    MetadataDB,
+    {
+        "sqlite": "prodml.storage._metadata:SqliteMetadataDB",
+        "postgresql": "prodml.storage._metadata:PostgresMetadataDB",
+    },
+)
+
+
+def metadata_backend(url: URL) -> type[MetadataDB]:
+    """The :class:`MetadataDB` class :data:`METADATA_BACKENDS` registers for ``url``'s
+    backend; :class:`ConfigError` naming the supported ones for any other.
+
+    >>> from sqlalchemy.engine import make_url
+    >>> metadata_backend(make_url("postgresql+psycopg://u@db/x")).__name__
+    'PostgresMetadataDB'
+    """
+    name = url.get_backend_name()
+    if name not in METADATA_BACKENDS:
+        names = [repr(n) for n in METADATA_BACKENDS]
+        expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        raise ConfigError(
+            f"metadata DB {redact_url(url)}: backend {name!r} is not supported: expected {expected}"
+        )
+    return METADATA_BACKENDS.load(name)
 
 
 def open_metadata_db(

@@ -1,13 +1,13 @@
-"""One contract suite run against every online-store backend (memory, SQLite, Redis)."""
+"""One contract suite run against every registered online-store backend (memory,
+SQLite, Redis)."""
 
 from __future__ import annotations
 
-import functools
 import math
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,66 +17,89 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contractkit import Contract
 from prodml.core import FeatureNotFoundError, SchemaError, StorageError, TimestampError
 from prodml.features.online import (
+    ONLINE_BACKENDS,
     MemoryOnlineStore,
     OnlineRead,
     OnlineStore,
     SqliteOnlineStore,
 )
+from servicekit import redis_url_or_skip
 
 T0 = datetime(2013, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=1)
-REDIS = ("127.0.0.1", 6379)
 
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-@functools.cache
-def redis_reachable() -> bool:
-    try:
-        socket.create_connection(REDIS, timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
 Factory = Callable[[], OnlineStore]
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.integration)])
+@dataclass
+class Opening:
+    """Where the stores of one test live: its directory, a fresh Redis key prefix, and
+    the stores opened so far."""
+
+    tmp_path: Path
+    prefix: str
+    opened: list[OnlineStore] = field(default_factory=list)
+    redis_url: str | None = None
+
+
+def _open_memory(opening: Opening) -> OnlineStore:
+    return opening.opened[0] if opening.opened else MemoryOnlineStore()  # one per process
+
+
+def _open_sqlite(opening: Opening) -> OnlineStore:
+    return SqliteOnlineStore(opening.tmp_path / "online.db")
+
+
+def _open_redis(opening: Opening) -> OnlineStore:
+    """A store under the test's key prefix; skips the test when Redis is unreachable."""
+    from prodml.features.online import RedisOnlineStore
+
+    if opening.redis_url is None:
+        opening.redis_url = redis_url_or_skip()
+    return RedisOnlineStore(opening.redis_url, key_prefix=opening.prefix)
+
+
+CONTRACT = Contract(
+    ONLINE_BACKENDS,
+    {"memory": _open_memory, "redis": _open_redis, "sqlite": _open_sqlite},
+    integration={"redis"},
+)
+
+
+def test_online_contract_covers_every_registered_backend() -> None:
+    CONTRACT.check()
+
+
+@pytest.fixture(params=CONTRACT.cases())
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """Opens stores of one backend that share state (same file, same key prefix)."""
-    opened: list[OnlineStore] = []
     backend: str = request.param
-    prefix = f"prodml-test-{uuid.uuid4().hex}"
-    if backend == "redis" and not redis_reachable():
-        pytest.skip(f"Redis is not reachable at {REDIS[0]}:{REDIS[1]}")
+    opening = Opening(tmp_path, f"prodml-test-{uuid.uuid4().hex}")
+    open_one = CONTRACT.factory(backend)
 
     def factory() -> OnlineStore:
-        store: OnlineStore
-        if backend == "memory":
-            store = opened[0] if opened else MemoryOnlineStore()
-        elif backend == "sqlite":
-            store = SqliteOnlineStore(tmp_path / "online.db")
-        else:
-            from prodml.features.online import RedisOnlineStore
-
-            store = RedisOnlineStore(f"redis://{REDIS[0]}:{REDIS[1]}/0", key_prefix=prefix)
-        opened.append(store)
+        store = open_one(opening)
+        assert isinstance(store, ONLINE_BACKENDS.load(backend))
+        opening.opened.append(store)
         return store
 
     yield factory
-    if backend == "redis":
+    if opening.redis_url is not None:
         import redis
 
-        with redis.Redis(*REDIS) as client:
-            keys = list(client.scan_iter(match=f"{prefix}:*"))
+        with redis.Redis.from_url(opening.redis_url) as client:
+            keys = list(client.scan_iter(match=f"{opening.prefix}:*"))
             if keys:
                 client.delete(*keys)
-    for store in opened:
+    for store in opening.opened:
         store.close()
 
 

@@ -4,6 +4,10 @@ Formats are registered as name → ``module:Class`` and imported only when used 
 Metaflow pattern), so an optional library such as MLflow is needed only by projects that
 use its format.
 
+A format keeps no state (it turns a model into bytes and back; the artifact store, which
+has an in-memory backend, keeps the bytes), so the family has no in-memory stand-in:
+``cloudpickle``, which saves any picklable object, is the simplest built-in one.
+
 >>> sorted(MODEL_FORMATS)
 ['cloudpickle', 'mlflow_pyfunc', 'skops']
 >>> get_format("skops").trusted_only, get_format("cloudpickle").trusted_only
