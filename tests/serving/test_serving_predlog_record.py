@@ -50,7 +50,10 @@ def _log(logs: LogStores) -> PredictionLog:
 def test_live_and_shadow_records_hold_the_fixed_fields_in_order(logs: LogStores) -> None:
     log = _log(logs)
     frame = pd.DataFrame({"distance": [100.0, 250.0], "carrier": ["AA", "UA"]})
-    live = Prediction("r1", "e", "champion", "m:1", np.array([0.25, 0.75]), "ok", 0.5)
+    live = Prediction(
+        "r1", "e", "champion", "m:1", np.array([0.25, 0.75]), "ok", 0.5,
+        role="champion", stratum="JFK",
+    )  # fmt: skip
     log.record(
         live, frame, unit="u1", latency_ms=2.0, protocol="mlflow",
         entities={"origin": ["JFK", "EWR"]}, feature_versions={"flights": "3"},
@@ -58,7 +61,7 @@ def test_live_and_shadow_records_hold_the_fixed_fields_in_order(logs: LogStores)
     )  # fmt: skip
     log.record_shadows(
         endpoint="e", arm="challenger", model="m:2",
-        calls=[ShadowCall(frame, "r1", "u1", 0.0, _Sink())],  # type: ignore[arg-type]
+        calls=[ShadowCall(frame, "r1", "u1", 0.0, _Sink(), "champion")],  # type: ignore[arg-type]
         outputs=[np.array([0.5, 0.5])], errors=[None], ended=0.004,
     )  # fmt: skip
     log.close()
@@ -80,6 +83,10 @@ def test_live_and_shadow_records_hold_the_fixed_fields_in_order(logs: LogStores)
     assert [(r["shadow"], r["arm"], r["row"], r["output"]) for r in rows] == [
         (False, "champion", 0, 0.25), (False, "champion", 1, 0.75),
         (True, "challenger", 0, 0.5), (True, "challenger", 1, 0.5),
+    ]  # fmt: skip
+    assert [(r["role"], r["stratum"], r["shadow_of"]) for r in rows] == [
+        ("champion", "JFK", None), ("champion", "JFK", None),
+        ("shadow", None, "champion"), ("shadow", None, "champion"),
     ]  # fmt: skip
     assert rows[0]["feature_versions"] == '{"flights":"3"}'
     assert [r["feature.distance"] for r in rows] == [100.0, 250.0, None, None]

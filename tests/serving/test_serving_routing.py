@@ -26,7 +26,6 @@ from scipy import stats
 from prodml.project import serving_app
 from prodml.registry import Arm, BanditSpec, DeploymentSpec
 from prodml.serving import ServingRuntime
-from prodml.storage import read_log
 from servingkit import FEATURES, PATIENT_MS, lr_model, register, row, serving_project
 
 ALPHA = 0.001  # a correct router fails a statistical check here once in a thousand runs
@@ -69,7 +68,8 @@ class Served:
         return np.asarray(self.models[index].predict_proba(frame)[:, 1])
 
     def log(self, kind: str = "predictions") -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = read_log(self.project.state_dir / "logs" / kind).to_pylist()
+        store = self.project.logs.predictions if kind == "predictions" else self.project.logs.labels
+        rows: list[dict[str, Any]] = store.read().to_pylist()
         return rows
 
 
@@ -159,6 +159,9 @@ def test_shadow_is_logged_and_never_answers(served: Callable[..., Served]) -> No
     assert {(r["arm"], r["model_version"], r["status"]) for r in mirrored} == {
         ("shadow", "lr:2", "ok")
     }
+    # the record says which role answered, and which live arm a shadow record mirrors
+    assert {(r["role"], r["shadow_of"]) for r in live} == {("champion", None)}
+    assert {(r["role"], r["shadow_of"]) for r in mirrored} == {("shadow", "champion")}
     by_request = {r["request_id"]: r["output"] for r in mirrored}
     assert set(by_request) == set(answers)
     expected_shadow = dict(zip(answers, shadow.tolist(), strict=True))
@@ -239,6 +242,11 @@ def test_stratified_assignment_is_per_stratum(served: Callable[..., Served]) -> 
     same = sum(a == b for a, b in zip(by_stratum[0.0], by_stratum[1.0], strict=True))
     chance = sum(w * w for w in weights)
     assert stats.binomtest(same, len(units), chance).pvalue > ALPHA
+    # every record names the stratum it was routed in and its arm's role
+    logged = Counter((r["stratum"], r["role"]) for r in s.log())
+    assert {stratum for stratum, _ in logged} == {"0.0", "1.0"}
+    assert {role for _, role in logged} == {"champion", "arm"}
+    assert sum(logged.values()) == 2 * (len(units) + 50)
 
 
 # -- pause, refresh, hot swap ----------------------------------------------------------

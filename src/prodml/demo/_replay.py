@@ -93,7 +93,7 @@ def replay_production(project: Project, say: Echo, *, limit: int | None = None) 
             for arm in [live, *shadows]:
                 prediction = Prediction(
                     request_id, ENDPOINT, arm.name, models[arm.name].version.ref,
-                    scores[arm.name][i : i + 1], "ok",
+                    scores[arm.name][i : i + 1], "ok", role=arm.role,
                 )  # fmt: skip
                 log.record(
                     prediction, one_row, rows=[rows[i]], unit=request_id, latency_ms=1.0,

@@ -26,3 +26,8 @@ class Prediction:
     propensity: float | None = None
     fallback_from: str | None = None
     violations: tuple[RowViolation, ...] = ()
+    #: The deployment role of the arm that answered (champion, challenger, canary…;
+    #: None for the default response).
+    role: str | None = None
+    #: The stratum the request was routed in (stratified assignment), else None.
+    stratum: str | None = None

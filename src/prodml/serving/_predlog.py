@@ -48,7 +48,7 @@ _log = logging.getLogger("prodml.serving")
 
 #: The fields of a shadow record that differ by row (the others: by batch).
 _SHADOW_VARYING = frozenset(
-    {"request_id", "unit", "status", "error", "latency_ms", "row", "output"}
+    {"request_id", "unit", "shadow_of", "status", "error", "latency_ms", "row", "output"}
 )
 #: A record with every fixed field null, in the order of the columns.
 _NO_FIELDS: dict[str, Any] = dict.fromkeys(PREDICTION_SCHEMA.names)
@@ -164,10 +164,13 @@ class PredictionLog:
             "request_id": prediction.request_id,
             "endpoint": prediction.endpoint,
             "arm": prediction.arm,
+            "role": prediction.role,
             "model_version": prediction.model,
             "unit": unit,
+            "stratum": prediction.stratum,
             "status": prediction.status,
             "shadow": shadow,
+            "shadow_of": None,
             "latency_ms": latency_ms,
             "propensity": prediction.propensity,
             "fallback_from": prediction.fallback_from,
@@ -217,15 +220,17 @@ class PredictionLog:
         if all(call.rows == 1 for call in calls):  # the usual case: one row a call
             request_ids = [call.request_id for call in calls]
             units = [call.unit for call in calls]
+            live_arms = [call.live_arm or None for call in calls]
             failures = list(errors)
             latencies = [(ended - call.started) * 1000 for call in calls]
             rows = [0] * len(calls)
         else:
-            request_ids, units, failures, latencies, rows = [], [], [], [], []
+            request_ids, units, live_arms, failures, latencies, rows = [], [], [], [], [], []
             for call, error in zip(calls, errors, strict=True):
                 count = call.rows
                 request_ids += [call.request_id] * count
                 units += [call.unit] * count
+                live_arms += [call.live_arm or None] * count
                 failures += [error] * count
                 latencies += [(ended - call.started) * 1000] * count
                 rows += range(count)
@@ -242,7 +247,8 @@ class PredictionLog:
         fields = dict(_NO_FIELDS)  # a live record's columns, in order; the rest null
         fields.update(
             time=self.clock.now(), request_id=request_ids, endpoint=endpoint, arm=arm,
-            model_version=model, unit=units, status=statuses, shadow=True,
+            role="shadow", model_version=model, unit=units, status=statuses, shadow=True,
+            shadow_of=live_arms,
             latency_ms=latencies, error=failures, row=rows, output=values,
         )  # fmt: skip
         return self.predictions.extend_block(LogBlock(len(values), fields, _SHADOW_VARYING))

@@ -274,12 +274,13 @@ class ServingRuntime:
         state = route.arm
         suspect = tuple(v for v in violations if v.kind in _SUSPECT)
         for shadow in route.shadows:
-            self._mirror(table, shadow, frame, request_id, unit)
+            self._mirror(table, shadow, frame, request_id, unit, state.name)
         try:
             scores = await self._call(table, state, frame, native, suspect)
             return Prediction(
                 request_id, table.endpoint, state.name, state.model.ref, scores, "ok",
-                route.propensity, violations=tuple(violations),
+                route.propensity, violations=tuple(violations), role=state.arm.role,
+                stratum=stratum,
             )  # fmt: skip
         except ServingError as first:
             failure = first
@@ -291,6 +292,7 @@ class ServingRuntime:
                 return Prediction(
                     request_id, table.endpoint, champion.name, champion.model.ref, scores,
                     "fallback", route.propensity, state.name, tuple(violations),
+                    role=champion.arm.role, stratum=stratum,
                 )  # fmt: skip
             except ServingError as second:
                 failure = second
@@ -306,7 +308,7 @@ class ServingRuntime:
         )
         return Prediction(
             request_id, table.endpoint, "default", None, scores, "degraded",
-            route.propensity, state.name, tuple(violations),
+            route.propensity, state.name, tuple(violations), stratum=stratum,
         )  # fmt: skip
 
     async def _call(
@@ -424,14 +426,15 @@ class ServingRuntime:
         frame: pd.DataFrame,
         request_id: str,
         unit: str,
+        live_arm: str,
     ) -> None:
-        """Queue ``frame`` for a shadow arm: no task, no timeout, no callback of its own;
+        """Queue ``frame`` for a shadow arm (mirroring ``live_arm``'s request): no task, no timeout, no callback of its own;
         its batch logs the output. A full shadow queue (a hanging shadow) costs dropped
         mirrors, counted, never memory or latency."""
         sink = shadow.shadow_sink
         if sink is None:
             sink = shadow.shadow_sink = self.recorder.shadow_sink(table, shadow)
-        call = ShadowCall(frame, request_id, unit, time.perf_counter(), sink)
+        call = ShadowCall(frame, request_id, unit, time.perf_counter(), sink, live_arm)
         if not shadow.breaker.allow():
             self.metrics.arm_failures.labels(table.endpoint, shadow.name, "circuit_open").inc()
             # logged, but not settled: an open breaker is not a new failure of the arm

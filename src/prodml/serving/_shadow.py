@@ -81,6 +81,8 @@ class ShadowCall:
     unit: str
     started: float
     sink: ShadowSink
+    #: The arm that answered the request this call mirrors ('' when unknown).
+    live_arm: str = ""
     rows: int = field(init=False)
 
     def __post_init__(self) -> None:

@@ -70,14 +70,19 @@ class PredictionRecord(TypedDict):
     request_id: Annotated[str, pa.string(), "the request's id; feedback names it"]
     endpoint: Annotated[str, pa.string(), "the endpoint (the log's partition)"]
     arm: Annotated[str, pa.string(), "the deployment arm that answered"]
+    role: Annotated[
+        str | None, pa.string(), "the arm's role (champion, challenger, canary, shadow, arm)"
+    ]
     model_version: Annotated[str | None, pa.string(), "the model version (name:version)"]
     unit: Annotated[str, pa.string(), "the routing unit (user, session or request id)"]
+    stratum: Annotated[str | None, pa.string(), "the stratum it was routed in (stratified)"]
     status: Annotated[str, pa.string(), "ok, fallback, degraded or error"]
     shadow: Annotated[bool, pa.bool_(), "whether a shadow arm gave it (not answered)"]
+    shadow_of: Annotated[str | None, pa.string(), "a shadow record's live arm"]
     latency_ms: Annotated[float, pa.float64(), "the prediction's latency in milliseconds"]
     propensity: Annotated[float | None, pa.float64(), "probability of the arm (bandits)"]
     fallback_from: Annotated[str | None, pa.string(), "the arm that failed, on fallback"]
-    error: Annotated[str | None, pa.string(), "the error message of a failed prediction"]
+    error: Annotated[str | None, pa.string(), "a failed prediction's error type (class name)"]
     violations: Annotated[str | None, pa.string(), "input violations 'column:kind;…'"]
     protocol: Annotated[str | None, pa.string(), "the wire protocol (mlflow, v2, native)"]
     feature_versions: Annotated[
