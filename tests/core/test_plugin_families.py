@@ -22,6 +22,7 @@ KNOWN = {
     "prodml.registry.formats._base:MODEL_FORMATS",
     "prodml.serving._idempotency:IDEMPOTENCY_STORES",
     "prodml.storage._backends:ARTIFACT_BACKENDS",
+    "prodml.storage._log_store:LOG_STORES",
     "prodml.storage._metadata:METADATA_BACKENDS",
 }
 

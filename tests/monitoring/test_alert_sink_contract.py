@@ -4,13 +4,10 @@ the HTTP types POST to a local server and name themselves, never their URL, on f
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -52,49 +49,6 @@ def note(state: str) -> Notification:
 
 
 @dataclass
-class Receiver:
-    """A local HTTP server that records POSTs; paths under ``/fail`` answer 500."""
-
-    url: str
-    posts: list[tuple[str, Any]] = field(default_factory=list)
-
-    def bodies(self, path: str) -> list[Any]:
-        return [body for p, body in self.posts if p == path]
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    posts: list[tuple[str, Any]] = []
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with lock:
-                posts.append((self.path, body))
-            self.send_response(500 if self.path.startswith("/fail") else 200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield Receiver(f"http://127.0.0.1:{server.server_address[1]}", posts)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@dataclass
 class Case:
     """A sink built from its config section, and the states it delivered, in order."""
 
@@ -102,7 +56,8 @@ class Case:
     delivered: Callable[[], list[str]]
 
 
-Opener = Callable[[Receiver, pytest.LogCaptureFixture], Case]
+#: Receives a ``Receiver`` (see conftest.py) and pytest's log capture.
+Opener = Callable[[Any, pytest.LogCaptureFixture], Case]
 
 
 def _config(kind: str, url: str | None = None) -> AlertSinkConfig:
@@ -121,7 +76,7 @@ def _config(kind: str, url: str | None = None) -> AlertSinkConfig:
     )
 
 
-def _log(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> Case:
+def _log(receiver: Any, caplog: pytest.LogCaptureFixture) -> Case:
     caplog.set_level(logging.INFO, logger=LOGGER_NAME)
 
     def delivered() -> list[str]:
@@ -131,18 +86,18 @@ def _log(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> Case:
     return Case(make_sink(_config("log")), delivered)
 
 
-def _memory(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> Case:
+def _memory(receiver: Any, caplog: pytest.LogCaptureFixture) -> Case:
     sink = make_sink(_config("memory"))
     assert isinstance(sink, MemorySink)
     return Case(sink, lambda: [n.state for n in sink.sent])
 
 
-def _webhook(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> Case:
+def _webhook(receiver: Any, caplog: pytest.LogCaptureFixture) -> Case:
     sink = make_sink(_config("webhook", f"{receiver.url}/hook"))
     return Case(sink, lambda: [body["state"] for body in receiver.bodies("/hook")])
 
 
-def _slack(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> Case:
+def _slack(receiver: Any, caplog: pytest.LogCaptureFixture) -> Case:
     sink = make_sink(_config("slack", f"{receiver.url}/slack"))
 
     def delivered() -> list[str]:
@@ -151,7 +106,7 @@ def _slack(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> Case:
     return Case(sink, delivered)
 
 
-def _alertmanager(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> Case:
+def _alertmanager(receiver: Any, caplog: pytest.LogCaptureFixture) -> Case:
     sink = make_sink(_config("alertmanager", f"{receiver.url}/am"))
 
     def delivered() -> list[str]:
@@ -180,9 +135,7 @@ def test_sink_contract_covers_every_registered_type() -> None:
 
 
 @pytest.fixture(params=CONTRACT.cases())
-def case(
-    request: pytest.FixtureRequest, receiver: Receiver, caplog: pytest.LogCaptureFixture
-) -> Case:
+def case(request: pytest.FixtureRequest, receiver: Any, caplog: pytest.LogCaptureFixture) -> Case:
     built = CONTRACT.factory(request.param)(receiver, caplog)
     assert type(built.sink) is ALERT_SINKS.load(request.param)
     return built
@@ -203,7 +156,7 @@ def test_sink_delivers_firing_then_resolved_in_order(case: Case) -> None:
 
 @pytest.mark.parametrize("kind", HTTP_TYPES)
 def test_http_sink_failure_names_the_sink_and_host_not_the_url_path(
-    kind: str, receiver: Receiver
+    kind: str, receiver: Any
 ) -> None:
     assert kind in ALERT_SINKS
     sink = make_sink(_config(kind, f"{receiver.url}/fail/secret-token"))

@@ -11,12 +11,9 @@ import json
 import logging
 import math
 import socket
-import threading
 import tomllib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -445,48 +442,7 @@ def test_http_sink_reports_an_unreachable_host_without_its_url_path() -> None:
 # -- end to end over HTTP ---------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A local HTTP server that records POSTs; paths under ``/fail`` answer 500."""
-
-    url: str
-    posts: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    posts: list[tuple[str, dict[str, str], Any]] = []
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with lock:
-                posts.append((self.path, dict(self.headers.items()), body))
-            status = 500 if self.path.startswith("/fail") else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Receiver(f"http://127.0.0.1:{server.server_address[1]}", posts)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def test_end_to_end_webhook_slack_and_alertmanager(receiver: Receiver) -> None:
+def test_end_to_end_webhook_slack_and_alertmanager(receiver: Any) -> None:
     sinks = AlertsConfig.model_validate(
         {
             "sinks": [
@@ -574,7 +530,7 @@ def test_end_to_end_webhook_slack_and_alertmanager(receiver: Receiver) -> None:
 
 
 def test_end_to_end_a_sink_answering_500_is_logged_and_the_state_saved(
-    receiver: Receiver, caplog: pytest.LogCaptureFixture
+    receiver: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger=LOGGER_NAME)
     store = MemoryAlertStore()

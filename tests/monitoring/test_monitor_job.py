@@ -5,9 +5,8 @@ refreshes, alerts through a real webhook, and the CLI."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,16 +26,6 @@ from prodml.serving import Prediction, PredictionLog
 
 DAY0 = datetime(2013, 2, 1, tzinfo=UTC)
 ROWS = 300
-
-
-def _copy_project(trained: tuple[Path, str, pa.Table], dest: Path, config: str = "") -> Path:
-    root, _, _ = trained
-    shutil.copytree(root, dest)
-    text = (dest / "prodml.toml").read_text()
-    (dest / "prodml.toml").write_text(
-        text + '\n[monitoring]\nwindow = "1d"\nmin_rows = 50\n' + config
-    )
-    return dest
 
 
 def _log_day(
@@ -153,9 +142,9 @@ def _daily_drift(
 
 
 def test_a_pass_computes_each_closed_window_once_and_flags_the_shifted_day(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p")
+    root = monitored_copy(tmp_path / "p")
     _, model, table = trained
     with _open(root, DAY0) as project:
         control = _log_day(project, model, table, DAY0, seed=1)
@@ -190,9 +179,9 @@ def test_a_pass_computes_each_closed_window_once_and_flags_the_shifted_day(
 
 
 def test_labels_arriving_later_refresh_performance_until_the_horizon(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p", 'label_horizon = "3d"\n')
+    root = monitored_copy(tmp_path / "p", 'label_horizon = "3d"\n')
     _, model, table = trained
     with _open(root, DAY0) as project:
         frame = _log_day(project, model, table, DAY0, seed=4, labels=0.0)
@@ -246,10 +235,13 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def test_two_of_three_debounce_fires_once_and_resolves_once_through_a_webhook(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
+    trained: tuple[Path, str, pa.Table],
+    monitored_copy: Callable[..., Path],
+    tmp_path: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
 ) -> None:
     url, received = webhook
-    root = _copy_project(trained, tmp_path / "p", _temp_rule(url, "webhook", "m_of_n = [2, 3]\n"))
+    root = monitored_copy(tmp_path / "p", _temp_rule(url, "webhook", "m_of_n = [2, 3]\n"))
     spike_then_sustained = [20.0, 0, 0, 20.0, 20.0, 20.0, 0, 0]
     _daily_drift(trained, root, spike_then_sustained, 10, received)
     assert [(r["state"], r["window_end"][:10]) for r in received] == [
@@ -265,9 +257,9 @@ def test_two_of_three_debounce_fires_once_and_resolves_once_through_a_webhook(
 
 
 def test_cli_monitor_run_json_and_windows(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p")
+    root = monitored_copy(tmp_path / "p")
     _, model, table = trained
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
     with _open(root, day) as project:
@@ -286,9 +278,9 @@ def test_cli_monitor_run_json_and_windows(
 
 
 def test_a_past_window_of_the_log_can_be_the_reference(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p", 'reference = "2013-02-02/2013-02-03"\n')
+    root = monitored_copy(tmp_path / "p", 'reference = "2013-02-02/2013-02-03"\n')
     _, model, table = trained
     with _open(root, DAY0) as project:
         _log_day(project, model, table, DAY0, seed=21)
@@ -310,9 +302,9 @@ def test_a_past_window_of_the_log_can_be_the_reference(
 
 
 def test_importance_weighting_uses_permutation_importance_of_the_test_split(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p", "importance_weighted = true\n")
+    root = monitored_copy(tmp_path / "p", "importance_weighted = true\n")
     _, model, table = trained
     with _open(root, DAY0) as project:
         _log_day(project, model, table, DAY0, seed=31, shift=20.0)
@@ -332,9 +324,9 @@ def test_importance_weighting_uses_permutation_importance_of_the_test_split(
 
 
 def test_count_windows_hold_that_many_live_predictions(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p")
+    root = monitored_copy(tmp_path / "p")
     text = (root / "prodml.toml").read_text().replace('window = "1d"', 'window = "250rows"')
     (root / "prodml.toml").write_text(text)
     _, model, table = trained
@@ -357,10 +349,13 @@ def test_count_windows_hold_that_many_live_predictions(
 
 
 def test_alertmanager_hears_of_a_firing_alert_on_every_pass_until_it_resolves(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
+    trained: tuple[Path, str, pa.Table],
+    monitored_copy: Callable[..., Path],
+    tmp_path: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
 ) -> None:
     url, received = webhook
-    root = _copy_project(trained, tmp_path / "p", _temp_rule(url, "alertmanager"))
+    root = monitored_copy(tmp_path / "p", _temp_rule(url, "alertmanager"))
     posts = _daily_drift(trained, root, [20.0, 20.0, 20.0, 0.0, 0.0], 50, received)
     assert posts == [1, 2, 3, 4, 4]  # fired, kept alive twice, resolved, then quiet
     assert all(
@@ -371,9 +366,9 @@ def test_alertmanager_hears_of_a_firing_alert_on_every_pass_until_it_resolves(
 
 
 def test_online_feature_staleness_is_a_quality_result(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p")
+    root = monitored_copy(tmp_path / "p")
     _, model, table = trained
     with _open(root, DAY0) as project:
         _log_day(project, model, table, DAY0, seed=61, rows=200, stale_every=10)
@@ -386,9 +381,9 @@ def test_online_feature_staleness_is_a_quality_result(
 
 
 def test_recent_calibration_uses_the_previous_windows_labels(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p", 'calibration = "recent"\n')
+    root = monitored_copy(tmp_path / "p", 'calibration = "recent"\n')
     _, model, table = trained
     with _open(root, DAY0) as project:
         _log_day(project, model, table, DAY0, seed=71)
@@ -403,9 +398,9 @@ def test_recent_calibration_uses_the_previous_windows_labels(
 
 
 def test_a_pass_with_nothing_due_says_which_records_wait_and_until_when(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _copy_project(trained, tmp_path / "p")
+    root = monitored_copy(tmp_path / "p")
     _, model, table = trained
     with _open(root, DAY0) as project:
         _log_day(project, model, table, DAY0, seed=81, rows=1400, labels=0.0)
@@ -442,17 +437,17 @@ def test_a_pass_with_nothing_due_says_which_records_wait_and_until_when(
 
 
 def test_cli_monitor_run_says_why_nothing_is_computed(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
     runner = CliRunner()
-    empty = _copy_project(trained, tmp_path / "empty")
+    empty = monitored_copy(tmp_path / "empty")
     human = runner.invoke(app, ["monitor", "run", "-p", str(empty)])
     assert human.exit_code == 0, human.output
     assert "No records in the prediction log" in human.output
     named = runner.invoke(app, ["monitor", "run", "-p", str(empty), "-e", "flights", "--json"])
     assert json.loads(named.output)["waiting"][0]["reason"] == "no_records"
 
-    root = _copy_project(trained, tmp_path / "p", 'grace = "1000d"\n')
+    root = monitored_copy(tmp_path / "p", 'grace = "1000d"\n')
     _, model, table = trained
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
     with _open(root, day) as project:

@@ -7,7 +7,7 @@ any other error is raised."""
 from __future__ import annotations
 
 import logging
-import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,6 @@ from prodml.storage import LogStores, MemoryLogStore, feature_column
 DAY0 = datetime(2013, 2, 1, tzinfo=UTC)
 ROWS = 120
 HALF_DAY = (DAY0, DAY0 + timedelta(hours=12))
-
-
-def _project(trained: tuple[Path, str, pa.Table], dest: Path, config: str) -> Path:
-    root, _, _ = trained
-    shutil.copytree(root, dest)
-    text = (dest / "prodml.toml").read_text()
-    (dest / "prodml.toml").write_text(
-        text + '\n[monitoring]\nwindow = "1d"\nmin_rows = 50\n' + config
-    )
-    return dest
 
 
 def _write_day(
@@ -78,14 +68,14 @@ def _open(root: Path) -> Project:
 
 
 def test_a_pass_over_an_in_memory_log_store_gives_the_results_of_one_over_files(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path
+    trained: tuple[Path, str, pa.Table], monitored_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = _project(trained, tmp_path / "p", 'label_horizon = "1h"\n')
+    root = monitored_copy(tmp_path / "p", 'label_horizon = "1h"\n')
     _, model, table = trained
     _log_day(root, model, table, ["flights"], seed=5)
     with _open(root) as project:
         on_files = project.monitor.run()
-    other = _project(trained, tmp_path / "q", 'label_horizon = "1h"\n')
+    other = monitored_copy(tmp_path / "q", 'label_horizon = "1h"\n')
     with _open(other) as project:
         memory = LogStores(MemoryLogStore("predictions"), MemoryLogStore("labels"))
         _write_day(project, memory, model, table, ["flights"], seed=5)
@@ -103,10 +93,13 @@ def test_a_pass_over_an_in_memory_log_store_gives_the_results_of_one_over_files(
 
 
 def test_a_pass_loads_each_model_version_once_and_reads_the_reference_window_once(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: tuple[Path, str, pa.Table],
+    monitored_copy: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     window = 'reference = "2013-02-01T00:00/2013-02-01T12:00"\nimportance_weighted = true\n'
-    root = _project(trained, tmp_path / "p", window)
+    root = monitored_copy(tmp_path / "p", window)
     _, model, table = trained
     _log_day(root, model, table, ["flights", "trains"], seed=1)
     with _open(root) as project:
@@ -140,10 +133,13 @@ def test_a_pass_loads_each_model_version_once_and_reads_the_reference_window_onc
 
 
 def test_a_missing_reference_is_an_error_result_and_a_warning(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    trained: tuple[Path, str, pa.Table],
+    monitored_copy: Callable[..., Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     empty_window = 'reference = "2013-01-01/2013-01-02"\nlabel_horizon = "3d"\n'
-    root = _project(trained, tmp_path / "p", empty_window)
+    root = monitored_copy(tmp_path / "p", empty_window)
     _, model, table = trained
     _log_day(root, model, table, ["flights"], seed=2)
     with caplog.at_level(logging.WARNING, logger="prodml.monitoring"), _open(root) as project:
@@ -161,9 +157,12 @@ def test_a_missing_reference_is_an_error_result_and_a_warning(
 
 
 def test_a_model_that_fails_on_its_test_split_is_a_reference_error(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: tuple[Path, str, pa.Table],
+    monitored_copy: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root = _project(trained, tmp_path / "p", "")
+    root = monitored_copy(tmp_path / "p")
     _, model, table = trained
     _log_day(root, model, table, ["flights"], seed=3)
 
@@ -181,9 +180,12 @@ def test_a_model_that_fails_on_its_test_split_is_a_reference_error(
 
 
 def test_an_unexpected_error_while_fitting_a_reference_is_raised(
-    trained: tuple[Path, str, pa.Table], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: tuple[Path, str, pa.Table],
+    monitored_copy: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root = _project(trained, tmp_path / "p", "")
+    root = monitored_copy(tmp_path / "p")
     _, model, table = trained
     _log_day(root, model, table, ["flights"], seed=4)
 

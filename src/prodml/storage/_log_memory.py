@@ -27,12 +27,12 @@ from typing import Self
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prodml.core import Clock, ensure_utc
+from prodml.core import ensure_utc
 from prodml.core.errors import SchemaError
 from prodml.storage._log_format import LOG_TIMESTAMP, check_partition
 from prodml.storage._log_reader import QuarantinedFile, _empty, _unified_schema
-from prodml.storage._log_store import LOG_NAMES, PARTITION_FIELD, TIME_FIELD, LogStore
-from prodml.storage._logs import LogWriter
+from prodml.storage._log_store import PARTITION_FIELD, TIME_FIELD, LogStore, log_dir
+from prodml.storage._logs import LogSink
 
 __all__ = ["MemoryLogStore"]
 
@@ -50,32 +50,14 @@ class MemoryLogStore(LogStore):
 
     @classmethod
     def from_state_dir(cls, state_dir: Path, name: str) -> Self:
-        if name not in LOG_NAMES:
-            raise ValueError(
-                f"log store: log {name!r} is unknown: expected one of "
-                + ", ".join(map(repr, LOG_NAMES))
-            )
+        log_dir(name)
         return cls(name)
 
     def __repr__(self) -> str:
         return f"MemoryLogStore({self.name!r})"
 
-    def open_writer(
-        self,
-        *,
-        clock: Clock,
-        max_batch_rows: int = 5000,
-        max_wait_s: float = 1.0,
-        max_queue: int = 200_000,
-    ) -> LogWriter:
-        return LogWriter(
-            Path("memory") / self.name,
-            clock=clock,
-            max_batch_rows=max_batch_rows,
-            max_wait_s=max_wait_s,
-            max_queue=max_queue,
-            sink=self._put,
-        ).start()
+    def _writer_target(self) -> tuple[Path, LogSink | None]:
+        return Path("memory") / self.name, self._put
 
     def _put(self, partition: str, hour: datetime, table: pa.Table) -> None:
         with self._lock:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from prodml.storage._log_reader import QuarantinedFile
-    from prodml.storage._logs import LogWriter
+    from prodml.storage._logs import LogSink, LogWriter
 
 __all__ = [
     "LOG_NAMES",
@@ -51,6 +51,7 @@ __all__ = [
     "LogStore",
     "LogStores",
     "first_record_hour",
+    "log_dir",
     "open_log_stores",
 ]
 
@@ -59,6 +60,26 @@ LOG_NAMES = {"predictions": PREDICTIONS_DIR, "labels": LABELS_DIR}
 #: Partition directories are named ``endpoint=<name>``.
 PARTITION_FIELD = "endpoint"
 TIME_FIELD = "time"
+
+
+def log_dir(name: str) -> Path:
+    """The directory of log ``name`` under the state directory, for every backend's
+    check of the name.
+
+    >>> log_dir("labels").as_posix()
+    'logs/labels'
+    >>> log_dir("audit")
+    Traceback (most recent call last):
+    ...
+    ValueError: log store: log 'audit' is unknown: expected one of 'predictions', 'labels'
+    """
+    try:
+        return LOG_NAMES[name]
+    except KeyError:
+        raise ValueError(
+            f"log store: log {name!r} is unknown: expected one of "
+            + ", ".join(map(repr, LOG_NAMES))
+        ) from None
 
 
 class LogStore(ABC):
@@ -75,7 +96,6 @@ class LogStore(ABC):
     def from_state_dir(cls, state_dir: Path, name: str) -> Self:
         """The store of log ``name`` of the project whose state directory is ``state_dir``."""
 
-    @abstractmethod
     def open_writer(
         self,
         *,
@@ -86,6 +106,22 @@ class LogStore(ABC):
     ) -> LogWriter:
         """A started :class:`~prodml.storage.LogWriter` appending to this log (close it to
         write what is queued)."""
+        from prodml.storage._logs import LogWriter
+
+        root, sink = self._writer_target()
+        return LogWriter(
+            root,
+            clock=clock,
+            max_batch_rows=max_batch_rows,
+            max_wait_s=max_wait_s,
+            max_queue=max_queue,
+            sink=sink,
+        ).start()
+
+    @abstractmethod
+    def _writer_target(self) -> tuple[Path, LogSink | None]:
+        """Where :meth:`open_writer`'s writer puts its groups: the directory of its
+        Parquet files, and a sink taking the groups instead of files (None for files)."""
 
     @abstractmethod
     def read(
@@ -182,35 +218,13 @@ class LocalLogStore(LogStore):
 
     @classmethod
     def from_state_dir(cls, state_dir: Path, name: str) -> Self:
-        try:
-            relative = LOG_NAMES[name]
-        except KeyError:
-            raise ValueError(
-                f"log store: log {name!r} is unknown: expected one of "
-                + ", ".join(map(repr, LOG_NAMES))
-            ) from None
-        return cls(Path(state_dir) / relative, Path(state_dir), name)
+        return cls(Path(state_dir) / log_dir(name), Path(state_dir), name)
 
     def __repr__(self) -> str:
         return f"LocalLogStore({str(self.root)!r}, name={self.name!r})"
 
-    def open_writer(
-        self,
-        *,
-        clock: Clock,
-        max_batch_rows: int = 5000,
-        max_wait_s: float = 1.0,
-        max_queue: int = 200_000,
-    ) -> LogWriter:
-        from prodml.storage._logs import LogWriter
-
-        return LogWriter(
-            self.root,
-            clock=clock,
-            max_batch_rows=max_batch_rows,
-            max_wait_s=max_wait_s,
-            max_queue=max_queue,
-        ).start()
+    def _writer_target(self) -> tuple[Path, LogSink | None]:
+        return self.root, None
 
     def read(
         self,
