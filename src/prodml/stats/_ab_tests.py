@@ -34,6 +34,7 @@ from scipy.stats import chi2, norm
 from scipy.stats import t as student_t
 
 from prodml.core.errors import ConfigError, SchemaError
+from prodml.stats._metrics import check_alpha, finite_floats
 
 __all__ = [
     "SRM_THRESHOLD",
@@ -112,13 +113,6 @@ def check_alternative(alternative: str) -> Alternative:
             f"alternative: expected one of {list(_ALTERNATIVES)}, got {alternative!r}"
         )
     return alternative  # type: ignore[return-value]
-
-
-def check_alpha(alpha: float) -> float:
-    """``alpha`` as a float in (0, 1), else :class:`ConfigError`."""
-    if not 0.0 < float(alpha) < 1.0:
-        raise ConfigError(f"alpha: expected a probability in (0, 1), got {alpha!r}")
-    return float(alpha)
 
 
 def _count(value: float, name: str, *, minimum: int = 0) -> int:
@@ -248,7 +242,7 @@ def welch_ttest(
     alternative: Alternative = "two-sided",
 ) -> TwoSampleTest:
     """Welch's t test of ``mean(treatment) − mean(control)`` from the samples."""
-    c, t = sample(control, "control"), sample(treatment, "treatment")
+    c, t = finite_floats(control, "control"), finite_floats(treatment, "treatment")
     return welch_ttest_from_stats(
         mean_control=float(c.mean()),
         sd_control=float(c.std(ddof=1)) if len(c) > 1 else 0.0,
@@ -259,19 +253,6 @@ def welch_ttest(
         alpha=alpha,
         alternative=alternative,
     )
-
-
-def sample(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
-    """A 1-D float64 array of finite values, else :class:`SchemaError` naming ``name``."""
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise SchemaError(f"{name}: expected numbers, got {exc}") from None
-    if arr.ndim != 1:
-        raise SchemaError(f"{name}: expected a 1-D array, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise SchemaError(f"{name}: expected finite values, got NaN or infinity")
-    return arr
 
 
 # -- sample-ratio mismatch ------------------------------------------------------------
@@ -286,12 +267,12 @@ def sample_ratio_mismatch(
     """Check the units per arm against the intended split ``weights`` (equal by default;
     any positive scale): χ² with ``arms − 1`` degrees of freedom, as
     :func:`scipy.stats.chisquare`. No units at all give a NaN p-value and no mismatch."""
-    counts = sample(observed, "observed")
+    counts = finite_floats(observed, "observed")
     if len(counts) < 2 or np.any(counts < 0) or np.any(counts != np.round(counts)):
         raise SchemaError(
             f"observed: expected counts >= 0 for at least two arms, got {counts.tolist()}"
         )
-    w = np.ones(len(counts)) if weights is None else sample(weights, "weights")
+    w = np.ones(len(counts)) if weights is None else finite_floats(weights, "weights")
     if w.shape != counts.shape or np.any(w <= 0):
         raise ConfigError(
             f"weights: expected {len(counts)} positive weights, one per arm, got {w.tolist()}"

@@ -29,7 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from prodml.core.errors import SchemaError
-from prodml.stats._ab_tests import Alternative, TwoSampleTest, sample, welch_ttest
+from prodml.stats._ab_tests import Alternative, TwoSampleTest, welch_ttest
+from prodml.stats._metrics import finite_floats
 
 __all__ = ["CupedResult", "cuped"]
 
@@ -55,7 +56,7 @@ class CupedResult:
 
 
 def _arm(y: npt.ArrayLike, x: npt.ArrayLike, name: str) -> tuple[Any, Any]:
-    ys, xs = sample(y, f"y_{name}"), sample(x, f"x_{name}")
+    ys, xs = finite_floats(y, f"y_{name}"), finite_floats(x, f"x_{name}")
     if len(ys) != len(xs):
         raise SchemaError(f"x_{name}: has {len(xs)} units but y_{name} has {len(ys)}")
     if len(ys) < 2:

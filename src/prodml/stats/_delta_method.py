@@ -31,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from prodml.core.errors import SchemaError
-from prodml.stats._ab_tests import Alternative, TwoSampleTest, normal_test, sample
+from prodml.stats._ab_tests import Alternative, TwoSampleTest, normal_test
+from prodml.stats._metrics import finite_floats
 
 __all__ = [
     "RatioEstimate",
@@ -99,7 +100,7 @@ def relative_lift(
     alternative: Alternative = "two-sided",
 ) -> TwoSampleTest:
     """Test of the relative lift of ``mean(treatment)`` over ``mean(control)``."""
-    c, t = sample(control, "control"), sample(treatment, "treatment")
+    c, t = finite_floats(control, "control"), finite_floats(treatment, "treatment")
     if len(c) < 2 or len(t) < 2:
         raise SchemaError(f"samples: expected >= 2 values per arm, got {len(c)} and {len(t)}")
     return relative_lift_from_stats(
@@ -120,7 +121,7 @@ def ratio_metric(numerator: npt.ArrayLike, denominator: npt.ArrayLike) -> RatioE
     >>> ratio_metric([2, 4], [1, 2]).std_error
     0.0
     """
-    y, x = sample(numerator, "numerator"), sample(denominator, "denominator")
+    y, x = finite_floats(numerator, "numerator"), finite_floats(denominator, "denominator")
     if len(y) != len(x):
         raise SchemaError(f"denominator: has {len(x)} units but numerator has {len(y)}")
     n = len(y)

@@ -129,6 +129,18 @@ def check_threshold(threshold: float) -> None:
         raise ConfigError(f"threshold: expected a probability in [0, 1], got {threshold!r}")
 
 
+def check_alpha(alpha: float) -> float:
+    """A significance level as a float in (0, 1), else :class:`ConfigError` naming
+    ``alpha``.
+
+    >>> check_alpha(0.05)
+    0.05
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise ConfigError(f"alpha: expected a level in (0, 1), got {alpha!r}")
+    return float(alpha)
+
+
 def check_bins(bins: int) -> None:
     """The number of calibration bins must be a positive int (:class:`ConfigError`)."""
     if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:

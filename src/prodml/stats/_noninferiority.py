@@ -28,12 +28,12 @@ from typing import Any
 from prodml.core.errors import ConfigError
 from prodml.stats._ab_tests import (
     TwoSampleTest,
-    check_alpha,
     normal_test,
     two_proportion_ztest,
     welch_ttest_from_stats,
 )
 from prodml.stats._delta_method import relative_lift_from_stats
+from prodml.stats._metrics import check_alpha
 
 __all__ = ["NonInferiority", "noninferiority_means", "noninferiority_proportions"]
 

@@ -34,7 +34,13 @@ import numpy.typing as npt
 from scipy import special, stats
 
 from prodml.core.errors import ConfigError, SchemaError
-from prodml.stats._metrics import LOG_LOSS_EPS, binary_inputs, check_threshold, finite_floats
+from prodml.stats._metrics import (
+    LOG_LOSS_EPS,
+    binary_inputs,
+    check_alpha,
+    check_threshold,
+    finite_floats,
+)
 
 __all__ = [
     "PairedComparison",
@@ -80,12 +86,6 @@ class PairedComparison:
         }
 
 
-def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
-        raise ConfigError(f"alpha: expected a level in (0, 1), got {alpha!r}")
-    return float(alpha)
-
-
 def _scored(y_true: Any, score_a: Any, score_b: Any, *, probabilities: bool) -> tuple[Bools, Floats, Floats]:  # fmt: skip
     """Checked labels and both models' scores (probabilities in [0, 1] if asked)."""
     if probabilities:
@@ -126,7 +126,7 @@ def delong_test(
     >>> delong_test([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8], [0.1, 0.9, 0.2, 0.8]).p_value
     1.0
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     y, a, b = _scored(y_true, score_a, score_b, probabilities=False)
     m = int(np.count_nonzero(y))
     k = len(y) - m
@@ -179,7 +179,7 @@ def paired_differences(
     >>> round(d["brier"].difference, 4), round(d["brier"].p_value, 4)
     (-0.1067, 0.0692)
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     check_threshold(threshold)
     y, a, b = _scored(y_true, score_a, score_b, probabilities=True)
     n = len(y)
@@ -246,7 +246,7 @@ def paired_bootstrap(
     >>> round(r.difference, 4), r.resamples, round(r.p_value, 4)
     (-0.14, 2000, 0.001)
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     check_threshold(threshold)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
         raise ConfigError(f"n_resamples: expected a positive int, got {n_resamples!r}")

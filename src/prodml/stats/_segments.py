@@ -32,7 +32,7 @@ import numpy.typing as npt
 from scipy import special, stats
 
 from prodml.core.errors import ConfigError, SchemaError
-from prodml.stats._metrics import finite_floats
+from prodml.stats._metrics import check_alpha, finite_floats
 from prodml.stats._multiple_testing import FamilyMethod, benjamini_hochberg, holm
 
 __all__ = ["EffectKind", "NoveltyEffects", "SegmentEffects", "novelty_effects", "segment_effects"]
@@ -109,12 +109,6 @@ class NoveltyEffects:
             "slope_ci_high": _json_float(self.slope_ci_high),
             "slope_p_value": _json_float(self.slope_p_value),
         }
-
-
-def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
-        raise ConfigError(f"alpha: expected a level in (0, 1), got {alpha!r}")
-    return float(alpha)
 
 
 def _arm(treatment: Any) -> npt.NDArray[np.bool_]:
@@ -218,7 +212,7 @@ def segment_effects(
     ``treatment`` is each row's arm (True or 1 for B), ``outcome`` its value (0/1 for
     proportions) and ``segment`` its segment label (any sortable values).
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     arm = _arm(treatment)
     y = _outcome(outcome, kind, len(arm))
     seg = np.asarray(segment)
@@ -282,7 +276,7 @@ def novelty_effects(
     >>> r.days.segments.tolist(), r.days.effect.tolist(), round(r.slope, 6)
     ([0, 1, 2], [2.0, 1.0, 0.0], -1.0)
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     arm = _arm(treatment)
     y = _outcome(outcome, kind, len(arm))
     day = _days_since(first_exposure, event_time, bucket, len(arm))

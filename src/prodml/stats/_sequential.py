@@ -57,6 +57,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special, stats
 
 from prodml.core.errors import ConfigError, SchemaError
+from prodml.stats._metrics import check_alpha
 
 __all__ = [
     "Boundaries",
@@ -77,11 +78,6 @@ __all__ = [
 Floats = NDArray[np.float64]
 SpendingKind = Literal["obrien_fleming", "pocock"]
 _GRID_R = 32  # Jennison & Turnbull's grid size parameter (they find r = 16 enough)
-
-
-def _check_alpha(alpha: float) -> None:
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha: expected a level in (0, 1), got {alpha!r}")
 
 
 def _floats(values: ArrayLike, field: str) -> Floats:
@@ -143,7 +139,7 @@ def mixing_ratio(alpha: float = 0.05) -> float:
     >>> round(mixing_ratio(0.05), 4)
     7.9362
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     two_log = 2.0 * math.log(1.0 / alpha)
     return two_log + math.log1p(two_log)
 
@@ -164,7 +160,7 @@ def msprt(
     >>> r.pvalue.round(4).tolist(), r.lower.round(3).tolist(), r.first_rejection
     ([1.0, 0.4515, 0.0001], [-3.156, -0.541, 0.539], 2)
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     est = _floats(estimate, "estimate")
     var = _floats(variance, "variance")
     t2 = _floats(tau2, "tau2")
@@ -303,7 +299,7 @@ def alpha_spent(t: ArrayLike, kind: SpendingKind = "obrien_fleming", alpha: floa
     >>> alpha_spent([0.5, 1.0, 2.0], "pocock").round(5).tolist()
     [0.03101, 0.05, 0.05]
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     tt = np.clip(np.asarray(t, dtype=np.float64), 0.0, 1.0)
     side = alpha / 2.0
     if kind == "obrien_fleming":
@@ -422,7 +418,7 @@ def classical_boundaries(
 ) -> Boundaries:
     """O'Brien–Fleming (bₖ = c/√tₖ) or Pocock (bₖ = c) boundaries with c such that
     the test has two-sided level α; fractions are taken relative to the last look."""
-    _check_alpha(alpha)
+    check_alpha(alpha)
     t = _check_fractions(fractions)
     t = t / t[-1]
     if kind == "obrien_fleming":
