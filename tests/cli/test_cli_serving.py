@@ -147,7 +147,7 @@ def test_promote_and_rollback_move_the_champion_alias_with_the_deployment(root: 
     assert code == 0, out
     assert [a["model"] for a in out["spec"]["arms"]] == ["lr:2"]
     with Project.open(root) as project:
-        assert project.registry.aliases("lr") == {"champion": 2}
+        assert project.registry.aliases("lr") == {"champion": 2, "previous": 1}
         moved = project.registry.audit_log("lr@champion")[-1]
         assert (moved.actor, moved.after and moved.after["reason"]) == ("ann", "won")
 

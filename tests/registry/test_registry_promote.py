@@ -71,17 +71,19 @@ def test_promote_moves_the_champion_alias_with_an_audit_entry_each(deps: Deps) -
     audited = len(deps.registry.audit_log())
     promoted = deps.store.promote("ep", "challenger", actor="bob", reason="won the canary")
     assert promoted.spec == DeploymentSpec.single("m:2")
-    assert deps.registry.aliases("m") == {"champion": 2}
+    assert deps.registry.aliases("m") == {"champion": 2, "previous": 1}
     assert deps.registry.get("m@champion").ref == "m:2"
     new = deps.registry.audit_log()[audited:]
     assert [(e.action, e.object_type, e.object_id, e.actor) for e in new] == [
         ("promote", "deployment", "ep", "bob"),
         ("set_alias", "alias", "m@champion", "bob"),
+        ("set_alias", "alias", "m@previous", "bob"),
     ]
-    deployment, alias = new
+    deployment, alias, _previous = new
     assert deployment.after is not None
     assert deployment.after["reason"] == "won the canary"
     assert deployment.after["champion_alias"] == {"alias": "m@champion", "before": 1, "after": 2}
+    assert deployment.after["previous_alias"] == {"alias": "m@previous", "before": None, "after": 1}
     assert alias.before == {"version": 1}
     assert alias.after is not None
     assert alias.after["version"] == 2
@@ -94,7 +96,10 @@ def test_promote_moves_the_champion_alias_with_an_audit_entry_each(deps: Deps) -
         "bob",
         "won the canary",
     )
-    assert [(e.previous_version, e.version) for e in recorder.events] == [(1, 2)]
+    assert [(e.alias, e.previous_version, e.version) for e in recorder.events] == [
+        ("champion", 1, 2),
+        ("previous", None, 1),
+    ]
 
 
 def test_promote_of_an_unapproved_version_changes_nothing(deps: Deps) -> None:
@@ -117,7 +122,7 @@ def test_promote_without_required_approval_moves_the_alias_to_a_pending_version(
     store = DeploymentStore(deps.env.db, deps.env.clock, config)
     store.deploy("ep", DeploymentSpec.canary("m:1", pending.ref, weight=0.1), actor="ann")
     store.promote("ep", "challenger", actor="bob")
-    assert deps.registry.aliases("m") == {"champion": 3}
+    assert deps.registry.aliases("m") == {"champion": 3, "previous": 1}
 
 
 def test_rollback_after_a_promote_restores_the_revision_and_the_alias(deps: Deps) -> None:
@@ -131,9 +136,11 @@ def test_rollback_after_a_promote_restores_the_revision_and_the_alias(deps: Deps
     assert [(e.action, e.object_id, e.actor) for e in new] == [
         ("rollback", "ep", "ops"),
         ("set_alias", "m@champion", "ops"),
+        ("delete_alias", "m@previous", "ops"),
     ]
     assert new[0].after is not None
     assert new[0].after["champion_alias"] == {"alias": "m@champion", "before": 2, "after": 1}
+    assert new[0].after["previous_alias"] == {"alias": "m@previous", "before": 1, "after": None}
     assert new[1].after is not None
     assert new[1].after["reason"] == "p99 regressed"
     assert [(h["revision"], h["action"]) for h in deps.store.history("ep")] == [
@@ -152,7 +159,7 @@ def test_rollback_after_a_promote_restores_the_revision_and_the_alias(deps: Deps
 def test_rollback_removes_an_alias_the_promote_created(deps: Deps) -> None:
     deps.registry.delete_alias("m", "champion", actor="qa")
     deps.store.promote("ep", "challenger", actor="bob")
-    assert deps.registry.aliases("m") == {"champion": 2}
+    assert deps.registry.aliases("m") == {"champion": 2, "previous": 1}
     deps.store.rollback("ep", actor="ops")
     assert deps.registry.aliases("m") == {}
     assert deps.registry.audit_log("m@champion")[-1].action == "delete_alias"
@@ -197,7 +204,7 @@ def test_arms_of_different_models_move_only_the_promoted_models_alias(deps: Deps
     deps.store.deploy("mixed", DeploymentSpec.canary("other:1", "m:2", weight=0.5), actor="ann")
     deps.store.promote("mixed", "challenger", actor="bob")
     assert deps.registry.aliases("m") == {"champion": 2}
-    assert deps.registry.aliases("other") == {"champion": 1}
+    assert deps.registry.aliases("other") == {"champion": 1, "previous": 1}
     deps.store.rollback("mixed", actor="ops")
     assert deps.registry.aliases("m") == {"champion": 1}
     assert deps.registry.aliases("other") == {"champion": 1}

@@ -271,7 +271,7 @@ def test_promote_and_rollback_keep_the_champion_alias_in_step(
         headers=bearer(ADMIN),
     )
     assert response.status_code == 200, response.text
-    assert project.registry.aliases("lr") == {"champion": 2}
+    assert project.registry.aliases("lr") == {"champion": 2, "previous": 1}
     moved = project.registry.audit_log("lr@champion")[-1]
     assert (moved.actor, moved.after and moved.after["reason"]) == (
         "token:adam",
@@ -298,7 +298,7 @@ def test_promote_and_rollback_keep_the_champion_alias_in_step(
     assert "lr@champion" in response.json()["error"]
     assert "now points at lr:1" in response.json()["error"]
     assert project.deployments.get("lr").revision == revision
-    assert project.registry.aliases("lr") == {"champion": 1}
+    assert project.registry.aliases("lr") == {"champion": 1, "previous": 1}
 
 
 def test_promote_of_an_unapproved_version_is_refused_over_http(

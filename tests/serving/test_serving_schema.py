@@ -76,6 +76,15 @@ OPERATIONS = [
     ("POST", "/v1/admin/deployments/{endpoint}/resume"),
     ("POST", "/v1/admin/deployments/{endpoint}/rollback"),
     ("POST", "/v1/admin/deployments/{endpoint}/promote"),
+    ("GET", "/v1/admin/rollouts/{endpoint}"),
+    ("GET", "/v1/admin/rollouts/{endpoint}/analysis"),
+    ("PUT", "/v1/admin/rollouts/{endpoint}/plan"),
+    ("POST", "/v1/admin/rollouts/{endpoint}/promote"),
+    ("POST", "/v1/admin/rollouts/{endpoint}/advance"),
+    ("POST", "/v1/admin/rollouts/{endpoint}/pause"),
+    ("POST", "/v1/admin/rollouts/{endpoint}/resume"),
+    ("POST", "/v1/admin/rollouts/{endpoint}/approve"),
+    ("POST", "/v1/admin/rollouts/{endpoint}/rollback"),
 ]
 PREDICT = [
     "/v2/models/{model_name}/infer",

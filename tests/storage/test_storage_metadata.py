@@ -11,12 +11,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import insert, inspect, select, text, update
+from sqlalchemy.engine import make_url
 
 from contractkit import Contract
-from prodml.core import ConflictError, MigrationError
+from prodml.core import ConflictError, MigrationError, StorageError
 from prodml.storage import (
     METADATA_BACKENDS,
     Base,
@@ -27,6 +29,8 @@ from prodml.storage import (
     MetadataDB,
     head_revision,
 )
+from prodml.storage._engine import create_metadata_engine
+from prodml.storage._migrate import alembic_config
 
 TABLES = {
     "datasets",
@@ -93,7 +97,7 @@ def test_open_returns_the_class_registered_for_the_dialect(db_target: Target) ->
 
 def test_open_migrates_a_fresh_database_to_head(db_target: Target) -> None:
     with _open(db_target) as db:
-        assert db.current_revision() == head_revision() == "0004"
+        assert db.current_revision() == head_revision() == "0005"
         names = set(inspect(db.engine).get_table_names())
         assert names >= TABLES
         assert "prodml_alembic_version" in names
@@ -318,9 +322,116 @@ def test_database_from_a_newer_prodml_is_refused(db_target: Target) -> None:
     with _open(db_target) as db, db.session() as session:
         session.execute(text("UPDATE prodml_alembic_version SET version_num = '9999'"))
     with pytest.raises(
-        MigrationError, match=r"could not upgrade the schema to revision '0004'.*9999"
+        MigrationError, match=r"could not upgrade the schema to revision '0005'.*9999"
     ):
         _open(db_target)
+
+
+# --- revision 0005: the deployment history changes shape, its triggers stay ---------
+APPEND_ONLY = r"deployment history is append-only"
+HISTORY = Base.metadata.tables["deployment_history"]
+ROLLOUT_TABLES = {"rollout_plans", "rollout_decisions", "controller_leases"}
+
+
+def _migrate(target: Target, revision: str, *, down: bool = False) -> None:
+    """Move the schema to ``revision`` with Alembic itself (``MetadataDB`` only upgrades)."""
+    url, schema = target
+    engine = create_metadata_engine(make_url(url), schema_name=schema)
+    try:
+        with engine.connect() as conn, conn.begin():
+            (command.downgrade if down else command.upgrade)(alembic_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+def _add_history(db: MetadataDB, revision: int, action: str, **extra: object) -> None:
+    row = {"endpoint": "ep", "revision": revision, "action": action, "spec": None}
+    row |= {"actor": "ann", "reason": None, "time": T0, **extra}
+    with db.session() as session:
+        session.execute(insert(HISTORY).values(**row))
+
+
+def _history_refuses_changes(db: MetadataDB) -> None:
+    for sql in (
+        "UPDATE deployment_history SET actor = 'mallory'",
+        "DELETE FROM deployment_history",
+    ):
+        with pytest.raises((StorageError, ConflictError), match=APPEND_ONLY), db.session() as s:
+            s.execute(text(sql))
+    if db.dialect == "sqlite":
+        sql = (
+            "INSERT OR REPLACE INTO deployment_history (id, endpoint, revision, action, actor, "
+            "time) SELECT id, endpoint, revision, action, 'mallory', time FROM deployment_history"
+        )
+    else:
+        sql = "TRUNCATE deployment_history"
+    with pytest.raises((StorageError, ConflictError), match=APPEND_ONLY), db.session() as s:
+        s.execute(text(sql))
+
+
+def _columns(db: MetadataDB, table: str) -> set[str]:
+    return {column["name"] for column in inspect(db.engine).get_columns(table)}
+
+
+def test_upgrade_to_0005_keeps_the_history_and_its_append_only_triggers(
+    db_target: Target,
+) -> None:
+    _migrate(db_target, "0004")
+    url, schema = db_target
+    with MetadataDB.open(url, schema_name=schema, upgrade=False) as old:
+        assert old.current_revision() == "0004"
+        _add_history(old, 1, "deploy")
+    with _open(db_target) as db:
+        assert db.current_revision() == "0005"
+        assert "evidence" in _columns(db, "deployment_history")
+        assert set(inspect(db.engine).get_table_names()) >= ROLLOUT_TABLES
+        _add_history(db, 2, "advance", evidence={"p_value": 0.01, "arms": ["a", "b"]})
+        _add_history(db, 3, "decommission")
+        with pytest.raises(ConflictError, match=r"CHECK|ck_deployment_history"):
+            _add_history(db, 4, "bogus")
+        with db.session() as session:
+            rows = session.execute(
+                select(HISTORY.c.revision, HISTORY.c.action, HISTORY.c.evidence).order_by(
+                    HISTORY.c.revision
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            (1, "deploy", None),
+            (2, "advance", {"p_value": 0.01, "arms": ["a", "b"]}),
+            (3, "decommission", None),
+        ]
+        _history_refuses_changes(db)
+
+
+def test_downgrade_to_0004_and_upgrade_again(db_target: Target) -> None:
+    with _open(db_target) as db:
+        _add_history(db, 1, "deploy", evidence={"rule": "start"})
+    _migrate(db_target, "0004", down=True)
+    url, schema = db_target
+    with MetadataDB.open(url, schema_name=schema, upgrade=False) as old:
+        assert old.current_revision() == "0004"
+        assert not set(inspect(old.engine).get_table_names()) & ROLLOUT_TABLES
+        assert "evidence" not in _columns(old, "deployment_history")
+        with pytest.raises(ConflictError, match=r"CHECK|ck_deployment_history"):
+            _add_history(old, 2, "advance")
+        _history_refuses_changes(old)
+    with _open(db_target) as db:
+        assert db.current_revision() == "0005"
+        _add_history(db, 2, "advance")
+        _history_refuses_changes(db)
+
+
+def test_downgrade_is_refused_while_the_history_holds_new_actions(db_target: Target) -> None:
+    with _open(db_target) as db:
+        _add_history(db, 1, "deploy")
+        _add_history(db, 2, "advance")
+    with pytest.raises(
+        MigrationError, match=r"1 rows with action in \['advance', 'decommission'\]"
+    ):
+        _migrate(db_target, "0004", down=True)
+    with _open(db_target) as db:
+        assert db.current_revision() == "0005"
+        assert set(inspect(db.engine).get_table_names()) >= ROLLOUT_TABLES
 
 
 def test_sqlite_parent_directory_is_created(tmp_path: Path) -> None:

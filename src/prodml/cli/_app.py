@@ -54,6 +54,13 @@ COMMANDS: dict[str, LazyCommand] = {
         "prodml.cli._monitor:monitor_app",
         "Monitoring: drift, data quality, performance and alerts per window.",
     ),
+    "rollout": LazyCommand(
+        "prodml.cli._rollout:rollout_app",
+        "Rollout plans: canary steps, promotion and rollback decided on valid statistics.",
+    ),
+    "ab": LazyCommand(
+        "prodml.cli._ab:ab_app", "A/B experiments: sample size and analysis over the logs."
+    ),
     "verify": LazyCommand(
         "prodml.cli._verify:register_commands",
         "Check the metadata DB and every artifact it references; exit non-zero naming each "

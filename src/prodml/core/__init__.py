@@ -44,6 +44,7 @@ from prodml.core._config import (
 )
 from prodml.core._hashing import canonical_json, fingerprint_bytes, fingerprint_file
 from prodml.core._ids import NAME_PATTERN, ModelRef, check_name, new_id, parse_ref
+from prodml.core._json_data import json_mapping
 from prodml.core._lazy import lazy_attributes
 from prodml.core._monitor_metrics import MONITOR_METRICS, MonitorMetric
 from prodml.core._plugins import Plugins
@@ -159,6 +160,7 @@ __all__ = [
     "fingerprint_table",
     "format_duration",
     "is_compatible",
+    "json_mapping",
     "lazy_attributes",
     "load_config",
     "load_config_text",

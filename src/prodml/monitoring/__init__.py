@@ -28,13 +28,15 @@ from prodml.monitoring._performance import (
 )
 from prodml.monitoring._prometheus import MonitorCollector, exposition
 from prodml.monitoring._reference import MonitorReference
-from prodml.monitoring._report import render_report
+from prodml.monitoring._report import REPORT_CSS, render_report
 from prodml.monitoring._store import MonitorStore, StoredWindow
+from prodml.monitoring._svg import Series, line_chart
 from prodml.monitoring._windows import Span, Window, windows
 
 __all__ = [
     "DEFAULT_METHODS",
     "MONITOR_METRICS",
+    "REPORT_CSS",
     "Backlog",
     "Calibrator",
     "ColumnDrift",
@@ -50,6 +52,7 @@ __all__ = [
     "MonitorStore",
     "ParquetColumns",
     "Result",
+    "Series",
     "Span",
     "StoredWindow",
     "Window",
@@ -58,6 +61,7 @@ __all__ = [
     "classification_metrics",
     "estimate_classification",
     "exposition",
+    "line_chart",
     "regression_metrics",
     "render_report",
     "score_drift",

@@ -43,7 +43,7 @@ from prodml.monitoring._svg import (
     reliability_chart,
 )
 
-__all__ = ["mean_absolute_error", "render_report"]
+__all__ = ["REPORT_CSS", "mean_absolute_error", "render_report"]
 
 Key = tuple[str, str, str]
 _NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
@@ -51,7 +51,7 @@ _BLUE, _ORANGE, _PURPLE, _RED = "#1f77b4", "#ff7f0e", "#7b52ab", "#d62728"
 _LATENCY = (("latency_p50_ms", "p50", "#2ca02c"), ("latency_p95_ms", "p95", _ORANGE),
             ("latency_p99_ms", "p99", _RED))  # fmt: skip
 _QUALITY = ("missing_rate", "out_of_range_rate", "unseen_category_rate", "non_finite_rate")
-_CSS = """
+REPORT_CSS = """
 body{margin:0;background:#eef1f4;color:#1d2329;font:14px/1.45 system-ui,-apple-system,
 "Segoe UI",Roboto,sans-serif}main{max-width:1240px;margin:0 auto;padding:20px 24px 40px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:20px;margin:0 0 6px}h3{font-size:17px;
@@ -183,7 +183,7 @@ def render_report(
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>",
+        f"<title>{escape(title)}</title><style>{REPORT_CSS}</style></head><body><main>",
         f'<h1>{escape(title)}</h1><p class="meta">Generated {escape(_full(generated_at))} UTC'
         f" · {len(endpoints)} endpoint{'s' * (len(endpoints) != 1)}{escape(span)}</p>",
         f"<nav>{nav}</nav>" if len(endpoints) > 1 else "",

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from prodml.features import FeatureStore
     from prodml.monitoring import Monitor
     from prodml.registry import DeploymentStore
+    from prodml.rollout import Rollouts
     from prodml.storage import LogStores
     from prodml.training import Training
 
@@ -113,6 +114,20 @@ class Project:
             config=self.config.monitoring, db=self.db, artifacts=self.artifacts,
             registry=self.registry, features=self.features, logs=self.logs, clock=self.clock,
         )  # fmt: skip
+
+    @cached_property
+    def rollout(self) -> Rollouts:
+        """Rollout plans and the controller that acts on them; also the experiment
+        analysis (:attr:`experiments`)."""
+        from prodml.rollout import Rollouts
+
+        return Rollouts(self.db, self.deployments, self.logs, self.clock)
+
+    @property
+    def experiments(self) -> Rollouts:
+        """``project.experiments.analyze(endpoint, …)``: the experiment analysis of an
+        endpoint over its prediction and label logs (see :meth:`Rollouts.analyze`)."""
+        return self.rollout
 
     @classmethod
     def open(

@@ -8,15 +8,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
-from prodml.core import Clock, ProjectNotFoundError
+from prodml.core import Clock, DefinitionError, ProjectNotFoundError
 from prodml.project._project import Project
-from prodml.serving import PredictionLog, ServingRuntime, create_app
+from prodml.serving import AdminAction, PredictionLog, ServingRuntime, create_app
 
 __all__ = ["PROJECT_ENV", "app_from_env", "serving_app"]
 
@@ -52,7 +53,7 @@ def serving_app(
         own_process=own_process,
         metadata=project.db,
     )
-    app = create_app(runtime)
+    app = create_app(runtime, actions=rollout_actions(project))
     if close_project:
         inner = app.router.lifespan_context
 
@@ -66,6 +67,49 @@ def serving_app(
 
         app.router.lifespan_context = lifespan
     return app
+
+
+def _reason(body: Mapping[str, Any]) -> str | None:
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise DefinitionError(f"field 'reason' must be a string, got {reason!r}")
+    return reason
+
+
+def rollout_actions(project: Project) -> list[AdminAction]:
+    """The rollout controller's commands as admin routes ``/v1/admin/rollouts/...``:
+    viewers read the status and the analysis, operators advance, pause, resume, approve
+    and roll back, admins start plans and promote — each lands in the audit log."""
+
+    def command(name: str) -> Callable[[str, Mapping[str, Any], str], Any]:
+        def call(endpoint: str, body: Mapping[str, Any], actor: str) -> Any:
+            method = getattr(project.rollout, name)
+            return method(endpoint, actor=actor, reason=_reason(body)).to_dict()
+
+        return call
+
+    def start(endpoint: str, body: Mapping[str, Any], actor: str) -> Any:
+        plan = body.get("plan")
+        if not isinstance(plan, Mapping):
+            raise DefinitionError("field 'plan' must be a rollout plan object")
+        return project.rollout.start(endpoint, plan, actor=actor, reason=_reason(body)).to_dict()
+
+    actions = [
+        AdminAction("rollouts", None, "viewer", lambda e, b, a: project.rollout.status(e),
+                    method="GET", changes=False, summary="A rollout's plan, state and decisions"),
+        AdminAction("rollouts", "analysis", "viewer",
+                    lambda e, b, a: project.rollout.analyze(e).to_dict(), method="GET",
+                    changes=False, summary="The experiment analysis of an endpoint"),
+        AdminAction("rollouts", "plan", "admin", start, method="PUT",
+                    summary="Start a rollout plan (deploys its first step)"),
+        AdminAction("rollouts", "promote", "admin", command("promote"),
+                    summary="Promote the challenger now"),
+    ]  # fmt: skip
+    for name in ("advance", "pause", "resume", "approve", "rollback"):
+        actions.append(
+            AdminAction("rollouts", name, "operator", command(name), summary=f"{name} a rollout")
+        )
+    return actions
 
 
 def app_from_env(clock: Clock | None = None) -> FastAPI:

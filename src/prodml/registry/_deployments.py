@@ -1,21 +1,23 @@
 """``DeploymentStore``: each endpoint's deployment in the metadata DB, with its history.
 
 Every change runs in one transaction that locks the endpoint, writes the new spec with
-``revision + 1``, appends a ``deployment_history`` row and an audit entry. The lock is
-the ``deployments`` row (``FOR UPDATE`` on PostgreSQL, where a transaction-scoped
-advisory lock on the endpoint also serializes creating one; SQLite's ``BEGIN
-IMMEDIATE`` already serializes writers), so concurrent changes never lose an update
-and revisions are dense. Revisions continue across a delete, so the pair (endpoint,
-revision) names one spec forever.
+``revision + 1``, appends a ``deployment_history`` row (with the change's evidence, if
+any) and an audit entry. The lock is the ``deployments`` row (``FOR UPDATE`` on
+PostgreSQL, where a transaction-scoped advisory lock on the endpoint also serializes
+creating one; SQLite's ``BEGIN IMMEDIATE`` already serializes writers), so concurrent
+changes never lose an update and revisions are dense. Revisions continue across a
+delete, so the pair (endpoint, revision) names one spec forever. A change's ``within``
+hook runs last in the same transaction, so what the caller writes there (a rollout
+decision) commits or rolls back with it.
 
 Arm models are resolved when deployed (``name@alias`` → ``name:version``) and stored
 resolved: moving an alias later does not change what a deployment serves. The other way
-round, :meth:`DeploymentStore.promote` and the rollback of a promote move the registry's
-``champion`` alias in the same transaction (see :mod:`prodml.registry._promotion`), so
-the registry and the servers agree on which version is champion.
+round, :meth:`DeploymentStore.promote`, the rollback of a promote and
+:meth:`DeploymentStore.restore_previous` move the registry's ``champion`` and
+``previous`` aliases in the same transaction (see :mod:`prodml.registry._promotion`),
+so the registry and the servers agree on which version is champion.
 
-Bandit endpoints also keep their shared posterior here (replicas merge deltas into it)
-and which arm served each request, so a reward arriving at any replica finds its arm.
+Bandit endpoints also keep their shared state here (:mod:`._bandit_records`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ import builtins
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from prodml.core import (
@@ -40,11 +41,29 @@ from prodml.core import (
     StateError,
     check_name,
 )
-from prodml.registry._deployment_spec import Arm, Deployment, DeploymentSpec
-from prodml.registry._promotion import ChampionMove, champion_move, promote_record
+from prodml.registry._bandit_records import BanditRecords
+from prodml.registry._deployment_changes import (
+    WEIGHT_ACTIONS,
+    Change,
+    Within,
+    paused,
+    single_of,
+    with_standby,
+    with_weights,
+    without_arm,
+)
+from prodml.registry._deployment_spec import Deployment, DeploymentSpec
+from prodml.registry._promotion import (
+    AliasMove,
+    champion_move,
+    check_promotable,
+    previous_move,
+    promote_moves,
+    promoted_from,
+    restore_moves,
+)
 from prodml.registry._records import AliasEvent
-from prodml.registry._versions import add_audit, dialect_insert, resolve_ref
-from prodml.stats import BanditKind, BanditState
+from prodml.registry._versions import add_audit, resolve_ref
 from prodml.storage import MetadataDB
 from prodml.storage._models import Base, DeploymentHistoryRow, DeploymentRow
 
@@ -54,8 +73,6 @@ log = logging.getLogger(__name__)
 
 _HISTORY = Base.metadata.tables["deployment_history"]
 _STATES = Base.metadata.tables["bandit_states"]
-_DECISIONS = Base.metadata.tables["bandit_decisions"]
-_CHUNK = 500  # bound parameters per IN (...) query, well under SQLite's limit
 
 
 class AliasListener(Protocol):
@@ -64,7 +81,7 @@ class AliasListener(Protocol):
     def alias_changed(self, event: AliasEvent) -> None: ...
 
 
-class DeploymentStore:
+class DeploymentStore(BanditRecords):
     """Deployments of every endpoint: the current spec, its history and bandit state.
 
     ``config`` holds the registry's alias rules, which a promote obeys; ``listeners``
@@ -121,6 +138,7 @@ class DeploymentStore:
                     "actor": row.actor,
                     "reason": row.reason,
                     "time": row.time,
+                    "evidence": row.evidence,
                 }
                 for row in rows
             ]
@@ -134,17 +152,21 @@ class DeploymentStore:
         actor: str,
         reason: str | None = None,
         expected_revision: int | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        within: Within | None = None,
     ) -> Deployment:
         """Create or replace ``endpoint``'s deployment. ``spec`` may be a
         :class:`DeploymentSpec` or its dict form; there (only) arm models may also be
         ``name@alias`` or ``name`` (latest). Every arm's model is resolved to an existing,
         not rejected ``name:version``, which is what is stored."""
         check_name(endpoint, kind="endpoint")
+        change = Change.of(endpoint, "deploy", actor, reason, evidence, within)
         with self._db.write() as session:
             current = _lock(session, endpoint)
             _check_revision(endpoint, current, expected_revision)
             resolved = _resolve(session, spec)
-            return self._save(session, endpoint, current, resolved, "deploy", actor, reason)
+            deployment, _ = self._commit(session, endpoint, current, resolved, change)
+        return deployment
 
     def set_weights(
         self,
@@ -155,32 +177,70 @@ class DeploymentStore:
         reason: str | None = None,
         action: str = "set_weights",
         expected_revision: int | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        within: Within | None = None,
     ) -> Deployment:
         """Change some arms' weights (see :meth:`DeploymentSpec.with_weights`);
-        ``action="guardrail"`` records that a server's guardrail made the change."""
-        if action not in ("set_weights", "guardrail"):
+        ``action="guardrail"`` records that a server's guardrail made the change,
+        ``action="advance"`` that a rollout moved to its next step."""
+        if action not in WEIGHT_ACTIONS:
             raise DefinitionError(
-                f"deployment {endpoint!r}: set_weights action must be 'set_weights' or "
-                f"'guardrail', got {action!r}"
+                f"deployment {endpoint!r}: set_weights action must be one of "
+                f"{list(WEIGHT_ACTIONS)}, got {action!r}"
             )
-        change = _with_weights(weights)
-        return self._change(endpoint, change, action, actor, reason, expected_revision)
+        change = Change.of(endpoint, action, actor, reason, evidence, within)
+        return self._change(endpoint, with_weights(weights), change, expected_revision)
 
-    def pause(self, endpoint: str, *, actor: str, reason: str | None = None) -> Deployment:
+    def pause(
+        self,
+        endpoint: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        within: Within | None = None,
+    ) -> Deployment:
         """Send all live traffic to the champion until :meth:`resume`."""
-        return self._change(endpoint, _paused(endpoint, True), "pause", actor, reason)
+        change = Change.of(endpoint, "pause", actor, reason, evidence, within)
+        return self._change(endpoint, paused(endpoint, True), change)
 
-    def resume(self, endpoint: str, *, actor: str, reason: str | None = None) -> Deployment:
-        return self._change(endpoint, _paused(endpoint, False), "resume", actor, reason)
+    def resume(
+        self,
+        endpoint: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        within: Within | None = None,
+    ) -> Deployment:
+        change = Change.of(endpoint, "resume", actor, reason, evidence, within)
+        return self._change(endpoint, paused(endpoint, False), change)
 
     def promote(
-        self, endpoint: str, arm: str, *, actor: str, reason: str | None = None
+        self,
+        endpoint: str,
+        arm: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        require_blessed: bool = False,
+        require_approved: bool = False,
+        keep_previous: bool = False,
+        evidence: Mapping[str, Any] | None = None,
+        within: Within | None = None,
     ) -> Deployment:
-        """Make ``arm``'s model the single champion, keeping the serving options, and
-        point the registry's ``<model>@champion`` at it — one transaction, an audit entry
-        each. The registry's rules apply: with ``[registry] require_approval`` an
-        unapproved version is refused (:class:`StateError`) and nothing changes."""
+        """Make ``arm``'s model the single champion, keeping the serving options, point
+        the registry's ``<model>@champion`` at it and the old champion's
+        ``<name>@previous`` at the old champion — one transaction, an audit entry each.
+
+        Refused (:class:`StateError`, nothing written) when ``require_blessed`` and the
+        version's gate is not BLESSED, when ``require_approved`` (or ``[registry]
+        require_approval``) and it is not approved. ``keep_previous`` keeps the old
+        champion as a shadow arm ``previous`` sent no requests (policy ``shadow``,
+        ``shadow_fraction`` 0), so servers keep it loaded for a fast rollback; remove it
+        later with :meth:`decommission`."""
         check_name(endpoint, kind="endpoint")
+        change = Change.of(endpoint, "promote", actor, reason, evidence, within)
         with self._db.write() as session:
             current = _require(session, endpoint)
             spec = _spec(current)
@@ -191,45 +251,116 @@ class DeploymentStore:
                     "nothing to promote"
                 )
             model = _check_deployable(session, arm, model)
-            move = champion_move(session, model)
-            new = _single(spec, model)
-            deployment = self._save(session, endpoint, current, new, "promote", actor, reason, move)
-            event = self._move(session, move, "promote", deployment)
-        self._notify(event)
+            check_promotable(
+                session, model, require_blessed=require_blessed, require_approved=require_approved
+            )
+            old = None if spec.champion is None else spec.champion.model
+            moves = [champion_move(session, model)]
+            previous = previous_move(session, old, model)
+            moves += [] if previous is None else [previous]
+            new = single_of(spec, model)
+            if keep_previous and old is not None and old != model:
+                new = with_standby(new, old)
+            deployment, events = self._commit(session, endpoint, current, new, change, moves)
+        self._notify(events)
         return deployment
 
-    def rollback(self, endpoint: str, *, actor: str, reason: str | None = None) -> Deployment:
+    def rollback(
+        self,
+        endpoint: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        within: Within | None = None,
+    ) -> Deployment:
         """Undo the experiment or the promote the deployment is in.
 
-        A deployment with a champion and other live or shadow arms goes back to serving
-        the champion alone (policy ``single``). A deployment whose latest change is a
-        promote goes back to the revision before it, and the registry's
-        ``<model>@champion`` back to where it pointed before — refused
-        (:class:`ConflictError`) if the alias was moved since. Anything else is refused
-        (:class:`StateError`)."""
+        A deployment whose latest change is a promote goes back to the revision before
+        it, and the registry's ``<model>@champion`` and ``<name>@previous`` back to where
+        they pointed before — refused (:class:`ConflictError`) if an alias was moved
+        since. Otherwise a deployment with a champion and other live or shadow arms goes
+        back to serving the champion alone (policy ``single``). Anything else is refused
+        (:class:`StateError`; see :meth:`restore_previous`)."""
         check_name(endpoint, kind="endpoint")
+        change = Change.of(endpoint, "rollback", actor, reason, evidence, within)
         with self._db.write() as session:
             current = _require(session, endpoint)
             spec = _spec(current)
             champion = spec.champion
-            if spec.policy != "single":
+            action, replaced = promoted_from(session, endpoint, current.revision)
+            moves: builtins.list[AliasMove] = []
+            if replaced is not None:
+                new = _resolve(session, replaced)  # checked again: a version may be rejected
+                moves = [m.reversed() for m in promote_moves(session, endpoint, current.revision)]
+            elif spec.policy != "single":
                 if champion is None:
                     raise StateError(
                         f"deployment {endpoint!r} has policy {spec.policy!r} and no champion "
                         "arm: rollback expects a champion to serve alone (or a promote to "
                         "undo); deploy the spec you want with `prodml deploy`"
                     )
-                new = _single(spec, champion.model)
-                return self._save(session, endpoint, current, new, "rollback", actor, reason)
-            previous = _before_promote(session, endpoint, current)
-            move = promote_record(session, endpoint, current.revision)
-            undo = None if move is None else move.reversed()
-            deployment = self._save(
-                session, endpoint, current, previous, "rollback", actor, reason, undo
-            )
-            event = None if undo is None else self._move(session, undo, "rollback", deployment)
-        self._notify(event)
+                new = single_of(spec, champion.model)
+            else:
+                raise StateError(
+                    f"deployment {endpoint!r} serves only {spec.models()[0]} (policy 'single') "
+                    f"and its latest change (revision {current.revision}) is {action!r}, not a "
+                    "promote: rollback ends an experiment (serving its champion alone) or "
+                    "undoes the promote that is the latest change; deploy the spec you want "
+                    "with `prodml deploy`"
+                )
+            deployment, events = self._commit(session, endpoint, current, new, change, moves)
+        self._notify(events)
         return deployment
+
+    def restore_previous(
+        self,
+        endpoint: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        within: Within | None = None,
+    ) -> Deployment:
+        """Serve the champion's ``<name>@previous`` version P alone again, moving
+        ``<name>@champion`` to P and ``<name>@previous`` to the version it replaces — one
+        transaction, action ``rollback``. For a deployment that serves its champion alone
+        (policy ``single``, or ``shadow`` with standby arms) after a promote that is no
+        longer its latest change; refused (:class:`StateError`) without a previous alias."""
+        check_name(endpoint, kind="endpoint")
+        change = Change.of(endpoint, "rollback", actor, reason, evidence, within)
+        with self._db.write() as session:
+            current = _require(session, endpoint)
+            spec = _spec(current)
+            champion = spec.champion
+            if spec.policy not in ("single", "shadow") or champion is None:
+                raise StateError(
+                    f"deployment {endpoint!r} has policy {spec.policy!r}: restoring the "
+                    "previous champion expects policy 'single' (or 'shadow'); end the "
+                    "experiment first with `prodml deployments rollback`"
+                )
+            moves = restore_moves(session, endpoint, champion.model)
+            target = _check_deployable(session, champion.name, f"{moves[0].name}:{moves[0].after}")
+            new = single_of(spec, target)
+            deployment, events = self._commit(session, endpoint, current, new, change, moves)
+        self._notify(events)
+        return deployment
+
+    def decommission(
+        self,
+        endpoint: str,
+        arm: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        within: Within | None = None,
+    ) -> Deployment:
+        """Remove ``arm``, a non-champion arm that takes no live traffic (a shadow arm,
+        or weight 0 outside a bandit); once only the champion is left the policy becomes
+        ``single``. Refused (:class:`StateError`) for the champion or a live arm."""
+        change = Change.of(endpoint, "decommission", actor, reason, evidence, within)
+        return self._change(endpoint, without_arm(endpoint, arm), change)
 
     def delete(self, endpoint: str, *, actor: str, reason: str | None = None) -> None:
         """Remove the deployment (its history stays) and its bandit state."""
@@ -238,7 +369,9 @@ class DeploymentStore:
             current = _require(session, endpoint)
             now = self._clock.now()
             before = _audit_view(current.revision, current.spec, current.reason)
-            _append(session, endpoint, current.revision + 1, "delete", None, actor, reason, now)
+            _append(
+                session, endpoint, current.revision + 1, None, Change("delete", actor, reason), now
+            )
             session.delete(current)
             conn = session.connection()
             conn.execute(delete(_STATES).where(_STATES.c.endpoint == endpoint))
@@ -256,18 +389,34 @@ class DeploymentStore:
     def _change(
         self,
         endpoint: str,
-        change: Callable[[DeploymentSpec], DeploymentSpec],
-        action: str,
-        actor: str,
-        reason: str | None,
+        transform: Callable[[DeploymentSpec], DeploymentSpec],
+        change: Change,
         expected_revision: int | None = None,
     ) -> Deployment:
         check_name(endpoint, kind="endpoint")
         with self._db.write() as session:
             current = _require(session, endpoint)
             _check_revision(endpoint, current, expected_revision)
-            new = change(_spec(current))
-            return self._save(session, endpoint, current, new, action, actor, reason)
+            new = transform(_spec(current))
+            deployment, _ = self._commit(session, endpoint, current, new, change)
+        return deployment
+
+    def _commit(
+        self,
+        session: Session,
+        endpoint: str,
+        current: DeploymentRow | None,
+        spec: DeploymentSpec,
+        change: Change,
+        moves: Sequence[AliasMove] = (),
+    ) -> tuple[Deployment, builtins.list[AliasEvent]]:
+        """Write the change, then move the aliases as it says, then run its ``within``
+        hook — all in ``session``'s transaction (a refusal anywhere undoes everything)."""
+        deployment = self._save(session, endpoint, current, spec, change, moves)
+        events = [self._move(session, move, change.action, deployment) for move in moves]
+        if change.within is not None:
+            change.within(session, deployment)
+        return deployment, [event for event in events if event is not None]
 
     def _save(
         self,
@@ -275,12 +424,10 @@ class DeploymentStore:
         endpoint: str,
         current: DeploymentRow | None,
         spec: DeploymentSpec,
-        action: str,
-        actor: str,
-        reason: str | None,
-        move: ChampionMove | None = None,
+        change: Change,
+        moves: Sequence[AliasMove] = (),
     ) -> Deployment:
-        now = self._clock.now()
+        now, actor, reason = self._clock.now(), change.actor, change.reason
         data = spec.to_dict()
         if current is None:
             last = session.scalar(
@@ -305,15 +452,17 @@ class DeploymentStore:
             before = _audit_view(current.revision, current.spec, current.reason)
             current.revision, current.spec = revision, data
             current.updated_at, current.updated_by, current.reason = now, actor, reason
-        _append(session, endpoint, revision, action, data, actor, reason, now)
+        _append(session, endpoint, revision, data, change, now)
         after = _audit_view(revision, data, reason)
-        if move is not None:
-            after["champion_alias"] = move.to_dict()
+        for move in moves:
+            after[move.key] = move.to_dict()
+        if change.evidence is not None:
+            after["evidence"] = change.evidence
         add_audit(
             session,
             time=now,
             actor=actor,
-            action=action,
+            action=change.action,
             object_type="deployment",
             object_id=endpoint,
             before=before,
@@ -322,10 +471,10 @@ class DeploymentStore:
         return Deployment(endpoint, revision, spec, now, actor, reason)
 
     def _move(
-        self, session: Session, move: ChampionMove, action: str, deployment: Deployment
+        self, session: Session, move: AliasMove, action: str, deployment: Deployment
     ) -> AliasEvent | None:
-        """Move the champion alias as ``deployment``'s change did, with its actor and
-        reason (after the deployment is written: a refusal here undoes both)."""
+        """Move an alias as ``deployment``'s change did, with its actor and reason
+        (after the deployment is written: a refusal here undoes both)."""
         return move.apply(
             session,
             action=action,
@@ -337,90 +486,13 @@ class DeploymentStore:
             config=self._config,
         )
 
-    def _notify(self, event: AliasEvent | None) -> None:
-        if event is None:
-            return
-        for listener in self._listeners:
-            try:
-                listener.alias_changed(event)
-            except Exception as exc:  # a mirror must never undo the system of record
-                log.warning("alias listener %r failed: %s", listener, exc)
-
-    # --- bandits ----------------------------------------------------------------------
-    def bandit_state(self, endpoint: str) -> dict[str, Any] | None:
-        """The shared posterior of ``endpoint`` (``BanditState.to_dict()`` form), if any."""
-        with self._db.session() as session:
-            query = select(_STATES.c.state).where(_STATES.c.endpoint == endpoint)
-            state = session.connection().execute(query).scalar_one_or_none()
-            return None if state is None else dict(state)
-
-    def merge_bandit(
-        self, endpoint: str, delta: Mapping[str, Any], *, kind: BanditKind, arms: Sequence[str]
-    ) -> dict[str, Any]:
-        """Fold a replica's ``delta`` (a state started from ``BanditState.empty()``) into
-        the stored state under its row lock, and return the result. The stored state
-        starts from the prior when there is none, or when its kind or arm set differs
-        from ``kind``/``arms`` (the deployment changed: old evidence is about other arms)."""
-        check_name(endpoint, kind="endpoint")
-        change = BanditState.from_dict(delta)
-        fresh = BanditState.new(kind, arms)
-        with self._db.write() as session:
-            conn, now = session.connection(), self._clock.now()
-            conn.execute(
-                dialect_insert(session)(_STATES)
-                .values(endpoint=endpoint, state=fresh.to_dict(), updated_at=now)
-                .on_conflict_do_nothing(index_elements=["endpoint"])
-            )
-            query = select(_STATES.c.state).where(_STATES.c.endpoint == endpoint)
-            state = BanditState.from_dict(conn.execute(query.with_for_update()).scalar_one())
-            if state.kind != fresh.kind or set(state.arms) != set(fresh.arms):
-                state = fresh
-            merged = state.merge(change).to_dict()
-            conn.execute(
-                update(_STATES)
-                .where(_STATES.c.endpoint == endpoint)
-                .values(state=merged, updated_at=now)
-            )
-            return merged
-
-    def record_decisions(self, rows: Sequence[tuple[str, str, str, datetime]]) -> None:
-        """Store (request_id, endpoint, arm, time) of bandit requests in one batch; an id
-        already recorded keeps its first arm."""
-        values = [
-            {
-                "request_id": _request_id(request_id, endpoint),
-                "endpoint": check_name(endpoint, kind="endpoint"),
-                "arm": check_name(arm, kind="deployment arm"),
-                "time": time,
-            }
-            for request_id, endpoint, arm, time in rows
-        ]
-        if not values:
-            return
-        with self._db.write() as session:
-            statement = dialect_insert(session)(_DECISIONS).on_conflict_do_nothing(
-                index_elements=["request_id"]
-            )
-            session.connection().execute(statement, values)
-
-    def find_decisions(self, request_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """``{request_id: (endpoint, arm)}`` of those ids that were recorded."""
-        ids = list(dict.fromkeys(request_ids))
-        query = select(_DECISIONS.c.request_id, _DECISIONS.c.endpoint, _DECISIONS.c.arm)
-        found: dict[str, tuple[str, str]] = {}
-        with self._db.session() as session:
-            conn = session.connection()
-            for start in range(0, len(ids), _CHUNK):
-                chunk = query.where(_DECISIONS.c.request_id.in_(ids[start : start + _CHUNK]))
-                for request_id, endpoint, arm in conn.execute(chunk):
-                    found[request_id] = (endpoint, arm)
-        return found
-
-    def prune_decisions(self, before: datetime) -> int:
-        """Forget the decisions made before ``before``; returns how many were removed."""
-        with self._db.write() as session:
-            statement = delete(_DECISIONS).where(_DECISIONS.c.time < before)
-            return session.connection().execute(statement).rowcount
+    def _notify(self, events: Iterable[AliasEvent]) -> None:
+        for event in events:
+            for listener in self._listeners:
+                try:
+                    listener.alias_changed(event)
+                except Exception as exc:  # a mirror must never undo the system of record
+                    log.warning("alias listener %r failed: %s", listener, exc)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -449,15 +521,6 @@ def _not_found(session: Session, endpoint: str) -> DeploymentNotFoundError:
     return DeploymentNotFoundError(
         f"endpoint {endpoint!r} has no deployment; deployed endpoints: {known.all()}"
     )
-
-
-def _request_id(request_id: str, endpoint: str) -> str:
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
-        raise DefinitionError(
-            f"bandit decision of endpoint {endpoint!r}: request_id must be a string of 1 "
-            f"to 128 characters, got {request_id!r}"
-        )
-    return request_id
 
 
 def _check_revision(endpoint: str, current: DeploymentRow | None, expected: int | None) -> None:
@@ -499,73 +562,18 @@ def _spec(row: DeploymentRow) -> DeploymentSpec:
     return DeploymentSpec.from_dict(row.spec)
 
 
-def _before_promote(session: Session, endpoint: str, current: DeploymentRow) -> DeploymentSpec:
-    """The spec a promote replaced, when the promote is ``current``'s latest change;
-    its arms are checked again (a version rejected since is refused)."""
-    rows = session.scalars(
-        select(DeploymentHistoryRow)
-        .where(
-            DeploymentHistoryRow.endpoint == endpoint,
-            DeploymentHistoryRow.revision.in_([current.revision - 1, current.revision]),
-        )
-        .order_by(DeploymentHistoryRow.revision)
-    ).all()
-    latest = rows[-1]
-    model = _spec(current).models()[0]
-    if latest.action != "promote" or len(rows) < 2 or rows[0].spec is None:
-        raise StateError(
-            f"deployment {endpoint!r} serves only {model} (policy 'single') and its latest "
-            f"change (revision {latest.revision}) is {latest.action!r}, not a promote: "
-            "rollback ends an experiment (serving its champion alone) or undoes the promote "
-            "that is the latest change; deploy the spec you want with `prodml deploy`"
-        )
-    return _resolve(session, rows[0].spec)
-
-
 def _record(row: DeploymentRow) -> Deployment:
     return Deployment(
         row.endpoint, row.revision, _spec(row), row.updated_at, row.updated_by, row.reason
     )
 
 
-def _single(spec: DeploymentSpec, model: str) -> DeploymentSpec:
-    return DeploymentSpec(
-        "single",
-        (Arm("champion", model, "champion"),),
-        unit=spec.unit,
-        stratify_by=spec.stratify_by,
-        salt=spec.salt,
-        guardrails=spec.guardrails,
-        default_response=spec.default_response,
-        timeout_ms=spec.timeout_ms,
-    )
-
-
-def _paused(endpoint: str, paused: bool) -> Callable[[DeploymentSpec], DeploymentSpec]:
-    def change(spec: DeploymentSpec) -> DeploymentSpec:
-        if spec.paused == paused:
-            state = "paused" if paused else "not paused"
-            raise StateError(
-                f"deployment {endpoint!r} is already {state}; expected it "
-                f"{'not paused' if paused else 'paused'}"
-            )
-        return replace(spec, paused=paused)
-
-    return change
-
-
-def _with_weights(weights: Mapping[str, float]) -> Callable[[DeploymentSpec], DeploymentSpec]:
-    return lambda spec: spec.with_weights(weights)
-
-
 def _append(
     session: Session,
     endpoint: str,
     revision: int,
-    action: str,
     spec: dict[str, Any] | None,
-    actor: str,
-    reason: str | None,
+    change: Change,
     now: datetime,
 ) -> None:
     session.connection().execute(
@@ -573,11 +581,12 @@ def _append(
         {
             "endpoint": endpoint,
             "revision": revision,
-            "action": action,
+            "action": change.action,
             "spec": spec,
-            "actor": actor,
-            "reason": reason,
+            "actor": change.actor,
+            "reason": change.reason,
             "time": now,
+            "evidence": change.evidence,
         },
     )
 

@@ -12,6 +12,7 @@ Imports only layers below it: features, registry, validation, storage, stats, co
 
 from __future__ import annotations
 
+from prodml.serving._admin import AdminAction
 from prodml.serving._app import create_app
 from prodml.serving._auth import Tokens
 from prodml.serving._errors import status_of
@@ -23,6 +24,7 @@ from prodml.serving._predlog import PredictionLog
 from prodml.serving._runtime import ServingRuntime
 
 __all__ = [
+    "AdminAction",
     "Prediction",
     "PredictionLog",
     "ServingMetrics",

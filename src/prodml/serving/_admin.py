@@ -7,12 +7,17 @@ this server at once; other replicas pick it up within their watch interval. A pr
 and the rollback of one, also move the registry's ``<model>@champion`` alias in the same
 transaction (a refusal on either side — an unapproved version, an alias moved since —
 is a 409 and changes nothing).
+
+Layers above serving add their own admin commands as :class:`AdminAction` s (the rollout
+controller's ``/v1/admin/rollouts/{endpoint}/...``): the same tokens, roles and error
+mapping, without serving importing them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +32,7 @@ from prodml.serving._wire import FieldProblem, RequestInvalid
 if TYPE_CHECKING:
     from prodml.serving._http import RouteContext
 
-__all__ = ["add_admin_routes"]
+__all__ = ["AdminAction", "add_admin_routes"]
 
 Endpoint = Annotated[str, api.ENDPOINT_PATH]
 SECURED = [Security(api.BEARER)]  # declares the bearer scheme; handlers check the role
@@ -50,9 +55,30 @@ def _reason(body: Mapping[str, Any]) -> str | None:
     return reason
 
 
-def add_admin_routes(app: FastAPI, context: RouteContext) -> None:
+@dataclass(frozen=True)
+class AdminAction:
+    """An admin command of a layer above serving, at ``/v1/admin/{group}/{endpoint}``
+    (``name`` None) or ``/v1/admin/{group}/{endpoint}/{name}``: ``call(endpoint, body,
+    actor)`` runs in a worker thread with the JSON body (``{}`` for GET) and the token's
+    actor, and returns the JSON answer. ``role`` is the least role allowed; ``changes``
+    says the call may change deployments (the server then applies them at once)."""
+
+    group: str
+    name: str | None
+    role: str
+    call: Callable[[str, Mapping[str, Any], str], Any]
+    method: str = "POST"
+    changes: bool = True
+    summary: str = ""
+
+
+def add_admin_routes(
+    app: FastAPI, context: RouteContext, actions: Sequence[AdminAction] = ()
+) -> None:
     runtime = context.runtime
     store = runtime.deployments
+    for extra in actions:
+        _add_action(app, context, extra)
 
     async def run(role: str, request: Request, change: Callable[[str], Deployment]) -> Response:
         actor = context.tokens.require(request.headers.get("authorization"), role)
@@ -163,3 +189,30 @@ def add_admin_routes(app: FastAPI, context: RouteContext) -> None:
         ("promote", "admin"),
     ):
         simple(action, role)
+
+
+def _add_action(app: FastAPI, context: RouteContext, action: AdminAction) -> None:
+    async def handler(endpoint: Endpoint, request: Request) -> Response:
+        actor = context.tokens.require(request.headers.get("authorization"), action.role)
+        body: Any = {}
+        if action.method != "GET":
+            body = _mapping(await context.json(request, empty={}), action.name or action.group)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, action.call, endpoint, body, f"token:{actor}")
+        if action.changes:
+            await context.runtime.refresh()
+        return json_response(result)
+
+    path = f"/v1/admin/{action.group}/{{endpoint}}"
+    handler.__name__ = f"admin_{action.group}_{action.name or 'get'}"
+    app.add_api_route(
+        path if action.name is None else f"{path}/{action.name}",
+        handler,
+        methods=[action.method],
+        summary=action.summary or None,
+        responses=api.answers(
+            api.ADMIN_ACTION_OK, *(api.ADMIN if action.method == "GET" else api.ADMIN_CHANGE)
+        ),
+        openapi_extra=None if action.method == "GET" else api.operation(body=api.ADMIN_BODY),
+        dependencies=SECURED,
+    )

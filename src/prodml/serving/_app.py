@@ -11,7 +11,7 @@ and no input value ever reaches a client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from prodml.core import NotFoundError, ProdMLError
-from prodml.serving._admin import add_admin_routes
+from prodml.serving._admin import AdminAction, add_admin_routes
 from prodml.serving._auth import Tokens
 from prodml.serving._endpoint import EndpointTable
 from prodml.serving._errors import error_label, error_response
@@ -141,9 +141,15 @@ def _response(answer: Answer) -> Response:
     return Response(answer.body, 200, {"X-Request-ID": answer.request_id}, JSON)
 
 
-def create_app(runtime: ServingRuntime, *, tokens: Tokens | None = None) -> FastAPI:
+def create_app(
+    runtime: ServingRuntime,
+    *,
+    tokens: Tokens | None = None,
+    actions: Sequence[AdminAction] = (),
+) -> FastAPI:
     """The ASGI app; its lifespan starts the runtime (loads every deployment) and closes
-    it at shutdown (drains shadows, syncs bandits, flushes the logs)."""
+    it at shutdown (drains shadows, syncs bandits, flushes the logs). ``actions`` add
+    admin commands of the layers above (see :class:`~prodml.serving._admin.AdminAction`)."""
     server = Server(runtime, tokens or Tokens(runtime.config.tokens))
 
     @asynccontextmanager
@@ -201,7 +207,7 @@ def create_app(runtime: ServingRuntime, *, tokens: Tokens | None = None) -> Fast
     add_v2_routes(app, server.context, server)
     add_mlflow_routes(app, server.context, server)
     add_native_routes(app, server.context, server)
-    add_admin_routes(app, server.context)
+    add_admin_routes(app, server.context, actions)
     return app
 
 

@@ -315,6 +315,7 @@ ENDPOINTS_OK = json_answer(
     "Every endpoint deployed on this server",
     {"type": "array", "items": {"type": "object", "required": ["endpoint", "revision", "arms"]}},
 )
+ADMIN_ACTION_OK = json_answer("The command's result", _ANY_OBJECT)
 DEPLOYMENT_OK = json_answer("The deployment after the change", _DEPLOYMENT)
 DEPLOYMENTS_OK = json_answer("Every deployment", {"type": "array", "items": _DEPLOYMENT})
 HISTORY_OK = json_answer(
@@ -513,6 +514,7 @@ WEIGHTS = _body(
         }
     }
 )
+ADMIN_BODY = _body({"application/json": _ANY_OBJECT}, required=False)
 ACTION = _body(
     {"application/json": {"type": "object", "properties": {"reason": _REASON}}}, required=False
 )

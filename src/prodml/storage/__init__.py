@@ -1,5 +1,5 @@
-"""Layer 1 storage: the metadata DB, the content-addressed artifact store, Parquet IO and
-the partitioned prediction/label logs.
+"""Layer 1 storage: the metadata DB (with its controller leases), the content-addressed
+artifact store, Parquet IO and the partitioned prediction/label logs.
 
 Imports only :mod:`prodml.core` and third-party libraries. The Arrow-based pieces (table
 IO, the logs) load on first use, so opening the metadata DB does not import Arrow.
@@ -16,6 +16,7 @@ from prodml.storage._blob_local import LocalBlobStore
 from prodml.storage._blob_memory import MemoryBlobStore
 from prodml.storage._blobs import BlobStore, check_key
 from prodml.storage._columns import UTCDateTime
+from prodml.storage._leases import Lease, LeaseInfo
 from prodml.storage._metadata import METADATA_BACKENDS, MetadataDB, open_metadata_db
 from prodml.storage._models import (
     DEFINITION_KINDS,
@@ -29,6 +30,8 @@ from prodml.storage._models import (
     MonitorReferenceRow,
     MonitorResultRow,
     MonitorWindowRow,
+    RolloutDecisionRow,
+    RolloutPlanRow,
 )
 from prodml.storage._urls import metadata_url, redact_url
 
@@ -132,6 +135,8 @@ __all__ = [
     "FeatureDefinitionRow",
     "FeatureHeadRow",
     "LabelRecord",
+    "Lease",
+    "LeaseInfo",
     "LocalBlobStore",
     "LocalLogStore",
     "LogBlock",
@@ -150,6 +155,8 @@ __all__ = [
     "MonitorWindowRow",
     "PredictionRecord",
     "QuarantinedFile",
+    "RolloutDecisionRow",
+    "RolloutPlanRow",
     "UTCDateTime",
     "blob_store_class",
     "check_digest",

@@ -129,7 +129,9 @@ def read_log(
         read = [name for name in dict.fromkeys([*names, time_field]) if name in schema.names]
         try:
             dataset = ds.FileSystemDataset(fragments, schema, parquet, _LOCAL)
-            table = dataset.to_table(columns=read, filter=condition).sort_by(time_field)
+            table = dataset.to_table(columns=read, filter=condition)
+            if not _in_time_order(table[time_field]):
+                table = table.sort_by(time_field)
         except (OSError, pa.ArrowException) as exc:
             # Find the files that fail on their own; none: the failure is not a file's.
             bad = _failing(fragments, schema, read, condition)
@@ -149,6 +151,16 @@ def read_log(
         )
     names = wanted if wanted is not None else [time_field, partition_field]
     return pa.table({name: _empty(name, time_field, partition_field) for name in names})
+
+
+def _in_time_order(times: pa.ChunkedArray) -> bool:
+    """Whether ``times`` (timestamps, no null) never decrease — the usual case, files
+    being listed in hour and write order — so that sorting would only copy every column
+    (~1 s at 10M records)."""
+    if times.null_count or not pa.types.is_timestamp(times.type):
+        return False
+    values = times.cast(pa.int64()).to_numpy()
+    return bool((values[1:] >= values[:-1]).all())
 
 
 def _failing(

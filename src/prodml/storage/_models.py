@@ -39,6 +39,7 @@ __all__ = [
     "BanditDecisionRow",
     "BanditStateRow",
     "Base",
+    "ControllerLeaseRow",
     "DatasetRow",
     "DeploymentHistoryRow",
     "DeploymentRow",
@@ -51,6 +52,8 @@ __all__ = [
     "MonitorResultRow",
     "MonitorWindowRow",
     "RegisteredModelRow",
+    "RolloutDecisionRow",
+    "RolloutPlanRow",
     "RunDatasetRow",
     "RunLatestMetricRow",
     "RunMetricRow",
@@ -304,6 +307,8 @@ DEPLOYMENT_ACTIONS = (
     "rollback",
     "guardrail",
     "delete",
+    "advance",
+    "decommission",
 )
 
 
@@ -339,6 +344,7 @@ class DeploymentHistoryRow(Base):
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     time: Mapped[datetime] = mapped_column(UTCDateTime())
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class BanditStateRow(Base):
@@ -450,3 +456,48 @@ class AlertEventRow(Base):
     window_end: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RolloutPlanRow(Base):
+    """An endpoint's rollout plan and the controller's state of it (JSON the rollout
+    controller defines); ``version`` grows by one with every write (optimistic
+    concurrency)."""
+
+    __tablename__ = "rollout_plans"
+
+    endpoint: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(24))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RolloutDecisionRow(Base):
+    """One decision of a rollout pass (advance, hold, promote, …) with its evidence and
+    the deployment revision it wrote, if any."""
+
+    __tablename__ = "rollout_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(_NAME, index=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ControllerLeaseRow(Base):
+    """Who holds a named controller lease, until when (see :mod:`prodml.storage._leases`)."""
+
+    __tablename__ = "controller_leases"
+
+    name: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
