@@ -87,7 +87,7 @@ def render_rollout_report(
         parts.append('<p class="note">No records yet: the analysis appears with traffic.</p>')
     else:
         parts += [_arms(analysis), _over_time(analysis), _comparisons(analysis), _srm(analysis),
-                  _paired(analysis)]  # fmt: skip
+                  _paired(analysis), _bandit(analysis)]  # fmt: skip
     parts.append(_decisions(status.get("decisions") or [], history))
     parts.append("</section></main></body></html>\n")
     return "".join(parts)
@@ -251,6 +251,33 @@ def _paired(analysis: Mapping[str, Any]) -> str:
     return "<h3>Shadow arms, paired on the same requests</h3>" + _table(
         ["shadow", "live", "metric", "n", "live value", "shadow value", "difference", "CI", "p"],
         rows,
+    )
+
+
+def _bandit(analysis: Mapping[str, Any]) -> str:
+    bandit = analysis.get("bandit")
+    if not bandit:
+        return ""
+    rows = [
+        (_text(name), a.get("rewards"), a.get("mean_reward"), a.get("posterior_mean"),
+         a.get("posterior_sd"), a.get("prob_best"), a.get("mean_propensity"))
+        for name, a in (bandit.get("arms") or {}).items()
+    ]  # fmt: skip
+    return (
+        f"<h3>Bandit ({escape(str(bandit.get('kind')))} rewards): estimated regret "
+        f"{_f(bandit.get('regret'))}</h3>"
+        + _table(
+            [
+                "arm",
+                "rewards",
+                "mean reward",
+                "posterior mean",
+                "posterior sd",
+                "P(best)",
+                "mean propensity",
+            ],
+            rows,
+        )
     )
 
 
