@@ -115,3 +115,12 @@ def test_ab_ships_stops_or_continues() -> None:
     assert decide(plan, state(), analysis("worse", lower=-1, upper=-0.1), LATER).action == "stop"
     assert decide(plan, state(), analysis(), LATER).action == "continue"
     assert decide(plan, state(), None, LATER).action == "continue"
+
+
+def test_the_sequential_test_is_tuned_to_one_sample_for_the_whole_experiment() -> None:
+    from prodml.rollout._controller import planned_n
+
+    assert planned_n(PLAN) == 1000  # steps ask for 100 units: at least 1,000
+    big = RolloutPlan.from_dict({**PLAN.to_dict(), "steps": [0.05, 0.5], "min_samples": 5000})
+    assert planned_n(big) == 5000
+    assert planned_n(RolloutPlan.from_dict({**PLAN.to_dict(), "planned_n": 300})) == 300

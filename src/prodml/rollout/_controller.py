@@ -207,7 +207,7 @@ class Rollouts:
             "srm_start": state.step_started_at,
             "alpha": plan.alpha / challengers,  # Bonferroni over the compared arms
             "min_effect": plan.min_effect,
-            "planned_n": plan.planned_n,
+            "planned_n": planned_n(plan),
             "segment_by": plan.segment_by,
         }
 
@@ -575,6 +575,15 @@ class Rollouts:
         evidence = {"rule": action}
         self._record(record, state, status, action, text, evidence, actor)
         return Decision(endpoint, action, text, status, None, evidence, now)
+
+
+def planned_n(plan: RolloutPlan) -> int:
+    """The per-arm sample the mSPRT mixing variance is tuned to: the plan's, else its
+    largest step minimum (at least 1,000) — fixed for the whole experiment, as the
+    always-valid guarantee requires (a τ² re-tuned to each look's n would not be)."""
+    if plan.planned_n is not None:
+        return plan.planned_n
+    return max(1000, *(step.min_samples for step in plan.steps))
 
 
 def _lease_view(lease: Lease) -> dict[str, Any] | None:

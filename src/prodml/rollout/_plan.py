@@ -99,7 +99,8 @@ class RolloutPlan:
     ``challenger`` is the model version a canary plan deploys (``name:version`` or
     ``name@alias``, resolved when the plan starts); ``weights`` are an A/B plan's arm
     weights (they must sum to 1; None: keep the deployment's). ``planned_n`` is the
-    per-arm labelled sample the sequential test is tuned to; ``max_duration_s`` stops an
+    per-arm labelled sample the sequential test is tuned to (None: the largest step
+    minimum, at least 1,000 — fixed for the experiment); ``max_duration_s`` stops an
     experiment that has not decided by then. A promotion needs the version BLESSED by
     its gate (``require_blessed``) and approved in the registry (``require_approved``);
     ``require_approval`` adds a human's ``prodml rollout approve`` of the rollout itself.
