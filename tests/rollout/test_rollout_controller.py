@@ -207,3 +207,18 @@ def test_two_controllers_never_act_at_once(project: Project) -> None:
         other.run_once()
     project.rollout.release()
     assert other.run_once() != []
+
+
+def test_a_corrupt_log_file_is_set_aside_and_the_pass_still_decides(project: Project) -> None:
+    project.rollout.start(
+        ENDPOINT, {**PLAN, "challenger": "m:2", "require_blessed": False}, actor="ana"
+    )
+    traffic(project, T0, 2, quality={"champion": 0.7, "challenger": 0.0}, per_hour=1500)
+    partitions = sorted((project.state_dir / "logs" / "predictions").rglob("hour=*"))
+    bad = partitions[0] / "zz-corrupt.parquet"
+    bad.write_bytes(b"not parquet at all")
+    advance_clock(project, T0 + timedelta(hours=2))
+    (decision,) = project.rollout.run_once()
+    assert decision.action == "rollback", decision.reason  # decided on the readable files
+    assert not bad.exists()
+    assert list((project.state_dir / "logs" / "quarantine").rglob("zz-corrupt.parquet"))

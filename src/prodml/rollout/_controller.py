@@ -20,14 +20,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from prodml.core import Clock, ConflictError, DefinitionError, NotFoundError, StateError
+from prodml.core import (
+    Clock,
+    ConflictError,
+    DefinitionError,
+    NotFoundError,
+    ProdMLError,
+    StateError,
+)
 from prodml.registry import Deployment, DeploymentStore
 from prodml.rollout._decide import Verdict, decide, evidence_of
 from prodml.rollout._plan import DEFAULT_GUARDRAILS, RolloutPlan
 from prodml.rollout._starting import first_step
 from prodml.rollout._state import ACTIVE_STATUSES, RolloutState
 from prodml.rollout._store import PlanRecord, RolloutStore
-from prodml.storage import Lease, LogStores, MetadataDB
+from prodml.storage import Lease, LogStores, MetadataDB, QuarantinedFile
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -230,6 +237,8 @@ class Rollouts:
                 decisions.append(self._pass(record, actor))
             except ConflictError as exc:  # the deployment moved under us: next pass re-reads
                 log.warning("rollout pass on %r: %s", record.endpoint, exc)
+            except ProdMLError as exc:  # one endpoint's failure costs that endpoint's pass
+                log.error("rollout pass on %r failed, nothing changed: %s", record.endpoint, exc)
         return decisions
 
     def release(self) -> None:
@@ -259,10 +268,15 @@ class Rollouts:
     def _analysis(
         self, plan: RolloutPlan, state: RolloutState, endpoint: str
     ) -> dict[str, Any] | None:
+        moved: list[QuarantinedFile] = []  # unreadable log files are set aside, not fatal
         try:
-            return self.analyze(endpoint).to_dict()
+            return self.analyze(endpoint, quarantine=moved).to_dict()
         except NotFoundError:
             return None
+        finally:
+            for item in moved:
+                log.warning("rollout pass on %r: quarantined %s (%s)", endpoint, item.source,
+                            item.reason)  # fmt: skip
 
     def _moved(
         self,
