@@ -313,9 +313,9 @@ def wait_logged(
     """Poll the prediction and label logs until every one of ``request_ids`` is in
     both (the server flushes every ``log_flush_interval_s``)."""
     wanted = set(request_ids)
-    deadline = time.monotonic() + timeout
-    while True:
-        missing: dict[str, int] = {}
+    missing: dict[str, int] = {}
+
+    def logged() -> bool:
         for name, log in (
             ("predictions", project.logs.predictions),
             ("labels", project.logs.labels),
@@ -324,11 +324,12 @@ def wait_logged(
                 log.read(endpoint=endpoint, columns=["request_id"])["request_id"].to_pylist()
             )
             missing[name] = len(wanted - found)
-        if not any(missing.values()):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"records not logged within {timeout} s: missing {missing}")
-        time.sleep(0.05)
+        return not any(missing.values())
+
+    try:
+        wait_until(logged, timeout=timeout, what="every record logged")
+    except TimeoutError:
+        raise TimeoutError(f"records not logged within {timeout} s: missing {missing}") from None
 
 
 def wait_until(

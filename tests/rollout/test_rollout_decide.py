@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from prodml.rollout import RolloutPlan, RolloutState, decide
+from prodml.rollout._options import planned_n
 
 T0 = datetime(2013, 6, 1, tzinfo=UTC)
 PLAN = RolloutPlan.from_dict(
@@ -118,8 +119,6 @@ def test_ab_ships_stops_or_continues() -> None:
 
 
 def test_the_sequential_test_is_tuned_to_one_sample_for_the_whole_experiment() -> None:
-    from prodml.rollout._controller import planned_n
-
     assert planned_n(PLAN) == 1000  # steps ask for 100 units: at least 1,000
     big = RolloutPlan.from_dict({**PLAN.to_dict(), "steps": [0.05, 0.5], "min_samples": 5000})
     assert planned_n(big) == 5000

@@ -30,7 +30,8 @@ from prodml.core import (
 )
 from prodml.registry import Deployment, DeploymentStore
 from prodml.rollout._decide import Verdict, decide, evidence_of
-from prodml.rollout._plan import DEFAULT_GUARDRAILS, RolloutPlan
+from prodml.rollout._options import default_options, plan_options
+from prodml.rollout._plan import RolloutPlan
 from prodml.rollout._starting import first_step
 from prodml.rollout._state import ACTIVE_STATUSES, RolloutState
 from prodml.rollout._store import PlanRecord, RolloutStore
@@ -178,45 +179,26 @@ class Rollouts:
     def analyze(self, endpoint: str, **options: Any) -> ExperimentAnalysis:
         """The experiment analysis of ``endpoint`` (see
         :func:`~prodml.rollout._analysis.analyze_experiment`); by default from the start
-        of its rollout plan, with the plan's metric, guardrails and expected weights."""
-        from prodml.rollout._analysis import analyze_experiment
-
+        of its rollout plan, with the plan's metric, guardrails and expected weights
+        (:mod:`~prodml.rollout._options`)."""
         record = self.store.get(endpoint)
         if record is not None:
             plan = RolloutPlan.from_dict(record.plan)
             state = RolloutState.from_dict(record.state)
-            for key, value in self._analysis_options(plan, state, endpoint).items():
-                options.setdefault(key, value)
-        else:  # no plan: the deployment's split and the default guardrails
-            options.setdefault("guardrails", DEFAULT_GUARDRAILS)
+            defaults = plan_options(plan, state, self._deployments.get(endpoint).spec)
+        else:
             try:
-                weights = self._deployments.get(endpoint).spec.serving_weights()
+                spec = self._deployments.get(endpoint).spec
                 changed = self._deployments.history(endpoint)[-1]["time"]
             except NotFoundError:
-                weights, changed = {}, None
-            if len(weights) > 1:  # the split holds since the deployment's last change
-                options.setdefault("expected_weights", weights)
-                options.setdefault("srm_start", changed)
-        return analyze_experiment(self._logs, endpoint, **options)
+                spec, changed = None, None
+            defaults = default_options(spec, changed)
+        return self._analyze(endpoint, {**defaults, **options})
 
-    def _analysis_options(
-        self, plan: RolloutPlan, state: RolloutState, endpoint: str
-    ) -> dict[str, Any]:
-        spec = self._deployments.get(endpoint).spec
-        weights = spec.serving_weights()
-        challengers = max(1, len(weights) - 1)
-        return {
-            "start": state.started_at,
-            "champion": state.champion_arm,
-            "metric": plan.metric,
-            "guardrails": plan.guardrails,
-            "expected_weights": weights if len(weights) > 1 else None,
-            "srm_start": state.step_started_at,
-            "alpha": plan.alpha / challengers,  # Bonferroni over the compared arms
-            "min_effect": plan.min_effect,
-            "planned_n": planned_n(plan),
-            "segment_by": plan.segment_by,
-        }
+    def _analyze(self, endpoint: str, options: dict[str, Any]) -> ExperimentAnalysis:
+        from prodml.rollout._analysis import analyze_experiment  # DuckDB: on first use
+
+        return analyze_experiment(self._logs, endpoint, **options)
 
     # --- the pass ---------------------------------------------------------------------
     def run_once(self, endpoint: str | None = None, *, actor: str = CONTROLLER) -> list[Decision]:
@@ -247,7 +229,8 @@ class Rollouts:
     def _pass(self, record: PlanRecord, actor: str) -> Decision:
         endpoint = record.endpoint
         plan = RolloutPlan.from_dict(record.plan)
-        state = RolloutState.from_dict(record.state).with_(passes=record.state.get("passes", 0) + 1)
+        state = RolloutState.from_dict(record.state)
+        state = state.with_(passes=state.passes + 1)
         now = self._clock.now()
         deployment = self._deployments.get(endpoint)
         if deployment.revision != state.revision:
@@ -261,16 +244,16 @@ class Rollouts:
             return self._hold(
                 record, state, Verdict("hold", "paused", "deployment is paused"), None, actor
             )
-        analysis = self._analysis(plan, state, endpoint)
+        analysis = self._analysis(endpoint, plan_options(plan, state, deployment.spec))
         verdict = decide(plan, state, analysis, now)
         return self._apply(record, plan, state, verdict, analysis, actor)
 
-    def _analysis(
-        self, plan: RolloutPlan, state: RolloutState, endpoint: str
-    ) -> dict[str, Any] | None:
+    def _analysis(self, endpoint: str, options: dict[str, Any]) -> dict[str, Any] | None:
+        """The pass's analysis as JSON data (None: no records yet), from what the pass
+        has already read."""
         moved: list[QuarantinedFile] = []  # unreadable log files are set aside, not fatal
         try:
-            return self.analyze(endpoint, quarantine=moved).to_dict()
+            return self._analyze(endpoint, {**options, "quarantine": moved}).to_dict()
         except NotFoundError:
             return None
         finally:
@@ -589,15 +572,6 @@ class Rollouts:
         evidence = {"rule": action}
         self._record(record, state, status, action, text, evidence, actor)
         return Decision(endpoint, action, text, status, None, evidence, now)
-
-
-def planned_n(plan: RolloutPlan) -> int:
-    """The per-arm sample the mSPRT mixing variance is tuned to: the plan's, else its
-    largest step minimum (at least 1,000) — fixed for the whole experiment, as the
-    always-valid guarantee requires (a τ² re-tuned to each look's n would not be)."""
-    if plan.planned_n is not None:
-        return plan.planned_n
-    return max(1000, *(step.min_samples for step in plan.steps))
 
 
 def _lease_view(lease: Lease) -> dict[str, Any] | None:

@@ -105,7 +105,7 @@ def _against(plan: RolloutPlan, comparison: Mapping[str, Any]) -> Verdict | None
     return None
 
 
-def _ready(plan: RolloutPlan, comparison: Mapping[str, Any]) -> bool:
+def _ready(comparison: Mapping[str, Any]) -> bool:
     return (
         comparison.get("verdict") == "better"
         and bool(comparison.get("practical"))
@@ -156,7 +156,7 @@ def _decide_canary(
             f"step {state.step + 1} ({step.weight:.0%}) passed with no guardrail breached and "
             f"{summary}; to step {state.step + 2} ({nxt.weight:.0%})",
         )
-    if comparison is not None and _ready(plan, comparison):
+    if comparison is not None and _ready(comparison):
         if plan.require_approval and state.approved_by is None:
             return Verdict(
                 "hold",
@@ -211,7 +211,7 @@ def _decide_ab(
         breaches = _breaches(comparison)
         if breaches:
             return Verdict("stop", "guardrail", f"arm {comparison['arm']}: " + "; ".join(breaches))
-    winners = [c for c in comparisons if _ready(plan, c)]
+    winners = [c for c in comparisons if _ready(c)]
     if winners:
         best = max(winners, key=lambda c: c.get("improvement") or 0.0)
         if plan.require_approval and state.approved_by is None:
