@@ -21,8 +21,9 @@ Then, best and median of ``--runs`` runs each, in one process:
   (``scipy.stats.ttest_ind_from_stats``).
 
 The numbers of both must agree (counts exactly, floats to 1e-9 relative); the script
-prints seconds, the ratio, the time the analysis spends in the store's reads, and the
-load average (other processes on the machine slow both sides).
+prints seconds, the ratio, how long the store's own Arrow read of both logs takes (the
+analysis' fallback path; it scans the files itself), and the load average (other
+processes on the machine slow both sides).
 
     .venv/bin/python benchmarks/experiment_analysis.py [--rows N | --quick] [--runs 3]
 
@@ -51,7 +52,7 @@ from scipy import stats
 
 from prodml.rollout import Guardrail
 from prodml.rollout._analysis import ExperimentAnalysis, analyze_experiment
-from prodml.rollout._analysis_data import _LABEL_COLUMNS, COLUMNS
+from prodml.rollout._analysis_data import COLUMNS, LABEL_COLUMNS
 from prodml.storage import LogStores, open_log_stores
 from prodml.storage._log_format import LABELS_DIR, PREDICTIONS_DIR, hour_dir
 from prodml.storage._tables import write_table
@@ -227,7 +228,7 @@ def store_reads(logs: LogStores) -> float:
     """Seconds the store takes to hand the analysis its columns (both logs)."""
     t0 = time.perf_counter()
     logs.predictions.read(endpoint=ENDPOINT, columns=list(COLUMNS))
-    logs.labels.read(endpoint=ENDPOINT, columns=list(_LABEL_COLUMNS))
+    logs.labels.read(endpoint=ENDPOINT, columns=list(LABEL_COLUMNS))
     return time.perf_counter() - t0
 
 

@@ -1,6 +1,8 @@
 """An experiment's records as columns: the prediction log's chosen columns, each row's
-latest label and reward from the label log, and per-arm counts — read once, joined and
-counted in DuckDB over Arrow, handed on as NumPy arrays (one entry per record).
+latest label and reward from the label log, and per-arm counts — queried in DuckDB from
+the relations :mod:`~prodml.rollout._analysis_sources` registers (views over the log's
+Parquet files, or Arrow tables read through the store) and handed on as NumPy arrays
+(one entry per record).
 
 Arms. A live record belongs to the arm it was *routed* to: ``fallback_from`` when the
 routed arm failed and another answered (so a failing challenger's fallbacks count
@@ -12,7 +14,7 @@ monitor's join: per (request id, row) the latest finite one in log order; a labe
 a row answers that row, one without a row every row of its request, and a row's own
 label wins over its request's. LabelIndex itself is not reused: it reads every column of
 the label log and deduplicates on one thread before any join (6–12 s at 10M labels on
-two busy cores, against 1–3 s for the DuckDB join here); the tests check both agree.
+two busy cores, against about 1 s for the DuckDB join here); the tests check both agree.
 
 Distinct request ids and units are counted on DuckDB's 64-bit hashes of them, sorted in
 NumPy (several times faster than ``COUNT(DISTINCT)`` on text). Two different values
@@ -22,6 +24,7 @@ would undercount by one; joins compare the values themselves.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -38,25 +41,24 @@ import pyarrow.compute as pc
 
 from prodml.core import ensure_utc
 from prodml.core.errors import DefinitionError, NotFoundError
-from prodml.monitoring._records import label_values
-from prodml.storage import PREDICTION_SCHEMA, LogStores, QuarantinedFile
+from prodml.rollout._analysis_sources import (
+    COLUMNS,
+    LABEL_COLUMNS,
+    Sources,
+    arrow_sources,
+    scan_sources,
+)
+from prodml.storage import LogStores, QuarantinedFile
 
-__all__ = ["ArmCounts", "ArmKey", "ExperimentRows", "read_experiment"]
+__all__ = ["COLUMNS", "LABEL_COLUMNS", "ArmCounts", "ArmKey", "ExperimentRows", "read_experiment"]
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
-
-#: The prediction-record columns the analysis reads.
-COLUMNS = (
-    "time", "request_id", "row", "arm", "role", "model_version", "unit", "status",
-    "shadow", "shadow_of", "fallback_from", "latency_ms", "propensity", "output",
-)  # fmt: skip
-_LABEL_COLUMNS = ("time", "request_id", "row", "label", "reward")
-_NUMERIC = ("row", "latency_ms", "propensity", "output")
-_MICROS = 1_000_000
+Ints = npt.NDArray[np.int64]
 
 _SHADOW = "coalesce(shadow, false)"
 _ASSIGNED = f"CASE WHEN {_SHADOW} THEN coalesce(arm, '') ELSE coalesce(fallback_from, arm, '') END"
+_log = logging.getLogger("prodml.rollout")
 
 
 @dataclass(frozen=True, order=True)
@@ -86,20 +88,24 @@ class ExperimentRows:
     """One entry per prediction record: its arm's index in ``arms`` (``code``), whether
     its own arm answered (``own``: no fallback), whether it failed (``error``), its time
     in microseconds since the epoch (UTC), latency, output, label, reward and propensity
-    (NaN where missing). ``table`` holds the records as read (for segment columns)."""
+    (NaN where missing). ``table`` holds the extra (segment) columns asked for, one row
+    per record; ``positions`` maps a record's key in ``p`` (see ``sources``) to its
+    index."""
 
     arms: tuple[ArmKey, ...]
     counts: dict[ArmKey, ArmCounts]
     code: npt.NDArray[np.int16]
     own: Bools
     error: Bools
-    time_us: npt.NDArray[np.int64]
+    time_us: Ints
     latency: Floats
     output: Floats
     label: Floats
     reward: Floats
     propensity: Floats
     table: pa.Table
+    sources: Sources = field(repr=False)
+    positions: Ints = field(repr=False)
     con: duckdb.DuckDBPyConnection = field(repr=False)
 
     @property
@@ -125,9 +131,10 @@ class ExperimentRows:
         codes = encoded.indices.fill_null(len(found)).to_numpy(zero_copy_only=False)
         return rank[codes.astype(np.int64)], [found[i] for i in order] + ["(null)"]
 
-    def shadow_pairs(self, shadow: ArmKey) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def shadow_pairs(self, shadow: ArmKey) -> tuple[Ints, Ints]:
         """Indices of (shadow record, live record) pairs of the same request and row,
-        the live record answered by the arm the shadow record shadowed."""
+        the live record answered by the arm the shadow record shadowed, in record
+        order."""
         found = self.con.execute(
             """SELECT s._i AS s, l._i AS l FROM p AS s JOIN p AS l
                 ON s.request_id = l.request_id AND coalesce(s.row, 0) = coalesce(l.row, 0)
@@ -136,105 +143,22 @@ class ExperimentRows:
                 AND NOT coalesce(l.shadow, false) AND l.fallback_from IS NULL""",
             {"arm": shadow.name},
         ).fetchnumpy()
-        return np.asarray(found["s"], np.int64), np.asarray(found["l"], np.int64)
+        s = self.position(np.asarray(found["s"], np.int64))
+        live = self.position(np.asarray(found["l"], np.int64))
+        order = np.lexsort((live, s))  # the join's order varies; the sums must not
+        return s[order], live[order]
+
+    def position(self, keys: Ints) -> Ints:
+        """The record index of each key of ``p``."""
+        found: Ints = self.positions[self.sources.global_ids(keys)]
+        return found
 
 
-def _typed(table: pa.Table) -> pa.Table:
-    """The fixed columns in their record types: an all-null column (stored untyped) cast,
-    a numeric column that type drift made text parsed (unparsable text: NaN)."""
-    columns = {}
-    for name in table.column_names:
-        column = table[name]
-        kind = PREDICTION_SCHEMA.field(name).type if name in PREDICTION_SCHEMA.names else None
-        if kind is not None and column.type != kind and name != "time":
-            if name in _NUMERIC and not pa.types.is_null(column.type):
-                column = label_values(column)
-                if name == "row":
-                    column = pc.cast(pc.if_else(pc.is_finite(column), column, None), pa.int64())
-            else:
-                column = pc.cast(column, kind)
-        columns[name] = column
-    return pa.table(columns)
-
-
-def _floats(column: pa.ChunkedArray) -> Floats:
-    return np.asarray(pc.fill_null(pc.cast(column, pa.float64()), math.nan).to_numpy(), np.float64)
-
-
-@dataclass(frozen=True)
-class _Labels:
-    """The label records that carry a finite label or reward, as the join needs them
-    (``table``: request id, row, position ``_k`` — a row's own labels after every
-    label of a whole request, so the largest ``_k`` is the one that answers) and their
-    label and reward as floats (NaN: none)."""
-
-    table: pa.Table
-    label: Floats
-    reward: Floats
-
-
-def _numbers(column: pa.ChunkedArray) -> Floats:
-    """A label-log column as floats (see ``label_values``; an untyped column is NaN)."""
-    if pa.types.is_null(column.type):
-        return np.full(len(column), math.nan)
-    return np.asarray(label_values(column).to_numpy(zero_copy_only=False), np.float64)
-
-
-def _labels(logs: LogStores, endpoint: str, since: datetime | None, quarantine: Any) -> _Labels:
-    read = logs.labels.read(
-        endpoint=endpoint, start=since, columns=list(_LABEL_COLUMNS), quarantine=quarantine
-    )
-    label, reward = _numbers(read["label"]), _numbers(read["reward"])
-    useful = np.isfinite(label) | np.isfinite(reward)
-    if not useful.all():
-        read = read.filter(pa.array(useful))
-        label, reward = label[useful], reward[useful]
-    count = read.num_rows
-    rows = read["row"]
-    rows = pc.cast(rows, pa.int64()) if not pa.types.is_null(rows.type) else pa.nulls(count, pa.int64())  # fmt: skip
-    order = np.arange(count, dtype=np.int64)
-    has_row = rows.is_valid().to_numpy(zero_copy_only=False) if rows.null_count else True
-    table = pa.table(
-        {
-            "request_id": pc.cast(read["request_id"], pa.string()),
-            "row": rows,
-            "_k": pa.array(np.where(has_row, order + count, order)),
-        }
-    )
-    return _Labels(table, label, reward)
-
-
-def _latest_labels(
-    con: duckdb.DuckDBPyConnection, labels: _Labels, count: int
-) -> tuple[Floats, Floats]:
-    """Each record's latest label and reward (NaN: none): DuckDB joins tables ``p`` and
-    ``l`` on the request id (every matching pair, no aggregation; the row compared only
-    when some label names one), then ``np.maximum.at`` keeps the largest ``_k`` per
-    record — 3× faster than a GROUP BY in the join."""
-    rows = labels.table["row"]
-    condition = "hash(p.request_id) = hash(l.request_id)"
-    if rows.null_count == 0:
-        condition += " AND l.row = coalesce(p.row, 0)"
-    elif rows.null_count < len(rows):
-        condition += " AND (l.row IS NULL OR l.row = coalesce(p.row, 0))"
-    # Joined on the ids' 64-bit hashes, then each pair's ids compared: exact, and ~30%
-    # faster than DuckDB's join on the text itself.
-    pairs = con.execute(
-        f"""SELECT i, k FROM (SELECT p._i AS i, l._k AS k, p.request_id = l.request_id AS same
-            FROM p JOIN l ON {condition}) WHERE same"""
-    ).fetchnumpy()
-    index, order = np.asarray(pairs["i"], np.int64), np.asarray(pairs["k"], np.int64)
-    position = order % max(len(labels.label), 1)
-    out = []
-    for values in (labels.label, labels.reward):
-        keep = np.isfinite(values[position])
-        if not keep.any():
-            out.append(np.full(count, math.nan))
-            continue
-        best = np.full(count, -1, np.int64)
-        np.maximum.at(best, index[keep], order[keep])
-        out.append(np.where(best >= 0, values[best % len(values)], math.nan))
-    return out[0], out[1]
+def _column(table: pa.Table, name: str, kind: Any) -> Any:
+    column = table[name]
+    if column.null_count:
+        column = pc.fill_null(column, math.nan if kind == np.float64 else False)
+    return np.asarray(column.to_numpy(), kind)
 
 
 def _arm_groups(
@@ -266,20 +190,26 @@ def _arm_groups(
     )
 
 
-def _codes(con: duckdb.DuckDBPyConnection, arms: Sequence[ArmKey]) -> dict[str, Any]:
-    """Per record, in log order: its arm's code, whether its own arm answered, whether it
-    failed, and the 64-bit hashes of its request id and unit (null: flagged)."""
+def _records(
+    con: duckdb.DuckDBPyConnection, arms: Sequence[ArmKey], extra: Sequence[str]
+) -> pa.Table:
+    """Per record: its key, time, arm's code, whether its own arm answered, whether it
+    failed, the 64-bit hashes of its request id and unit (null: flagged), its numbers
+    and the ``extra`` columns."""
     live = [a.name for a in arms if not a.shadow]
     shadow = [a.name for a in arms if a.shadow]
-    return con.execute(
-        f"""SELECT (CASE WHEN {_SHADOW} THEN list_position($shadow, coalesce(arm, '')) + $live_n
+    columns = "".join(f', "{name}"' for name in (n.replace('"', '""') for n in extra))
+    return con.sql(
+        f"""SELECT _i, epoch_us(time) AS time_us,
+              (CASE WHEN {_SHADOW} THEN list_position($shadow, coalesce(arm, '')) + $live_n
                  ELSE list_position($live, {_ASSIGNED}) END - 1)::SMALLINT AS code,
               fallback_from IS NULL AS own, coalesce(status = 'error', false) AS error,
               hash(request_id) AS request_hash, request_id IS NULL AS no_request,
-              hash(unit) AS unit_hash, unit IS NULL AS no_unit
+              hash(unit) AS unit_hash, unit IS NULL AS no_unit,
+              latency_ms, output, propensity{columns}
             FROM p""",
-        {"live": live or [""], "shadow": shadow or [""], "live_n": len(live)},
-    ).fetchnumpy()
+        params={"live": live or [""], "shadow": shadow or [""], "live_n": len(live)},
+    ).to_arrow_table()
 
 
 def _distinct(hashes: npt.NDArray[np.uint64]) -> int:
@@ -293,26 +223,27 @@ def _distinct(hashes: npt.NDArray[np.uint64]) -> int:
 def _arm_counts(
     arms: Sequence[ArmKey],
     groups: tuple[Any, Counter[ArmKey], dict[ArmKey, str | None], dict[ArmKey, tuple[str, ...]]],
-    codes: dict[str, Any],
-    time_us: npt.NDArray[np.int64],
+    records: pa.Table,
+    code: npt.NDArray[np.int16],
+    time_us: Ints,
     srm_us: int | None,
 ) -> dict[ArmKey, ArmCounts]:
-    _, records, roles, versions = groups
-    code = np.asarray(codes["code"])
-    has_request = ~np.asarray(codes["no_request"], np.bool_)
-    has_unit = ~np.asarray(codes["no_unit"], np.bool_)
-    request_hash = np.asarray(codes["request_hash"], np.uint64)
-    unit_hash = np.asarray(codes["unit_hash"], np.uint64)
+    _, counted, roles, versions = groups
+    has_request = ~_column(records, "no_request", np.bool_)
+    has_unit = ~_column(records, "no_unit", np.bool_)
+    request_hash = _column(records, "request_hash", np.uint64)
+    unit_hash = _column(records, "unit_hash", np.uint64)
     counts = {}
     for i, key in enumerate(arms):
         mine = code == i
-        units = _distinct(unit_hash[mine & has_unit])
+        with_unit = mine & has_unit
+        units = _distinct(unit_hash[with_unit])
         if srm_us is not None:
-            units_since = _distinct(unit_hash[mine & has_unit & (time_us >= srm_us)])
+            units_since = _distinct(unit_hash[with_unit & (time_us >= srm_us)])
         else:
             units_since = units
         counts[key] = ArmCounts(
-            records=records[key],
+            records=counted[key],
             requests=_distinct(request_hash[mine & has_request]),
             units=units,
             srm_units=units_since,
@@ -320,6 +251,92 @@ def _arm_counts(
             model_versions=versions[key],
         )
     return counts
+
+
+def _latest_labels(
+    con: duckdb.DuckDBPyConnection, rows: Ints, count: int, global_ids: Any
+) -> tuple[Floats, Floats]:
+    """Each record's latest label and reward (NaN: none). DuckDB joins ``p`` and ``l``
+    on the request id (every matching pair, no aggregation; joined on the ids' 64-bit
+    hashes, then each pair's ids compared: exact, and ~30% faster than a join on the
+    text), then NumPy keeps each record's label of highest priority."""
+    # A row's own label first, then the latest: (has_row, t) as one int64 (times within
+    # ±2⁶¹ µs, 73,000 years, of the epoch).
+    pairs = con.sql(
+        """SELECT i, (has_row::BIGINT << 62) + (t + (1::BIGINT << 61)) AS rank, pos, label,
+             reward FROM (
+            SELECT p._i AS i, p.request_id = l.request_id AS same, coalesce(p.row, 0) AS prow,
+              l.row AS lrow, l.has_row, l.t, l.pos, l.label, l.reward
+            FROM p JOIN l ON hash(p.request_id) = hash(l.request_id))
+           WHERE same AND (lrow IS NULL OR lrow = prow)"""
+    ).to_arrow_table()
+    index = rows[global_ids(_column(pairs, "i", np.int64))]
+    rank = _column(pairs, "rank", np.int64)
+    pos = _column(pairs, "pos", np.int64)
+    label = _latest(index, rank, pos, _column(pairs, "label", np.float64), count)
+    reward = _latest(index, rank, pos, _column(pairs, "reward", np.float64), count)
+    return label, reward
+
+
+def _latest(index: Ints, rank: Ints, pos: Ints, values: Floats, count: int) -> Floats:
+    """Per record ``0 … count-1``, the finite value of its pair of largest ``(rank,
+    pos)`` (NaN: none); ``index`` gives each pair's record."""
+    out = np.full(count, math.nan)
+    keep = np.isfinite(values)
+    if not keep.all():
+        index, rank, pos, values = index[keep], rank[keep], pos[keep], values[keep]
+    if len(index) == 0:
+        return out
+    if np.bincount(index, minlength=count).max() > 1:  # some record has several
+        best = np.full(count, np.iinfo(np.int64).min)
+        np.maximum.at(best, index, rank)
+        top = rank == best[index]
+        index, pos, values = index[top], pos[top], values[top]
+        last = np.full(count, -1, np.int64)
+        np.maximum.at(last, index, pos)
+        top = pos == last[index]
+        index, values = index[top], values[top]
+    out[index] = values
+    return out
+
+
+def _collect(
+    con: duckdb.DuckDBPyConnection, sources: Sources, extra: Sequence[str], srm_us: int | None
+) -> ExperimentRows | None:
+    """The rows from the relations of ``sources`` (None: no record)."""
+    groups = _arm_groups(con)
+    arms = groups[0]
+    records = _records(con, arms, extra)
+    count = records.num_rows
+    if count == 0:
+        return None
+    keys = _column(records, "_i", np.int64)
+    time_us = _column(records, "time_us", np.int64)
+    code = _column(records, "code", np.int16)
+    counts = _arm_counts(arms, groups, records, code, time_us, srm_us)
+    positions = np.full(sources.size, -1, np.int64)
+    positions[sources.global_ids(keys)] = np.arange(count, dtype=np.int64)
+    if sources.labels:
+        label, reward = _latest_labels(con, positions, count, sources.global_ids)
+    else:
+        label, reward = np.full(count, math.nan), np.full(count, math.nan)
+    return ExperimentRows(
+        arms=arms,
+        counts=counts,
+        code=code,
+        own=_column(records, "own", np.bool_),
+        error=_column(records, "error", np.bool_),
+        time_us=time_us,
+        latency=_column(records, "latency_ms", np.float64),
+        output=_column(records, "output", np.float64),
+        label=label,
+        reward=reward,
+        propensity=_column(records, "propensity", np.float64),
+        table=records.select(list(extra)),
+        sources=sources,
+        positions=positions,
+        con=con,
+    )
 
 
 @contextmanager
@@ -335,59 +352,65 @@ def read_experiment(
 ) -> Iterator[ExperimentRows]:
     """The records of ``endpoint`` in ``[start, end)`` with their labels and rewards;
     :class:`NotFoundError` when there are none, :class:`DefinitionError` when an
-    ``extra_columns`` column holds no value in the range."""
-    columns = list(dict.fromkeys([*COLUMNS, *extra_columns]))
-    table = logs.predictions.read(
-        endpoint=endpoint, start=start, end=end, columns=columns, quarantine=quarantine
-    )
-    if table.num_rows == 0:
-        raise NotFoundError(
-            f"endpoint {endpoint!r}: no prediction records in [{_when(start)}, {_when(end)}): "
-            "expected the log to hold records of the experiment"
-        )
-    for name in extra_columns:
-        if pa.types.is_null(table[name].type):
-            _no_column(logs, endpoint, name, start, end)
-    table = _typed(table)
-    count = table.num_rows
-    records = table.append_column("_i", pa.array(np.arange(count, dtype=np.int64)))
+    ``extra_columns`` column holds no value in the range.
+
+    The log's files are scanned where they can be (see
+    :mod:`~prodml.rollout._analysis_sources`); a scan that fails (a file unreadable,
+    or gone meanwhile) is redone through the store, which quarantines what it cannot
+    read."""
+    extra = list(dict.fromkeys(extra_columns))
     srm_us = None if srm_start is None else _micros(srm_start)
     con = duckdb.connect()
     try:
-        con.register("p", records)
-        groups = _arm_groups(con)
-        arms = groups[0]
-        codes = _codes(con, arms)
-        time_us = np.asarray(pc.cast(table["time"], pa.int64()).to_numpy(), np.int64)
-        counts = _arm_counts(arms, groups, codes, time_us, srm_us)
-        labels = _labels(logs, endpoint, pc.min(table["time"]).as_py(), quarantine)
-        if len(labels.label):
-            con.register("l", labels.table)
-            label, reward = _latest_labels(con, labels, count)
-        else:
-            label, reward = np.full(count, math.nan), np.full(count, math.nan)
-        yield ExperimentRows(
-            arms=arms,
-            counts=counts,
-            code=np.asarray(codes["code"], np.int16),
-            own=np.asarray(codes["own"], np.bool_),
-            error=np.asarray(codes["error"], np.bool_),
-            time_us=time_us,
-            latency=_floats(table["latency_ms"]),
-            output=_floats(table["output"]),
-            label=label,
-            reward=reward,
-            propensity=_floats(table["propensity"]),
-            table=table,
-            con=con,
-        )
+        rows = None
+        try:
+            sources = scan_sources(con, logs, endpoint, start=start, end=end, extra_columns=extra)
+            if sources is not None:
+                files = logs.predictions.files(endpoint=endpoint, start=start, end=end)
+                for name in extra:
+                    if files is None or not files.types(name):
+                        _no_column(logs, endpoint, name, start, end)
+                rows = _collect(con, sources, extra, srm_us)
+                if rows is None:
+                    _none(endpoint, start, end)
+        except duckdb.Error as exc:
+            _log.warning(
+                "endpoint %r: scanning the logs failed (%s); reading them through the store",
+                endpoint,
+                exc,
+            )
+            con.close()
+            con = duckdb.connect()
+            sources = None
+        if sources is None:
+            sources, table = arrow_sources(
+                con, logs, endpoint, start=start, end=end, extra_columns=extra,
+                quarantine=quarantine,
+            )  # fmt: skip
+            if table.num_rows == 0:
+                _none(endpoint, start, end)
+            for name in extra:
+                if pa.types.is_null(table[name].type):
+                    _no_column(logs, endpoint, name, start, end)
+            rows = _collect(con, sources, extra, srm_us)
+            if rows is None:
+                _none(endpoint, start, end)
+        assert rows is not None
+        yield rows
     finally:
         con.close()
 
 
+def _none(endpoint: str, start: datetime | None, end: datetime | None) -> None:
+    raise NotFoundError(
+        f"endpoint {endpoint!r}: no prediction records in [{_when(start)}, {_when(end)}): "
+        "expected the log to hold records of the experiment"
+    )
+
+
 def _micros(when: datetime) -> int:
     value = ensure_utc(when)
-    return int(value.timestamp()) * _MICROS + value.microsecond
+    return int(value.timestamp()) * 1_000_000 + value.microsecond
 
 
 def _when(value: datetime | None) -> str:

@@ -38,7 +38,13 @@ from prodml.storage._urls import metadata_url, redact_url
 if TYPE_CHECKING:
     from prodml.storage._log_format import LABELS_DIR, PREDICTIONS_DIR
     from prodml.storage._log_memory import MemoryLogStore
-    from prodml.storage._log_reader import QuarantinedFile, quarantined_files, read_log
+    from prodml.storage._log_reader import (
+        LogFiles,
+        QuarantinedFile,
+        log_files,
+        quarantined_files,
+        read_log,
+    )
     from prodml.storage._log_store import (
         LOG_STORES,
         LocalLogStore,
@@ -75,7 +81,13 @@ else:
         __name__,
         {
             "prodml.storage._log_format": ["LABELS_DIR", "PREDICTIONS_DIR"],
-            "prodml.storage._log_reader": ["QuarantinedFile", "quarantined_files", "read_log"],
+            "prodml.storage._log_reader": [
+                "LogFiles",
+                "QuarantinedFile",
+                "log_files",
+                "quarantined_files",
+                "read_log",
+            ],
             "prodml.storage._log_memory": ["MemoryLogStore"],
             "prodml.storage._log_store": [
                 "LOG_STORES",
@@ -141,6 +153,7 @@ __all__ = [
     "LocalLogStore",
     "LogBlock",
     "LogField",
+    "LogFiles",
     "LogSink",
     "LogStats",
     "LogStore",
@@ -171,6 +184,7 @@ __all__ = [
     "feature_stale_in",
     "features_in",
     "head_revision",
+    "log_files",
     "metadata_url",
     "open_artifact_store",
     "open_log_stores",

@@ -48,7 +48,7 @@ from prodml.storage._log_format import (
     quarantine_root,
 )
 
-__all__ = ["QuarantinedFile", "quarantined_files", "read_log"]
+__all__ = ["LogFiles", "QuarantinedFile", "log_files", "quarantined_files", "read_log"]
 
 _INT_FLOAT = frozenset({pa.int64(), pa.float64()})
 _LOCAL = LocalFileSystem()
@@ -64,6 +64,53 @@ class QuarantinedFile:
     source: Path
     target: Path
     reason: str
+
+
+@dataclass(frozen=True)
+class LogFiles:
+    """The Parquet files of a log that can hold records of a time window, in log order
+    (hour, then name: the order :func:`read_log` concatenates them in), each with its
+    schema and row count, for readers that scan the files themselves (DuckDB's
+    ``read_parquet``). :attr:`schema` is what :func:`read_log` would unify them to."""
+
+    paths: tuple[Path, ...]
+    schemas: tuple[pa.Schema, ...]
+    rows: tuple[int, ...]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return _unified_schema(list(self.schemas))
+
+    def types(self, name: str) -> set[pa.DataType]:
+        """The types column ``name`` has in the files that hold it (null type excluded)."""
+        return {s.field(name).type for s in self.schemas if name in s.names} - {pa.null()}
+
+
+def log_files(
+    root: Path,
+    *,
+    partition: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    partition_field: str = "endpoint",
+) -> LogFiles | None:
+    """The files :func:`read_log` would read for the same arguments, with their footers'
+    schemas and row counts; None when a footer cannot be read (:func:`read_log` then
+    says which file, or quarantines it)."""
+    if partition is not None:
+        check_partition(partition, field="partition")
+    low = None if start is None else ensure_utc(start)
+    high = None if end is None else ensure_utc(end)
+    files = sorted(_log_files(Path(root), partition_field, partition, low, high))
+    schemas, rows = [], []
+    try:
+        listed = ds.dataset([str(p) for p in files], format="parquet", schema=_NO_COLUMNS)
+        for fragment in listed.get_fragments():
+            schemas.append(fragment.physical_schema)
+            rows.append(fragment.metadata.num_rows)
+    except (OSError, pa.ArrowException):
+        return None
+    return LogFiles(tuple(files), tuple(schemas), tuple(rows))
 
 
 def read_log(

@@ -41,7 +41,7 @@ from prodml.storage._log_format import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from prodml.storage._log_reader import QuarantinedFile
+    from prodml.storage._log_reader import LogFiles, QuarantinedFile
     from prodml.storage._logs import LogSink, LogWriter
 
 __all__ = [
@@ -142,6 +142,18 @@ class LogStore(ABC):
 
         Raises :class:`~prodml.core.errors.SchemaError` for a path-unsafe ``endpoint``.
         """
+
+    def files(
+        self,
+        *,
+        endpoint: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> LogFiles | None:
+        """The local Parquet files :meth:`read` would read, for a reader that scans them
+        itself; None when the backend keeps no such files (or a footer is unreadable:
+        :meth:`read` handles that)."""
+        return None
 
     @abstractmethod
     def endpoints(self) -> list[str]:
@@ -245,6 +257,17 @@ class LocalLogStore(LogStore):
             columns=columns,
             quarantine=quarantine,
         )
+
+    def files(
+        self,
+        *,
+        endpoint: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> LogFiles | None:
+        from prodml.storage._log_reader import log_files
+
+        return log_files(self.root, partition=endpoint, start=start, end=end)
 
     def endpoints(self) -> list[str]:
         if not self.root.is_dir():
