@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 import typer
@@ -61,6 +61,22 @@ def train(
     register: Annotated[
         bool, typer.Option(help="Register the model as a candidate version.")
     ] = True,
+    refit: Annotated[
+        Literal["none", "full"] | None,
+        typer.Option(
+            help="full: after the gate, refit on every row of the window and register that "
+            "model (default: \\[training] refit).",
+            show_default=False,
+        ),
+    ] = None,
+    calibration: Annotated[
+        Literal["none", "isotonic", "sigmoid"] | None,
+        typer.Option(
+            help="Calibrate a classifier's probabilities on the validation split "
+            "(default: \\[training] calibration).",
+            show_default=False,
+        ),
+    ] = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -86,6 +102,8 @@ def train(
             actor=actor,
             say=say,
             on_unmatched_view="error" if strict else None,
+            refit=refit,
+            calibration=calibration,
         )
         summary = result.to_dict()
     warn(summary["training_set_warnings"])
@@ -111,6 +129,17 @@ def _show_training(summary: dict[str, Any]) -> None:
     )
     for warning in gate.get("warnings", []):
         stdout.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
+    calibration, refit = summary["calibration"], summary["refit"]
+    if calibration:
+        stdout.print(styled("Calibrated ({method}) on {rows:,} validation rows", **calibration))
+    if refit:
+        stdout.print(
+            styled(
+                "Refitted on all {rows:,} rows: registered {sha256:.12}…, evaluated "
+                "{evaluated_sha256:.12}…",
+                **refit,
+            )
+        )
     version = summary["version"] or "(not registered)"
     stdout.print(
         styled(

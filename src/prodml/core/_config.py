@@ -28,7 +28,9 @@ from pydantic_settings import (
 
 from prodml.core._alert_config import AlertsConfig
 from prodml.core._config_errors import describe_errors
+from prodml.core._label_config import LabelsConfig
 from prodml.core._monitor_metrics import DriftStatistic
+from prodml.core._retraining_config import RetrainingConfig
 from prodml.core.errors import ConfigError
 
 __all__ = [
@@ -161,6 +163,14 @@ class TrainingConfig(_Section):
     )
     slice_min_rows: int = Field(default=100, ge=1)
     robustness_dir: str = "robustness"
+    refit: Literal["none", "full"] = Field(
+        default="none",
+        description='"full": after the gate, refit on every row of the window and register that',
+    )
+    calibration: Literal["none", "isotonic", "sigmoid"] = Field(
+        default="none",
+        description="classifiers: calibrate probabilities on the validation split",
+    )
 
 
 class MetricChange(_Section):
@@ -431,6 +441,8 @@ class Config(BaseSettings):
     mlflow: MlflowConfig = MlflowConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    retraining: RetrainingConfig = RetrainingConfig()
+    labels: LabelsConfig = LabelsConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -1,6 +1,7 @@
 """Layer 4, training: run the user's ``@prodml.trainer`` on a point-in-time training
 set, evaluate the model (metrics, slices, latency, robustness, the champion on the same
-rows), gate it, register it, and reproduce a registered version.
+rows), gate it, register it, and reproduce a registered version; optionally calibrate
+a classifier on the validation split and refit on the whole window before registering.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prodml.training._metrics import (
     regression_metrics,
     reliability_curve,
 )
+from prodml.training._refit import RefitResult
 from prodml.training._reproduce import ReproduceReport, reproduce
 from prodml.training._robustness import (
     CaseResult,
@@ -39,6 +41,7 @@ __all__ = [
     "GateCheck",
     "GateResult",
     "LeakageReport",
+    "RefitResult",
     "ReproduceReport",
     "RobustnessCase",
     "RobustnessResult",

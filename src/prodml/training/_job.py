@@ -5,14 +5,18 @@ run recorded (params, seed, data, code, environment) → the user's function →
 serialised and *reloaded from its bytes* (what is evaluated is exactly what is stored)
 → evaluation on the test split, per slice, latency, robustness suite → the champion
 scored on the same rows → gate → registered as a pending version with its report.
+
+Two optional steps (``[training] calibration`` and ``refit``, or the keywords of
+:meth:`Training.train`): a classifier's probabilities are calibrated on the validation
+split before evaluation (``_calibration``), and after the gate the training function
+runs again on every row of the window, that model being the one registered
+(``_refit``). The version's evaluation records both, and whether the model was trained
+from scratch or warm-started from a parent version.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import random
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,6 +30,7 @@ import pandas as pd
 from prodml.core import (
     Clock,
     Config,
+    ConfigError,
     ModelNotFoundError,
     ProdMLError,
     SchemaError,
@@ -34,32 +39,38 @@ from prodml.core import (
 )
 from prodml.features import FeatureStore, TrainingSet
 from prodml.registry import (
-    LoadedModel,
-    ModelFormat,
     ModelRegistry,
     ModelVersion,
-    Run,
     RunInfo,
     Signature,
     infer_signature,
 )
-from prodml.registry.formats import serialize
-from prodml.training._capture import captured_output
+from prodml.training._calibration import calibrate, check_calibration
 from prodml.training._evaluate import EvaluationReport, evaluate, measure_performance
 from prodml.training._gate import GateCheck, GateResult, judge
 from prodml.training._leakage import LeakageReport, check_leakage
+from prodml.training._refit import (
+    Fitted,
+    RefitResult,
+    call_trainer,
+    full_refit,
+    serialized,
+    set_seeds,
+    trainer_data,
+)
 from prodml.training._robustness import (
     RobustnessResult,
     generated_cases,
     project_cases,
     run_robustness,
 )
-from prodml.training._split import TimeSplit, load_entity_rows, recency_weights, time_split
-from prodml.training._trainer import TrainerSpec, TrainingData, load_trainer
+from prodml.training._split import TimeSplit, load_entity_rows, time_split
+from prodml.training._trainer import TrainerSpec, load_trainer
 
 __all__ = ["Training", "TrainingResult", "predictions_sha256", "set_seeds"]
 
 Say = Callable[[str], None]
+REFIT_MODES = ("none", "full")
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,10 @@ class TrainingResult:
     predictions_sha256: str
     training_set_warnings: tuple[str, ...] = ()
     leakage: LeakageReport | None = None
+    refit: RefitResult | None = None
+    calibration: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    artifact_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         report = self.report.to_dict()
@@ -97,19 +112,11 @@ class TrainingResult:
             "predictions_sha256": self.predictions_sha256,
             "training_set_warnings": list(self.training_set_warnings),
             "leakage": None if self.leakage is None else self.leakage.to_dict(),
+            "refit": None if self.refit is None else self.refit.to_dict(),
+            "calibration": self.calibration,
+            "training": self.training,
+            "artifact_sha256": self.artifact_sha256,
         }
-
-
-def set_seeds(seed: int) -> None:
-    """Seed ``random``, NumPy and any deep-learning framework already imported."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        tf.random.set_seed(seed)
 
 
 def predictions_sha256(scores: np.ndarray) -> str:
@@ -152,13 +159,18 @@ class Training:
         tags: Mapping[str, str] | None = None,
         say: Say | None = None,
         on_unmatched_view: Literal["warn", "error"] | None = None,
+        refit: Literal["none", "full"] | None = None,
+        calibration: Literal["none", "isotonic", "sigmoid"] | None = None,
     ) -> TrainingResult:
         """Train on labelled rows with ``start <= time < end`` and (by default) register
         the model as a pending candidate version with its evaluation and gate result.
 
         A feature view that gives no value to any row of the training set is reported in
         ``training_set_warnings`` (refused with ``on_unmatched_view="error"``; default
-        ``[features] on_unmatched_view``)."""
+        ``[features] on_unmatched_view``). ``calibration`` (default ``[training]
+        calibration``) wraps a classifier with a calibrator fitted on the validation
+        split; ``refit="full"`` (default ``[training] refit``) registers, in place of
+        the evaluated model, one refitted on every row of the window."""
         step: Say = say or (lambda _text: None)
         start, end = ensure_utc(start), ensure_utc(end)
         if start >= end:
@@ -167,6 +179,7 @@ class Training:
                 f"{end.isoformat()}; expected start < end (rows with start <= time < end)"
             )
         spec = self.trainer()
+        refit_mode, method = self._modes(spec, refit, calibration)
         step(f"Loading labelled rows {start:%Y-%m-%d}–{end:%Y-%m-%d}")
         rows = load_entity_rows(
             spec.entity_rows,
@@ -193,9 +206,20 @@ class Training:
             validation_fraction=self.config.training.validation_fraction,
             test_fraction=self.config.training.test_fraction,
         )
+        if method != "none" and not split.validation.any():
+            raise TrainingError(
+                f"calibration {method!r} of the model from {spec.qualname}: the time split "
+                "has no validation rows ([training] validation_fraction = "
+                f"{self.config.training.validation_fraction}); expected validation_fraction "
+                "> 0 (the calibrator is fitted on the validation split)"
+            )
         merged = {**spec.params, **(params or {})}
         seed = spec.seed if seed is None else int(seed)
         parent_model = None if parent is None else self.registry.load(parent)
+        training = {
+            "mode": "stateless" if parent_model is None else "warm_start",
+            "parent": None if parent_model is None else parent_model.version.ref,
+        }
         run = self.registry.start_run(
             spec.name,
             params=merged,
@@ -219,22 +243,58 @@ class Training:
                 inputs=inputs,
                 split=split.to_dict(),
                 recency_half_life_days=spec.recency_half_life_days,
+                training=training,
             )
             step(f"Training {spec.qualname} on {split.sizes()['train']:,} rows (run {run.id})")
-            fmt, artifact, loaded = self._fit(
-                spec, run, frame, inputs, labels, split, merged, seed, parent_model
-            )
+            context: dict[str, Any] = {
+                "inputs": inputs,
+                "params": merged,
+                "seed": seed,
+                "parent": None if parent_model is None else parent_model.model,
+                "run": run,
+            }
+            data = trainer_data(spec, frame, labels, split.train, split.validation, **context)
+            evaluated = call_trainer(spec, run, data)
+            calibrated, calibration_info = None, None
+            if method != "none":
+                step(f"Calibrating ({method}) on {split.sizes()['validation']:,} validation rows")
+                wrapped = calibrate(
+                    evaluated.model, data.X_valid, data.y_valid, method=method, owner=spec.qualname
+                )
+                evaluated = serialized(wrapped, owner=f"the calibration of {spec.qualname}")
+                calibrated = evaluated.model
+                calibration_info = {"method": method, "rows": split.sizes()["validation"]}
+            run.set_job(calibration=calibration_info)
             step("Evaluating on the test split, the robustness suite and the champion")
-            outcome = self._evaluate(
-                spec, frame, inputs, labels, split, fmt, artifact, loaded, dataset
-            )
+            outcome = self._evaluate(spec, frame, inputs, labels, split, evaluated, dataset)
             report, robustness, champion, champion_report, gate, scores, signature, leakage = (
                 outcome
             )
             checksum = predictions_sha256(scores)
             run.log_metrics(report.metrics)
             run.log_metrics(report.performance)
-            run.set_job(predictions_sha256=checksum, gate=gate.status)
+            run.set_job(
+                predictions_sha256=checksum, gate=gate.status, evaluated_sha256=evaluated.sha256
+            )
+            served, refitted = evaluated, None
+            if refit_mode == "full":
+                step(f"Refitting {spec.qualname} on all {len(frame):,} rows of the window")
+                everything = np.ones(len(frame), dtype=bool)
+                refitted = full_refit(
+                    lambda rows: call_trainer(spec, run, rows, stage="refit"),
+                    trainer_data(spec, frame, labels, everything, None, **context),
+                    frame.loc[split.test, inputs].reset_index(drop=True),
+                    evaluated=evaluated,
+                    calibrated=calibrated,
+                    owner=spec.qualname,
+                )
+                served = refitted.fitted
+                run.log_artifact("evaluated_model", evaluated.artifact)
+                run.log_metrics({"refit_rows": refitted.rows, "refit_seconds": refitted.seconds})
+            run.set_job(
+                refit=None if refitted is None else refitted.to_dict(),
+                artifact_sha256=served.sha256,
+            )
         info = self.registry.get_run(run.id)
         version = None
         report_json = report.to_dict()
@@ -242,9 +302,9 @@ class Training:
             step(f"Registering {spec.name} ({gate.status})")
             version = self.registry.register(
                 spec.name,
-                loaded,
-                artifact=artifact,
-                format=fmt.name,
+                served.model,
+                artifact=served.artifact,
+                format=served.format.name,
                 signature=signature,
                 run_id=run.id,
                 profile=orjson.loads(dataset.profile.to_json()),
@@ -258,6 +318,9 @@ class Training:
                     "leakage": None if leakage is None else leakage.to_dict(),
                     "split": split.to_dict(),
                     "training_set": dataset.fingerprint,
+                    "refit": None if refitted is None else refitted.to_dict(),
+                    "calibration": calibration_info,
+                    "training": training,
                 },
                 gate=gate.to_dict(),
                 actor=actor,
@@ -275,6 +338,10 @@ class Training:
             predictions_sha256=checksum,
             training_set_warnings=dataset.warnings,
             leakage=leakage,
+            refit=refitted,
+            calibration=calibration_info,
+            training=training,
+            artifact_sha256=served.sha256,
         )
 
     # --- steps ------------------------------------------------------------------------
@@ -289,67 +356,21 @@ class Training:
             )
         return labels.astype(bool) if spec.task == "classification" else labels.astype("float64")
 
-    def _fit(
-        self,
-        spec: TrainerSpec,
-        run: Run,
-        frame: pd.DataFrame,
-        inputs: list[str],
-        labels: pd.Series,
-        split: TimeSplit,
-        params: dict[str, Any],
-        seed: int,
-        parent: LoadedModel | None,
-    ) -> tuple[ModelFormat, bytes, Any]:
-        weights = None
-        if spec.recency_half_life_days is not None:
-            weights = recency_weights(
-                frame.loc[split.train, spec.timestamp], half_life_days=spec.recency_half_life_days
+    def _modes(
+        self, spec: TrainerSpec, refit: str | None, calibration: str | None
+    ) -> tuple[str, str]:
+        """The refit mode and calibration method: the keywords, else ``[training]``."""
+        config = self.config.training
+        mode = config.refit if refit is None else refit
+        if mode not in REFIT_MODES:
+            source = "[training] refit" if refit is None else "train(refit=...)"
+            raise ConfigError(
+                f"{source} {mode!r}: expected one of {', '.join(map(repr, REFIT_MODES))}"
             )
-        has_valid = bool(split.validation.any())
-        data = TrainingData(
-            X_train=frame.loc[split.train, inputs].reset_index(drop=True),
-            y_train=labels[split.train].reset_index(drop=True),
-            w_train=weights,
-            X_valid=frame.loc[split.validation, inputs].reset_index(drop=True)
-            if has_valid
-            else None,
-            y_valid=labels[split.validation].reset_index(drop=True) if has_valid else None,
-            params=dict(params),
-            seed=seed,
-            features=list(inputs),
-            parent=None if parent is None else parent.model,
-            run=run,
-        )
-        set_seeds(seed)
-        output = io.StringIO()
-        try:
-            with captured_output() as output:
-                model = spec(data)
-        except ProdMLError:
-            raise
-        except Exception as exc:
-            raise TrainingError(
-                f"training function {spec.qualname} raised {type(exc).__name__}: {exc}"
-            ) from exc
-        finally:
-            if output.getvalue():
-                run.log_text("train.log", output.getvalue())
-        if model is None:
-            raise TrainingError(
-                f"training function {spec.qualname} returned None; expected a model"
-            )
-        try:
-            fmt, artifact = serialize(model)
-            loaded = fmt.load(artifact)
-        except ProdMLError:
-            raise
-        except Exception as exc:
-            raise TrainingError(
-                f"model returned by {spec.qualname} ({type(model).__name__}) could not be "
-                f"serialised and reloaded: {type(exc).__name__}: {exc}"
-            ) from exc
-        return fmt, artifact, loaded
+        method = config.calibration if calibration is None else calibration
+        source = "[training] calibration" if calibration is None else "train(calibration=...)"
+        check_calibration(method, task=spec.task, owner=spec.qualname, source=source)
+        return mode, method
 
     def _evaluate(
         self,
@@ -358,9 +379,7 @@ class Training:
         inputs: list[str],
         labels: pd.Series,
         split: TimeSplit,
-        fmt: ModelFormat,
-        artifact: bytes,
-        loaded: Any,
+        fitted: Fitted,
         dataset: TrainingSet,
     ) -> tuple[
         EvaluationReport,
@@ -375,6 +394,7 @@ class Training:
         test = frame.loc[split.test].reset_index(drop=True)
         y_test = labels[split.test].to_numpy()
         X_test = test[inputs]
+        fmt, artifact, loaded = fitted.format, fitted.artifact, fitted.model
 
         def predict(X: pd.DataFrame) -> np.ndarray:
             return fmt.predict(loaded, X)
