@@ -1,4 +1,5 @@
-"""``prodml serve``, ``prodml deploy``, ``prodml deployments …`` and ``prodml labels import``."""
+"""``prodml serve``, ``prodml deploy``, ``prodml deployments …`` and ``prodml labels …``
+(``import``, ``run``)."""
 
 from __future__ import annotations
 
@@ -388,3 +389,34 @@ def register_serving(app: typer.Typer) -> None:
             as_json=as_json,
             human=lambda: stdout.print(f"Imported {written:,} labels for endpoint {endpoint}"),
         )
+
+    @labels_app.command("run")
+    def run_jobs(
+        job: Annotated[
+            str | None,
+            typer.Argument(
+                help="The job to run (default: every job of \\[labels] in prodml.toml)."
+            ),
+        ] = None,
+        project: ProjectOption = Path("."),
+        as_json: JsonOption = False,
+    ) -> None:
+        """Run label jobs: write the labels known by now that they did not write before."""
+        from prodml.serving import run_label_jobs
+
+        with guarded(as_json), Project.open(project) as proj:
+            config = proj.config.labels
+            jobs = config.jobs if job is None else (config.job(job),)
+            runs = run_label_jobs(
+                jobs, root=proj.root, state_dir=proj.state_dir, store=proj.logs.labels,
+                clock=proj.clock,
+            )  # fmt: skip
+
+        def show() -> None:
+            if not runs:
+                stdout.print("No label jobs: add [[labels.jobs]] sections to prodml.toml")
+                return
+            rows = [(r.name, f"{r.written:,}", r.to_dict()["watermark"] or "") for r in runs]
+            table("Label jobs", ["job", "written", "watermark"], rows)
+
+        emit({"jobs": [r.to_dict() for r in runs]}, as_json=as_json, human=show)

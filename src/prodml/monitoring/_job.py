@@ -206,7 +206,10 @@ class Monitor:
                 self._moves.predictions,
             )  # fmt: skip
             outcome.waiting.append(backlog)
-            labels = LabelIndex(self._logs.labels, name, self._moves.labels)
+            labels = LabelIndex(
+                self._logs.labels, name, self._moves.labels,
+                predictions=self._logs.predictions, prediction_quarantine=self._moves.predictions,
+            )  # fmt: skip
             computed: list[WindowReport] = []
             for i, window in enumerate(due):
                 if progress is not None:

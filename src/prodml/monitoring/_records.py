@@ -2,20 +2,23 @@
 split by (arm, model version, shadow), and one latest label per request id (and row).
 
 Both work on Arrow columns: a column's distinct values are converted once each (a
-window holds a handful of arms and versions), never its rows one by one.
+window holds a handful of arms and versions), never its rows one by one. Labels sent by
+entity keys and event time are matched to their prediction records by a DuckDB join.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import datetime
+import re
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prodml.storage import LogStore, QuarantinedFile
+from prodml.storage import LogStore, QuarantinedFile, entity_column
 
 __all__ = ["LABELS_SCHEMA", "LabelIndex", "RecordGroups", "label_values"]
 
@@ -113,14 +116,40 @@ class LabelIndex:
     """The endpoint's labels, read once per pass, latest label per (request id, row):
     an Arrow table :data:`LABELS_SCHEMA` (``row`` null: every row of the request) from
     the label log ``log``. Unreadable label files are moved to ``quarantine`` (see
-    :meth:`~prodml.storage.LogStore.read`)."""
+    :meth:`~prodml.storage.LogStore.read`).
+
+    A label answers prediction records in one of two ways:
+
+    * by ``request_id``: every row of the request, or the one row it names;
+    * by entity keys and ``event_time`` (no ``request_id``): the records of the endpoint
+      in the prediction log ``predictions`` whose ``entity.<key>`` values equal each of
+      the label's keys and whose ``time`` equals its ``event_time`` exactly, to the
+      microsecond (the time the server logged the prediction: the label names the
+      prediction it answers, not the nearest one). Keys compare as text, a whole number
+      written without decimals, so ``7``, ``7.0`` and ``"7"`` are the same key. Without
+      ``predictions`` such labels answer nothing.
+
+    Priority, per record: a label naming its row (a request-id label with a ``row``, or
+    an entity label, which names the records it answers) beats a label for the whole
+    request; among labels of the same kind the latest in log order wins, whichever way
+    it was sent. Unreadable prediction files met by the entity join are moved to
+    ``prediction_quarantine``.
+    """
 
     def __init__(
-        self, log: LogStore, endpoint: str, quarantine: list[QuarantinedFile] | None = None
+        self,
+        log: LogStore,
+        endpoint: str,
+        quarantine: list[QuarantinedFile] | None = None,
+        *,
+        predictions: LogStore | None = None,
+        prediction_quarantine: list[QuarantinedFile] | None = None,
     ) -> None:
         self._log = log
         self._endpoint = endpoint
         self._quarantine = quarantine
+        self._predictions = predictions
+        self._prediction_quarantine = prediction_quarantine
         self._table: pa.Table | None = None
         self._since: datetime | None = None
 
@@ -131,35 +160,165 @@ class LabelIndex:
 
     def _read(self, since: datetime) -> pa.Table:
         table = self._log.read(endpoint=self._endpoint, start=since, quarantine=self._quarantine)
-        if (
-            table.num_rows == 0
-            or "request_id" not in table.column_names
-            or "label" not in table.column_names
-        ):
+        if table.num_rows == 0 or "label" not in table.column_names:
             return LABELS_SCHEMA.empty_table()
-        rows = (
-            pc.cast(table["row"], pa.int64())
-            if "row" in table.column_names
-            else pa.nulls(table.num_rows, pa.int64())
-        )
-        seconds = pc.cast(pc.cast(table["time"], pa.timestamp("us", tz="UTC")), pa.int64())
         labels = pa.table(
             {
-                "request_id": pc.cast(table["request_id"], pa.string()),
-                "row": rows,
+                "request_id": _column(table, "request_id", pa.string()),
+                "row": _column(table, "row", pa.int64()),
                 "label": label_values(table["label"]),
-                "label_time": pc.divide(pc.cast(seconds, pa.float64()), 1e6),
+                "label_time": _seconds(table["time"]),
             }
         )
-        labels = labels.filter(
-            pc.and_(pc.is_valid(labels["request_id"]), pc.is_finite(labels["label"]))
-        )
+        finite = pc.is_finite(labels["label"])
+        named = pc.and_(pc.is_valid(labels["request_id"]), finite)
+        by_entity = self._entity_labels(table, labels, pc.and_(pc.invert(named), finite))
+        if by_entity.num_rows:
+            labels = labels.append_column("_seq", pa.array(np.arange(table.num_rows)))
+            labels = pa.concat_tables([labels.filter(named), by_entity]).sort_by("_seq")
+            labels = labels.drop_columns(["_seq"])
+        else:
+            labels = labels.filter(named)
         latest = labels.group_by(["request_id", "row"], use_threads=False).aggregate(
             [("label", "last"), ("label_time", "last")]
         )
         return latest.rename_columns(["request_id", "row", "label", "label_time"]).cast(
             LABELS_SCHEMA
         )
+
+    def _entity_labels(self, table: pa.Table, labels: pa.Table, candidates: pa.Array) -> pa.Table:
+        """Labels of the label log ``table`` sent by entity keys and event time (among rows
+        ``candidates``), matched to the records they answer (:func:`_match_entity_labels`)."""
+        if (
+            self._predictions is None
+            or "entities" not in table.column_names
+            or "event_time" not in table.column_names
+        ):
+            return _ENTITY_MATCHES.empty_table()
+        sent = pa.table(
+            {
+                "_seq": pa.array(np.arange(table.num_rows)),
+                "entities": pc.cast(table["entities"], pa.string()),
+                "event_time": pc.cast(table["event_time"], _TIMESTAMP),
+                "label": labels["label"],
+                "label_time": labels["label_time"],
+            }
+        )
+        valid = pc.and_(pc.is_valid(sent["entities"]), pc.is_valid(sent["event_time"]))
+        sent = sent.filter(pc.and_(candidates, valid))
+        if sent.num_rows == 0:
+            return _ENTITY_MATCHES.empty_table()
+        return _match_entity_labels(
+            sent, self._predictions, self._endpoint, self._prediction_quarantine
+        )
+
+
+#: The labels the entity join matched, one per (label, record row) answered: the
+#: columns of :data:`LABELS_SCHEMA` and the label's position in the log.
+_ENTITY_MATCHES = pa.schema([*LABELS_SCHEMA, ("_seq", pa.int64())])
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Entity keys the join can name in SQL; other keys never name a logged entity column.
+_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+
+
+def _column(table: pa.Table, name: str, kind: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """Column ``name`` of ``table`` cast to ``kind`` (all null when it is missing)."""
+    if name not in table.column_names:
+        return pa.nulls(table.num_rows, kind)
+    return pc.cast(table[name], kind)
+
+
+def _seconds(times: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Log times as float seconds since the epoch."""
+    micros = pc.cast(pc.cast(times, _TIMESTAMP), pa.int64())
+    return pc.divide(pc.cast(micros, pa.float64()), 1e6)
+
+
+def _match_entity_labels(
+    sent: pa.Table,
+    predictions: LogStore,
+    endpoint: str,
+    quarantine: list[QuarantinedFile] | None,
+) -> pa.Table:
+    """Labels sent by entity keys (``entities``, JSON) and ``event_time`` matched to the
+    rows of ``endpoint``'s prediction records they answer (see :class:`LabelIndex`):
+    :data:`_ENTITY_MATCHES`, one row per (label, record row). The labels are grouped by
+    their set of keys (a handful), and each set is one hash join on time and keys."""
+    micros = pc.min_max(pc.cast(sent["event_time"], pa.int64())).as_py()
+    first, last = (_EPOCH + timedelta(microseconds=micros[k]) for k in ("min", "max"))
+    with duckdb.connect() as con:
+        con.register("sent", sent)
+        con.execute(
+            "CREATE TEMP TABLE l AS SELECT *, list_sort(json_keys(entities)) AS keys "
+            "FROM sent WHERE json_valid(entities) AND json_type(entities) = 'OBJECT'"
+        )
+        key_sets: list[list[str]] = [
+            keys
+            for (keys,) in con.execute("SELECT DISTINCT keys FROM l").fetchall()
+            if keys and all(_KEY.fullmatch(k) for k in keys)
+        ]
+        if not key_sets:
+            return _ENTITY_MATCHES.empty_table()
+        columns = ["time", "request_id", "row"]
+        columns += sorted({entity_column(k) for keys in key_sets for k in keys})
+        records = predictions.read(
+            endpoint=endpoint,
+            start=first,
+            end=last + timedelta(microseconds=1),
+            columns=columns,
+            quarantine=quarantine,
+        )
+        con.register("p", records)
+        kinds = dict(zip(records.column_names, records.schema.types, strict=True))
+        queries = [q for keys in key_sets if (q := _match_sql(keys, kinds)) is not None]
+        if not queries:
+            return _ENTITY_MATCHES.empty_table()
+        matched = con.sql(" UNION ".join(queries)).to_arrow_table()
+    return matched.cast(_ENTITY_MATCHES)
+
+
+def _match_sql(keys: Sequence[str], kinds: dict[str, pa.DataType]) -> str | None:
+    """The join of the labels whose keys are exactly ``keys`` (sorted) with the records
+    (``kinds``: the records' column types); None when a key's column holds no value."""
+    record_keys, label_keys, on = [], [], ['p."time" = l.event_time']
+    for i, key in enumerate(keys):
+        name = entity_column(key)
+        kind = kinds[name]
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if pa.types.is_null(kind):
+            return None
+        column = f'p."{name}"'
+        if pa.types.is_floating(kind):
+            record_keys.append(f"{_whole(f'CAST({column} AS DOUBLE)')} AS k{i}")
+        else:
+            record_keys.append(f"CAST({column} AS VARCHAR) AS k{i}")
+        path = f"'$.\"{key}\"'"
+        number = f"CAST(json_extract(l.entities, {path}) AS DOUBLE)"
+        label_keys.append(
+            f"CASE WHEN json_type(l.entities, {path}) = 'DOUBLE' THEN {_whole(number)} "
+            f"ELSE json_extract_string(l.entities, {path}) END AS k{i}"
+        )
+        on.append(f"p.k{i} = l.k{i}")
+    listed = ", ".join(f"'{key}'" for key in keys)
+    return (
+        "SELECT DISTINCT p.request_id, p.row_number AS row, l.label, l.label_time, l._seq "
+        f"FROM (SELECT l._seq, l.event_time, l.label, l.label_time, {', '.join(label_keys)} "
+        f"FROM l WHERE l.keys = [{listed}]) AS l "
+        'JOIN (SELECT CAST(p.request_id AS VARCHAR) AS request_id, p."time", '
+        'coalesce(CAST(p."row" AS BIGINT), 0) AS row_number, '
+        f"{', '.join(record_keys)} FROM p WHERE p.request_id IS NOT NULL) AS p "
+        f"ON {' AND '.join(on)}"
+    )
+
+
+def _whole(number: str) -> str:
+    """SQL writing the DOUBLE ``number`` as key text: a whole number without decimals."""
+    return (
+        f"CASE WHEN isfinite({number}) AND {number} = trunc({number}) AND abs({number}) < 1e18 "
+        f"THEN CAST(CAST({number} AS BIGINT) AS VARCHAR) ELSE CAST({number} AS VARCHAR) END"
+    )
 
 
 def label_values(column: pa.ChunkedArray | pa.Array) -> pa.Array:

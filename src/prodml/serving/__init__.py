@@ -15,8 +15,10 @@ from __future__ import annotations
 from prodml.serving._admin import AdminAction
 from prodml.serving._app import create_app
 from prodml.serving._auth import Tokens
+from prodml.serving._endpoint import routed_arms
 from prodml.serving._errors import status_of
 from prodml.serving._feedback import parse_feedback
+from prodml.serving._label_jobs import LabelJobRun, run_label_jobs
 from prodml.serving._labels import import_labels
 from prodml.serving._metrics import ServingMetrics
 from prodml.serving._prediction import Prediction
@@ -25,6 +27,7 @@ from prodml.serving._runtime import ServingRuntime
 
 __all__ = [
     "AdminAction",
+    "LabelJobRun",
     "Prediction",
     "PredictionLog",
     "ServingMetrics",
@@ -33,5 +36,7 @@ __all__ = [
     "create_app",
     "import_labels",
     "parse_feedback",
+    "routed_arms",
+    "run_label_jobs",
     "status_of",
 ]

@@ -8,13 +8,14 @@ to (endpoint, arm, model) and carry over between tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from prodml.core import DefinitionError
 from prodml.features import FeatureService
-from prodml.registry import Arm, Deployment
+from prodml.registry import Arm, Deployment, DeploymentSpec
 from prodml.serving._bandit import BanditRouter
 from prodml.serving._breaker import CircuitBreaker
 from prodml.serving._guardrails import ArmWindow
@@ -22,7 +23,7 @@ from prodml.serving._served import ServedModel
 from prodml.serving._shadow import ShadowSink
 from prodml.stats import Assigner, sample_fraction
 
-__all__ = ["ArmState", "EndpointTable", "Route"]
+__all__ = ["ArmState", "EndpointTable", "Route", "routed_arms"]
 
 
 @dataclass(eq=False)
@@ -71,8 +72,8 @@ class EndpointTable:
         spec = self.deployment.spec
         self.endpoint = self.deployment.endpoint
         self.revision = self.deployment.revision
-        self.salt = spec.salt or self.endpoint
-        self._shadow_salt = self.salt + "\0shadow"
+        self.salt = _salt(spec, self.endpoint)
+        self._shadow_salt = self.salt + _SHADOW_SALT
         champion = spec.champion
         self.champion: ArmState | None = self.arms[champion.name] if champion else None
         self.shadows = tuple(self.arms[a.name] for a in spec.shadow_arms)
@@ -140,6 +141,52 @@ class EndpointTable:
             ],
             "feature_service": None if self.service is None else self.service.name,
         }
+
+
+_SHADOW_SALT = "\0shadow"
+
+
+def _salt(spec: DeploymentSpec, endpoint: str) -> str:
+    return spec.salt or endpoint
+
+
+def routed_arms(
+    spec: DeploymentSpec, endpoint: str, units: Sequence[str]
+) -> tuple[list[str], list[bool]]:
+    """Per routing unit, the live arm :meth:`EndpointTable.route` sends its request to,
+    and whether the shadow arms see it — the same hashes and salts, for a replay of
+    traffic outside the server (a deployment without strata or a bandit).
+
+    >>> from prodml.registry import DeploymentSpec
+    >>> spec = DeploymentSpec.canary("m:1", "m:2", weight=0.5)
+    >>> from collections import Counter
+    >>> arms, shadowed = routed_arms(spec, "e", [f"u{i}" for i in range(1000)])
+    >>> sorted(Counter(arms).items()), any(shadowed)
+    ([('challenger', 512), ('champion', 488)], False)
+    >>> routed_arms(DeploymentSpec.shadow("m:1", "m:2"), "e", ["u1", "u2"])
+    (['champion', 'champion'], [True, True])
+    """
+    if spec.policy == "bandit":
+        raise DefinitionError(
+            f"endpoint {endpoint!r}: a bandit deployment routes by its posteriors, not by "
+            "unit hash; routed_arms replays hash routing only"
+        )
+    weights = {n: w for n, w in spec.serving_weights().items() if w > 0}
+    salt = _salt(spec, endpoint)
+    if len(weights) == 1:
+        arms = [next(iter(weights))] * len(units)
+    elif weights:
+        assign = Assigner(weights)
+        arms = [assign(unit, salt) for unit in units]
+    else:
+        fallback = spec.champion.name if spec.champion is not None else spec.arms[0].name
+        arms = [fallback] * len(units)
+    if not spec.shadow_arms:
+        return arms, [False] * len(units)
+    fraction = spec.shadow_fraction
+    shadow_salt = salt + _SHADOW_SALT
+    shadowed = [fraction >= 1.0 or sample_fraction(u, shadow_salt, fraction) for u in units]
+    return arms, shadowed
 
 
 def stratum_of(row: Mapping[str, Any], field_name: str | None) -> str | None:

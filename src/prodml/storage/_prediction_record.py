@@ -94,7 +94,8 @@ class PredictionRecord(TypedDict):
 
 class LabelRecord(TypedDict):
     """One label or reward, from ``POST /v1/feedback`` or a label import; it answers a
-    request by ``request_id`` or the entities' prediction nearest before ``event_time``."""
+    request by ``request_id``, or the predictions whose entity keys are ``entities`` and whose
+    time is exactly ``event_time``."""
 
     time: Annotated[datetime, LOG_TIMESTAMP, "when the label became known (UTC)"]
     endpoint: Annotated[str, pa.string(), "the endpoint (the log's partition)"]
