@@ -46,6 +46,7 @@ TABLES = {
     "model_aliases",
     "alias_history",
     "audit_log",
+    "retrain_jobs",
 }
 V1, V2 = "a" * 64, "b" * 64
 T0 = datetime(2013, 7, 1, 12, 0, tzinfo=UTC)
@@ -97,7 +98,7 @@ def test_open_returns_the_class_registered_for_the_dialect(db_target: Target) ->
 
 def test_open_migrates_a_fresh_database_to_head(db_target: Target) -> None:
     with _open(db_target) as db:
-        assert db.current_revision() == head_revision() == "0005"
+        assert db.current_revision() == head_revision() == "0006"
         names = set(inspect(db.engine).get_table_names())
         assert names >= TABLES
         assert "prodml_alembic_version" in names
@@ -322,7 +323,7 @@ def test_database_from_a_newer_prodml_is_refused(db_target: Target) -> None:
     with _open(db_target) as db, db.session() as session:
         session.execute(text("UPDATE prodml_alembic_version SET version_num = '9999'"))
     with pytest.raises(
-        MigrationError, match=r"could not upgrade the schema to revision '0005'.*9999"
+        MigrationError, match=r"could not upgrade the schema to revision '0006'.*9999"
     ):
         _open(db_target)
 
@@ -382,7 +383,7 @@ def test_upgrade_to_0005_keeps_the_history_and_its_append_only_triggers(
         assert old.current_revision() == "0004"
         _add_history(old, 1, "deploy")
     with _open(db_target) as db:
-        assert db.current_revision() == "0005"
+        assert db.current_revision() == head_revision()
         assert "evidence" in _columns(db, "deployment_history")
         assert set(inspect(db.engine).get_table_names()) >= ROLLOUT_TABLES
         _add_history(db, 2, "advance", evidence={"p_value": 0.01, "arms": ["a", "b"]})
@@ -416,7 +417,7 @@ def test_downgrade_to_0004_and_upgrade_again(db_target: Target) -> None:
             _add_history(old, 2, "advance")
         _history_refuses_changes(old)
     with _open(db_target) as db:
-        assert db.current_revision() == "0005"
+        assert db.current_revision() == head_revision()
         _add_history(db, 2, "advance")
         _history_refuses_changes(db)
 
@@ -430,8 +431,8 @@ def test_downgrade_is_refused_while_the_history_holds_new_actions(db_target: Tar
     ):
         _migrate(db_target, "0004", down=True)
     with _open(db_target) as db:
-        assert db.current_revision() == "0005"
-        assert set(inspect(db.engine).get_table_names()) >= ROLLOUT_TABLES
+        assert db.current_revision() == head_revision()
+        assert set(inspect(db.engine).get_table_names()) >= ROLLOUT_TABLES | {"retrain_jobs"}
 
 
 def test_sqlite_parent_directory_is_created(tmp_path: Path) -> None:

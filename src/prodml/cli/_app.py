@@ -58,6 +58,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "prodml.cli._rollout:rollout_app",
         "Rollout plans: canary steps, promotion and rollback decided on valid statistics.",
     ),
+    "controller": LazyCommand(
+        "prodml.cli._controller:controller_app",
+        "The retraining controller: triggers, recorded retrain jobs, hand-over to rollouts.",
+    ),
     "ab": LazyCommand(
         "prodml.cli._ab:ab_app", "A/B experiments: sample size and analysis over the logs."
     ),

@@ -4,11 +4,8 @@ passes over the prediction log."""
 from __future__ import annotations
 
 import functools
-import signal
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from prodml.cli._options import JsonOption, ProjectOption
 from prodml.cli._output import emit, guarded, stdout, styled, table
+from prodml.cli._watch import stop_signals
 from prodml.core._monitor_metrics import MONITOR_METRICS
 from prodml.monitoring import (
     MonitorCollector,
@@ -150,32 +148,22 @@ def watch(
     as_json: JsonOption = False,
 ) -> None:
     """Run passes in a loop until interrupted (SIGINT/SIGTERM finish the current pass)."""
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with guarded(as_json), Project.open(project) as proj:
-            proj.db.ensure_intact()  # a controller starts only on a consistent metadata DB
-            if metrics_port is not None:
-                registry = CollectorRegistry()
-                registry.register(MonitorCollector(proj.monitor.store))
-                start_http_server(metrics_port, registry=registry)
-            wait = interval if interval is not None else proj.config.monitoring.watch_interval_s
-            done = 0
-            while not stop.is_set():
-                started = time.monotonic()
-                outcome = proj.monitor.run(endpoint=endpoint)
-                done += 1
-                emit(outcome.to_dict(), as_json=as_json, human=functools.partial(_summary, outcome))
-                if passes is not None and done >= passes:
-                    break
-                stop.wait(max(0.0, wait - (time.monotonic() - started)))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_signals() as stop, guarded(as_json), Project.open(project) as proj:
+        proj.db.ensure_intact()  # a controller starts only on a consistent metadata DB
+        if metrics_port is not None:
+            registry = CollectorRegistry()
+            registry.register(MonitorCollector(proj.monitor.store))
+            start_http_server(metrics_port, registry=registry)
+        wait = interval if interval is not None else proj.config.monitoring.watch_interval_s
+        done = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            outcome = proj.monitor.run(endpoint=endpoint)
+            done += 1
+            emit(outcome.to_dict(), as_json=as_json, human=functools.partial(_summary, outcome))
+            if passes is not None and done >= passes:
+                break
+            stop.wait(max(0.0, wait - (time.monotonic() - started)))
 
 
 @monitor_app.command("report")

@@ -10,14 +10,11 @@ usage errors (exit 2) naming the flag; a plan that reads but does not hold toget
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -26,6 +23,7 @@ import typer
 from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout
 from prodml.cli._rollout_views import show_decision, show_status
+from prodml.cli._watch import stop_signals
 from prodml.core import ConflictError, NotFoundError, parse_duration
 from prodml.project import Project
 from prodml.registry import default_actor
@@ -427,37 +425,27 @@ def watch(
     the lease); while another controller holds the lease, stand by and retry."""
     if not (math.isfinite(interval) and interval > 0):
         raise bad("--interval", f"{interval!r}: expected a number of seconds > 0")
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with guarded(as_json), Project.open(project) as proj:
-            proj.db.ensure_intact()  # a controller starts only on a consistent metadata DB
-            rollouts = proj.rollout
-            said = _Watch(as_json)
-            if not as_json:
-                where = f"endpoint {endpoint}" if endpoint else "every active plan"
-                stdout.print(f"Watching {where}: a pass every {interval:g} s (Ctrl-C stops)")
-            done = 0
-            try:
-                while not stop.is_set():
-                    started = time.monotonic()
-                    try:
-                        said.decisions(rollouts.run_once(endpoint))
-                    except ConflictError as exc:  # another controller acts: stand by
-                        said.conflict(exc)
-                    done += 1
-                    if passes is not None and done >= passes:
-                        break
-                    stop.wait(max(0.0, interval - (time.monotonic() - started)))
-            finally:
-                rollouts.release()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_signals() as stop, guarded(as_json), Project.open(project) as proj:
+        proj.db.ensure_intact()  # a controller starts only on a consistent metadata DB
+        rollouts = proj.rollout
+        said = _Watch(as_json)
+        if not as_json:
+            where = f"endpoint {endpoint}" if endpoint else "every active plan"
+            stdout.print(f"Watching {where}: a pass every {interval:g} s (Ctrl-C stops)")
+        done = 0
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    said.decisions(rollouts.run_once(endpoint))
+                except ConflictError as exc:  # another controller acts: stand by
+                    said.conflict(exc)
+                done += 1
+                if passes is not None and done >= passes:
+                    break
+                stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        finally:
+            rollouts.release()
 
 
 def _action(name: str, doc: str) -> None:

@@ -6,6 +6,7 @@ operational health — stored as time series in the metadata DB."""
 from __future__ import annotations
 
 from prodml.core._monitor_metrics import MONITOR_METRICS, MonitorMetric
+from prodml.monitoring._alerts import AlertState, Observation, evaluate
 from prodml.monitoring._checks import Result
 from prodml.monitoring._columns import ParquetColumns
 from prodml.monitoring._drift import (
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "MONITOR_METRICS",
     "REPORT_CSS",
+    "AlertState",
     "Backlog",
     "Calibrator",
     "ColumnDrift",
@@ -50,6 +52,7 @@ __all__ = [
     "MonitorReference",
     "MonitorRun",
     "MonitorStore",
+    "Observation",
     "ParquetColumns",
     "Result",
     "Series",
@@ -60,6 +63,7 @@ __all__ = [
     "calibration",
     "classification_metrics",
     "estimate_classification",
+    "evaluate",
     "exposition",
     "line_chart",
     "regression_metrics",

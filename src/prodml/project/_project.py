@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from prodml.features import FeatureStore
     from prodml.monitoring import Monitor
     from prodml.registry import DeploymentStore
+    from prodml.retraining import Retraining
     from prodml.rollout import Rollouts
     from prodml.storage import LogStores
     from prodml.training import Training
@@ -122,6 +123,18 @@ class Project:
         from prodml.rollout import Rollouts
 
         return Rollouts(self.db, self.deployments, self.logs, self.clock)
+
+    @cached_property
+    def retraining(self) -> Retraining:
+        """The retraining policies (``[[retraining.policies]]``) and their controller,
+        which hands candidates to :attr:`rollout`."""
+        from prodml.retraining import Retraining
+
+        return Retraining(
+            config=self.config.retraining, db=self.db, registry=self.registry,
+            deployments=self.deployments, training=self.training, monitor=self.monitor.store,
+            clock=self.clock, hand_off=self.rollout.hand_off,
+        )  # fmt: skip
 
     @property
     def experiments(self) -> Rollouts:

@@ -12,9 +12,6 @@ and applies the decision. Servers follow the deployment revisions it writes.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +32,7 @@ from prodml.rollout._plan import RolloutPlan
 from prodml.rollout._starting import first_step
 from prodml.rollout._state import ACTIVE_STATUSES, RolloutState
 from prodml.rollout._store import PlanRecord, RolloutStore
-from prodml.storage import Lease, LogStores, MetadataDB, QuarantinedFile
+from prodml.storage import Lease, LogStores, MetadataDB, QuarantinedFile, default_holder
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -74,10 +71,6 @@ class Decision:
             "evidence": dict(self.evidence),
             "time": self.time.isoformat(),
         }
-
-
-def default_holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Rollouts:
@@ -151,6 +144,23 @@ class Rollouts:
                 within=within, expected_revision=current.revision,
             )  # fmt: skip
         return Decision(endpoint, "start", text, "active", deployment.revision, evidence, now)
+
+    def hand_off(
+        self,
+        endpoint: str,
+        challenger: str,
+        plan: Mapping[str, Any],
+        *,
+        actor: str = "retraining-controller",
+    ) -> dict[str, Any]:
+        """Start ``plan`` (a canary plan's fields) on ``endpoint`` with ``challenger`` as
+        its challenger — how a retrained candidate reaches traffic — and say what was
+        decided. Refused like :meth:`start` while another plan of the endpoint is active."""
+        fields = {"kind": "canary", **plan, "challenger": challenger}
+        decision = self.start(
+            endpoint, fields, actor=actor, reason=f"retrained candidate {challenger}"
+        )
+        return decision.to_dict()
 
     def get(self, endpoint: str) -> tuple[RolloutPlan, RolloutState, PlanRecord]:
         record = self.store.get(endpoint)

@@ -16,7 +16,7 @@ from prodml.storage._blob_local import LocalBlobStore
 from prodml.storage._blob_memory import MemoryBlobStore
 from prodml.storage._blobs import BlobStore, check_key
 from prodml.storage._columns import UTCDateTime
-from prodml.storage._leases import Lease, LeaseInfo
+from prodml.storage._leases import Lease, LeaseInfo, default_holder
 from prodml.storage._metadata import METADATA_BACKENDS, MetadataDB, open_metadata_db
 from prodml.storage._models import (
     DEFINITION_KINDS,
@@ -30,6 +30,7 @@ from prodml.storage._models import (
     MonitorReferenceRow,
     MonitorResultRow,
     MonitorWindowRow,
+    RetrainJobRow,
     RolloutDecisionRow,
     RolloutPlanRow,
 )
@@ -168,12 +169,14 @@ __all__ = [
     "MonitorWindowRow",
     "PredictionRecord",
     "QuarantinedFile",
+    "RetrainJobRow",
     "RolloutDecisionRow",
     "RolloutPlanRow",
     "UTCDateTime",
     "blob_store_class",
     "check_digest",
     "check_key",
+    "default_holder",
     "digest_key",
     "entity_column",
     "entity_keys_in",

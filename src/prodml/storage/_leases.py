@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -37,10 +40,15 @@ from prodml.core import Clock, DefinitionError, StateError, check_name
 from prodml.storage._metadata import MetadataDB
 from prodml.storage._models import Base, ControllerLeaseRow
 
-__all__ = ["Lease", "LeaseInfo"]
+__all__ = ["Lease", "LeaseInfo", "default_holder"]
 
 _TABLE = Base.metadata.tables["controller_leases"]
 _HOLDER_MAX = 128
+
+
+def default_holder() -> str:
+    """A process-unique lease holder: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)

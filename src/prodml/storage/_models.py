@@ -52,6 +52,7 @@ __all__ = [
     "MonitorResultRow",
     "MonitorWindowRow",
     "RegisteredModelRow",
+    "RetrainJobRow",
     "RolloutDecisionRow",
     "RolloutPlanRow",
     "RunDatasetRow",
@@ -501,3 +502,29 @@ class ControllerLeaseRow(Base):
     holder: Mapped[str] = mapped_column(String(128))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RetrainJobRow(Base):
+    """One retraining job of the retraining controller: what triggered it and why, the
+    data window, each step with its duration and outcome (JSON the controller defines),
+    the candidate version it registered, and how it ended."""
+
+    __tablename__ = "retrain_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    policy: Mapped[str] = mapped_column(_NAME, index=True)
+    model: Mapped[str] = mapped_column(_NAME)
+    endpoint: Mapped[str | None] = mapped_column(_NAME, nullable=True)
+    trigger: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    candidate: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))

@@ -1,0 +1,169 @@
+"""Whether a policy's triggers fire: schedules against the last job, drift and
+performance against the monitoring results of the model the endpoint serves.
+
+Drift and performance triggers are debounced exactly like alerts: the monitoring
+layer's :func:`~prodml.monitoring.evaluate` advances a persisted state over closed
+windows in window-time order (``m_of_n``, ``for``), and a trigger fires on the window
+where that state turns ``firing``. Only windows of the served version that end after
+the policy's last job started count — a retrain starts a fresh episode — and
+performance triggers wait for a window's labels to be final.
+
+Drift of named ``ignore``\\ d features (seasonal inputs) does not count: the drifted
+share is recomputed from the per-feature results, weighted by ``weights`` (importance,
+default 1 for every feature).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prodml.core._alert_config import AlertRuleConfig
+from prodml.core._retraining_config import RetrainPolicyConfig, TriggerConfig
+from prodml.monitoring import AlertState, MonitorStore, Observation, Result, StoredWindow, evaluate
+
+__all__ = ["Fired", "TriggerCheck", "drift_share", "rule_name"]
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A trigger that fired: its kind, why, and the evidence (values, windows)."""
+
+    kind: str
+    reason: str
+    evidence: dict[str, Any]
+
+
+def rule_name(policy: str, index: int) -> str:
+    """The alert-state key of trigger ``index`` of ``policy``."""
+    return f"retrain-{policy}-{index}"
+
+
+def drift_share(results: Sequence[Result], trigger: TriggerConfig) -> float | None:
+    """The window's drifted share: the stored one, or without the ignored features and
+    weighted when the trigger says so (None: no drift result in the window)."""
+    if not trigger.ignore and not trigger.weights:
+        for r in results:
+            if r.check == "drift" and r.metric == "share" and not r.column:
+                return r.value
+        return None
+    total = drifted = 0.0
+    seen = False
+    for r in results:
+        if r.check != "drift" or not r.column or r.column in trigger.ignore:
+            continue
+        if r.status not in ("ok", "drift"):
+            continue
+        seen = True
+        weight = trigger.weights.get(r.column, 1.0)
+        total += weight
+        drifted += weight if r.status == "drift" else 0.0
+    if not seen or total <= 0:
+        return None
+    return drifted / total
+
+
+def _metric_value(results: Sequence[Result], metric: str) -> float | None:
+    check, _, name = metric.partition(".")
+    for r in results:
+        if r.check == check and r.metric == name and not r.column:
+            return r.value
+    return None
+
+
+class TriggerCheck:
+    """Evaluates the triggers of policies against the monitoring store, keeping each
+    trigger's debounce state there (as alert states under :func:`rule_name`)."""
+
+    def __init__(self, store: MonitorStore) -> None:
+        self.store = store
+
+    def windows(
+        self, endpoint: str, served: str, since: datetime | None
+    ) -> list[tuple[StoredWindow, list[Result]]]:
+        """Closed windows of the live arm serving ``served`` that end after ``since``."""
+        found = [
+            w
+            for w in self.store.windows(endpoint=endpoint, since=since)
+            if not w.shadow and w.model_version == served
+        ]
+        results = self.store.results([w.id for w in found])
+        return [(w, results[w.id]) for w in found]
+
+    def observations(
+        self,
+        trigger: TriggerConfig,
+        windows: Sequence[tuple[StoredWindow, list[Result]]],
+    ) -> list[Observation]:
+        out = []
+        for window, results in windows:
+            if trigger.kind == "drift":
+                value = drift_share(results, trigger)
+            else:
+                if not window.labels_final and trigger.metric.startswith("performance."):  # type: ignore[union-attr]
+                    continue
+                value = _metric_value(results, trigger.metric or "")
+            if value is not None and not math.isfinite(value):
+                value = None
+            evidence = {"rows": window.rows, "label_rows": window.label_rows}
+            out.append(Observation(window.start, window.end, value, evidence))
+        return out
+
+    def check(
+        self,
+        policy: RetrainPolicyConfig,
+        index: int,
+        trigger: TriggerConfig,
+        *,
+        windows: Sequence[tuple[StoredWindow, list[Result]]],
+        threshold: float,
+        now: datetime,
+    ) -> Fired | None:
+        """Advance trigger ``index`` of ``policy`` over ``windows``; the firing, if it
+        turned firing on one of them."""
+        name = rule_name(policy.name, index)
+        scope = f"policy={policy.name}"
+        rule = AlertRuleConfig.model_validate(
+            {
+                "name": name, "metric": trigger.metric, "threshold": threshold,
+                "direction": trigger.direction, "m_of_n": trigger.m_of_n,
+                "for": trigger.for_,
+            }
+        )  # fmt: skip
+        stored = self.store.alert_state(name, scope)
+        previous = AlertState.from_dict(stored) if stored is not None else None
+        state, notes = evaluate(rule, scope, self.observations(trigger, windows), previous)
+        if previous is None or state != previous:
+            self.store.save_alert_state(name, scope, state.state, state.to_dict(), now)
+        fired = [n for n in notes if n.state == "firing"]
+        if not fired:
+            return None
+        note = fired[-1]
+        word = "above" if trigger.direction == "above" else "below"
+        debounce = f" in {trigger.m_of_n[0]} of the last {trigger.m_of_n[1]} windows" if trigger.m_of_n else ""  # fmt: skip
+        reason = (
+            f"{trigger.metric} {word} {threshold:g}{debounce} "
+            f"(window ending {note.window_end:%Y-%m-%d}: {note.value:.4g})"
+        )
+        return Fired(
+            trigger.kind,
+            reason,
+            {"metric": trigger.metric, "threshold": threshold, "value": note.value,
+             "window_end": note.window_end.isoformat(),
+             "m_of_n": None if trigger.m_of_n is None else list(trigger.m_of_n),
+             "ignore": list(trigger.ignore)},
+        )  # fmt: skip
+
+    def reset(self, policy: RetrainPolicyConfig, now: datetime) -> None:
+        """Forget the debounce state of every trigger of ``policy`` (a job started)."""
+        for index, trigger in enumerate(policy.triggers):
+            if trigger.kind == "schedule":
+                continue
+            name = rule_name(policy.name, index)
+            scope = f"policy={policy.name}"
+            if self.store.alert_state(name, scope) is not None:
+                fresh = AlertState(rule=name, scope=scope)
+                self.store.save_alert_state(name, scope, fresh.state, fresh.to_dict(), now)
