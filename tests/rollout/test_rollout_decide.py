@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from prodml.core import DefinitionError
 from prodml.rollout import RolloutPlan, RolloutState, decide
 from prodml.rollout._options import planned_n
 
@@ -90,6 +91,20 @@ def test_the_last_step_promotes_only_a_practically_better_challenger() -> None:
     )
     assert decide(PLAN, state(1), pending, LATER).code == "collecting"
     assert decide(PLAN, state(1), analysis(), LATER).code == "collecting"
+
+
+def test_a_not_worse_plan_promotes_an_inconclusive_challenger_once_guardrails_hold() -> None:
+    plan = RolloutPlan.from_dict({**PLAN.to_dict(), "promote_on": "not_worse"})
+    verdict = decide(plan, state(1), analysis(), LATER)
+    assert (verdict.action, verdict.code) == ("promote", "promote")
+    assert "not worse" in verdict.reason
+    pending = analysis(guardrails=("non_inferior", "inconclusive", "non_inferior"))
+    assert decide(plan, state(1), pending, LATER).code == "collecting"
+    assert decide(plan, state(0), analysis(), LATER).action == "advance"  # steps still walk
+    worse = analysis("worse", lower=-0.05, upper=-0.01)
+    assert decide(plan, state(1), worse, LATER).action == "rollback"
+    with pytest.raises(DefinitionError, match="promote_on must be 'better' or 'not_worse'"):
+        RolloutPlan.from_dict({**PLAN.to_dict(), "promote_on": "maybe"})
 
 
 def test_promotion_waits_for_a_human_when_the_plan_asks() -> None:

@@ -1,8 +1,7 @@
-"""The model half of the demo: train the January–March model, gate it (no champion
-yet: value thresholds alone), approve it and alias it ``champion``; then train on
-January–April, gate it against the champion on the same April test rows, and alias it
-``challenger`` only if it is blessed; deploy the champion on endpoint ``flight_delay``
-with the challenger in shadow."""
+"""The model half of the demo: train the January–March model (its clock stands at
+1 April 2013), gate it (no champion yet: value thresholds alone), approve it, alias it
+``champion`` and deploy it alone on endpoint ``flight_delay``. Every later model comes
+from the retraining controller during the replay (:mod:`prodml.demo._loop`)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ __all__ = ["DEMO_CONFIG", "train_models"]
 
 Echo = Callable[[str], None]
 
-JAN, APR, MAY = (datetime(2013, m, 1, tzinfo=UTC) for m in (1, 4, 5))
+JAN, APR = (datetime(2013, m, 1, tzinfo=UTC) for m in (1, 4))
 
 #: prodml.toml of the demo project.
 DEMO_CONFIG = """\
@@ -30,6 +29,8 @@ name = "flights"
 module = "train.py"
 segments = ["origin", "carrier"]     # metrics per airport and per airline
 slice_min_rows = 200
+refit = "full"                       # after the gate, refit on the whole window: that is served
+calibration = "isotonic"             # probabilities calibrated on the validation split
 
 [gate]
 thresholds = ["roc_auc >= 0.60", "ece <= 0.10"]   # a floor; the champion sets the bar
@@ -57,6 +58,40 @@ require_approval = true
 window = "1mo"                       # monthly windows over the prediction log
 segments = ["origin"]                # delayed-label performance per airport
 calibration = "recent"               # estimates calibrated on the previous month's labels
+
+[[retraining.policies]]              # the closed loop: retrain monthly on every labelled flight
+name = "monthly"
+model = "flight_delay"
+endpoint = "flight_delay"
+window = "expanding"
+start = 2013-01-01T00:00:00Z
+label_delay = "1d"                   # flights land within a day of departure
+cooldown = "20d"
+auto_approve = true                  # a BLESSED candidate is approved for the canary
+
+[retraining.policies.rollout]        # the candidate goes to the rollout controller
+steps = [0.5]                        # a canary on half the traffic
+bake = "2d"
+min_samples = 500
+metric = "log_loss"
+promote_on = "not_worse"             # the gate found it better offline; live: not worse
+max_duration = "12d"
+decommission_delay = "1h"
+guardrails = [
+    {metric = "error_rate", margin = 0.01},
+    {metric = "p99_latency_ms", margin = 0.5, relative = true},
+    {metric = "log_loss", margin = 0.05},        # at most this much worse, always-valid CI
+]
+
+[[retraining.policies.triggers]]     # at each month's start: every labelled flight so far
+kind = "schedule"
+every = "1mo"
+
+[[retraining.policies.triggers]]     # sooner when the realized AUC falls, sustained
+kind = "performance"
+metric = "performance.roc_auc"
+threshold = 0.62
+m_of_n = [2, 2]
 """
 
 
@@ -75,18 +110,6 @@ def train_models(project: Project, say: Echo) -> dict[str, Any]:
     else:
         say(f"{version} is NOT_BLESSED ({'; '.join(first.gate.reasons)}): no champion set")
     report["champion"] = {**first.to_dict(), "aliased": first.gate.blessed}
-
-    second = project.training.train(JAN, MAY, actor="demo")
-    _describe(say, "January–April", second)
-    candidate = _registered(second)
-    if second.gate.blessed:
-        project.registry.set_alias(
-            "flight_delay", "challenger", candidate, actor="demo", reason="blessed vs champion"
-        )
-        say(f"{candidate} is BLESSED against {second.champion}: aliased flight_delay@challenger")
-    else:
-        say(f"{candidate} is NOT_BLESSED: " + "; ".join(second.gate.reasons))
-    report["challenger"] = {**second.to_dict(), "aliased": second.gate.blessed}
     report["deployment"] = deploy_champion(project, say)
     return report
 

@@ -1,8 +1,10 @@
 """``prodml demo``: builds the flights project and runs the pipeline on it — apply
 definitions, build the January–March training set, materialize to 1 April, read online
-features for flights departing then, train, gate, register, approve and alias models
-(see :mod:`prodml.demo._models`) — then replays April–December as production traffic
-and monitors it month by month (:mod:`prodml.demo._replay`), and reports what it did."""
+features for flights departing then, train, gate, register, approve, alias and deploy
+the champion (see :mod:`prodml.demo._models`) — then replays April–December day by day
+as production traffic with the retraining and rollout controllers closing the loop
+(:mod:`prodml.demo._loop`), monitors it month by month (:mod:`prodml.demo._replay`),
+and reports what it did."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import pyarrow.parquet as pq
 from prodml.core import CONFIG_FILE, SimulatedClock
 from prodml.demo import flights_features, flights_train
 from prodml.demo._data import write_flights_data
+from prodml.demo._loop import LOOP_END, LOOP_START, run_loop
 from prodml.demo._models import DEMO_CONFIG, train_models
-from prodml.demo._replay import ENDPOINT, MONITOR_CLOCK_AT, monitor_year, replay_production
+from prodml.demo._replay import ENDPOINT, MONITOR_CLOCK_AT, monitor_year
 from prodml.demo.flights_features import entity_rows
 from prodml.project import Project, init_project, progress_bar
 
@@ -32,9 +35,14 @@ Echo = Callable[[str], None]
 
 
 def run_demo(
-    directory: Path, *, echo: Echo | None = print, progress: bool = True
+    directory: Path,
+    *,
+    echo: Echo | None = print,
+    progress: bool = True,
+    until: datetime = LOOP_END,
 ) -> dict[str, Any]:
-    """Build (or refresh) the demo project in ``directory`` and run the pipeline."""
+    """Build (or refresh) the demo project in ``directory`` and run the pipeline; the
+    replay stops at ``until`` (default: the end of 2013)."""
     say: Echo = echo or (lambda _text: None)
     root = directory.resolve()
     started = time.perf_counter()
@@ -52,7 +60,7 @@ def run_demo(
     train_source = Path(flights_train.__file__).read_text(encoding="utf-8")
     (root / "train.py").write_text(train_source, encoding="utf-8")
     report: dict[str, Any] = {"project": str(root), "data": counts}
-    with Project.open(root) as project:
+    with Project.open(root, clock=SimulatedClock(TRAIN_END)) as project:
         applied = project.features.apply()
         say(
             f"Applied {len(applied)} definitions: "
@@ -119,13 +127,17 @@ def run_demo(
         say(f"Online read of {len(online)} entities took {millis:.2f} ms")
         report["online"] = {**online.to_dict(), "milliseconds": round(millis, 3)}
         report["models"] = train_models(project, say)
-    with Project.open(root, clock=SimulatedClock(MONITOR_CLOCK_AT)) as project:
+    with Project.open(root, clock=SimulatedClock(LOOP_START)) as project:
         if project.monitor.store.windows(endpoint=ENDPOINT):
             say("Production April–December was replayed before: showing the stored monitoring")
         else:
-            report["replay"] = replay_production(project, say)
-        with progress_bar(progress) as bar:
-            report["monitoring"] = monitor_year(project, say, progress=bar)
+            with progress_bar(progress) as bar:
+                report["loop"] = run_loop(project, say, end=until, progress=bar)
+    with (
+        Project.open(root, clock=SimulatedClock(MONITOR_CLOCK_AT)) as project,
+        progress_bar(progress) as bar,
+    ):
+        report["monitoring"] = monitor_year(project, say, progress=bar)
     report["seconds"] = round(time.perf_counter() - started, 2)
     say(
         f"Done in {report['seconds']} s. Explore the project in {root}: "

@@ -6,7 +6,9 @@ or a primary metric that is worse by the sequential test; otherwise ``hold`` whi
 step bakes, ``advance`` to the next step, and at the last step ``promote`` when the
 challenger is better (always-valid confidence sequence above 0, estimate at least the
 minimum practical effect) and every guardrail is shown non-inferior — or ``stop`` when
-it cannot be (better by less than the minimum effect, or out of time). An A/B plan
+it cannot be (better by less than the minimum effect, or out of time). A plan that
+promotes on ``not_worse`` needs only the guardrails non-inferior and a primary metric
+that is not worse. An A/B plan
 decides ``ship | stop | continue`` by the same rules.
 """
 
@@ -105,7 +107,9 @@ def _against(plan: RolloutPlan, comparison: Mapping[str, Any]) -> Verdict | None
     return None
 
 
-def _ready(comparison: Mapping[str, Any]) -> bool:
+def _ready(plan: RolloutPlan, comparison: Mapping[str, Any]) -> bool:
+    if plan.promote_on == "not_worse":
+        return comparison.get("verdict") != "worse" and not _pending(comparison)
     return (
         comparison.get("verdict") == "better"
         and bool(comparison.get("practical"))
@@ -156,13 +160,20 @@ def _decide_canary(
             f"step {state.step + 1} ({step.weight:.0%}) passed with no guardrail breached and "
             f"{summary}; to step {state.step + 2} ({nxt.weight:.0%})",
         )
-    if comparison is not None and _ready(comparison):
+    if comparison is not None and _ready(plan, comparison):
         if plan.require_approval and state.approved_by is None:
             return Verdict(
                 "hold",
                 "awaiting_approval",
                 f"ready to promote ({_primary(comparison, plan.metric)}); waiting for "
                 "`prodml rollout approve`",
+            )
+        if plan.promote_on == "not_worse":
+            return Verdict(
+                "promote",
+                "promote",
+                f"challenger is not worse: {_primary(comparison, plan.metric)}, and every "
+                "guardrail non-inferior",
             )
         return Verdict(
             "promote",
@@ -211,7 +222,7 @@ def _decide_ab(
         breaches = _breaches(comparison)
         if breaches:
             return Verdict("stop", "guardrail", f"arm {comparison['arm']}: " + "; ".join(breaches))
-    winners = [c for c in comparisons if _ready(c)]
+    winners = [c for c in comparisons if _ready(plan, c)]
     if winners:
         best = max(winners, key=lambda c: c.get("improvement") or 0.0)
         if plan.require_approval and state.approved_by is None:

@@ -5,7 +5,11 @@ deployment and read by every controller pass.
 e.g. 1% → 5% → 25% → 50%), each held for at least ``bake`` and until the challenger has
 ``min_samples`` requests in the step, then promotes it when the primary metric is better
 by the sequential test (and by ``min_effect`` in practice), every guardrail is shown
-non-inferior, and — with ``require_approval`` — a human approved. ``kind = "ab"`` keeps
+non-inferior, and — with ``require_approval`` — a human approved. With ``promote_on =
+"not_worse"`` (a retrained candidate the offline gate already found better on the
+latest labelled rows) the last step promotes once every guardrail is shown
+non-inferior and the primary metric is not worse: list the primary metric among the
+guardrails to bound how much worse it may be. ``kind = "ab"`` keeps
 the deployment's weights and decides ``ship | stop | continue`` by the same rules.
 
 >>> plan = RolloutPlan.from_dict({"challenger": "flight_delay:2", "steps": [0.05, 0.5]})
@@ -121,6 +125,7 @@ class RolloutPlan:
     decommission_delay_s: float = 3600.0
     max_duration_s: float | None = None
     segment_by: str | None = None
+    promote_on: Literal["better", "not_worse"] = "better"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -160,6 +165,10 @@ class RolloutPlan:
         if self.max_duration_s is not None:
             object.__setattr__(
                 self, "max_duration_s", _seconds(self.max_duration_s, "max_duration")
+            )
+        if self.promote_on not in ("better", "not_worse"):
+            raise DefinitionError(
+                f"{_OWNER}: promote_on must be 'better' or 'not_worse', got {self.promote_on!r}"
             )
         for name in ("require_approval", "require_blessed", "require_approved"):
             if not isinstance(getattr(self, name), bool):
@@ -201,6 +210,7 @@ class RolloutPlan:
             "decommission_delay_s": self.decommission_delay_s,
             "max_duration_s": self.max_duration_s,
             "segment_by": self.segment_by,
+            "promote_on": self.promote_on,
             "extra": dict(self.extra),
         }
 
