@@ -162,11 +162,11 @@ class Retraining:
         if force:
             return self._run(policy, "manual", "started by hand", {}, 1, actor)
         blocked = self._blocked(policy, history, now)
+        if blocked is not None:  # the triggers' windows wait: they are judged once it ends
+            log.debug("policy %r: no trigger checked: %s", policy.name, blocked)
+            return None
         fired = self._fired(policy, last, now)
         if fired is None:
-            return None
-        if blocked is not None:
-            log.info("policy %r: %s fired but %s", policy.name, fired.kind, blocked)
             return None
         return self._run(policy, fired.kind, fired.reason, fired.evidence, 1, actor)
 
