@@ -72,7 +72,7 @@ def test_the_retrain_job_of_may_gates_its_candidate_against_the_champion(
         }  # fmt: skip
         assert evaluation["split"]["test_start"].startswith("2013-04")
         assert evaluation["refit"]["mode"] == "full"
-        assert evaluation["calibration"]["method"] == "isotonic"
+        assert evaluation["calibration"]["method"] == "sigmoid"
         names = {check["name"] for check in version.gate["checks"]} if version.gate else set()
         assert {"roc_auc vs champion", "roc_auc vs champion [origin=JFK]"} <= names
         assert version.status == "approved"

@@ -30,25 +30,29 @@ module = "train.py"
 segments = ["origin", "carrier"]     # metrics per airport and per airline
 slice_min_rows = 200
 refit = "full"                       # after the gate, refit on the whole window: that is served
-calibration = "isotonic"             # probabilities calibrated on the validation split
+calibration = "sigmoid"              # probabilities calibrated on the validation split (Platt)
 
 [gate]
 thresholds = ["roc_auc >= 0.60", "ece <= 0.10"]   # a floor; the champion sets the bar
 latency_p99_ms = 250
 robustness = true
 
-[[gate.change]]                      # against the champion, on the same test rows
+# Against the champion, on the same test rows. With refit = "full" the champion was
+# refitted on its whole window, so it has seen weeks more recent data than the candidate
+# as evaluated (fitted on the first 70% of its window): these bounds catch a broken
+# candidate, and the canary's live evidence on the refitted one decides.
+[[gate.change]]
 metric = "roc_auc"
-max_degradation = 0.005
+max_degradation = 0.04
 
 [[gate.change]]
 metric = "log_loss"
-max_degradation = 0.02
+max_degradation = 0.10
 relative = true
 
 [[gate.change]]
-metric = "roc_auc"                   # no airport may lose more than 0.02
-max_degradation = 0.02
+metric = "roc_auc"                   # no airport or airline may lose more than 0.06
+max_degradation = 0.06
 per_slice = true
 
 [registry]
