@@ -10,7 +10,7 @@ from prodml.features._offline import to_arrow
 from prodml.features._on_demand import FeatureFunctionError, OnDemandFeature
 from prodml.features._online_read import OnlineFeatures, ViewFreshness, columns_of
 from prodml.features._registry import AppliedDefinition
-from prodml.features._repo import FeatureRepo
+from prodml.features._repo import FeatureRepo, import_user_file
 from prodml.features._service import FeatureService
 from prodml.features._sources import ParquetSource, PythonSource, SqlSource
 from prodml.features._store import FeatureStore
@@ -36,6 +36,7 @@ __all__ = [
     "ViewCoverage",
     "ViewFreshness",
     "columns_of",
+    "import_user_file",
     "read_entity_rows",
     "to_arrow",
 ]

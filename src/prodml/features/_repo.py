@@ -6,6 +6,7 @@ referenced only through services. Two different objects of one kind may not shar
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from prodml.features._on_demand import OnDemandFeature
 from prodml.features._service import FeatureService
 from prodml.storage import DEFINITION_KINDS
 
-__all__ = ["KINDS", "Definition", "FeatureRepo"]
+__all__ = ["KINDS", "Definition", "FeatureRepo", "import_user_file"]
 
 Definition: TypeAlias = Entity | FeatureView | OnDemandFeature | FeatureService
 KINDS = DEFINITION_KINDS  # dependency order: entities first, services last
@@ -48,7 +49,7 @@ class FeatureRepo:
                 f"feature definitions file {str(path)!r} does not exist; create it or set "
                 "[features] definitions in prodml.toml"
             )
-        module = _import_file(path)
+        module = import_user_file(path, prefix="prodml_user_features", what="feature definitions")
         return cls(v for v in vars(module).values() if isinstance(v, _DEFINITION_TYPES))
 
     def add(self, obj: Definition) -> None:
@@ -106,11 +107,16 @@ class FeatureRepo:
 _DEFINITION_TYPES = (Entity, FeatureView, OnDemandFeature, FeatureService)
 
 
-def _import_file(path: Path) -> ModuleType:
-    name = f"prodml_user_features_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise DefinitionError(f"cannot import feature definitions from {str(path)!r}")
+def import_user_file(path: Path, *, prefix: str, what: str) -> ModuleType:
+    """Import the user's Python file ``path`` (``features.py``, ``train.py``, a label
+    job's module) as a module of its own, named ``prefix`` and a hash of its path. A
+    file that raises on import is a :class:`DefinitionError` naming ``what`` and the
+    file (one that raises a DefinitionError itself keeps it)."""
+    resolved = Path(path).resolve()
+    name = f"{prefix}_{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
+        raise DefinitionError(f"{what}: cannot import {str(resolved)!r}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -121,6 +127,6 @@ def _import_file(path: Path) -> ModuleType:
     except Exception as exc:
         sys.modules.pop(name, None)
         raise DefinitionError(
-            f"importing feature definitions {str(path)!r} failed: {type(exc).__name__}: {exc}"
+            f"{what} {str(resolved)!r} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
     return module

@@ -16,11 +16,8 @@ nothing.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,9 +28,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prodml.core import Clock, ConfigError, DefinitionError, SchemaError, SourceError, ensure_utc
+from prodml.core import Clock, ConfigError, SchemaError, SourceError, ensure_utc
 from prodml.core._label_config import LabelJobConfig
-from prodml.features import to_arrow
+from prodml.features import import_user_file, to_arrow
 from prodml.serving._feedback import parse_feedback
 from prodml.serving._wire import RequestInvalid
 from prodml.storage import LogStore
@@ -166,19 +163,7 @@ def _function(spec: str, root: Path, where: str) -> Callable[..., Any]:
     path = (root / module_file).resolve()
     if not path.is_file():
         raise ConfigError(f"{where}: function {spec!r}: no such file {str(path)!r}")
-    module_name = f"prodml_user_labels_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
-    loaded = importlib.util.spec_from_file_location(module_name, path)
-    if loaded is None or loaded.loader is None:  # pragma: no cover - a .py file always has one
-        raise ConfigError(f"{where}: cannot import {str(path)!r}")
-    module = importlib.util.module_from_spec(loaded)
-    sys.modules[module_name] = module
-    try:
-        loaded.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise DefinitionError(
-            f"{where}: {module_file} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
+    module = import_user_file(path, prefix="prodml_user_labels", what=f"{where}: {module_file}")
     func = getattr(module, name, None)
     if not callable(func):
         raise ConfigError(f"{where}: function {spec!r}: {module_file} has no function {name!r}")

@@ -15,9 +15,7 @@ It lives in ``train.py`` (``[training] module``); :func:`load_trainer` imports i
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -29,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from prodml.core import ConfigError, DefinitionError, TrainingConfig, check_name
+from prodml.features import import_user_file
 from prodml.registry import Run
 
 __all__ = ["EntityRows", "TrainerSpec", "TrainingData", "load_trainer", "trainer"]
@@ -153,19 +152,7 @@ def load_trainer(root: Path, config: TrainingConfig) -> TrainerSpec:
             f"[training] module {config.module!r}: no such file {str(path)!r}; write a "
             "train.py with a @prodml.trainer function"
         )
-    module_name = f"prodml_user_train_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
-        raise ConfigError(f"cannot import training module {str(path)!r}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise DefinitionError(
-            f"training module {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
+    module = import_user_file(path, prefix="prodml_user_train", what="training module")
     found = {k: v for k, v in vars(module).items() if isinstance(v, TrainerSpec)}
     if config.trainer is not None:
         if config.trainer not in found:
