@@ -3,19 +3,15 @@ loop (``watch``), what it watches (``status``) and the jobs it ran (``history``)
 
 from __future__ import annotations
 
-import math
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 
 from prodml.cli._options import JsonOption, ProjectOption
 from prodml.cli._output import emit, guarded, stdout, table
-from prodml.cli._watch import stop_signals
+from prodml.cli._watch import Standby, check_interval, repeat, stop_signals, write_json_line
 from prodml.core import ConflictError
 from prodml.project import Project
 
@@ -112,8 +108,7 @@ def history(
 
 def _line(event: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(orjson.dumps(event, default=str).decode() + "\n")
-        sys.stdout.flush()
+        write_json_line(event)
     else:
         stdout.print(event["message"])
 
@@ -130,34 +125,28 @@ def watch(
 ) -> None:
     """Run passes until interrupted (SIGINT/SIGTERM end it cleanly and release the
     lease); while another controller holds the lease, stand by and retry."""
-    if not (math.isfinite(interval) and interval > 0):
-        raise typer.BadParameter(f"{interval!r}: expected seconds > 0", param_hint="'--interval'")
+    check_interval(interval)
     with stop_signals() as stop, guarded(as_json), Project.open(project) as proj:
         proj.db.ensure_intact()
         retraining = proj.retraining
         if not as_json:
             stdout.print(f"Watching retraining policies: a pass every {interval:g} s (Ctrl-C stops)")  # fmt: skip
-        standing_by, done = False, 0
+        standby = Standby(lambda event: _line(event, as_json))
+
+        def one_pass() -> None:
+            try:
+                jobs = retraining.run_once(policy)
+            except ConflictError as exc:
+                standby.conflict(f"standing by: {exc}")
+                return
+            for job in jobs:
+                message = (f"job {job.id} ({job.trigger}): {job.status}"
+                           f"{' → ' + job.candidate if job.candidate else ''}"
+                           f"{': ' + job.error if job.error else ''}")  # fmt: skip
+                _line({"event": "job", "message": message, **job.to_dict()}, as_json)
+            standby.acting()
+
         try:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    for job in retraining.run_once(policy):
-                        data = job.to_dict()
-                        message = (f"job {job.id} ({job.trigger}): {job.status}"
-                                   f"{' → ' + job.candidate if job.candidate else ''}"
-                                   f"{': ' + job.error if job.error else ''}")  # fmt: skip
-                        _line({"event": "job", "message": message, **data}, as_json)
-                    if standing_by:
-                        standing_by = False
-                        _line({"event": "acting", "message": "lease acquired: acting"}, as_json)
-                except ConflictError as exc:
-                    if not standing_by:
-                        standing_by = True
-                        _line({"event": "standby", "message": f"standing by: {exc}"}, as_json)
-                done += 1
-                if passes is not None and done >= passes:
-                    break
-                stop.wait(max(0.0, interval - (time.monotonic() - started)))
+            repeat(stop, interval, passes, one_pass)
         finally:
             retraining.release()

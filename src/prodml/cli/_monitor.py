@@ -4,7 +4,6 @@ passes over the prediction log."""
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from prodml.cli._options import JsonOption, ProjectOption
 from prodml.cli._output import emit, guarded, stdout, styled, table
-from prodml.cli._watch import stop_signals
+from prodml.cli._watch import repeat, stop_signals
 from prodml.core._monitor_metrics import MONITOR_METRICS
 from prodml.monitoring import (
     MonitorCollector,
@@ -155,15 +154,12 @@ def watch(
             registry.register(MonitorCollector(proj.monitor.store))
             start_http_server(metrics_port, registry=registry)
         wait = interval if interval is not None else proj.config.monitoring.watch_interval_s
-        done = 0
-        while not stop.is_set():
-            started = time.monotonic()
+
+        def one_pass() -> None:
             outcome = proj.monitor.run(endpoint=endpoint)
-            done += 1
             emit(outcome.to_dict(), as_json=as_json, human=functools.partial(_summary, outcome))
-            if passes is not None and done >= passes:
-                break
-            stop.wait(max(0.0, wait - (time.monotonic() - started)))
+
+        repeat(stop, wait, passes, one_pass)
 
 
 @monitor_app.command("report")

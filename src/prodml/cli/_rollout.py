@@ -10,8 +10,6 @@ usage errors (exit 2) naming the flag; a plan that reads but does not hold toget
 from __future__ import annotations
 
 import math
-import sys
-import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +21,7 @@ import typer
 from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout
 from prodml.cli._rollout_views import show_decision, show_status
-from prodml.cli._watch import stop_signals
+from prodml.cli._watch import Standby, check_interval, repeat, stop_signals, write_json_line
 from prodml.core import ConflictError, NotFoundError, parse_duration
 from prodml.project import Project
 from prodml.registry import default_actor
@@ -375,8 +373,7 @@ def run(
 def _line(event: Mapping[str, Any], as_json: bool) -> None:
     """One watch event: a JSON line, or a line of text."""
     if as_json:
-        sys.stdout.write(orjson.dumps(event, default=str).decode() + "\n")
-        sys.stdout.flush()
+        write_json_line(event)
     elif event["event"] == "decision":
         show_decision(event)
     else:
@@ -389,13 +386,11 @@ class _Watch:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
-        self.standing_by = False
+        self.standby = Standby(lambda event: _line(event, as_json))
         self.rules: dict[str, Any] = {}
 
     def decisions(self, decisions: Sequence[Decision]) -> None:
-        if self.standing_by:
-            self.standing_by = False
-            _line({"event": "acting", "message": "lease acquired: acting"}, self.as_json)
+        self.standby.acting()
         for decision in decisions:
             rule = decision.evidence.get("rule")
             same = self.rules.get(decision.endpoint) == (decision.action, rule)
@@ -405,10 +400,7 @@ class _Watch:
             _line({"event": "decision", **decision.to_dict()}, self.as_json)
 
     def conflict(self, error: ConflictError) -> None:
-        if not self.standing_by:
-            self.standing_by = True
-            message = f"standing by: {error}; retrying every pass"
-            _line({"event": "standby", "message": message}, self.as_json)
+        self.standby.conflict(f"standing by: {error}; retrying every pass")
 
 
 @rollout_app.command("watch")
@@ -423,8 +415,7 @@ def watch(
 ) -> None:
     """Run controller passes until interrupted (SIGINT/SIGTERM end it cleanly and release
     the lease); while another controller holds the lease, stand by and retry."""
-    if not (math.isfinite(interval) and interval > 0):
-        raise bad("--interval", f"{interval!r}: expected a number of seconds > 0")
+    check_interval(interval)
     with stop_signals() as stop, guarded(as_json), Project.open(project) as proj:
         proj.db.ensure_intact()  # a controller starts only on a consistent metadata DB
         rollouts = proj.rollout
@@ -432,18 +423,15 @@ def watch(
         if not as_json:
             where = f"endpoint {endpoint}" if endpoint else "every active plan"
             stdout.print(f"Watching {where}: a pass every {interval:g} s (Ctrl-C stops)")
-        done = 0
+
+        def one_pass() -> None:
+            try:
+                said.decisions(rollouts.run_once(endpoint))
+            except ConflictError as exc:  # another controller acts: stand by
+                said.conflict(exc)
+
         try:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    said.decisions(rollouts.run_once(endpoint))
-                except ConflictError as exc:  # another controller acts: stand by
-                    said.conflict(exc)
-                done += 1
-                if passes is not None and done >= passes:
-                    break
-                stop.wait(max(0.0, interval - (time.monotonic() - started)))
+            repeat(stop, interval, passes, one_pass)
         finally:
             rollouts.release()
 
