@@ -273,21 +273,26 @@ def _latest_labels(
     index = rows[global_ids(_column(pairs, "i", np.int64))]
     rank = _column(pairs, "rank", np.int64)
     pos = _column(pairs, "pos", np.int64)
-    label = _latest(index, rank, pos, _column(pairs, "label", np.float64), count)
-    reward = _latest(index, rank, pos, _column(pairs, "reward", np.float64), count)
+    # One pair per record (the usual case) needs no choosing, for labels or rewards.
+    several = len(index) > 0 and int(np.bincount(index, minlength=count).max()) > 1
+    label = _latest(index, rank, pos, _column(pairs, "label", np.float64), count, several)
+    reward = _latest(index, rank, pos, _column(pairs, "reward", np.float64), count, several)
     return label, reward
 
 
-def _latest(index: Ints, rank: Ints, pos: Ints, values: Floats, count: int) -> Floats:
+def _latest(
+    index: Ints, rank: Ints, pos: Ints, values: Floats, count: int, several: bool
+) -> Floats:
     """Per record ``0 … count-1``, the finite value of its pair of largest ``(rank,
-    pos)`` (NaN: none); ``index`` gives each pair's record."""
+    pos)`` (NaN: none); ``index`` gives each pair's record, ``several`` whether some
+    record has more than one pair."""
     out = np.full(count, math.nan)
     keep = np.isfinite(values)
     if not keep.all():
         index, rank, pos, values = index[keep], rank[keep], pos[keep], values[keep]
     if len(index) == 0:
         return out
-    if np.bincount(index, minlength=count).max() > 1:  # some record has several
+    if several:
         best = np.full(count, np.iinfo(np.int64).min)
         np.maximum.at(best, index, rank)
         top = rank == best[index]
@@ -361,18 +366,24 @@ def read_experiment(
     extra = list(dict.fromkeys(extra_columns))
     srm_us = None if srm_start is None else _micros(srm_start)
     con = duckdb.connect()
+
+    def collected(sources: Sources) -> ExperimentRows:
+        if sources.size == 0:
+            _none(endpoint, start, end)
+        for name in sources.empty:
+            _no_column(logs, endpoint, name, start, end)
+        rows = _collect(con, sources, extra, srm_us)
+        if rows is None:
+            _none(endpoint, start, end)
+        assert rows is not None
+        return rows
+
     try:
         rows = None
         try:
             sources = scan_sources(con, logs, endpoint, start=start, end=end, extra_columns=extra)
             if sources is not None:
-                files = logs.predictions.files(endpoint=endpoint, start=start, end=end)
-                for name in extra:
-                    if files is None or not files.types(name):
-                        _no_column(logs, endpoint, name, start, end)
-                rows = _collect(con, sources, extra, srm_us)
-                if rows is None:
-                    _none(endpoint, start, end)
+                rows = collected(sources)
         except duckdb.Error as exc:
             _log.warning(
                 "endpoint %r: scanning the logs failed (%s); reading them through the store",
@@ -381,21 +392,13 @@ def read_experiment(
             )
             con.close()
             con = duckdb.connect()
-            sources = None
-        if sources is None:
-            sources, table = arrow_sources(
-                con, logs, endpoint, start=start, end=end, extra_columns=extra,
-                quarantine=quarantine,
+        if rows is None:
+            rows = collected(
+                arrow_sources(
+                    con, logs, endpoint, start=start, end=end, extra_columns=extra,
+                    quarantine=quarantine,
+                )
             )  # fmt: skip
-            if table.num_rows == 0:
-                _none(endpoint, start, end)
-            for name in extra:
-                if pa.types.is_null(table[name].type):
-                    _no_column(logs, endpoint, name, start, end)
-            rows = _collect(con, sources, extra, srm_us)
-            if rows is None:
-                _none(endpoint, start, end)
-        assert rows is not None
         yield rows
     finally:
         con.close()

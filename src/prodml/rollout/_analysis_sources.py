@@ -78,12 +78,15 @@ _MICROS = 1_000_000
 class Sources:
     """Relations ``p`` and ``l`` registered on ``con`` (``labels``: whether ``l``
     exists), and how to map a record key to a position: ``offsets[key >> 32] +
-    (key & 0xFFFFFFFF)`` numbers every record of the listing (``size`` in all)."""
+    (key & 0xFFFFFFFF)`` numbers every record of the listing (``size`` in all; 0: the
+    store holds no record in the range). ``empty`` names the extra columns asked for
+    that hold no value anywhere."""
 
     scanned: bool
     labels: bool
     offsets: npt.NDArray[np.int64]
     size: int
+    empty: tuple[str, ...] = ()
 
     def global_ids(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         ids: npt.NDArray[np.int64] = self.offsets[keys >> _FILE_BITS] + (
@@ -176,7 +179,8 @@ def scan_sources(
         )
     rows = np.asarray(predictions.rows, np.int64)
     offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
-    return Sources(True, bool(labels.paths), offsets, int(rows.sum()))
+    empty = tuple(name for name in extra_columns if not predictions.types(name))
+    return Sources(True, bool(labels.paths), offsets, int(rows.sum()), empty)
 
 
 # -- reading through the store ----------------------------------------------------------------
@@ -216,16 +220,15 @@ def arrow_sources(
     end: datetime | None,
     extra_columns: Sequence[str],
     quarantine: list[QuarantinedFile] | None,
-) -> tuple[Sources, pa.Table]:
-    """Tables ``p`` and ``l`` read through the store, and the records as read (empty:
-    no record in the range)."""
+) -> Sources:
+    """Tables ``p`` and ``l`` read through the store."""
     columns = list(dict.fromkeys([*COLUMNS, *extra_columns]))
     table = logs.predictions.read(
         endpoint=endpoint, start=start, end=end, columns=columns, quarantine=quarantine
     )
     count = table.num_rows
     if count == 0:
-        return Sources(False, False, np.zeros(1, np.int64), 0), table
+        return Sources(False, False, np.zeros(1, np.int64), 0)
     table = _typed(table)
     con.register("p", table.append_column("_i", pa.array(np.arange(count, dtype=np.int64))))
     read = logs.labels.read(
@@ -252,4 +255,5 @@ def arrow_sources(
     ).filter(useful)
     if labels.num_rows:
         con.register("l", labels)
-    return Sources(False, labels.num_rows > 0, np.zeros(1, np.int64), count), table
+    empty = tuple(n for n in extra_columns if pa.types.is_null(table[n].type))
+    return Sources(False, labels.num_rows > 0, np.zeros(1, np.int64), count, empty)
