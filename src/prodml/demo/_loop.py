@@ -83,6 +83,7 @@ class _Traffic:
     late: np.ndarray  # 1.0 / 0.0 / NaN (no label: cancelled or diverted)
     served: np.ndarray  # score the endpoint answered
     served_by: np.ndarray  # model version that answered (object)
+    entities: dict[str, list[Any]]  # the request's entity keys, per flight
 
 
 def _traffic(project: Project, end: datetime) -> _Traffic:
@@ -106,6 +107,7 @@ def _traffic(project: Project, end: datetime) -> _Traffic:
         flights, features, [f"replay-{i}" for i in flights["flight_id"].to_pylist()], times,
         day, flights["landed_at"].to_pylist(), late, np.full(n, math.nan),
         np.empty(n, dtype=object),
+        {k: flights[k].to_pylist() for k in ("origin", "tailnum", "carrier")},
     )  # fmt: skip
 
 
@@ -121,11 +123,16 @@ class _Models:
         self.project = project
         self.loaded: dict[str, Any] = {}
 
-    def score(self, ref: str, X: pd.DataFrame) -> np.ndarray:
+    def answer(self, ref: str, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """The model's inputs of ``X`` (its signature's columns) and its scores."""
         model = self.loaded.get(ref)
         if model is None:
             model = self.loaded[ref] = self.project.registry.load(ref)
-        return _scores(model.predict(X[list(model.signature.columns)]))
+        inputs = X[list(model.signature.columns)]
+        return inputs, _scores(model.predict(inputs))
+
+    def score(self, ref: str, X: pd.DataFrame) -> np.ndarray:
+        return self.answer(ref, X)[1]
 
 
 def run_loop(
@@ -224,15 +231,15 @@ def _serve_day(
         pick = np.asarray(shadowed, dtype=bool) if arm.role == "shadow" else chosen == arm.name
         if not pick.any():
             continue
-        scores = models.score(arm.model, X[pick])
+        inputs, scores = models.answer(arm.model, X[pick])
         picked = rows[pick]
-        if arm.role != "shadow":
+        shadow = arm.role == "shadow"
+        if not shadow:
             traffic.served[picked] = scores
             traffic.served_by[picked] = arm.model
-        inputs = X[pick][list(models.loaded[arm.model].signature.columns)]
-        records: list[dict[str, Any]] = inputs.to_dict("records")  # type: ignore[assignment]
+        # A shadow record holds no feature values (they are its live record's).
+        records: list[Any] = [{}] * len(picked) if shadow else inputs.to_dict("records")
         one_row = pd.DataFrame(index=[0])
-        keys = {k: traffic.flights[k] for k in ("origin", "tailnum", "carrier")}
         for j, i in enumerate(picked):
             clock.set(traffic.times[i])
             prediction = Prediction(
@@ -241,8 +248,8 @@ def _serve_day(
             )  # fmt: skip
             log.record(
                 prediction, one_row, rows=[records[j]], unit=traffic.ids[i], latency_ms=1.0,
-                shadow=arm.role == "shadow",
-                entities={k: [column[int(i)].as_py()] for k, column in keys.items()},
+                shadow=shadow,
+                entities={k: [values[i]] for k, values in traffic.entities.items()},
                 protocol="native",
             )  # fmt: skip
 

@@ -45,7 +45,7 @@ from prodml.core._retraining_config import (
 from prodml.monitoring import MonitorStore
 from prodml.registry import DeploymentStore, ModelRegistry
 from prodml.retraining._store import JobStore, RetrainJob, Step
-from prodml.retraining._triggers import Fired, TriggerCheck
+from prodml.retraining._triggers import Fired, TriggerCheck, rule_name, scope_of
 from prodml.retraining._validate import validate_window
 from prodml.storage import Lease, MetadataDB, default_holder
 from prodml.training import Training, TrainingResult
@@ -320,7 +320,7 @@ class Retraining:
         payload = {"job": job.id, "policy": job.policy, "model": job.model, "error": job.error,
                    "step": next((s["name"] for s in job.steps if s.get("status") == "failed"), None)}  # fmt: skip
         now = self._clock.now()
-        self._monitor.record_event(FAILED_RULE, f"policy={job.policy}", "firing", now, payload, now)
+        self._monitor.record_event(FAILED_RULE, scope_of(job.policy), "firing", now, payload, now)
         alerts.warning(
             "ALERT %s policy=%s: retrain job %s failed at step %s: %s",
             FAILED_RULE, job.policy, job.id, payload["step"], job.error,
@@ -340,7 +340,7 @@ class Retraining:
         for policy in self.config.policies:
             last = self.jobs.jobs(policy=policy.name, limit=1)
             states = [
-                self._monitor.alert_state(f"retrain-{policy.name}-{i}", f"policy={policy.name}")
+                self._monitor.alert_state(rule_name(policy.name, i), scope_of(policy.name))
                 for i in range(len(policy.triggers))
             ]
             policies.append(

@@ -25,7 +25,7 @@ from prodml.core._alert_config import AlertRuleConfig
 from prodml.core._retraining_config import RetrainPolicyConfig, TriggerConfig
 from prodml.monitoring import AlertState, MonitorStore, Observation, Result, StoredWindow, evaluate
 
-__all__ = ["Fired", "TriggerCheck", "drift_share", "rule_name"]
+__all__ = ["Fired", "TriggerCheck", "drift_share", "rule_name", "scope_of"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class Fired:
 def rule_name(policy: str, index: int) -> str:
     """The alert-state key of trigger ``index`` of ``policy``."""
     return f"retrain-{policy}-{index}"
+
+
+def scope_of(policy: str) -> str:
+    """The alert scope of ``policy``'s trigger states and failed-job alerts."""
+    return f"policy={policy}"
 
 
 def drift_share(results: Sequence[Result], trigger: TriggerConfig) -> float | None:
@@ -125,7 +130,7 @@ class TriggerCheck:
         """Advance trigger ``index`` of ``policy`` over ``windows``; the firing, if it
         turned firing on one of them."""
         name = rule_name(policy.name, index)
-        scope = f"policy={policy.name}"
+        scope = scope_of(policy.name)
         rule = AlertRuleConfig.model_validate(
             {
                 "name": name, "metric": trigger.metric, "threshold": threshold,
@@ -163,7 +168,7 @@ class TriggerCheck:
             if trigger.kind == "schedule":
                 continue
             name = rule_name(policy.name, index)
-            scope = f"policy={policy.name}"
+            scope = scope_of(policy.name)
             if self.store.alert_state(name, scope) is not None:
                 fresh = AlertState(rule=name, scope=scope)
                 self.store.save_alert_state(name, scope, fresh.state, fresh.to_dict(), now)
