@@ -46,6 +46,7 @@ from prodml.rollout._analysis_sources import (
     LABEL_COLUMNS,
     Sources,
     arrow_sources,
+    micros,
     scan_sources,
 )
 from prodml.storage import LogStores, QuarantinedFile
@@ -364,7 +365,7 @@ def read_experiment(
     or gone meanwhile) is redone through the store, which quarantines what it cannot
     read."""
     extra = list(dict.fromkeys(extra_columns))
-    srm_us = None if srm_start is None else _micros(srm_start)
+    srm_us = None if srm_start is None else micros(srm_start)
     con = duckdb.connect()
 
     def collected(sources: Sources) -> ExperimentRows:
@@ -409,11 +410,6 @@ def _none(endpoint: str, start: datetime | None, end: datetime | None) -> None:
         f"endpoint {endpoint!r}: no prediction records in [{_when(start)}, {_when(end)}): "
         "expected the log to hold records of the experiment"
     )
-
-
-def _micros(when: datetime) -> int:
-    value = ensure_utc(when)
-    return int(value.timestamp()) * 1_000_000 + value.microsecond
 
 
 def _when(value: datetime | None) -> str:

@@ -38,7 +38,7 @@ from prodml.monitoring._records import label_values
 from prodml.storage import PREDICTION_SCHEMA, LogFiles, LogStores, QuarantinedFile
 from prodml.storage._log_format import LOG_TIMESTAMP
 
-__all__ = ["COLUMNS", "LABEL_COLUMNS", "Sources", "arrow_sources", "scan_sources"]
+__all__ = ["COLUMNS", "LABEL_COLUMNS", "Sources", "arrow_sources", "micros", "scan_sources"]
 
 #: The prediction-record columns the analysis reads.
 COLUMNS = (
@@ -95,7 +95,8 @@ class Sources:
         return ids
 
 
-def _micros(when: datetime) -> int:
+def micros(when: datetime) -> int:
+    """``when`` as microseconds since the epoch (UTC)."""
     value = ensure_utc(when)
     return int(value.timestamp()) * _MICROS + value.microsecond
 
@@ -140,9 +141,9 @@ def _paths(files: LogFiles) -> str:
 def _window(start: datetime | None, end: datetime | None) -> str:
     conditions = ["time IS NOT NULL"]
     if start is not None:
-        conditions.append(f"epoch_us(time) >= {_micros(start)}")
+        conditions.append(f"epoch_us(time) >= {micros(start)}")
     if end is not None:
-        conditions.append(f"epoch_us(time) < {_micros(end)}")
+        conditions.append(f"epoch_us(time) < {micros(end)}")
     return " AND ".join(conditions)
 
 
