@@ -395,3 +395,67 @@ def test_prodml_train_takes_refit_and_calibration(tmp_path: Path) -> None:
     assert out["training"] == {"mode": "stateless", "parent": None}
     code, out = cli_json("train", *window, "--refit", "sometimes", "-p", root)
     assert code == 2, out
+
+
+# --- test_split = "champion": the candidate as evaluated learns up to the champion's end ---
+
+CHAMPION_SPLIT = CONFIG.replace(
+    "[training]\n",
+    '[training]\nrefit = "full"\ntest_split = "champion"\nvalidation_fraction = 0.0\n',
+)
+MID = T0 + pd.Timedelta(days=6)
+
+
+def _champion(project: Project, start: object, end: object, **kwargs: object) -> object:
+    result = project.training.train(start, end, **kwargs)  # type: ignore[arg-type]
+    assert result.version is not None
+    project.registry.approve(result.version.ref, actor="alice")
+    project.registry.set_alias("flight_delay", "champion", result.version.version, actor="alice")
+    return result
+
+
+def test_the_champion_split_tests_on_the_rows_after_the_champions_data(tmp_path: Path) -> None:
+    with make_training_project(tmp_path / "p", config=CHAMPION_SPLIT) as project:
+        first = project.training.train(T0, MID)
+        assert first.split["basis"] == "fraction"
+        assert "no champion" in first.split["note"]
+        assert first.version is not None
+        project.registry.approve(first.version.ref, actor="alice")
+        project.registry.set_alias("flight_delay", "champion", 1, actor="alice")
+        second = project.training.train(T0, END)
+        split = second.split
+        assert (split["basis"], split["validation"]) == ("champion", 0)
+        assert "note" not in split
+        frame = project.features.get_training_set(second.training_set).to_pandas()
+        times = frame["sched_dep"]
+        assert pd.Timestamp(split["test_start"]) == times[times >= MID].min()
+        assert split["test"] == int((times >= MID).sum())
+        assert split["train"] == int((times < MID).sum())
+        # The evaluated candidate learned from exactly the champion's (refitted) rows with
+        # the same recipe and seed: on rows neither saw, both score alike.
+        assert second.champion == "flight_delay:1"
+        assert second.champion_report is not None
+        assert second.report.metrics["roc_auc"] == pytest.approx(
+            second.champion_report.metrics["roc_auc"]
+        )
+        assert second.gate.blessed, second.gate.reasons
+        # The refit, registered and served, learned from every row of the window.
+        assert second.refit is not None
+        assert second.refit.rows == len(frame)
+
+
+def test_a_champion_without_refit_is_cut_at_its_own_test_split(tmp_path: Path) -> None:
+    with make_training_project(tmp_path / "p", config=CHAMPION_SPLIT) as project:
+        first = _champion(project, T0, MID, refit="none")
+        second = project.training.train(T0, END)
+        assert second.split["basis"] == "champion"
+        assert second.split["test_start"] == first.split["test_start"]  # type: ignore[attr-defined]
+
+
+def test_a_champion_cut_outside_the_window_falls_back_with_a_note(tmp_path: Path) -> None:
+    with make_training_project(tmp_path / "p", config=CHAMPION_SPLIT) as project:
+        _champion(project, T0, MID)
+        later = project.training.train(MID, END)  # the champion's data ends at its start
+        assert later.split["basis"] == "fraction"
+        assert "outside this window" in later.split["note"]
+        assert "flight_delay:1" in later.split["note"]

@@ -158,6 +158,12 @@ class TrainingConfig(_Section):
     model_name: str | None = Field(default=None, description="default: the feature service")
     validation_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
     test_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
+    test_split: Literal["fraction", "champion"] = Field(
+        default="fraction",
+        description='"champion": the test rows are those after the last row the champion was '
+        "fitted on, so the candidate as evaluated and the champion learned from data up to the "
+        "same time (the test_fraction split when there is no such cut)",
+    )
     segments: tuple[str, ...] = Field(
         default=(), description="columns whose values get their own metrics (slices)"
     )

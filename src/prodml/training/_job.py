@@ -64,7 +64,7 @@ from prodml.training._robustness import (
     project_cases,
     run_robustness,
 )
-from prodml.training._split import TimeSplit, load_entity_rows, time_split
+from prodml.training._split import TimeSplit, load_entity_rows, split_at, time_split
 from prodml.training._trainer import TrainerSpec, load_trainer
 
 __all__ = ["Training", "TrainingResult", "predictions_sha256", "set_seeds"]
@@ -201,11 +201,7 @@ class Training:
         svc = self.features.service(spec.service)
         inputs = list(dict.fromkeys([*spec.inputs, *svc.output_names]))
         labels = self._labels(spec, frame)
-        split = time_split(
-            frame[spec.timestamp],
-            validation_fraction=self.config.training.validation_fraction,
-            test_fraction=self.config.training.test_fraction,
-        )
+        split = self._split(spec, frame[spec.timestamp], start, end)
         if method != "none" and not split.validation.any():
             raise TrainingError(
                 f"calibration {method!r} of the model from {spec.qualname}: the time split "
@@ -355,6 +351,56 @@ class Training:
                 "rows are null; expected every row of the window to be labelled"
             )
         return labels.astype(bool) if spec.task == "classification" else labels.astype("float64")
+
+    def _split(
+        self, spec: TrainerSpec, timestamps: pd.Series, start: datetime, end: datetime
+    ) -> TimeSplit:
+        """The time split: the latest ``test_fraction`` of rows, or (``[training]
+        test_split = "champion"``) the rows after the last one the champion was fitted
+        on, falling back to the fraction split with a note saying why."""
+        config = self.config.training
+        if config.test_split == "champion":
+            cut, note = self._champion_cut(spec, start, end)
+            if cut is not None:
+                split = split_at(timestamps, cut, validation_fraction=config.validation_fraction)
+                if split is not None:
+                    return split
+                note = (
+                    f"the champion's data ends at {cut.isoformat()}, which leaves no "
+                    "training or no test row in this window"
+                )
+        else:
+            note = None
+        split = time_split(
+            timestamps,
+            validation_fraction=config.validation_fraction,
+            test_fraction=config.test_fraction,
+        )
+        return split if note is None else replace(split, note=note)
+
+    def _champion_cut(
+        self, spec: TrainerSpec, start: datetime, end: datetime
+    ) -> tuple[pd.Timestamp | None, str]:
+        """Where the champion's fitted data ends: its window's end when it was refitted
+        on the whole window, else its own test split's start; None and why when there is
+        no champion, no recorded window, or the cut falls outside ``(start, end)``."""
+        try:
+            version = self.registry.get(f"{spec.name}@champion")
+        except ModelNotFoundError:
+            return None, "no champion: the test_fraction split"
+        job = {} if version.run_id is None else self.registry.get_run(version.run_id).job
+        # Refitted: it learned from its whole window; else from the rows before its test.
+        seen = job.get("end") if job.get("refit") else (job.get("split") or {}).get("test_start")
+        if not seen:
+            return None, f"champion {version.ref} has no recorded training window"
+        cut = pd.Timestamp(seen)
+        cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut.tz_convert("UTC")
+        if not (pd.Timestamp(start) < cut < pd.Timestamp(end)):
+            return None, (
+                f"champion {version.ref}'s data ends at {cut.isoformat()}, outside this "
+                f"window [{start.isoformat()}, {end.isoformat()})"
+            )
+        return cut, ""
 
     def _modes(
         self, spec: TrainerSpec, refit: str | None, calibration: str | None

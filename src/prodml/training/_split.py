@@ -11,6 +11,16 @@ recency sample weights.
 ('2013-01-09', '2013-01-07')
 >>> recency_weights(ts[:3], half_life_days=1.0).round(2).tolist()
 [0.25, 0.5, 1.0]
+
+A split at a given time (the champion's last fitted row, ``[training] test_split =
+"champion"``): the test rows are those at or after it, and the validation rows the
+``validation_fraction`` of all rows just before it.
+
+>>> c = split_at(ts, pd.Timestamp("2013-01-08", tz="UTC"), validation_fraction=0.2)
+>>> c.sizes(), c.basis
+({'train': 5, 'validation': 2, 'test': 3}, 'champion')
+>>> split_at(ts, pd.Timestamp("2013-01-20", tz="UTC"), validation_fraction=0.2) is None
+True
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import pyarrow.compute as pc
 from prodml.core import SchemaError, SourceError, TrainingError, ensure_utc
 from prodml.features import read_entity_rows, to_arrow
 
-__all__ = ["TimeSplit", "load_entity_rows", "recency_weights", "time_split"]
+__all__ = ["TimeSplit", "load_entity_rows", "recency_weights", "split_at", "time_split"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,10 @@ class TimeSplit:
     test: np.ndarray
     validation_start: pd.Timestamp
     test_start: pd.Timestamp
+    #: ``"fraction"`` (the latest rows by ``test_fraction``) or ``"champion"`` (the rows
+    #: after the champion's data); ``note`` says why a champion cut was not used.
+    basis: str = "fraction"
+    note: str | None = None
 
     def sizes(self) -> dict[str, int]:
         return {
@@ -54,6 +68,8 @@ class TimeSplit:
             "validation_start": self.validation_start.isoformat(),
             "test_start": self.test_start.isoformat(),
             **self.sizes(),
+            "basis": self.basis,
+            **({} if self.note is None else {"note": self.note}),
         }
 
 
@@ -65,12 +81,12 @@ def time_split(
     together."""
     if len(timestamps) == 0:
         raise TrainingError("cannot split an empty training set: no labelled rows in the window")
-    ordered = np.sort(timestamps.to_numpy())
+    values = _sortable(timestamps)
+    ordered = np.sort(values)
     n = len(ordered)
     test_start = ordered[min(n - 1, int(np.floor(n * (1 - test_fraction))))]
     valid_at = int(np.floor(n * (1 - test_fraction - validation_fraction)))
     validation_start = ordered[min(n - 1, max(valid_at, 0))]
-    values = timestamps.to_numpy()
     test = values >= test_start
     validation = (values >= validation_start) & ~test
     train = ~(test | validation)
@@ -79,7 +95,11 @@ def time_split(
         train = ~test
         validation_start = test_start
     split = TimeSplit(
-        train, validation, test, pd.Timestamp(validation_start), pd.Timestamp(test_start)
+        train,
+        validation,
+        test,
+        _stamp(validation_start, timestamps),
+        _stamp(test_start, timestamps),
     )
     sizes = split.sizes()
     if sizes["train"] == 0 or sizes["test"] == 0:
@@ -88,6 +108,47 @@ def time_split(
             "distinct timestamps — widen the window or lower [training] test_fraction"
         )
     return split
+
+
+def _sortable(timestamps: pd.Series) -> np.ndarray:
+    """The values as NumPy sorts them fast: a time zone's instants as UTC
+    ``datetime64`` (pandas gives objects otherwise, some 20× slower to sort)."""
+    if isinstance(timestamps.dtype, pd.DatetimeTZDtype):
+        timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    values: np.ndarray = timestamps.to_numpy()
+    return values
+
+
+def _stamp(value: Any, timestamps: pd.Series) -> pd.Timestamp:
+    """``value`` (from :func:`_sortable`) as a Timestamp in the series' own zone."""
+    if isinstance(timestamps.dtype, pd.DatetimeTZDtype):
+        return pd.Timestamp(value).tz_localize("UTC").tz_convert(timestamps.dtype.tz)
+    return pd.Timestamp(value)
+
+
+def split_at(
+    timestamps: pd.Series, cut: pd.Timestamp, *, validation_fraction: float
+) -> TimeSplit | None:
+    """Test rows at or after ``cut``, validation the ``validation_fraction`` of all rows
+    latest before it, training the rest; None when that leaves no training or no test
+    row (the caller falls back to :func:`time_split`)."""
+    test = np.asarray(timestamps >= cut, dtype=bool)
+    before = timestamps[~test].sort_values()
+    n_valid = int(np.floor(len(timestamps) * validation_fraction))
+    if not test.any() or len(before) <= n_valid:
+        return None
+    no_rows = np.zeros(len(timestamps), dtype=bool)
+    validation_start = before.iloc[len(before) - n_valid] if n_valid else cut
+    validation = ~test & np.asarray(timestamps >= validation_start) if n_valid else no_rows
+    train = ~(test | validation)
+    return TimeSplit(
+        train,
+        validation,
+        test,
+        pd.Timestamp(validation_start),
+        pd.Timestamp(timestamps[test].min()),
+        basis="champion",
+    )
 
 
 def recency_weights(timestamps: pd.Series, *, half_life_days: float) -> np.ndarray:
