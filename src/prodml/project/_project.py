@@ -122,7 +122,9 @@ class Project:
         analysis (:attr:`experiments`)."""
         from prodml.rollout import Rollouts
 
-        return Rollouts(self.db, self.deployments, self.logs, self.clock)
+        return Rollouts(
+            self.db, self.deployments, self.logs, self.clock, monitor=self.monitor.store
+        )
 
     @cached_property
     def retraining(self) -> Retraining:

@@ -7,7 +7,14 @@ serving whatever fails."""
 from __future__ import annotations
 
 from prodml.core._retraining_config import RetrainingConfig, RetrainPolicyConfig, TriggerConfig
-from prodml.retraining._controller import CONTROLLER, FAILED_RULE, LEASE, HandOff, Retraining
+from prodml.retraining._controller import (
+    CONTROLLER,
+    FAILED_RULE,
+    LEASE,
+    REJECTED_RULE,
+    HandOff,
+    Retraining,
+)
 from prodml.retraining._store import FINISHED, JobStore, RetrainJob, Step
 from prodml.retraining._triggers import Fired, TriggerCheck, drift_share
 
@@ -16,6 +23,7 @@ __all__ = [
     "FAILED_RULE",
     "FINISHED",
     "LEASE",
+    "REJECTED_RULE",
     "Fired",
     "HandOff",
     "JobStore",

@@ -16,8 +16,9 @@ policy's rollout plan, which decides on live traffic whether it is promoted).
 
 Every step is written to the job's record as it ends, with its duration and what it
 found. A candidate the gate does not bless ends the job ``rejected``; any error ends it
-``failed`` with the step and the reason, and raises one alert (an event in the
-monitoring store and a warning in the ``prodml.alerts`` log). In every case the
+``failed`` with the step and the reason; either raises one alert (an event in the
+monitoring store and a warning in the ``prodml.alerts`` log: ``retraining_job_failed``
+or ``retraining_candidate_rejected``). In every case the
 champion keeps serving: nothing but the hand-off touches a deployment.
 
 One controller acts per project at a time: the pass holds the ``retraining`` lease in
@@ -50,12 +51,14 @@ from prodml.retraining._validate import validate_window
 from prodml.storage import Lease, MetadataDB, default_holder
 from prodml.training import Training, TrainingResult
 
-__all__ = ["CONTROLLER", "FAILED_RULE", "LEASE", "HandOff", "Retraining"]
+__all__ = ["CONTROLLER", "FAILED_RULE", "LEASE", "REJECTED_RULE", "HandOff", "Retraining"]
 
 LEASE = "retraining"
 CONTROLLER = "retraining-controller"
 #: The alert rule name of a failed job (one event per failed job).
 FAILED_RULE = "retraining_job_failed"
+#: The alert of a job whose candidate the gate did not bless (the champion serves on).
+REJECTED_RULE = "retraining_candidate_rejected"
 #: (endpoint, candidate version, rollout plan) → what the rollout controller did.
 HandOff = Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]
 
@@ -272,6 +275,7 @@ class Retraining:
             job.status = "rejected"
             job.error = "; ".join(result.gate.reasons) or "the gate did not bless the candidate"
             runner.finish()
+            self._alert(job, REJECTED_RULE)
             return
         if policy.auto_approve:
             runner.begin("approve")
@@ -316,15 +320,18 @@ class Retraining:
         job.evidence = {**job.evidence, "training_mode": mode}
         return start, end, mode, parent
 
-    def _alert(self, job: RetrainJob) -> None:
+    def _alert(self, job: RetrainJob, rule: str = FAILED_RULE) -> None:
+        """One alert for a job that produced no servable candidate: an event in the
+        monitoring store and a warning in the ``prodml.alerts`` log."""
+        failed = next((s["name"] for s in job.steps if s.get("status") == "failed"), None)
         payload = {"job": job.id, "policy": job.policy, "model": job.model, "error": job.error,
-                   "step": next((s["name"] for s in job.steps if s.get("status") == "failed"), None)}  # fmt: skip
+                   "step": failed, "status": job.status, "candidate": job.candidate}  # fmt: skip
         now = self._clock.now()
-        self._monitor.record_event(FAILED_RULE, scope_of(job.policy), "firing", now, payload, now)
+        self._monitor.record_event(rule, scope_of(job.policy), "firing", now, payload, now)
+        what = f"failed at step {failed}" if rule == FAILED_RULE else f"{job.candidate} rejected"
         alerts.warning(
-            "ALERT %s policy=%s: retrain job %s failed at step %s: %s",
-            FAILED_RULE, job.policy, job.id, payload["step"], job.error,
-        )  # fmt: skip
+            "ALERT %s policy=%s: retrain job %s %s: %s", rule, job.policy, job.id, what, job.error
+        )
 
     # --- reading ----------------------------------------------------------------------
     def history(self, policy: str | None = None, *, limit: int = 50) -> list[RetrainJob]:

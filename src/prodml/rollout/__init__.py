@@ -27,7 +27,7 @@ from prodml.rollout._state import ACTIVE_STATUSES, STATUSES, RolloutState
 if TYPE_CHECKING:
     from prodml.rollout._analysis import ArmSummary, ExperimentAnalysis, analyze_experiment
     from prodml.rollout._analysis_compare import Comparison, GuardrailCheck
-    from prodml.rollout._controller import CONTROLLER, Decision, Rollouts
+    from prodml.rollout._controller import CONTROLLER, ROLLED_BACK_RULE, Decision, Rollouts
     from prodml.rollout._decide import Verdict, decide
     from prodml.rollout._report import render_rollout_report, rollout_report
     from prodml.rollout._store import PlanRecord, RolloutStore
@@ -37,7 +37,12 @@ else:
         {
             "prodml.rollout._analysis": ["ArmSummary", "ExperimentAnalysis", "analyze_experiment"],
             "prodml.rollout._analysis_compare": ["Comparison", "GuardrailCheck"],
-            "prodml.rollout._controller": ["CONTROLLER", "Decision", "Rollouts"],
+            "prodml.rollout._controller": [
+                "CONTROLLER",
+                "ROLLED_BACK_RULE",
+                "Decision",
+                "Rollouts",
+            ],
             "prodml.rollout._decide": ["Verdict", "decide"],
             "prodml.rollout._report": ["render_rollout_report", "rollout_report"],
             "prodml.rollout._store": ["PlanRecord", "RolloutStore"],
@@ -52,6 +57,7 @@ __all__ = [
     "GUARDRAIL_METRICS",
     "METRICS",
     "PRIMARY_METRICS",
+    "ROLLED_BACK_RULE",
     "STATUSES",
     "ArmSummary",
     "Comparison",

@@ -37,11 +37,15 @@ from prodml.storage import Lease, LogStores, MetadataDB, QuarantinedFile, defaul
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from prodml.monitoring import MonitorStore
     from prodml.rollout._analysis import ExperimentAnalysis
 
-__all__ = ["CONTROLLER", "Decision", "Rollouts"]
+__all__ = ["CONTROLLER", "ROLLED_BACK_RULE", "Decision", "Rollouts"]
 
 log = logging.getLogger(__name__)
+alerts = logging.getLogger("prodml.alerts")
+#: The alert of a plan the controller rolled back (its evidence: the decision's).
+ROLLED_BACK_RULE = "rollout_rolled_back"
 
 #: The actor of the controller's own decisions.
 CONTROLLER = "rollout-controller"
@@ -85,11 +89,13 @@ class Rollouts:
         *,
         holder: str | None = None,
         lease_s: float = 120.0,
+        monitor: MonitorStore | None = None,
     ) -> None:
         self._db = db
         self._deployments = deployments
         self._logs = logs
         self._clock = clock
+        self._monitor = monitor
         self.store = RolloutStore(db, clock)
         self.holder = holder or default_holder()
         self._lease = Lease(db, LEASE, self.holder, ttl_s=lease_s, clock=clock)
@@ -337,16 +343,35 @@ class Rollouts:
             )  # fmt: skip
         if action in ("rollback", "stop"):
             status = "rolled_back" if action == "rollback" else "stopped"
-            return self._write(
+            decision = self._write(
                 record, state, verdict, evidence, actor, status,
                 lambda within: self._deployments.rollback(
                     record.endpoint, actor=actor, reason=verdict.reason, evidence=evidence,
                     within=within,
                 ),
             )  # fmt: skip
+            if action == "rollback":
+                self._alert(decision, plan, verdict)
+            return decision
         if action in ("promote", "ship"):
             return self._promote(record, plan, state, verdict, evidence, actor, arm)
         raise DefinitionError(f"rollout decision {action!r} is unknown")
+
+    def _alert(self, decision: Decision, plan: RolloutPlan, verdict: Verdict) -> None:
+        """One alert for a plan the controller rolled back: an event in the monitoring
+        store (when the controller has one) and a warning in the ``prodml.alerts`` log."""
+        payload = {"endpoint": decision.endpoint, "challenger": plan.challenger,
+                   "rule": verdict.code, "reason": decision.reason,
+                   "revision": decision.revision}  # fmt: skip
+        if self._monitor is not None:
+            now = decision.time
+            self._monitor.record_event(
+                ROLLED_BACK_RULE, f"endpoint={decision.endpoint}", "firing", now, payload, now
+            )
+        alerts.warning(
+            "ALERT %s endpoint=%s: %s rolled back (%s): %s", ROLLED_BACK_RULE,
+            decision.endpoint, plan.challenger, verdict.code, decision.reason,
+        )  # fmt: skip
 
     def _promote(
         self,
