@@ -85,6 +85,9 @@ OPERATIONS = [
     ("POST", "/v1/admin/rollouts/{endpoint}/resume"),
     ("POST", "/v1/admin/rollouts/{endpoint}/approve"),
     ("POST", "/v1/admin/rollouts/{endpoint}/rollback"),
+    ("GET", "/v1/admin/retraining/{endpoint}"),
+    ("GET", "/v1/admin/retraining/{endpoint}/history"),
+    ("POST", "/v1/admin/retraining/{endpoint}/run"),
 ]
 PREDICT = [
     "/v2/models/{model_name}/infer",

@@ -1,5 +1,9 @@
 """Wire a project's stores into a serving app (``prodml serve``, tests, benchmarks).
 
+The admin API gains the controllers' commands as :class:`~prodml.serving.AdminAction` s:
+the rollout controller's at ``/v1/admin/rollouts/{endpoint}/...`` and the retraining
+controller's at ``/v1/admin/retraining/{policy}/...``.
+
 ``app_from_env`` is the factory uvicorn imports in each worker process when
 ``prodml serve --workers N`` runs more than one: the project directory arrives in
 ``PRODML_SERVE_PROJECT``.
@@ -7,7 +11,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,13 +21,18 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from prodml.core import Clock, DefinitionError, ProjectNotFoundError
+from prodml.core import Clock, ConflictError, DefinitionError, ProjectNotFoundError
 from prodml.project._project import Project
 from prodml.serving import AdminAction, PredictionLog, ServingRuntime, create_app
 
 __all__ = ["PROJECT_ENV", "app_from_env", "serving_app"]
 
 PROJECT_ENV = "PRODML_SERVE_PROJECT"
+#: How many jobs ``GET /v1/admin/retraining/{policy}/history`` answers (newest first):
+#: admin GET routes take no query parameters.
+HISTORY_LIMIT = 50
+
+log = logging.getLogger("prodml.retraining")
 
 
 def serving_app(
@@ -53,7 +64,7 @@ def serving_app(
         own_process=own_process,
         metadata=project.db,
     )
-    app = create_app(runtime, actions=rollout_actions(project))
+    app = create_app(runtime, actions=[*rollout_actions(project), *retraining_actions(project)])
     if close_project:
         inner = app.router.lifespan_context
 
@@ -110,6 +121,70 @@ def rollout_actions(project: Project) -> list[AdminAction]:
             AdminAction("rollouts", name, "operator", command(name), summary=f"{name} a rollout")
         )
     return actions
+
+
+def _force(body: Mapping[str, Any]) -> bool:
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise DefinitionError(f"field 'force' must be true or false, got {force!r}")
+    return force
+
+
+def retraining_actions(project: Project) -> list[AdminAction]:
+    """The retraining controller's commands as admin routes
+    ``/v1/admin/retraining/{policy}/...``, as ``prodml controller`` shows them: viewers
+    read a policy's status (its ``status()`` entry and the controller lease) and its
+    last :data:`HISTORY_LIMIT` jobs, newest first; operators ``run`` one pass of the
+    policy (``{"force": bool, "reason": str}``, both optional), whose jobs record the
+    token as their actor and are answered in full.
+
+    A pass holds the project's retraining lease and gives it up when it ends, as
+    ``prodml controller run`` does; while another controller holds it (or a pass started
+    through this server is still running) ``run`` is a 409 naming the holder, and does
+    nothing. A job's own ``reason`` is the controller's (the trigger's, or "started by
+    hand"): the request's ``reason`` goes to the ``prodml.retraining`` log with the actor.
+    An unknown policy is a 404 naming the configured ones."""
+    running = threading.Lock()  # the controller lease is per process: one pass at a time
+
+    def status(policy: str, body: Mapping[str, Any], actor: str) -> Any:
+        project.retraining.policy(policy)  # NotFoundError naming the configured policies
+        found = project.retraining.status()
+        entry = next(p for p in found["policies"] if p["policy"] == policy)
+        return {**entry, "lease": found["lease"]}
+
+    def history(policy: str, body: Mapping[str, Any], actor: str) -> Any:
+        jobs = project.retraining.history(policy, limit=HISTORY_LIMIT)
+        return {"policy": policy, "limit": HISTORY_LIMIT, "jobs": [j.to_dict() for j in jobs]}
+
+    def run(policy: str, body: Mapping[str, Any], actor: str) -> Any:
+        force, reason = _force(body), _reason(body)
+        retraining = project.retraining
+        retraining.policy(policy)
+        if not running.acquire(blocking=False):
+            raise ConflictError(
+                f"retraining policy {policy!r}: a retraining pass started through this server "
+                f"({retraining.holder}) is running; this pass did nothing — one controller "
+                "acts at a time"
+            )
+        try:
+            log.info("retraining pass of policy %r requested by %s (force=%s): %s",
+                     policy, actor, force, reason or "no reason given")  # fmt: skip
+            jobs = retraining.run_once(policy, force=force, actor=actor)
+        finally:
+            try:
+                retraining.release()
+            finally:
+                running.release()
+        return {"policy": policy, "force": force, "jobs": [j.to_dict() for j in jobs]}
+
+    return [
+        AdminAction("retraining", None, "viewer", status, method="GET", changes=False,
+                    summary="A retraining policy's champion, last job and trigger states"),
+        AdminAction("retraining", "history", "viewer", history, method="GET", changes=False,
+                    summary=f"A retraining policy's last {HISTORY_LIMIT} jobs, newest first"),
+        AdminAction("retraining", "run", "operator", run,
+                    summary="One retraining controller pass of a policy (force: start a job now)"),
+    ]  # fmt: skip
 
 
 def app_from_env(clock: Clock | None = None) -> FastAPI:
