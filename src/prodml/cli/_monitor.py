@@ -18,9 +18,8 @@ from prodml.monitoring import (
     MonitorCollector,
     MonitorRun,
     exposition,
-    render_report,
 )
-from prodml.project import Project, progress_bar
+from prodml.project import Project, progress_bar, write_project_report
 
 __all__ = ["monitor_app"]
 
@@ -173,18 +172,13 @@ def report(
 ) -> None:
     """Write one self-contained HTML report of the stored windows (opens offline)."""
     with guarded(as_json), Project.open(project) as proj:
-        stored = proj.monitor.stored(endpoint=endpoint)
-        html = render_report(
-            [r.window for r in stored], {r.window.id: r.results for r in stored},
-            title=f"prodml monitoring: {proj.name}", generated_at=proj.clock.now(),
-        )  # fmt: skip
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(output)
+        counts = write_project_report(
+            proj, output, title=f"prodml monitoring: {proj.name}", endpoint=endpoint
+        )
     emit(
-        {"path": str(output), "windows": len(stored), "bytes": len(html.encode())},
+        {"path": str(output), **counts},
         as_json=as_json,
-        human=lambda: stdout.print(f"Wrote {output} ({len(stored)} windows)"),
+        human=lambda: stdout.print(f"Wrote {output} ({counts['windows']} windows)"),
     )
 
 

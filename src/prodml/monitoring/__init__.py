@@ -29,7 +29,7 @@ from prodml.monitoring._performance import (
 )
 from prodml.monitoring._prometheus import MonitorCollector, exposition
 from prodml.monitoring._reference import MonitorReference
-from prodml.monitoring._report import REPORT_CSS, render_report
+from prodml.monitoring._report import REPORT_CSS, ReportSection, render_report
 from prodml.monitoring._store import MonitorStore, StoredWindow
 from prodml.monitoring._svg import Series, line_chart
 from prodml.monitoring._windows import Span, Window, windows
@@ -54,6 +54,7 @@ __all__ = [
     "MonitorStore",
     "Observation",
     "ParquetColumns",
+    "ReportSection",
     "Result",
     "Series",
     "Span",

@@ -1,7 +1,11 @@
 """The monitoring report: one self-contained HTML page rendered from stored windows and
 their results (nothing is computed from predictions here) — per endpoint and arm, live
 arms first: a summary, the input drift heatmap, realized and estimated performance,
-calibration, latency and errors, data quality and every result in a collapsed table.
+calibration, latency and errors, data quality and every result in a collapsed table —
+and, when the caller hands in the retrain jobs' records, a retraining section
+(:mod:`prodml.monitoring._report_retraining`). A layer above monitoring adds its own
+sections (e.g. the demo's closed loop) as :class:`ReportSection` values of pre-rendered
+HTML, shown first, so monitoring never imports it.
 
 The page uses inline CSS and inline SVG (:mod:`prodml.monitoring._svg`) only: no
 JavaScript and no external URL, so it opens offline and can be mailed or archived. Every
@@ -15,21 +19,27 @@ string from the results is escaped; a missing value is a gap in a chart and "—
 ...                      generated_at=t)
 >>> page.startswith("<!DOCTYPE html>"), "fraud" in page, "<script" in page
 (True, True, False)
+>>> extra = ReportSection("loop", "The loop", "<p>served &lt; oracle</p>")
+>>> page = render_report([w], {}, title="Daily", generated_at=t, sections=[extra])
+>>> '<a href="#loop">The loop</a>' in page, page.index('id="loop"') < page.index('id="endpoint-1"')
+(True, True)
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
 from typing import Any
 
-from prodml.core import ensure_utc
+from prodml.core import ConflictError, ensure_utc
 from prodml.monitoring._checks import Result
 from prodml.monitoring._drift import PVALUE_METHODS
+from prodml.monitoring._report_retraining import RetrainRecord, render_retraining
 from prodml.monitoring._store import StoredWindow
 from prodml.monitoring._svg import (
     Bars,
@@ -43,7 +53,7 @@ from prodml.monitoring._svg import (
     reliability_chart,
 )
 
-__all__ = ["REPORT_CSS", "mean_absolute_error", "render_report"]
+__all__ = ["REPORT_CSS", "ReportSection", "mean_absolute_error", "render_report"]
 
 Key = tuple[str, str, str]
 _NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
@@ -61,7 +71,8 @@ margin:18px 0 6px}h4{font-size:14px;margin:18px 0 6px;color:#38434e}code{font-si
 margin:18px 0}.arm{border-top:2px solid #e4e8ec;margin-top:16px}
 .badge{font-size:11px;font-weight:600;border-radius:9px;padding:1px 8px;
 vertical-align:middle}.live{background:#e3f2e6;color:#1b5e20}
-.shadow{background:#ede7f6;color:#4a2c83}
+.shadow{background:#ede7f6;color:#4a2c83}.ok{background:#e3f2e6;color:#1b5e20}
+.failed{background:#fdecea;color:#b3001b}.pending{background:#fff4e0;color:#8a5300}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:6px 0}
 dl.facts dt{color:#66707a}dl.facts dd{margin:0}
 .grid{display:flex;flex-wrap:wrap;gap:8px 28px;align-items:flex-start}
@@ -75,6 +86,27 @@ tfoot td{font-weight:600;border-top:1px solid #c9d0d7}.when{color:#66707a;font-s
 table.results td{text-align:left}table.results td.details{white-space:normal;
 font-family:ui-monospace,monospace;font-size:11px;max-width:520px;word-break:break-all}
 """
+
+
+_ANCHOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A section a caller adds to the page: ``html`` is its body, already rendered and
+    escaped by the caller (the page inserts it as is), under an ``<h2>`` ``title`` in a
+    ``<section id="anchor">`` that the page's navigation links to."""
+
+    anchor: str
+    title: str
+    html: str
+
+    def __post_init__(self) -> None:
+        if not _ANCHOR.fullmatch(self.anchor):
+            raise ValueError(
+                f"ReportSection.anchor: expected a letter then letters, digits, '-' or '_', "
+                f"got {self.anchor!r}"
+            )
 
 
 def _num(value: Any) -> float | None:
@@ -167,9 +199,14 @@ def render_report(
     *,
     title: str,
     generated_at: datetime,
+    retraining: Sequence[RetrainRecord] | None = None,
+    sections: Sequence[ReportSection] = (),
 ) -> str:
-    """One HTML document for ``windows`` (any endpoints) and their ``results`` by window id;
-    times are shown in UTC (naive ones are taken as UTC)."""
+    """One HTML document: the caller's ``sections`` first (their HTML as given), then
+    ``windows`` (any endpoints) and their ``results`` by window id, then the
+    ``retraining`` jobs' section (None: no such section; empty: a note that no job ran);
+    times are shown in UTC (naive ones are taken as UTC). A section whose anchor is
+    taken (by another section, an endpoint or the retraining section) is a ConflictError."""
     windows = [replace(w, start=ensure_utc(w.start), end=ensure_utc(w.end)) for w in windows]
     endpoints = sorted({w.endpoint for w in windows})
     span = (
@@ -178,21 +215,32 @@ def render_report(
         if windows
         else ""
     )
-    nav = "".join(f'<a href="#endpoint-{k}">{escape(name)}</a>'
-                  for k, name in enumerate(endpoints, 1))  # fmt: skip
+    links = [(section.anchor, section.title) for section in sections]
+    links += [(f"endpoint-{k}", name) for k, name in enumerate(endpoints, 1)]
+    if retraining is not None:
+        links.append(("retraining", "Retraining"))
+    anchors = [anchor for anchor, _ in links]
+    if taken := sorted({a for a in anchors if anchors.count(a) > 1}):
+        raise ConflictError(f"report sections: anchor {taken[0]!r} is used twice on the page")
+    nav = "".join(f'<a href="#{anchor}">{escape(name)}</a>' for anchor, name in links)
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{REPORT_CSS}</style></head><body><main>",
         f'<h1>{escape(title)}</h1><p class="meta">Generated {escape(_full(generated_at))} UTC'
         f" · {len(endpoints)} endpoint{'s' * (len(endpoints) != 1)}{escape(span)}</p>",
-        f"<nav>{nav}</nav>" if len(endpoints) > 1 else "",
+        f"<nav>{nav}</nav>" if len(links) > 1 else "",
     ]
+    for section in sections:
+        parts.append(f'<section class="endpoint" id="{section.anchor}">'
+                     f"<h2>{escape(section.title)}</h2>{section.html}</section>")  # fmt: skip
     for k, name in enumerate(endpoints, 1):
         mine = [w for w in windows if w.endpoint == name]
         parts.append(_endpoint(f"endpoint-{k}", name, mine, results))
     if not endpoints:
         parts.append('<p class="note">No monitoring windows in this range.</p>')
+    if retraining is not None:
+        parts.append(render_retraining(retraining))
     parts.append("</main></body></html>\n")
     return "".join(parts)
 

@@ -12,10 +12,24 @@ from prodml.project._project import Project
 from prodml.project._scaffold import init_project
 
 if TYPE_CHECKING:
+    from prodml.project._retrain_report import retrain_records, write_project_report
     from prodml.project._serve import PROJECT_ENV, app_from_env, serving_app
 else:
     __getattr__ = lazy_attributes(
-        __name__, {"prodml.project._serve": ["PROJECT_ENV", "app_from_env", "serving_app"]}
+        __name__,
+        {
+            "prodml.project._serve": ["PROJECT_ENV", "app_from_env", "serving_app"],
+            "prodml.project._retrain_report": ["retrain_records", "write_project_report"],
+        },
     )
 
-__all__ = ["PROJECT_ENV", "Project", "app_from_env", "init_project", "progress_bar", "serving_app"]
+__all__ = [
+    "PROJECT_ENV",
+    "Project",
+    "app_from_env",
+    "init_project",
+    "progress_bar",
+    "retrain_records",
+    "serving_app",
+    "write_project_report",
+]

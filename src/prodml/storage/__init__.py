@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from prodml.core import lazy_attributes
 from prodml.storage._artifacts import ArtifactStore, check_digest, digest_key
+from prodml.storage._atomic import atomic_write
 from prodml.storage._backends import ARTIFACT_BACKENDS, blob_store_class, open_artifact_store
 from prodml.storage._blob_local import LocalBlobStore
 from prodml.storage._blob_memory import MemoryBlobStore
@@ -173,6 +174,7 @@ __all__ = [
     "RolloutDecisionRow",
     "RolloutPlanRow",
     "UTCDateTime",
+    "atomic_write",
     "blob_store_class",
     "check_digest",
     "check_key",
