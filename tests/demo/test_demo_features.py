@@ -14,16 +14,20 @@ from prodml.features._on_demand import apply_on_demand
 def test_module_defines_the_flights_repository() -> None:
     repo = FeatureRepo.from_file(Path(ff.__file__))
     assert repo.names("entity") == ["carrier", "flight", "origin", "plane"]
-    assert repo.names("feature_view") == ["carrier_delays", "planes", "weather"]
+    assert repo.names("feature_view") == [
+        "carrier_delays", "origin_departures", "planes", "weather",
+    ]  # fmt: skip
     assert repo.names("feature_service") == ["flight_delay"]
     assert ff.flight_delay.output_names == (
         "temp", "dewp", "humid", "wind_speed", "precip", "visib",
         "plane_year", "seats",
         "carrier_late_rate_7d", "carrier_flights_7d",
+        "origin_dep_delay_2h", "origin_departures_2h",
         "dep_hour", "dep_weekday", "dep_month",
     )  # fmt: skip
     assert ff.flight_delay.join_keys == ("origin", "tailnum", "carrier")
     assert ff.carrier_delays.event_time == "landed_at"
+    assert ff.origin_departures.event_time == "dep_at"
 
 
 def test_module_imports_only_what_a_project_file_may() -> None:

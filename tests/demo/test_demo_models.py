@@ -8,25 +8,14 @@ loop and its month table: ``prodml demo``, see the README.)"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from prodml import Project
-from prodml.demo import run_demo
 
 pytestmark = pytest.mark.slow
-
-
-UNTIL = datetime(2013, 5, 10, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    root = tmp_path_factory.mktemp("demo") / "flights"
-    return root, run_demo(root, echo=None, progress=False, until=UNTIL)
 
 
 def test_the_first_model_becomes_the_approved_champion(demo: tuple[Path, dict[str, Any]]) -> None:
@@ -70,9 +59,13 @@ def test_the_retrain_job_of_may_gates_its_candidate_against_the_champion(
         assert set(against["slices"]["origin"]) == set(test["slices"]["origin"]) == {
             "EWR", "JFK", "LGA",
         }  # fmt: skip
-        assert evaluation["split"]["test_start"].startswith("2013-04")
+        # test_split = "champion": the candidate as evaluated learned from January–March,
+        # the champion's data, and both are tested on April, which neither saw.
+        assert evaluation["split"]["basis"] == "champion"
+        assert evaluation["split"]["test_start"].startswith("2013-04-01")
+        assert evaluation["split"]["validation"] == 0
         assert evaluation["refit"]["mode"] == "full"
-        assert evaluation["calibration"]["method"] == "sigmoid"
+        assert evaluation["calibration"] is None
         names = {check["name"] for check in version.gate["checks"]} if version.gate else set()
         assert {"roc_auc vs champion", "roc_auc vs champion [origin=JFK]"} <= names
         assert version.status == "approved"
@@ -93,6 +86,7 @@ def test_lineage_from_a_version_to_its_features_and_back(demo: tuple[Path, dict[
             "weather",
             "planes",
             "carrier_delays",
+            "origin_departures",
             "dep_hour",
             "dep_weekday",
             "dep_month",
@@ -165,3 +159,17 @@ def test_the_loop_logged_every_request_and_label_and_monitored_april(
     realized, estimated = april_window["roc_auc"], april_window["roc_auc_estimated"]
     assert realized == pytest.approx(april["served_auc"], abs=0.01)
     assert abs(estimated - realized) < 0.15
+
+
+def test_the_demo_writes_its_report_with_the_loop_section(
+    demo: tuple[Path, dict[str, Any]],
+) -> None:
+    from prodml.demo._report import LOOP_ANCHOR
+
+    root, report = demo
+    assert report["report"] == str(root / "report.html")
+    html = (root / "report.html").read_text(encoding="utf-8")
+    assert f'id="{LOOP_ANCHOR}"' in html
+    assert f'<a href="#{LOOP_ANCHOR}">' in html
+    assert 'id="retraining"' in html
+    assert "flight_delay:2" in html

@@ -36,11 +36,12 @@ import pyarrow.parquet as pq
 
 from prodml.core import ConflictError, NotFoundError, ProdMLError, SimulatedClock, StateError
 from prodml.demo.flights_features import ENTITY_COLUMNS
+from prodml.features import TrainingSet
 from prodml.project import Project
 from prodml.serving import Prediction, PredictionLog, routed_arms
 from prodml.stats import expected_calibration_error, roc_auc
 
-__all__ = ["LOOP_END", "LOOP_START", "run_loop"]
+__all__ = ["LOOP_END", "LOOP_START", "run_loop", "served_flights"]
 
 LOOP_START = datetime(2013, 4, 1, tzinfo=UTC)
 LOOP_END = datetime(2014, 1, 1, tzinfo=UTC)
@@ -86,17 +87,26 @@ class _Traffic:
     entities: dict[str, list[Any]]  # the request's entity keys, per flight
 
 
-def _traffic(project: Project, end: datetime) -> _Traffic:
+def served_flights(project: Project, start: datetime, end: datetime) -> tuple[pa.Table, TrainingSet]:  # fmt: skip
+    """The flights scheduled to depart in ``[start, end)`` in departure order, and their
+    point-in-time features: the offline join training uses, so what each request is
+    served with is exactly what the online store held at its departure."""
     flights = pq.read_table(project.root / "data" / "flights.parquet")
     when = flights["sched_dep"]
     window = pc.and_(
-        pc.greater_equal(when, pa.scalar(LOOP_START, when.type)),
+        pc.greater_equal(when, pa.scalar(start, when.type)),
         pc.less(when, pa.scalar(end, when.type)),
     )
     flights = flights.filter(window).sort_by("sched_dep")
     features = project.features.build_training_set(
         flights.select(list(ENTITY_COLUMNS)), ENDPOINT, timestamp="sched_dep", label="late"
-    ).to_pandas()
+    )
+    return flights, features
+
+
+def _traffic(project: Project, end: datetime) -> _Traffic:
+    flights, training_set = served_flights(project, LOOP_START, end)
+    features = training_set.to_pandas()
     times = features["sched_dep"].dt.to_pydatetime().tolist()
     start = np.datetime64(LOOP_START.replace(tzinfo=None), "us")
     stamps = features["sched_dep"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
@@ -173,7 +183,8 @@ def run_loop(
             timings["replay"] += time.perf_counter() - t0
             today = LOOP_START + (d + 1) * DAY
             clock.set(today)
-            events += _passes(project, say, today, timings)
+            # After the last day nothing is served: a retrain then would answer no request.
+            events += _passes(project, say, today, timings, retrain=today < end)
             if progress is not None:
                 progress("Replaying April–December day by day", d + 1, days)
     finally:
@@ -254,11 +265,11 @@ def _serve_day(
             )  # fmt: skip
 
 
-def _passes(project: Project, say: Echo, today: datetime, timings: dict[str, float]) -> list[dict[str, Any]]:  # fmt: skip
+def _passes(project: Project, say: Echo, today: datetime, timings: dict[str, float], *, retrain: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     """The controllers' passes at the end of a day; what they did that matters."""
     events: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    for job in project.retraining.run_once():
+    for job in project.retraining.run_once() if retrain else ():
         text = f"{today:%Y-%m-%d} retrain job ({job.trigger}): {job.status}"
         if job.candidate:
             text += f" → {job.candidate}"

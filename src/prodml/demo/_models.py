@@ -29,30 +29,35 @@ name = "flights"
 module = "train.py"
 segments = ["origin", "carrier"]     # metrics per airport and per airline
 slice_min_rows = 200
+validation_fraction = 0.0            # no early stopping, no calibration: no validation split
 refit = "full"                       # after the gate, refit on the whole window: that is served
-calibration = "sigmoid"              # probabilities calibrated on the validation split (Platt)
+test_split = "champion"              # test on the rows after the champion's data (see [gate])
 
 [gate]
-thresholds = ["roc_auc >= 0.60", "ece <= 0.10"]   # a floor; the champion sets the bar
+thresholds = ["roc_auc >= 0.60"]     # a floor; the champion sets the bar
 latency_p99_ms = 250
 robustness = true
 
-# Against the champion, on the same test rows. With refit = "full" the champion was
-# refitted on its whole window, so it has seen weeks more recent data than the candidate
-# as evaluated (fitted on the first 70% of its window): these bounds catch a broken
-# candidate, and the canary's live evidence on the refitted one decides.
+# Against the champion, on the same test rows. With test_split = "champion" the candidate
+# as evaluated learned from data up to where the champion's ended, and both are scored on
+# the weeks after it, which neither saw: the gate judges the recipe like for like, and
+# the canary judges the refitted model (which has also seen those weeks) on live traffic.
 [[gate.change]]
 metric = "roc_auc"
-max_degradation = 0.04
+max_degradation = 0.01
 
 [[gate.change]]
 metric = "log_loss"
-max_degradation = 0.10
+max_degradation = 0.05
 relative = true
 
 [[gate.change]]
-metric = "roc_auc"                   # no airport or airline may lose more than 0.06
-max_degradation = 0.06
+metric = "ece"                       # no worse calibrated than the champion
+max_degradation = 0.02
+
+[[gate.change]]
+metric = "roc_auc"                   # no airport or airline may lose more than 0.03
+max_degradation = 0.03
 per_slice = true
 
 [registry]
@@ -75,16 +80,15 @@ auto_approve = true                  # a BLESSED candidate is approved for the c
 
 [retraining.policies.rollout]        # the candidate goes to the rollout controller
 steps = [0.5]                        # a canary on half the traffic
-bake = "2d"
-min_samples = 500
-metric = "log_loss"
-promote_on = "not_worse"             # the gate found it better offline; live: not worse
+bake = "1d"                          # a day of flights, labelled when they land
+min_samples = 300
+metric = "roc_auc"
+promote_on = "not_worse"             # the gate found the recipe sound offline; live: not worse
 max_duration = "12d"
 decommission_delay = "1h"
 guardrails = [
     {metric = "error_rate", margin = 0.01},
     {metric = "p99_latency_ms", margin = 0.5, relative = true},
-    {metric = "log_loss", margin = 0.05},        # at most this much worse, always-valid CI
 ]
 
 [[retraining.policies.triggers]]     # at each month's start: every labelled flight so far

@@ -4,7 +4,8 @@ features for flights departing then, train, gate, register, approve, alias and d
 the champion (see :mod:`prodml.demo._models`) — then replays April–December day by day
 as production traffic with the retraining and rollout controllers closing the loop
 (:mod:`prodml.demo._loop`), monitors it month by month (:mod:`prodml.demo._replay`),
-and reports what it did."""
+and reports what it did — in the returned record and, when the loop ran, in
+``report.html`` in the project (:mod:`prodml.demo._report`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from prodml.demo._data import write_flights_data
 from prodml.demo._loop import LOOP_END, LOOP_START, run_loop
 from prodml.demo._models import DEMO_CONFIG, train_models
 from prodml.demo._replay import ENDPOINT, MONITOR_CLOCK_AT, monitor_year
+from prodml.demo._report import write_report
 from prodml.demo.flights_features import entity_rows
 from prodml.project import Project, init_project, progress_bar
 
@@ -138,6 +140,10 @@ def run_demo(
         progress_bar(progress) as bar,
     ):
         report["monitoring"] = monitor_year(project, say, progress=bar)
+        if "loop" in report:
+            path = write_report(project, report["loop"], root / "report.html")
+            report["report"] = str(path)
+            say(f"Wrote the report (the closed loop, monitoring, retraining) to {path}")
     report["seconds"] = round(time.perf_counter() - started, 2)
     say(
         f"Done in {report['seconds']} s. Explore the project in {root}: "

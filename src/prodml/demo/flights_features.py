@@ -9,7 +9,10 @@ The carrier view is the point-in-time trap: a flight's outcome is known only whe
 lands, so the carrier's late rate is computed from landed flights and stamped with the
 landing time. A point-in-time join at a flight's scheduled departure then sees only the
 flights that had landed by then. Stamping it with the departure time would leak the
-outcomes of flights still in the air into the training set.
+outcomes of flights still in the air into the training set. The airport's departures
+view is its real-time twin: a departure delay is known the moment a flight leaves, so
+the mean delay of the last two hours' departures is stamped with each departure time,
+and a flight scheduled at t sees the airport's congestion up to t, no later.
 """
 
 from __future__ import annotations
@@ -100,6 +103,36 @@ carrier_delays = FeatureView(
 )
 
 
+origin_departures = FeatureView(
+    "origin_departures",
+    entities=[origin],
+    source=SqlSource(
+        """
+        SELECT origin, dep_at,
+               avg(dep_delay) OVER last_2h AS origin_dep_delay_2h,
+               count(*) OVER last_2h AS origin_departures_2h
+        FROM read_parquet('data/flights.parquet')
+        WHERE dep_at IS NOT NULL
+        WINDOW last_2h AS (
+            PARTITION BY origin ORDER BY dep_at
+            RANGE BETWEEN INTERVAL 2 HOURS PRECEDING AND CURRENT ROW
+        )
+        """
+    ),
+    event_time="dep_at",
+    ttl=timedelta(hours=2),
+    features=[
+        Field("origin_dep_delay_2h", "float64", "minutes"),
+        Field("origin_departures_2h", "int64"),
+    ],
+    description=(
+        "Mean departure delay of the flights that left the airport in [t - 2 hours, t], as "
+        "of each departure t (a delay is known when the flight leaves); stale after 2 hours "
+        "without a departure"
+    ),
+)
+
+
 # -- on-demand features (request data: sched_dep_time local HHMM, sched_dep UTC) -------
 def _new_york_days(sched_dep: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
     """Days since 1970-01-01 of the New York calendar date, taken as UTC-5: exact for
@@ -149,6 +182,7 @@ flight_delay = FeatureService(
         weather[["temp", "dewp", "humid", "wind_speed", "precip", "visib"]],
         planes[["plane_year", "seats"]],
         carrier_delays,
+        origin_departures,
         dep_hour,
         dep_weekday,
         dep_month,
