@@ -338,3 +338,74 @@ def test_a_monthly_schedule_fires_once_per_calendar_month(root: Path) -> None:
             assert [j.trigger for j in jobs] == (["schedule"] if fired else []), now
             if fired:
                 assert "every 1 calendar month(s)" in jobs[0].reason
+
+
+# --- the challenger trigger: another arm beats the champion on live traffic ---------------
+
+CHALLENGER_TRIGGER = """kind = "challenger"
+metric = "performance.{metric}"
+margin = 0.02
+m_of_n = [2, 2]"""
+
+
+def _challenger_policy(root: Path, metric: str = "roc_auc") -> None:
+    text = (root / "prodml.toml").read_text()
+    old = 'kind = "performance"\nmetric = "performance.roc_auc"\nthreshold = 0.7\nm_of_n = [2, 3]'
+    assert old in text
+    (root / "prodml.toml").write_text(text.replace(old, CHALLENGER_TRIGGER.format(metric=metric)))
+
+
+def pair(project: Project, day: int, metric: str, champion: float, challenger: float) -> None:
+    """A day's closed windows of the champion and of a shadow arm (flight_delay:9)."""
+    start = T0 + day * DAY
+    for arm, model, shadow, value in (
+        ("champion", "flight_delay:1", False, champion),
+        ("shadow", "flight_delay:9", True, challenger),
+    ):
+        project.monitor.store.save_window(
+            endpoint=E, arm=arm, model_version=model, shadow=shadow, start=start,
+            end=start + DAY, rows=100, status="ok", results=[Result("performance", metric, value)],
+            label_rows=100, labels_final=True, now=start + DAY,
+        )  # fmt: skip
+
+
+def test_a_challenger_that_leads_in_m_of_n_windows_starts_one_job(root: Path) -> None:
+    _challenger_policy(root)
+    assert load_config(root).retraining.policies[0].triggers[0].threshold == 0.02
+    with opened(root, NOW) as project:
+        pair(project, 0, "roc_auc", 0.70, 0.75)  # leads by 0.05
+        pair(project, 1, "roc_auc", 0.70, 0.71)  # by 0.01: within the margin
+        assert project.retraining.run_once() == []
+        pair(project, 2, "roc_auc", 0.70, 0.76)
+        assert project.retraining.run_once() == []  # one window of the last two
+        pair(project, 3, "roc_auc", 0.70, 0.78)
+        (job,) = project.retraining.run_once()
+        assert job.trigger == "challenger"
+        assert "lead over the champion on performance.roc_auc above 0.02" in job.reason
+        assert job.evidence["challenger"] == "flight_delay:9"
+        assert job.evidence["value"] == pytest.approx(0.08)
+        assert job.evidence["window_end"] == (T0 + 4 * DAY).isoformat()
+
+
+def test_a_challenger_lead_on_a_lower_is_better_metric_is_the_champions_excess(root: Path) -> None:
+    _challenger_policy(root, "log_loss")
+    with opened(root, NOW) as project:
+        pair(project, 0, "log_loss", 0.50, 0.53)  # worse: a negative lead
+        pair(project, 1, "log_loss", 0.50, 0.54)
+        assert project.retraining.run_once() == []
+        trigger = load_config(root).retraining.policies[0].triggers[0]
+        leads = project.retraining.triggers.leads(trigger, E, "flight_delay:1", None)
+        assert [round(o.value or 0, 6) for o in leads] == [-0.03, -0.04]
+        pair(project, 2, "log_loss", 0.50, 0.45)
+        pair(project, 3, "log_loss", 0.50, 0.47)
+        (job,) = project.retraining.run_once()
+        assert job.trigger == "challenger"
+        assert job.evidence["value"] == pytest.approx(0.03)
+
+
+def test_a_challenger_trigger_takes_a_performance_metric_only() -> None:
+    from prodml.core._retraining_config import TriggerConfig
+
+    with pytest.raises(ValueError, match="performance.<metric>"):
+        TriggerConfig.model_validate({"kind": "challenger", "metric": "drift.share"})
+    assert TriggerConfig.model_validate({"kind": "challenger"}).direction == "above"

@@ -13,7 +13,12 @@ rollout controller). Triggers:
 * ``performance``: a realized delayed-label metric (``performance.roc_auc`` …) or its
   label-free estimate (``estimated.roc_auc``) below ``threshold`` (``direction``), or
   below the champion's own test value minus ``margin`` when no threshold is given,
-  debounced the same way.
+  debounced the same way;
+* ``challenger``: another arm of the endpoint (a shadow, or a canary's challenger)
+  beats the champion on live traffic — its realized ``metric`` in the same window leads
+  the champion's by more than ``threshold`` (default ``margin``, default 0; the lead is
+  signed so that better is positive for metrics where lower is better) — debounced the
+  same way.
 
 A fired trigger starts a job unless the policy's ``cooldown`` since the last job has
 not passed or ``max_jobs`` jobs already started within ``per``. These models do no I/O.
@@ -60,13 +65,14 @@ class TriggerConfig(_Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True)
 
-    kind: Literal["schedule", "drift", "performance"]
+    kind: Literal["schedule", "drift", "performance", "challenger"]
     every: timedelta | None = Field(default=None, description="schedule: time between jobs")
     every_months: int | None = Field(default=None, ge=1, description="schedule: calendar months")
     metric: str | None = Field(
         default=None,
         description="drift: drift.share (default); performance: performance.<metric> or "
-        "estimated.<metric> (default performance.roc_auc)",
+        "estimated.<metric> (default performance.roc_auc); challenger: the performance "
+        "metric on which another arm's model must beat the champion's in the same window",
     )
     threshold: float | None = Field(default=None, allow_inf_nan=False)
     direction: Literal["above", "below"] | None = None
@@ -113,11 +119,20 @@ class TriggerConfig(_Section):
                 f"{where}: metric must be performance.<metric> or estimated.<metric>, got "
                 f"{metric!r}"
             )
+        if self.kind == "challenger":
+            if metric.partition(".")[0] != "performance":
+                raise ValueError(f"{where}: metric must be performance.<metric>, got {metric!r}")
+            if self.direction not in (None, "above"):
+                raise ValueError(
+                    f"{where}: direction is 'above' (the challenger's lead over the champion)"
+                )
+            if self.threshold is None:  # any lead beyond the margin
+                object.__setattr__(self, "threshold", self.margin)
         if self.kind == "drift" and self.threshold is None:
             raise ValueError(f"{where}: threshold is required (a drifted share such as 0.3)")
         if any(w < 0 for w in self.weights.values()):
             raise ValueError(f"{where}: weights must be >= 0")
-        direction = self.direction or ("above" if self.kind == "drift" else "below")
+        direction = self.direction or ("below" if self.kind == "performance" else "above")
         object.__setattr__(self, "metric", metric)
         object.__setattr__(self, "direction", direction)
         return self

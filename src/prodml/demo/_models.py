@@ -88,6 +88,7 @@ max_duration = "12d"
 decommission_delay = "1h"
 guardrails = [
     {metric = "error_rate", margin = 0.01},
+    {metric = "fallback_rate", margin = 0.01},   # a failing challenger is answered by the champion
     {metric = "p99_latency_ms", margin = 0.5, relative = true},
 ]
 

@@ -214,6 +214,15 @@ class Retraining:
                 continue
             if policy.endpoint is None or served is None:
                 continue
+            if trigger.kind == "challenger":
+                observed = self.triggers.leads(trigger, policy.endpoint, served, since)
+                fired = self.triggers.check(
+                    policy, index, trigger, windows=(), threshold=trigger.threshold or 0.0,
+                    now=now, observed=observed,
+                )  # fmt: skip
+                if fired is not None:
+                    return fired
+                continue
             if windows is None:
                 windows = self.triggers.windows(policy.endpoint, served, since)
             threshold = trigger.threshold

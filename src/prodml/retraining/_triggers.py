@@ -8,6 +8,11 @@ where that state turns ``firing``. Only windows of the served version that end a
 the policy's last job started count — a retrain starts a fresh episode — and
 performance triggers wait for a window's labels to be final.
 
+A ``challenger`` trigger observes, per window of the served version, the lead of the
+best other arm's model (a shadow, or a canary's challenger) over the champion on the
+same window's realized metric (positive: the challenger is better), once both windows'
+labels are final.
+
 Drift of named ``ignore``\\ d features (seasonal inputs) does not count: the drifted
 share is recomputed from the per-feature results, weighted by ``weights`` (importance,
 default 1 for every feature).
@@ -24,6 +29,7 @@ from typing import Any
 from prodml.core._alert_config import AlertRuleConfig
 from prodml.core._retraining_config import RetrainPolicyConfig, TriggerConfig
 from prodml.monitoring import AlertState, MonitorStore, Observation, Result, StoredWindow, evaluate
+from prodml.training import METRIC_DIRECTIONS
 
 __all__ = ["Fired", "TriggerCheck", "drift_share", "rule_name", "scope_of"]
 
@@ -71,6 +77,18 @@ def drift_share(results: Sequence[Result], trigger: TriggerConfig) -> float | No
     return drifted / total
 
 
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _challenger(observed: Sequence[Observation], window_end: datetime) -> dict[str, Any]:
+    """The firing window's challenger evidence (nothing for other triggers)."""
+    for o in observed:
+        if o.window_end == window_end and "challenger" in (o.evidence or {}):
+            return dict(o.evidence)
+    return {}
+
+
 def _metric_value(results: Sequence[Result], metric: str) -> float | None:
     check, _, name = metric.partition(".")
     for r in results:
@@ -97,6 +115,35 @@ class TriggerCheck:
         ]
         results = self.store.results([w.id for w in found])
         return [(w, results[w.id]) for w in found]
+
+    def leads(
+        self, trigger: TriggerConfig, endpoint: str, served: str, since: datetime | None
+    ) -> list[Observation]:
+        """Per closed window of the live arm serving ``served`` (labels final): the best
+        lead of another model's arm over it on the trigger's metric in the same window."""
+        found = self.store.windows(endpoint=endpoint, since=since)
+        results = self.store.results([w.id for w in found])
+        metric = trigger.metric or "performance.roc_auc"
+        sign = -1.0 if METRIC_DIRECTIONS.get(metric.partition(".")[2]) == "lower" else 1.0
+        others: dict[tuple[datetime, datetime], list[tuple[str, float]]] = {}
+        for w in found:
+            value = _metric_value(results[w.id], metric)
+            if w.model_version != served and w.labels_final and _finite(value):
+                others.setdefault((w.start, w.end), []).append((w.model_version, float(value)))  # type: ignore[arg-type]
+        out = []
+        for w in found:
+            if w.shadow or w.model_version != served or not w.labels_final:
+                continue
+            own = _metric_value(results[w.id], metric)
+            rivals = others.get((w.start, w.end), [])
+            if not _finite(own) or not rivals:
+                continue
+            model, best = max(rivals, key=lambda r: sign * r[1])
+            lead = sign * (best - float(own))  # type: ignore[arg-type]
+            evidence = {"challenger": model, "challenger_value": best, "champion_value": own,
+                        "label_rows": w.label_rows}  # fmt: skip
+            out.append(Observation(w.start, w.end, lead, evidence))
+        return out
 
     def observations(
         self,
@@ -126,9 +173,10 @@ class TriggerCheck:
         windows: Sequence[tuple[StoredWindow, list[Result]]],
         threshold: float,
         now: datetime,
+        observed: Sequence[Observation] | None = None,
     ) -> Fired | None:
-        """Advance trigger ``index`` of ``policy`` over ``windows``; the firing, if it
-        turned firing on one of them."""
+        """Advance trigger ``index`` of ``policy`` over ``windows`` (or the ``observed``
+        values, for a challenger trigger); the firing, if it turned firing on one."""
         name = rule_name(policy.name, index)
         scope = scope_of(policy.name)
         rule = AlertRuleConfig.model_validate(
@@ -140,7 +188,9 @@ class TriggerCheck:
         )  # fmt: skip
         stored = self.store.alert_state(name, scope)
         previous = AlertState.from_dict(stored) if stored is not None else None
-        state, notes = evaluate(rule, scope, self.observations(trigger, windows), previous)
+        if observed is None:
+            observed = self.observations(trigger, windows)
+        state, notes = evaluate(rule, scope, observed, previous)
         if previous is None or state != previous:
             self.store.save_alert_state(name, scope, state.state, state.to_dict(), now)
         fired = [n for n in notes if n.state == "firing"]
@@ -149,8 +199,11 @@ class TriggerCheck:
         note = fired[-1]
         word = "above" if trigger.direction == "above" else "below"
         debounce = f" in {trigger.m_of_n[0]} of the last {trigger.m_of_n[1]} windows" if trigger.m_of_n else ""  # fmt: skip
+        what = trigger.metric if trigger.kind != "challenger" else (
+            f"a challenger's lead over the champion on {trigger.metric}"
+        )  # fmt: skip
         reason = (
-            f"{trigger.metric} {word} {threshold:g}{debounce} "
+            f"{what} {word} {threshold:g}{debounce} "
             f"(window ending {note.window_end:%Y-%m-%d}: {note.value:.4g})"
         )
         return Fired(
@@ -159,7 +212,7 @@ class TriggerCheck:
             {"metric": trigger.metric, "threshold": threshold, "value": note.value,
              "window_end": note.window_end.isoformat(),
              "m_of_n": None if trigger.m_of_n is None else list(trigger.m_of_n),
-             "ignore": list(trigger.ignore)},
+             "ignore": list(trigger.ignore), **_challenger(observed, note.window_end)},
         )  # fmt: skip
 
     def reset(self, policy: RetrainPolicyConfig, now: datetime) -> None:
