@@ -406,6 +406,6 @@ def test_a_challenger_lead_on_a_lower_is_better_metric_is_the_champions_excess(r
 def test_a_challenger_trigger_takes_a_performance_metric_only() -> None:
     from prodml.core._retraining_config import TriggerConfig
 
-    with pytest.raises(ValueError, match="performance.<metric>"):
+    with pytest.raises(ValueError, match=r"performance\.<metric>"):
         TriggerConfig.model_validate({"kind": "challenger", "metric": "drift.share"})
     assert TriggerConfig.model_validate({"kind": "challenger"}).direction == "above"
