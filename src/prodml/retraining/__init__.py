@@ -13,6 +13,7 @@ from prodml.retraining._controller import (
     LEASE,
     REJECTED_RULE,
     HandOff,
+    Heartbeat,
     Retraining,
 )
 from prodml.retraining._store import FINISHED, JobStore, RetrainJob, Step
@@ -26,6 +27,7 @@ __all__ = [
     "REJECTED_RULE",
     "Fired",
     "HandOff",
+    "Heartbeat",
     "JobStore",
     "RetrainJob",
     "RetrainPolicyConfig",

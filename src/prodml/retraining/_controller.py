@@ -22,8 +22,9 @@ or ``retraining_candidate_rejected``). In every case the
 champion keeps serving: nothing but the hand-off touches a deployment.
 
 One controller acts per project at a time: the pass holds the ``retraining`` lease in
-the metadata DB, renewed at every step; a second controller's pass raises
-:class:`~prodml.core.ConflictError` and does nothing. A controller killed mid-job leaves
+the metadata DB, renewed at every step and, while a job runs, every third of
+``lease_s`` by a :class:`Heartbeat` thread (a long fit does not let it expire); a
+second controller's pass raises :class:`~prodml.core.ConflictError` and does nothing. A controller killed mid-job leaves
 its job ``running``; the next controller to take the lease marks it ``abandoned``
 (the registry registers a version in one transaction, so no half-registered version is
 left) and the policy may start again.
@@ -32,6 +33,7 @@ left) and the policy may start again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -51,7 +53,15 @@ from prodml.retraining._validate import validate_window
 from prodml.storage import Lease, MetadataDB, default_holder
 from prodml.training import Training, TrainingResult
 
-__all__ = ["CONTROLLER", "FAILED_RULE", "LEASE", "REJECTED_RULE", "HandOff", "Retraining"]
+__all__ = [
+    "CONTROLLER",
+    "FAILED_RULE",
+    "LEASE",
+    "REJECTED_RULE",
+    "HandOff",
+    "Heartbeat",
+    "Retraining",
+]
 
 LEASE = "retraining"
 CONTROLLER = "retraining-controller"
@@ -256,7 +266,8 @@ class Retraining:
         log.info("retrain job %s of policy %r started: %s", job.id, policy.name, reason)
         runner = _JobRun(self, job)
         try:
-            self._steps(policy, job, runner)
+            with Heartbeat(self._lease, interval_s=self.config.lease_s / 3):
+                self._steps(policy, job, runner)
         except Exception as exc:  # any failure: recorded, alerted, the champion serves on
             runner.fail(exc)
             self._alert(job)
@@ -400,6 +411,43 @@ def _scheduled(trigger: TriggerConfig, anchor: datetime | None, now: datetime) -
 def _metrics(result: TrainingResult) -> dict[str, Any]:
     keep = ("roc_auc", "log_loss", "ece", "brier", "rmse", "mae")
     return {k: v for k, v in result.report.metrics.items() if k in keep}
+
+
+class Heartbeat:
+    """Renews ``lease`` every ``interval_s`` seconds in a background thread while the
+    ``with`` block runs, so that a step longer than the lease (a long fit) does not let
+    another controller take over a job that is still running. A failed renewal (the
+    lease was taken: this process stalled past it) is logged; the job's next step then
+    stops with a :class:`ConflictError`."""
+
+    def __init__(self, lease: Lease, *, interval_s: float) -> None:
+        self._lease = lease
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="retraining-lease", daemon=True)
+        self.renewals = 0
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                renewed = self._lease.renew()
+            except Exception as exc:  # the DB is briefly unreachable: the next beat retries
+                log.warning("renewing the retraining lease failed: %s", exc)
+                continue
+            if not renewed:
+                log.error(
+                    "the retraining lease was lost while a job ran; it stops at its next step"
+                )
+                return
+            self.renewals += 1
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _JobRun:
