@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from prodml.core._alert_config import AlertRuleConfig
 from prodml.core._retraining_config import RetrainPolicyConfig, TriggerConfig
@@ -77,7 +77,7 @@ def drift_share(results: Sequence[Result], trigger: TriggerConfig) -> float | No
     return drifted / total
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
@@ -129,7 +129,7 @@ class TriggerCheck:
         for w in found:
             value = _metric_value(results[w.id], metric)
             if w.model_version != served and w.labels_final and _finite(value):
-                others.setdefault((w.start, w.end), []).append((w.model_version, float(value)))  # type: ignore[arg-type]
+                others.setdefault((w.start, w.end), []).append((w.model_version, value))
         out = []
         for w in found:
             if w.shadow or w.model_version != served or not w.labels_final:
@@ -139,7 +139,7 @@ class TriggerCheck:
             if not _finite(own) or not rivals:
                 continue
             model, best = max(rivals, key=lambda r: sign * r[1])
-            lead = sign * (best - float(own))  # type: ignore[arg-type]
+            lead = sign * (best - own)
             evidence = {"challenger": model, "challenger_value": best, "champion_value": own,
                         "label_rows": w.label_rows}  # fmt: skip
             out.append(Observation(w.start, w.end, lead, evidence))
