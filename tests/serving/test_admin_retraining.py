@@ -116,7 +116,11 @@ def test_an_operator_runs_a_pass_whose_job_records_the_tokens_actor(
     [job] = answer["jobs"]
     assert (job["policy"], job["trigger"], job["status"]) == ("nightly", "manual", "succeeded")
     assert job["actor"] == "token:olga"
+    assert job["reason"] == "started by hand: new labels"
     assert job["candidate"] == "flight_delay:2"
+    gate = next(s for s in job["steps"] if s["name"] == "evaluate_and_gate")
+    assert gate["detail"]["gate"] == "BLESSED"
+    assert "roc_auc" in gate["detail"]["metrics"]
     assert "token:olga" in caplog.text
     assert "new labels" in caplog.text
     [stored] = project.retraining.history("nightly")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from prodml.cli._options import JsonOption, ProjectOption
+from prodml.cli._options import JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout, table
 from prodml.cli._watch import Standby, check_interval, repeat, stop_signals, write_json_line
 from prodml.core import ConflictError
@@ -53,15 +53,17 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Start a job now, without waiting for a trigger.")
     ] = False,
+    reason: ReasonOption = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
     """One pass over the retraining policies (refused while another controller holds
-    the project's lease)."""
+    the project's lease); a forced job records ``--reason``."""
     with guarded(as_json), Project.open(project) as proj:
         retraining = proj.retraining
         try:
-            jobs = [j.to_dict() for j in retraining.run_once(policy, force=force)]
+            ran = retraining.run_once(policy, force=force, reason=reason)
+            jobs = [j.to_dict() for j in ran]
         finally:
             retraining.release()
     emit({"jobs": jobs}, as_json=as_json,

@@ -141,9 +141,10 @@ def retraining_actions(project: Project) -> list[AdminAction]:
     A pass holds the project's retraining lease and gives it up when it ends, as
     ``prodml controller run`` does; while another controller holds it (or a pass started
     through this server is still running) ``run`` is a 409 naming the holder, and does
-    nothing. A job's own ``reason`` is the controller's (the trigger's, or "started by
-    hand"): the request's ``reason`` goes to the ``prodml.retraining`` log with the actor.
-    An unknown policy is a 404 naming the configured ones."""
+    nothing. A forced job records the request's ``reason`` ("started by hand: …"); a
+    job a trigger started keeps the trigger's, and the request's ``reason`` goes to the
+    ``prodml.retraining`` log with the actor. An unknown policy is a 404 naming the
+    configured ones."""
     running = threading.Lock()  # the controller lease is per process: one pass at a time
 
     def status(policy: str, body: Mapping[str, Any], actor: str) -> Any:
@@ -169,7 +170,7 @@ def retraining_actions(project: Project) -> list[AdminAction]:
         try:
             log.info("retraining pass of policy %r requested by %s (force=%s): %s",
                      policy, actor, force, reason or "no reason given")  # fmt: skip
-            jobs = retraining.run_once(policy, force=force, actor=actor)
+            jobs = retraining.run_once(policy, force=force, actor=actor, reason=reason)
         finally:
             try:
                 retraining.release()

@@ -126,10 +126,16 @@ class Retraining:
 
     # --- the pass ---------------------------------------------------------------------
     def run_once(
-        self, policy: str | None = None, *, force: bool = False, actor: str = CONTROLLER
+        self,
+        policy: str | None = None,
+        *,
+        force: bool = False,
+        actor: str = CONTROLLER,
+        reason: str | None = None,
     ) -> list[RetrainJob]:
         """One pass over the policies (or ``policy``'s); ``force`` starts a job of each
-        without waiting for a trigger (still under the lease). The jobs it ran."""
+        without waiting for a trigger (still under the lease), recorded with ``reason``
+        (why a person started it). The jobs it ran."""
         chosen = [self.policy(policy)] if policy is not None else list(self.config.policies)
         if not self._lease.acquire():
             held = self._lease.current()
@@ -142,7 +148,7 @@ class Retraining:
         ran = []
         for p in chosen:
             try:
-                job = self._policy_pass(p, force=force, actor=actor)
+                job = self._policy_pass(p, force=force, actor=actor, reason=reason)
             except ProdMLError as exc:  # one policy's failure costs that policy's pass
                 log.error("retraining pass of policy %r failed: %s", p.name, exc)
                 continue
@@ -165,7 +171,7 @@ class Retraining:
             self.jobs.save(job)
             log.warning("retrain job %s of policy %r abandoned: %s", job.id, job.policy, job.error)
 
-    def _policy_pass(self, policy: RetrainPolicyConfig, *, force: bool, actor: str) -> RetrainJob | None:  # fmt: skip
+    def _policy_pass(self, policy: RetrainPolicyConfig, *, force: bool, actor: str, reason: str | None = None) -> RetrainJob | None:  # fmt: skip
         now = self._clock.now()
         history = self.jobs.jobs(policy=policy.name, limit=50)
         last = history[0] if history else None
@@ -173,7 +179,8 @@ class Retraining:
             return self._run(policy, last.trigger, f"retry of {last.id}: {last.reason}",
                              {**last.evidence, "retry_of": last.id}, last.attempt + 1, actor)  # fmt: skip
         if force:
-            return self._run(policy, "manual", "started by hand", {}, 1, actor)
+            why = "started by hand" if not reason else f"started by hand: {reason}"
+            return self._run(policy, "manual", why, {}, 1, actor)
         blocked = self._blocked(policy, history, now)
         if blocked is not None:  # the triggers' windows wait: they are judged once it ends
             log.debug("policy %r: no trigger checked: %s", policy.name, blocked)
@@ -289,7 +296,10 @@ class Retraining:
             say=runner.said,
         )  # fmt: skip
         version = result.version
-        runner.done({"gate": result.gate.status, "metrics": _metrics(result)})
+        runner.done()
+        runner.annotate(
+            "evaluate_and_gate", {"gate": result.gate.status, "metrics": _metrics(result)}
+        )
         job.candidate = None if version is None else version.ref
         if version is None or not result.gate.blessed:
             job.status = "rejected"
@@ -489,6 +499,14 @@ class _JobRun:
         self.job.steps[-1] = self.step.to_dict()
         self.step = None
         self.owner.jobs.save(self.job)
+
+    def annotate(self, name: str, detail: Mapping[str, Any]) -> None:
+        """Add ``detail`` to the recorded step ``name`` (its latest, once it ended)."""
+        for step in reversed(self.job.steps):
+            if step.get("name") == name:
+                step.setdefault("detail", {}).update(detail)
+                self.owner.jobs.save(self.job)
+                return
 
     def finish(self) -> None:
         self.job.finished_at = self.owner._clock.now()
