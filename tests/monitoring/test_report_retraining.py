@@ -156,3 +156,23 @@ def test_no_job_shows_a_note_not_an_empty_table(tmp_path: Path) -> None:
     assert "No retrain job has run" in section
     assert "<table" not in section
     assert 'id="retraining"' not in without  # a caller that hands no records: no section
+
+
+def test_prodml_monitor_report_writes_the_page_with_its_jobs_readable_by_all(root: Path) -> None:
+    from trainkit import cli_json
+
+    with opened(root, NOW) as project:
+        for day in range(3):
+            window(project, day, 0.5)
+        (job,) = project.retraining.run_once()
+    page = root / "out" / "report.html"
+    code, out = cli_json("monitor", "report", "-o", str(page), "-p", str(root))
+    assert code == 0, out
+    assert out == {
+        "path": str(page), "windows": 3, "retrain_jobs": 1, "bytes": page.stat().st_size,
+    }  # fmt: skip
+    assert page.stat().st_mode & 0o777 == 0o644  # a page to open and share, not a secret
+    html = page.read_text(encoding="utf-8")
+    assert 'id="retraining"' in html
+    assert job.id in html
+    assert [p.name for p in page.parent.iterdir()] == ["report.html"]  # no temp file left

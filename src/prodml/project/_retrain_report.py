@@ -46,7 +46,7 @@ def write_project_report(
         title=title, generated_at=project.clock.now(), retraining=records, sections=sections,
     )  # fmt: skip
     data = html.encode()
-    with atomic_write(path) as handle:
+    with atomic_write(path, mode=0o644) as handle:  # a page to open and share
         handle.write(data)
     return {"windows": len(stored), "retrain_jobs": len(records), "bytes": len(data)}
 

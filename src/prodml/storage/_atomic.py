@@ -44,11 +44,13 @@ def is_temp_name(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+def atomic_write(path: str | Path, *, mode: int | None = None) -> Iterator[BinaryIO]:
     """Yield a binary handle whose content replaces ``path`` atomically on success.
 
     The parent directory is created if needed. On any exception the temp file is
-    deleted, the target keeps its previous content, and the exception propagates.
+    deleted, the target keeps its previous content, and the exception propagates. The
+    file is private to its owner (``0o600``) unless ``mode`` says otherwise (e.g.
+    ``0o644`` for a page a user will share).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +58,8 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         dir=target.parent, prefix=f"{TEMP_PREFIX}{target.name}.", suffix=TEMP_SUFFIX
     )
     tmp = Path(tmp_name)
+    if mode is not None:
+        os.fchmod(fd, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
