@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -22,6 +21,7 @@ from featurekit import T0
 from prodml import Project
 from prodml.core import SimulatedClock
 from prodml.project import serving_app
+from rolloutkit import wait_until
 from servingkit import TOKEN, bearer, tokens_toml
 from trainkit import make_training_project
 
@@ -209,10 +209,7 @@ def test_a_second_pass_while_this_servers_pass_runs_is_409(
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(client.post, run, json={"force": True}, headers=bearer(OPERATOR))
         try:
-            deadline = time.monotonic() + 120
-            while not project.retraining.history():  # the first pass's job has started
-                assert time.monotonic() < deadline, "the first pass never started its job"
-                time.sleep(0.01)
+            wait_until(project.retraining.history, timeout=120, what="the first pass's job")
             second = client.post(run, json={"force": True}, headers=bearer(OPERATOR))
         finally:
             go_on.set()

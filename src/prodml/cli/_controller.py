@@ -11,7 +11,14 @@ import typer
 
 from prodml.cli._options import JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout, table
-from prodml.cli._watch import Standby, check_interval, repeat, stop_signals, write_json_line
+from prodml.cli._watch import (
+    PassesOption,
+    Standby,
+    check_interval,
+    repeat,
+    stop_signals,
+    write_json_line,
+)
 from prodml.core import ConflictError
 from prodml.project import Project
 
@@ -119,9 +126,7 @@ def _line(event: Mapping[str, Any], as_json: bool) -> None:
 def watch(
     policy: PolicyOption = None,
     interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 300.0,
-    passes: Annotated[
-        int | None, typer.Option(min=1, help="Stop after this many passes (default: never).")
-    ] = None,
+    passes: PassesOption = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:

@@ -21,7 +21,14 @@ import typer
 from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout
 from prodml.cli._rollout_views import show_decision, show_status
-from prodml.cli._watch import Standby, check_interval, repeat, stop_signals, write_json_line
+from prodml.cli._watch import (
+    PassesOption,
+    Standby,
+    check_interval,
+    repeat,
+    stop_signals,
+    write_json_line,
+)
 from prodml.core import ConflictError, NotFoundError, parse_duration
 from prodml.project import Project
 from prodml.registry import default_actor
@@ -407,9 +414,7 @@ class _Watch:
 def watch(
     endpoint: AnyEndpointArgument = None,
     interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 30.0,
-    passes: Annotated[
-        int | None, typer.Option(min=1, help="Stop after this many passes (default: never).")
-    ] = None,
+    passes: PassesOption = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:

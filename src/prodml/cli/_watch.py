@@ -13,12 +13,24 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import typer
 
-__all__ = ["Standby", "check_interval", "repeat", "stop_signals", "write_json_line"]
+__all__ = [
+    "PassesOption",
+    "Standby",
+    "check_interval",
+    "repeat",
+    "stop_signals",
+    "write_json_line",
+]
+
+#: ``--passes`` of the controllers' ``watch`` commands.
+PassesOption = Annotated[
+    int | None, typer.Option(min=1, help="Stop after this many passes (default: never).")
+]
 
 
 @contextmanager
