@@ -72,6 +72,12 @@ def test_time_split_never_puts_a_later_row_before_an_earlier_one(
     minutes: list[int], valid: float, test: float
 ) -> None:
     ts = pd.Series(pd.Timestamp("2013-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min"))
+    ordered = ts.sort_values().reset_index(drop=True)
+    boundary = min(len(ts) - 1, max(int(len(ts) * (1 - test - valid)), 0))
+    if ordered[boundary] == ordered[0]:  # no row earlier than the training boundary
+        with pytest.raises(TrainingError, match="left an empty set"):
+            time_split(ts, validation_fraction=valid, test_fraction=test)
+        return
     split = time_split(ts, validation_fraction=valid, test_fraction=test)
     masks = (split.train, split.validation, split.test)
     assert sum(int(m.sum()) for m in masks) == len(ts)
