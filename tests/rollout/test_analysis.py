@@ -23,6 +23,7 @@ from prodml.core.errors import DefinitionError, NotFoundError, SchemaError
 from prodml.monitoring._records import LabelIndex
 from prodml.rollout import Guardrail
 from prodml.rollout._analysis import ExperimentAnalysis, analyze_experiment
+from prodml.rollout._analysis_metrics import _latency_figures, quantile_ranks
 from prodml.stats import (
     delong_test,
     msprt_means,
@@ -513,3 +514,18 @@ def test_an_experiment_without_labels_yet_is_inconclusive(tmp_path: Path) -> Non
         assert result.over_time == []
         assert result.paired == []
         json.dumps(result.to_dict(), allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=400), st.booleans())
+def test_latency_figures_are_numpy_percentiles_from_one_partition(
+    values: list[float], ties: bool
+) -> None:
+    x = np.round(np.asarray(values)) if ties else np.asarray(values)
+    figures = _latency_figures(x.copy(), 0.05)
+    assert [figures.p50, figures.p95, figures.p99] == np.percentile(x, [50, 95, 99]).tolist()
+    assert figures.mean == pytest.approx(x.mean())
+    low, high = quantile_ranks(len(x), 0.99, 0.025)
+    ordered = np.sort(x)
+    assert figures.low == (ordered[low - 1] if low >= 1 else -math.inf)
+    assert figures.high == (ordered[high - 1] if high <= len(x) else math.inf)

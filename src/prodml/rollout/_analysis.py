@@ -156,9 +156,9 @@ def _champion(rows: ExperimentRows, champion: str | None) -> int:
             "champion: the records hold only shadow arms "
             f"{[a.name for a in rows.arms]}: expected a live arm"
         )
-    labelled = [i for i in live if rows.counts[rows.arms[i]].role == "champion"]
+    labelled = [i for i in live if rows.arm_roles[rows.arms[i]] == "champion"]
     candidates = labelled or live
-    return max(candidates, key=lambda i: (rows.counts[rows.arms[i]].records, -i))
+    return max(candidates, key=lambda i: (rows.arm_records[rows.arms[i]], -i))
 
 
 def _summaries(table: MetricTable, metric: str) -> tuple[ArmSummary, ...]:
@@ -280,8 +280,10 @@ def analyze_experiment(
                 rows.arms[code].name: segment_view(table, metric, segment_by, champ, code, alpha)
                 for code in challengers
             }
+        over = over_time(table, metric, champ, challengers, bucket, alpha)
+        paired, bandit = paired_views(table, alpha, threshold), bandit_view(table)
         times = rows.time_us
-        return ExperimentAnalysis(
+        return ExperimentAnalysis(  # last: the arms' distinct counts, from a second thread
             endpoint=endpoint,
             start=_datetime(int(times.min())),
             end=_datetime(int(times.max())),
@@ -293,9 +295,9 @@ def analyze_experiment(
             comparisons=comparisons,
             srm=srm_view(rows, expected_weights),
             segments=segments,
-            over_time=over_time(table, metric, champ, challengers, bucket, alpha),
-            paired=paired_views(table, alpha, threshold),
-            bandit=bandit_view(table),
+            over_time=over,
+            paired=paired,
+            bandit=bandit,
         )
 
 
