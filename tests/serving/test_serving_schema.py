@@ -75,6 +75,7 @@ OPERATIONS = [
     ("POST", "/v1/admin/deployments/{endpoint}/pause"),
     ("POST", "/v1/admin/deployments/{endpoint}/resume"),
     ("POST", "/v1/admin/deployments/{endpoint}/rollback"),
+    ("POST", "/v1/admin/deployments/{endpoint}/restore_previous"),
     ("POST", "/v1/admin/deployments/{endpoint}/promote"),
     ("GET", "/v1/admin/rollouts/{endpoint}"),
     ("GET", "/v1/admin/rollouts/{endpoint}/analysis"),
@@ -88,6 +89,8 @@ OPERATIONS = [
     ("GET", "/v1/admin/retraining/{endpoint}"),
     ("GET", "/v1/admin/retraining/{endpoint}/history"),
     ("POST", "/v1/admin/retraining/{endpoint}/run"),
+    ("POST", "/v1/admin/models/{endpoint}/approve"),
+    ("POST", "/v1/admin/models/{endpoint}/reject"),
 ]
 PREDICT = [
     "/v2/models/{model_name}/infer",

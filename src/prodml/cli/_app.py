@@ -47,7 +47,12 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "deployments": LazyCommand(_SERVING, "Deployments: which model versions serve each endpoint."),
     "serve": LazyCommand(
-        _SERVING, "Serve every endpoint deployed in the project (HTTP: OIP V2, MLflow, native)."
+        _SERVING,
+        "Serve every endpoint deployed in the project (HTTP: OIP V2, MLflow, native), the "
+        "admin API and the dashboard at /ui.",
+    ),
+    "ui": LazyCommand(
+        _SERVING, "The project's dashboard at http://127.0.0.1:8765/ui (and its admin API)."
     ),
     "labels": LazyCommand(_SERVING, "The label log: labels from label jobs."),
     "monitor": LazyCommand(

@@ -16,7 +16,7 @@ import typer
 from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout, styled, table
 from prodml.core import ConfigError
-from prodml.project import PROJECT_ENV, Project, progress_bar, serving_app
+from prodml.project import PROJECT_ENV, Project, progress_bar
 from prodml.registry import Arm, BanditSpec, Deployment, DeploymentSpec, Guardrails, default_actor
 
 __all__ = ["deployments_app", "labels_app", "register_serving"]
@@ -150,37 +150,20 @@ def register_serving(app: typer.Typer) -> None:
         ] = None,
         log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     ) -> None:
-        """Serve every endpoint deployed in the project (HTTP: OIP V2, MLflow, native)."""
-        from prodml.cli._server import run  # uvicorn, loaded only to serve
+        """Serve every endpoint deployed in the project (HTTP: OIP V2, MLflow, native),
+        the admin API and the dashboard at /ui."""
+        _run_server(project, host, port, workers, log_level)
 
-        with guarded(False):
-            proj = Project.open(project)
-            config = proj.config.serving
-            options: dict[str, Any] = {
-                "host": host or config.host,
-                "port": config.port if port is None else port,
-                "log_level": log_level,
-                "http": "httptools",
-                "loop": "uvloop" if os.name != "nt" else "asyncio",
-                # uvicorn waits with asyncio.wait_for: a float (0.5 s) is honoured as is
-                "timeout_graceful_shutdown": config.shutdown_timeout_s,
-                "access_log": False,
-            }
-            count = workers or config.workers
-            logging.basicConfig(
-                level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-            )
-            if count > 1:
-                proj.db.ensure_intact()  # each worker checks too; refuse here, once, clearly
-                os.environ[PROJECT_ENV] = str(proj.root)
-                proj.close()
-                run("prodml.project:app_from_env", factory=True, workers=count, **options)
-            else:
-                previous = signal.signal(signal.SIGTERM, _exit_cleanly)
-                try:
-                    run(serving_app(proj, close_project=True, own_process=True), **options)
-                finally:
-                    signal.signal(signal.SIGTERM, previous)
+    @app.command()
+    def ui(
+        project: ProjectOption = Path("."),
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+        log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    ) -> None:
+        """The project's dashboard at http://127.0.0.1:8765/ui (and its admin API)."""
+        stdout.print(f"Dashboard of {project.resolve()} at http://{host}:{port}/ui")
+        _run_server(project, host, port, 1, log_level)
 
     @app.command()
     def deploy(
@@ -420,3 +403,38 @@ def register_serving(app: typer.Typer) -> None:
             table("Label jobs", ["job", "written", "watermark"], rows)
 
         emit({"jobs": [r.to_dict() for r in runs]}, as_json=as_json, human=show)
+
+
+def _run_server(
+    project: Path, host: str | None, port: int | None, workers: int | None, log_level: str
+) -> None:
+    """Run the project's server (serving, admin API, dashboard) until it is stopped."""
+    from prodml.cli._server import run  # uvicorn, loaded only to serve
+    from prodml.web import ui_app
+
+    with guarded(False):
+        proj = Project.open(project)
+        config = proj.config.serving
+        options: dict[str, Any] = {
+            "host": host or config.host,
+            "port": config.port if port is None else port,
+            "log_level": log_level,
+            "http": "httptools",
+            "loop": "uvloop" if os.name != "nt" else "asyncio",
+            # uvicorn waits with asyncio.wait_for: a float (0.5 s) is honoured as is
+            "timeout_graceful_shutdown": config.shutdown_timeout_s,
+            "access_log": False,
+        }
+        count = workers or config.workers
+        logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        if count > 1:
+            proj.db.ensure_intact()  # each worker checks too; refuse here, once, clearly
+            os.environ[PROJECT_ENV] = str(proj.root)
+            proj.close()
+            run("prodml.web:app_from_env", factory=True, workers=count, **options)
+        else:
+            previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+            try:
+                run(ui_app(proj, close_project=True, own_process=True), **options)
+            finally:
+                signal.signal(signal.SIGTERM, previous)

@@ -37,7 +37,7 @@ from prodml.features._offline import OfflineStore
 from prodml.features.online import OnlineStore
 from prodml.storage import MaterializationRow, MetadataDB
 
-__all__ = ["MaterializeResult", "Materializer", "namespace"]
+__all__ = ["MaterializeResult", "Materializer", "namespace", "watermarks"]
 
 Progress = Callable[[str, int, int], None]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -97,9 +97,7 @@ class Materializer:
         self._guard = created_time_guard
 
     def watermark(self, view: FeatureView) -> datetime | None:
-        with self._db.session() as session:
-            row = session.get(MaterializationRow, (view.name, view.version))
-            return None if row is None else row.watermark
+        return watermarks(self._db, [view])[view.name]
 
     def run(
         self,
@@ -226,3 +224,11 @@ def _chunks(lo: datetime, hi: datetime, step: timedelta) -> list[tuple[datetime,
         out.append((a, b))
         a = b
     return out
+
+
+def watermarks(db: MetadataDB, views: Sequence[FeatureView]) -> dict[str, datetime | None]:
+    """Each view's (current version's) materialization watermark; None: never loaded."""
+    with db.session() as session:
+        rows = {view.name: session.get(MaterializationRow, (view.name, view.version))
+                for view in views}  # fmt: skip
+    return {name: None if row is None else row.watermark for name, row in rows.items()}

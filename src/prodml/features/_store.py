@@ -17,7 +17,7 @@ import pyarrow as pa
 from prodml.core import Clock, Config, DataValidationError, SchemaError, ensure_utc
 from prodml.features._definitions import FeatureView
 from prodml.features._entity_file import read_entity_rows
-from prodml.features._materialize import Materializer, MaterializeResult, Progress
+from prodml.features._materialize import Materializer, MaterializeResult, Progress, watermarks
 from prodml.features._offline import OfflineStore, to_arrow
 from prodml.features._on_demand import apply_on_demand
 from prodml.features._online_read import OnlineFeatures, read_online
@@ -260,6 +260,11 @@ class FeatureStore:
         )
         at = self.clock.now() if end is None else end
         return materializer.run(targets, start, at, progress, rebuild=rebuild)
+
+    def watermarks(self) -> dict[str, datetime | None]:
+        """Each applied feature view's materialization watermark (None: never loaded):
+        how fresh its online rows are."""
+        return watermarks(self._db, self._views(None))
 
     def get_online(
         self,

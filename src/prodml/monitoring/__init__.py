@@ -29,7 +29,13 @@ from prodml.monitoring._performance import (
 )
 from prodml.monitoring._prometheus import MonitorCollector, exposition
 from prodml.monitoring._reference import MonitorReference
-from prodml.monitoring._report import REPORT_CSS, ReportSection, render_report
+from prodml.monitoring._report import (
+    REPORT_CSS,
+    ReportSection,
+    render_endpoint_section,
+    render_report,
+)
+from prodml.monitoring._report_retraining import render_retraining
 from prodml.monitoring._store import MonitorStore, StoredWindow
 from prodml.monitoring._svg import Series, line_chart
 from prodml.monitoring._windows import Span, Window, windows
@@ -68,7 +74,9 @@ __all__ = [
     "exposition",
     "line_chart",
     "regression_metrics",
+    "render_endpoint_section",
     "render_report",
+    "render_retraining",
     "score_drift",
     "windows",
 ]

@@ -53,7 +53,13 @@ from prodml.monitoring._svg import (
     reliability_chart,
 )
 
-__all__ = ["REPORT_CSS", "ReportSection", "mean_absolute_error", "render_report"]
+__all__ = [
+    "REPORT_CSS",
+    "ReportSection",
+    "mean_absolute_error",
+    "render_endpoint_section",
+    "render_report",
+]
 
 Key = tuple[str, str, str]
 _NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
@@ -243,6 +249,18 @@ def render_report(
         parts.append(render_retraining(retraining))
     parts.append("</main></body></html>\n")
     return "".join(parts)
+
+
+def render_endpoint_section(
+    name: str, windows: Sequence[StoredWindow], results: Mapping[int, Sequence[Result]]
+) -> str:
+    """One endpoint's section of the report (its arms' drift, performance, calibration,
+    operations and quality over ``windows``), for a page of its own (the dashboard)."""
+    if not windows:
+        return (f'<p class="note">No monitoring windows for endpoint <code>{escape(name)}'
+                "</code> yet: run <code>prodml monitor run</code>.</p>")  # fmt: skip
+    ordered = [replace(w, start=ensure_utc(w.start), end=ensure_utc(w.end)) for w in windows]
+    return _endpoint("endpoint-1", name, ordered, results)
 
 
 def _endpoint(

@@ -64,7 +64,9 @@ def serving_app(
         own_process=own_process,
         metadata=project.db,
     )
-    app = create_app(runtime, actions=[*rollout_actions(project), *retraining_actions(project)])
+    actions = [*rollout_actions(project), *retraining_actions(project), *model_actions(project)]
+    app = create_app(runtime, actions=actions)
+    app.state.project = project  # for what entry points add (the dashboard)
     if close_project:
         inner = app.router.lifespan_context
 
@@ -121,6 +123,32 @@ def rollout_actions(project: Project) -> list[AdminAction]:
             AdminAction("rollouts", name, "operator", command(name), summary=f"{name} a rollout")
         )
     return actions
+
+
+def model_actions(project: Project) -> list[AdminAction]:
+    """Approving and rejecting model versions as admin routes
+    ``/v1/admin/models/{model}/approve|reject`` (operators; body ``{"version": int,
+    "reason": str}``): the registry records the token as the actor, with the reason, in
+    the version's status and the audit log."""
+
+    def change(status: str) -> Callable[[str, Mapping[str, Any], str], Any]:
+        def call(model: str, body: Mapping[str, Any], actor: str) -> Any:
+            version = body.get("version")
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise DefinitionError(
+                    f"field 'version' must be a version number of model {model!r} (an "
+                    f"integer >= 1), got {version!r}"
+                )
+            method = project.registry.approve if status == "approve" else project.registry.reject
+            return method(f"{model}:{version}", actor=actor, reason=_reason(body)).to_dict()
+
+        return call
+
+    return [
+        AdminAction("models", name, "operator", change(name), changes=False,
+                    summary=f"{name.capitalize()} a model version")
+        for name in ("approve", "reject")
+    ]  # fmt: skip
 
 
 def _force(body: Mapping[str, Any]) -> bool:

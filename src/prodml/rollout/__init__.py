@@ -29,7 +29,11 @@ if TYPE_CHECKING:
     from prodml.rollout._analysis_compare import Comparison, GuardrailCheck
     from prodml.rollout._controller import CONTROLLER, ROLLED_BACK_RULE, Decision, Rollouts
     from prodml.rollout._decide import Verdict, decide
-    from prodml.rollout._report import render_rollout_report, rollout_report
+    from prodml.rollout._report import (
+        render_rollout_analysis,
+        render_rollout_report,
+        rollout_report,
+    )
     from prodml.rollout._store import PlanRecord, RolloutStore
 else:
     __getattr__ = lazy_attributes(
@@ -44,7 +48,11 @@ else:
                 "Rollouts",
             ],
             "prodml.rollout._decide": ["Verdict", "decide"],
-            "prodml.rollout._report": ["render_rollout_report", "rollout_report"],
+            "prodml.rollout._report": [
+                "render_rollout_analysis",
+                "render_rollout_report",
+                "rollout_report",
+            ],
             "prodml.rollout._store": ["PlanRecord", "RolloutStore"],
         },
     )
@@ -76,6 +84,7 @@ __all__ = [
     "analyze_experiment",
     "decide",
     "metric_info",
+    "render_rollout_analysis",
     "render_rollout_report",
     "rollout_report",
 ]

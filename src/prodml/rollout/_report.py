@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from prodml.registry import DeploymentStore
     from prodml.rollout._controller import Rollouts
 
-__all__ = ["render_rollout_report", "rollout_report"]
+__all__ = ["render_rollout_analysis", "render_rollout_report", "rollout_report"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -83,14 +83,20 @@ def render_rollout_report(
         '<section class="endpoint">',
         _plan(plan, status.get("state") or {}),
     ]
-    if analysis is None:
-        parts.append('<p class="note">No records yet: the analysis appears with traffic.</p>')
-    else:
-        parts += [_arms(analysis), _over_time(analysis), _comparisons(analysis), _srm(analysis),
-                  _paired(analysis), _bandit(analysis)]  # fmt: skip
+    parts.append(render_rollout_analysis(analysis))
     parts.append(_decisions(status.get("decisions") or [], history))
     parts.append("</section></main></body></html>\n")
     return "".join(parts)
+
+
+def render_rollout_analysis(analysis: Mapping[str, Any] | None) -> str:
+    """The analysis part of the page (arms, the effect over time with its intervals,
+    comparisons and guardrails, SRM, paired shadow arms, bandit), for a page of its own
+    (the dashboard's endpoint page); None: a note that there are no records yet."""
+    if analysis is None:
+        return '<p class="note">No records yet: the analysis appears with traffic.</p>'
+    return "".join([_arms(analysis), _over_time(analysis), _comparisons(analysis),
+                    _srm(analysis), _paired(analysis), _bandit(analysis)])  # fmt: skip
 
 
 def _plan(plan: Mapping[str, Any], state: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from prodml.serving._admin import AdminAction
 from prodml.serving._app import create_app
-from prodml.serving._auth import Tokens
+from prodml.serving._auth import CSRF_HEADER, SESSION_COOKIE, Tokens, credentials, csrf_token
 from prodml.serving._endpoint import routed_arms
 from prodml.serving._errors import status_of
 from prodml.serving._feedback import parse_feedback
@@ -26,6 +26,8 @@ from prodml.serving._predlog import PredictionLog
 from prodml.serving._runtime import ServingRuntime
 
 __all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
     "AdminAction",
     "LabelJobRun",
     "Prediction",
@@ -34,6 +36,8 @@ __all__ = [
     "ServingRuntime",
     "Tokens",
     "create_app",
+    "credentials",
+    "csrf_token",
     "import_labels",
     "parse_feedback",
     "routed_arms",

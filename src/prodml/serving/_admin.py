@@ -1,9 +1,10 @@
 """The admin API ``/v1/admin/...``: read and change deployments, behind bearer tokens.
 
 ``viewer`` lists deployments and their history; ``operator`` sets weights, pauses,
-resumes and rolls back; ``admin`` deploys and promotes. Every change goes through the
-deployment store (history and audit entry, actor = the token's name) and is applied by
-this server at once; other replicas pick it up within their watch interval. A promote,
+resumes, rolls back and restores the previous champion; ``admin`` deploys and promotes.
+Every change goes through the deployment store (history and audit entry, actor = the
+token's name) and is applied by this server at once; other replicas pick it up within
+their watch interval. A promote,
 and the rollback of one, also move the registry's ``<model>@champion`` alias in the same
 transaction (a refusal on either side — an unapproved version, an alias moved since —
 is a 409 and changes nothing).
@@ -26,6 +27,7 @@ from fastapi.responses import Response
 
 from prodml.registry import Deployment, DeploymentSpec
 from prodml.serving import _openapi as api
+from prodml.serving._auth import credentials
 from prodml.serving._responses import json_response
 from prodml.serving._wire import FieldProblem, RequestInvalid
 
@@ -36,6 +38,11 @@ __all__ = ["AdminAction", "add_admin_routes"]
 
 Endpoint = Annotated[str, api.ENDPOINT_PATH]
 SECURED = [Security(api.BEARER)]  # declares the bearer scheme; handlers check the role
+
+
+def _credentials(request: Request) -> str | None:
+    """The bearer token's header, or the dashboard session's (see ``_auth``)."""
+    return credentials(request.headers, request.cookies, request.method)
 
 
 def _mapping(body: Any, what: str) -> Mapping[str, Any]:
@@ -81,7 +88,7 @@ def add_admin_routes(
         _add_action(app, context, extra)
 
     async def run(role: str, request: Request, change: Callable[[str], Deployment]) -> Response:
-        actor = context.tokens.require(request.headers.get("authorization"), role)
+        actor = context.tokens.require(_credentials(request), role)
         loop = asyncio.get_running_loop()
         deployment = await loop.run_in_executor(None, change, f"token:{actor}")
         await runtime.refresh()
@@ -93,7 +100,7 @@ def add_admin_routes(
         dependencies=SECURED,
     )
     async def deployments(request: Request) -> Response:
-        context.tokens.require(request.headers.get("authorization"), "viewer")
+        context.tokens.require(_credentials(request), "viewer")
         items = await asyncio.get_running_loop().run_in_executor(None, store.list)
         return json_response([d.to_dict() for d in items])
 
@@ -103,7 +110,7 @@ def add_admin_routes(
         dependencies=SECURED,
     )
     async def history(endpoint: Endpoint, request: Request) -> Response:
-        context.tokens.require(request.headers.get("authorization"), "viewer")
+        context.tokens.require(_credentials(request), "viewer")
         rows = await asyncio.get_running_loop().run_in_executor(None, store.history, endpoint)
         return json_response(rows)
 
@@ -114,7 +121,7 @@ def add_admin_routes(
         dependencies=SECURED,
     )
     async def deploy(endpoint: Endpoint, request: Request) -> Response:
-        context.tokens.require(request.headers.get("authorization"), "admin")  # before the body
+        context.tokens.require(_credentials(request), "admin")  # before the body
         body = _mapping(await context.json(request), "deploy")
         spec_data = body.get("spec")
         if not isinstance(spec_data, Mapping):
@@ -136,7 +143,7 @@ def add_admin_routes(
         dependencies=SECURED,
     )
     async def weights(endpoint: Endpoint, request: Request) -> Response:
-        context.tokens.require(request.headers.get("authorization"), "operator")
+        context.tokens.require(_credentials(request), "operator")
         body = _mapping(await context.json(request), "weights")
         values = body.get("weights")
         if not isinstance(values, Mapping) or not all(
@@ -153,7 +160,7 @@ def add_admin_routes(
 
     def simple(action: str, role: str) -> None:
         async def handler(endpoint: Endpoint, request: Request) -> Response:
-            context.tokens.require(request.headers.get("authorization"), role)
+            context.tokens.require(_credentials(request), role)
             body = _mapping(await context.json(request, empty={}), action)
             reason = _reason(body)
             method = getattr(store, action)
@@ -186,6 +193,7 @@ def add_admin_routes(
         ("pause", "operator"),
         ("resume", "operator"),
         ("rollback", "operator"),
+        ("restore_previous", "operator"),
         ("promote", "admin"),
     ):
         simple(action, role)
@@ -193,7 +201,7 @@ def add_admin_routes(
 
 def _add_action(app: FastAPI, context: RouteContext, action: AdminAction) -> None:
     async def handler(endpoint: Endpoint, request: Request) -> Response:
-        actor = context.tokens.require(request.headers.get("authorization"), action.role)
+        actor = context.tokens.require(_credentials(request), action.role)
         body: Any = {}
         if action.method != "GET":
             body = _mapping(await context.json(request, empty={}), action.name or action.group)

@@ -5,6 +5,20 @@ else (operators and admins may post it too, viewers may not). Tokens come from
 are compared by SHA-256 digest in constant time. With no token configured the admin API
 is closed.
 
+The dashboard (``/ui``) signs in with the same tokens: the token is kept in the
+``prodml_session`` cookie (``HttpOnly``, ``SameSite=Strict``), which the admin API takes
+in place of the ``Authorization`` header — for a call that changes state only with the
+page's CSRF token in ``X-CSRF-Token`` (:func:`credentials`). The CSRF token is an HMAC
+of a fixed message under the session's token: a page of the server's own origin can
+read it, another site can neither read nor compute it.
+
+>>> credentials({}, {SESSION_COOKIE: "t" * 16}, "GET")
+'Bearer tttttttttttttttt'
+>>> credentials({}, {SESSION_COOKIE: "t" * 16}, "POST")
+Traceback (most recent call last):
+...
+prodml.serving._auth.CsrfError: this call changes state: it needs the dashboard's CSRF token in the X-CSRF-Token header (reload the page)
+
 >>> from prodml.core import ServingToken
 >>> tokens = Tokens([ServingToken(name="ci", role="operator", token="x" * 16)])
 >>> tokens.role_of("Bearer " + "x" * 16), tokens.role_of("Bearer nope"), tokens.role_of(None)
@@ -26,7 +40,17 @@ from collections.abc import Mapping, Sequence
 
 from prodml.core import AuthError, ConfigError, ServingToken
 
-__all__ = ["FEEDBACK_ROLES", "ROLE_RANK", "RoleError", "Tokens"]
+__all__ = [
+    "CSRF_HEADER",
+    "FEEDBACK_ROLES",
+    "ROLE_RANK",
+    "SESSION_COOKIE",
+    "CsrfError",
+    "RoleError",
+    "Tokens",
+    "credentials",
+    "csrf_token",
+]
 
 #: The admin API's (and predictions') order of roles; a labeler is below every one of them.
 ROLE_RANK: Mapping[str, int] = {"labeler": -1, "viewer": 0, "operator": 1, "admin": 2}
@@ -36,6 +60,41 @@ FEEDBACK_ROLES: tuple[str, ...] = ("labeler", "operator", "admin")
 
 class RoleError(AuthError):
     """A valid token whose role may not do this (HTTP 403, where a bad token is 401)."""
+
+
+class CsrfError(RoleError):
+    """A cookie-signed call that changes state without the page's CSRF token (403)."""
+
+
+#: The dashboard's session cookie (it holds the bearer token) and the CSRF header.
+SESSION_COOKIE = "prodml_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token(token: str) -> str:
+    """The CSRF token of a dashboard session signed in with ``token``."""
+    return hmac.new(token.encode(), b"prodml dashboard csrf", hashlib.sha256).hexdigest()
+
+
+def credentials(headers: Mapping[str, str], cookies: Mapping[str, str], method: str) -> str | None:
+    """The ``Authorization`` value a request presents: its header, else the dashboard
+    session's token (:class:`CsrfError` when ``method`` changes state and the CSRF token
+    is missing or wrong); None without either."""
+    header = headers.get("authorization")
+    if header:
+        return header
+    token = cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    if method.upper() not in _SAFE_METHODS:
+        sent = headers.get(CSRF_HEADER.lower()) or headers.get(CSRF_HEADER) or ""
+        if not hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
+            raise CsrfError(
+                "this call changes state: it needs the dashboard's CSRF token in the "
+                f"{CSRF_HEADER} header (reload the page)"
+            )
+    return f"Bearer {token}"
 
 
 def _digest(token: str) -> bytes:
@@ -87,6 +146,10 @@ class Tokens:
     def role_of(self, header: str | None) -> str | None:
         identity = self._lookup(header)
         return None if identity is None else identity[1]
+
+    def identity(self, header: str | None) -> tuple[str, str] | None:
+        """The token's ``(name, role)``, or None for no known token."""
+        return self._lookup(header)
 
     def require(self, header: str | None, role: str) -> str:
         """The token's name if its role is at least ``role``, else :class:`AuthError`."""

@@ -317,6 +317,24 @@ def quarantined_files(
     return sorted(_log_files(quarantine_root(Path(root)), partition_field, partition, low, high))
 
 
+def newest_hour(root: Path, partition_field: str, partition: str) -> datetime | None:
+    """The start of the newest hour directory of ``partition`` holding a Parquet file,
+    found from the directory names alone (newest first: no file is opened)."""
+    check_partition(partition, field="partition")
+    part_dir = Path(root) / f"{partition_field}={partition}"
+    if not part_dir.is_dir():
+        return None
+    days = [(d, day) for d in _subdirs(part_dir, f"{DATE_KEY}=")
+            if (day := _parse_start(d.name, "%Y-%m-%d")) is not None]  # fmt: skip
+    for date_dir, day in sorted(days, key=lambda item: item[1], reverse=True):
+        hours = [(h, hour) for h in _subdirs(date_dir, f"{HOUR_KEY}=")
+                 if (hour := _parse_start(h.name, "%H")) is not None]  # fmt: skip
+        for hour_dir, hour in sorted(hours, key=lambda item: item[1], reverse=True):
+            if any(not p.name.startswith(".") for p in hour_dir.glob("*.parquet")):
+                return day + timedelta(hours=hour.hour)
+    return None
+
+
 def _subdirs(directory: Path, prefix: str) -> Iterator[Path]:
     return (p for p in directory.iterdir() if p.name.startswith(prefix) and p.is_dir())
 

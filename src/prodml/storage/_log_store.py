@@ -29,7 +29,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from prodml.core import Clock, Plugins
+import pyarrow.compute as pc
+
+from prodml.core import Clock, Plugins, ensure_utc
 from prodml.storage._log_format import (
     DATE_KEY,
     HOUR_KEY,
@@ -155,6 +157,15 @@ class LogStore(ABC):
         :meth:`read` handles that)."""
         return None
 
+    def latest_hour(self, endpoint: str) -> datetime | None:
+        """The start of the newest UTC hour that holds records of ``endpoint`` (None: the
+        log holds none): where a view of recent traffic starts looking."""
+        times = self.read(endpoint=endpoint, columns=["time"])["time"]
+        if len(times) == 0 or times.null_count == len(times):
+            return None
+        newest = ensure_utc(pc.max(times).as_py())
+        return newest.replace(minute=0, second=0, microsecond=0)
+
     @abstractmethod
     def endpoints(self) -> list[str]:
         """The sorted names of the endpoints with a partition in this log."""
@@ -268,6 +279,11 @@ class LocalLogStore(LogStore):
         from prodml.storage._log_reader import log_files
 
         return log_files(self.root, partition=endpoint, start=start, end=end)
+
+    def latest_hour(self, endpoint: str) -> datetime | None:
+        from prodml.storage._log_reader import newest_hour
+
+        return newest_hour(self.root, PARTITION_FIELD, endpoint)
 
     def endpoints(self) -> list[str]:
         if not self.root.is_dir():
