@@ -98,7 +98,7 @@ def test_open_returns_the_class_registered_for_the_dialect(db_target: Target) ->
 
 def test_open_migrates_a_fresh_database_to_head(db_target: Target) -> None:
     with _open(db_target) as db:
-        assert db.current_revision() == head_revision() == "0006"
+        assert db.current_revision() == head_revision() == "0007"
         names = set(inspect(db.engine).get_table_names())
         assert names >= TABLES
         assert "prodml_alembic_version" in names
@@ -323,7 +323,7 @@ def test_database_from_a_newer_prodml_is_refused(db_target: Target) -> None:
     with _open(db_target) as db, db.session() as session:
         session.execute(text("UPDATE prodml_alembic_version SET version_num = '9999'"))
     with pytest.raises(
-        MigrationError, match=r"could not upgrade the schema to revision '0006'.*9999"
+        MigrationError, match=r"could not upgrade the schema to revision '0007'.*9999"
     ):
         _open(db_target)
 

@@ -479,3 +479,50 @@ def test_logout_needs_the_csrf_field_and_clears_the_cookie(client: TestClient) -
     assert "max-age=0" in attributes
     assert SESSION_COOKIE not in client.cookies
     assert client.get("/ui").status_code == 303
+
+
+def _state_changing_routes(client: TestClient) -> list[tuple[str, str]]:
+    """Every (method, path) of the app that may change state: the admin API's non-GET
+    routes, path parameters filled with the fixture's names."""
+    found = []
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        path = getattr(route, "path", "")
+        if not path.startswith("/v1/admin"):
+            continue
+        for method in sorted(getattr(route, "methods", set()) - {"GET", "HEAD", "OPTIONS"}):
+            found.append((method, re.sub(r"\{[^}]+\}", "lr", path)))
+    return found
+
+
+def test_every_state_changing_admin_route_refuses_without_the_right_credentials(
+    project: Project, client: TestClient
+) -> None:
+    routes = _state_changing_routes(client)
+    assert len(routes) >= 15  # deployments, rollouts, retraining, models
+    assert ("POST", "/v1/admin/models/lr/approve") in routes
+    before = project.deployments.get("lr")
+    audit = len(project.registry.audit_log())
+    body = {"version": 3, "reason": "x", "weights": {"challenger": 0.5}, "arm": "challenger"}
+    for method, path in routes:
+        for headers, expected in (
+            ({}, 401),
+            (bearer("not-a-known-token-at-all"), 401),
+            (bearer(VIEWER), 403),
+        ):
+            client.cookies.clear()
+            answer = client.request(method, path, json=body, headers=headers)
+            assert answer.status_code == expected, (method, path, headers, answer.text)
+        for token in (OPERATOR, ADMIN):  # a session cookie without the page's CSRF token
+            client.cookies.clear()
+            client.cookies.set(SESSION_COOKIE, token)
+            answer = client.request(method, path, json=body)
+            assert answer.status_code == 403, (method, path, answer.text)
+            assert "CSRF" in answer.text
+            wrong = client.request(method, path, json=body,
+                                   headers={"X-CSRF-Token": csrf_token(VIEWER)})  # fmt: skip
+            assert wrong.status_code == 403, (method, path, wrong.text)
+    client.cookies.clear()
+    after = project.deployments.get("lr")
+    assert (after.revision, after.spec) == (before.revision, before.spec)
+    assert len(project.registry.audit_log()) == audit
+    assert project.registry.get("lr:3").status == "pending"

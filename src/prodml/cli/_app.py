@@ -70,6 +70,19 @@ COMMANDS: dict[str, LazyCommand] = {
     "ab": LazyCommand(
         "prodml.cli._ab:ab_app", "A/B experiments: sample size and analysis over the logs."
     ),
+    "backup": LazyCommand(
+        "prodml.cli._ops:register_commands",
+        "Snapshot the whole project (metadata DB, artifacts, tables, logs, config) with a "
+        "SHA-256 manifest; incremental, safe while servers and controllers run.",
+    ),
+    "restore": LazyCommand(
+        "prodml.cli._ops:register_commands",
+        "Restore a snapshot into a fresh directory, refusing (and naming the file) on any "
+        "checksum that does not match.",
+    ),
+    "dr": LazyCommand(
+        "prodml.cli._ops:dr_app", "Disaster recovery: drills that prove the backups restore."
+    ),
     "verify": LazyCommand(
         "prodml.cli._verify:register_commands",
         "Check the metadata DB and every artifact it references; exit non-zero naming each "

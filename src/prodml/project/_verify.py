@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from prodml.core import (
     ArtifactNotFoundError,
@@ -27,6 +28,7 @@ from prodml.core import (
     StorageError,
     load_config,
 )
+from prodml.ops import OpsEvents
 from prodml.project._project import find_root, project_state
 from prodml.storage import ArtifactStore, MetadataDB, open_artifact_store, open_metadata_db
 from prodml.storage._metadata import metadata_absence, metadata_location, missing_message
@@ -124,7 +126,30 @@ def verify_project(
     with db:
         _check_db(db, report, full=full)
         _check_artifacts(db, artifacts, report)
+        _recovery_notes(db, report)
     return report
+
+
+def _recovery_notes(db: MetadataDB, report: VerifyReport) -> None:
+    """When the last backup and the last good disaster-recovery drill ran."""
+    events = OpsEvents(db)
+    try:
+        backup, drill = events.last("backup"), events.last("drill", status="passed")
+    except SQLAlchemyError:  # a DB from before the ops_events table (not yet upgraded)
+        return
+    if backup is None:
+        report.notes.append("no backup recorded: run `prodml backup`")
+    else:
+        report.notes.append(f"last backup: {backup.finished_at:%Y-%m-%d %H:%M} UTC, snapshot "
+                            f"{backup.snapshot}")  # fmt: skip
+    if drill is None:
+        report.notes.append("no passed disaster-recovery drill recorded: run `prodml dr drill`")
+    else:
+        replayed = drill.detail.get("replayed", 0)
+        report.notes.append(
+            f"last good drill: {drill.finished_at:%Y-%m-%d %H:%M} UTC, snapshot {drill.snapshot}, "
+            f"{replayed:,} requests replayed bit for bit, RTO {drill.detail.get('rto_s')} s"
+        )
 
 
 def _check_db(db: MetadataDB, report: VerifyReport, *, full: bool) -> None:

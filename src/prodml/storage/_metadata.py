@@ -25,7 +25,7 @@ for it. ``sqlite://`` is the in-memory database (one per :meth:`~MetadataDB.open
 ...     session.scalars(select(FeatureHeadRow.name)).all()
 ['flight']
 >>> db.dialect, db.current_revision(), type(db).__name__
-('sqlite', '0006', 'SqliteMetadataDB')
+('sqlite', '0007', 'SqliteMetadataDB')
 >>> db.close()
 """
 

@@ -46,7 +46,8 @@ _HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-#: How long an experiment's analysis is shown before it is recomputed (seconds).
+#: How long an experiment's analysis and a monitoring page's windows are shown before
+#: they are read again (seconds).
 ANALYSIS_TTL_S = 30.0
 #: How long a dashboard session lasts (seconds).
 SESSION_MAX_AGE = 12 * 3600
@@ -133,7 +134,9 @@ def mount_ui(app: FastAPI, project: Project, *, tokens: Tokens | None = None) ->
     @app.get("/ui/monitoring/{endpoint}", include_in_schema=False)
     async def monitoring(endpoint: str, request: Request) -> Response:
         def load() -> dict[str, Any]:
-            data = pages.monitoring_page(project, endpoint)
+            # windows close hourly at most: the rendered section is kept a while
+            data = dict(memo.get(("monitoring", endpoint),
+                                 lambda: pages.monitoring_page(project, endpoint)))  # fmt: skip
             data["section"] = Markup(data["section"])  # escaped by the report renderer
             return data
 

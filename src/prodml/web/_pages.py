@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from prodml.core.errors import NotFoundError, ProdMLError, StateError
 from prodml.monitoring import render_endpoint_section, render_retraining
+from prodml.ops import OpsEvents
 from prodml.project import retrain_records
 from prodml.rollout import ACTIVE_STATUSES, render_rollout_analysis
 from prodml.web._cache import Memo
@@ -99,7 +100,9 @@ def overview_page(project: Project) -> dict[str, Any]:
             "retrain": retrains.get(name),
             "decision": _last_decision(project, name),
         })  # fmt: skip
-    return {"endpoints": rows, "firing": firing}
+    events = OpsEvents(project.db)
+    return {"endpoints": rows, "firing": firing, "backup": events.last("backup"),
+            "drill": events.last("drill")}  # fmt: skip
 
 
 def endpoint_page(project: Project, endpoint: str, memo: Memo | None = None) -> dict[str, Any]:

@@ -1,0 +1,43 @@
+"""Operations: backups of a whole project that are verified before they are used, and
+their restore into a fresh directory.
+
+``backup_project`` writes a snapshot (content-addressed blobs plus a manifest of
+SHA-256 per file, incremental across snapshots); ``restore_snapshot`` checks the
+manifest against its own checksum and every blob against the manifest before writing
+anything; ``run_drill`` restores a snapshot, serves it and replays logged requests
+against it, bit for bit; ``prune_snapshots`` keeps the last, daily and weekly snapshots and drops the
+blobs no kept snapshot names.
+"""
+
+from __future__ import annotations
+
+from prodml.ops._backup import BackupResult, backup_project
+from prodml.ops._drill import DrillResult, run_drill
+from prodml.ops._events import OpsEvent, OpsEvents
+from prodml.ops._manifest import FileEntry, Manifest
+from prodml.ops._restore import (
+    RestoreResult,
+    list_snapshots,
+    read_snapshot,
+    restore_snapshot,
+    verify_snapshot,
+)
+from prodml.ops._retention import PruneResult, prune_snapshots
+
+__all__ = [
+    "BackupResult",
+    "DrillResult",
+    "FileEntry",
+    "Manifest",
+    "OpsEvent",
+    "OpsEvents",
+    "PruneResult",
+    "RestoreResult",
+    "backup_project",
+    "list_snapshots",
+    "prune_snapshots",
+    "read_snapshot",
+    "restore_snapshot",
+    "run_drill",
+    "verify_snapshot",
+]

@@ -1,0 +1,84 @@
+"""A snapshot's manifest: every file of the project it holds, with its SHA-256 and size,
+and what it was taken from (prodml version, metadata schema revision, time).
+
+The manifest names its blobs by content; its own SHA-256 is the snapshot's identity:
+the snapshot directory is named after it and ``MANIFEST.sha256`` repeats it, so a
+manifest edited to agree with a tampered file no longer matches its own checksum.
+
+>>> m = Manifest(created_at="2013-06-01T00:00:00+00:00", prodml_version="0.1.0",
+...              schema_revision="abc", project="p",
+...              files=(FileEntry(".prodml/meta.db", "0" * 64, 10),))
+>>> Manifest.from_bytes(m.to_bytes()) == m
+True
+>>> len(m.digest())
+64
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from prodml.core import IntegrityError
+
+__all__ = ["FORMAT", "FileEntry", "Manifest", "sha256_file"]
+
+FORMAT = 1
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file at ``path`` (relative to the project root, ``/``-separated)."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    created_at: str
+    prodml_version: str
+    schema_revision: str | None
+    project: str
+    files: tuple[FileEntry, ...]
+    skipped: tuple[str, ...] = field(default=())
+    format: int = FORMAT
+
+    def to_bytes(self) -> bytes:
+        data = asdict(self)
+        return json.dumps(data, sort_keys=True, indent=1).encode() + b"\n"
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, where: str = "manifest.json") -> Manifest:
+        try:
+            raw: dict[str, Any] = json.loads(data)
+            files = tuple(FileEntry(**f) for f in raw.pop("files"))
+            skipped = tuple(raw.pop("skipped", ()))
+            manifest = cls(files=files, skipped=skipped, **raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IntegrityError(f"{where}: not a prodml snapshot manifest ({exc})") from None
+        if manifest.format != FORMAT:
+            raise IntegrityError(
+                f"{where}: manifest format {manifest.format}, this prodml reads format {FORMAT}"
+            )
+        return manifest
+
+
+def sha256_file(path: Any) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
