@@ -7,6 +7,7 @@ a consistent project; retention keeps what it says and drops only unshared blobs
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from typer.testing import CliRunner
 
 from prodml import Project
 from prodml.cli._app import app
-from prodml.core import ConflictError, IntegrityError
+from prodml.core import ConflictError, IntegrityError, NotFoundError, StateError, StorageError
 from prodml.ops import (
     Manifest,
     OpsEvents,
@@ -39,6 +41,7 @@ from prodml.ops import (
     verify_snapshot,
 )
 from prodml.ops import _backup as backup_module
+from prodml.ops import _restore as restore_module
 from prodml.project._verify import verify_project
 from servingkit import lr_model, numeric_data, register, serving_project
 
@@ -551,3 +554,53 @@ def test_cli_backup_default_destination_and_human_output(project: Project, tmp_p
     snap = only_snapshot(dest)
     assert snap.name in result.output
     verify_snapshot(snap)
+
+
+# --- bad input ------------------------------------------------------------------------
+def test_an_unknown_snapshot_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="no such directory"):
+        restore_snapshot(tmp_path / "snapshots" / "nope", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_snapshot_of_a_newer_schema_is_refused(project: Project, tmp_path: Path) -> None:
+    result = backup_project(project.root, tmp_path / "backups", record=False)
+    manifest = read_snapshot(result.path)
+    newer = replace(manifest, schema_revision="9999")
+    data = newer.to_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    moved = result.path.with_name(result.path.name.rsplit("-", 1)[0] + "-" + digest[:16])
+    result.path.rename(moved)
+    (moved / "manifest.json").write_bytes(data)
+    (moved / "MANIFEST.sha256").write_text(digest + "\n")
+    verify_snapshot(moved)  # a well-formed snapshot …
+    with pytest.raises(StateError, match=r"'9999'.*upgrade prodml"):
+        restore_snapshot(moved, tmp_path / "out")  # … this prodml cannot read
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_space_left_undoes_the_restore_and_the_backup(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = tmp_path / "backups"
+    result = backup_project(project.root, dest, record=False)
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(restore_module.shutil, "copyfile", full)
+        with pytest.raises(StorageError, match=r"failed and was undone: .*No space left"):
+            restore_snapshot(result.path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if ".restoring-" in p.name]
+
+    (project.root / "data").mkdir(exist_ok=True)
+    (project.root / "data" / "new.bin").write_bytes(os.urandom(4096))
+    with monkeypatch.context() as patch:
+        patch.setattr(backup_module.Path, "write_bytes", full)
+        with pytest.raises(StorageError, match=r"failed and was undone: .*new\.bin.*No space"):
+            backup_project(project.root, dest, record=False)
+    assert list_snapshots(dest) == [result.path]
+    assert not list((dest / "snapshots").glob(".incomplete-*"))
+    assert not list((dest / "blobs").glob("*/.*.partial"))

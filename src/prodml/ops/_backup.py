@@ -23,12 +23,14 @@ backup killed midway leaves no directory that looks like a snapshot.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
 import stat
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,11 +53,14 @@ MANIFEST_SUM = "MANIFEST.sha256"
 _SKIP_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache"})
 _SKIP_SUFFIXES = ("-wal", "-shm", "-journal", ".tmp", ".lock")
 _SQLITE_HEADER = b"SQLite format 3\x00"
-_SQLITE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 Progress = Callable[[int, int], None]
 #: Threads storing files: overlapping their system calls and hashing.
 _THREADS = 4
+#: A file modified this recently (ns) is read even when the files cache knows it.
+_RACY_NS = 2_000_000_000
+_CACHE_DIR = "cache"
 #: Files up to this size are read once (hashed and copied from memory).
 _IN_MEMORY = 64 << 20
 
@@ -92,25 +97,61 @@ def _is_sqlite(path: Path) -> bool:
         return False
 
 
-def _walk(root: Path, dest: Path, state: Path) -> Iterator[Path]:
-    """The project's regular files, sorted, leaving out the destination, tool
+@dataclass(frozen=True)
+class _Found:
+    """A file the walk found: its path, its path relative to the root, size and mtime."""
+
+    path: str
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+def _walk(
+    root: Path,
+    dest: Path,
+    state: Path,
+    *,
+    start: Path | None = None,
+    prune: frozenset[str] = frozenset(),
+) -> list[_Found]:
+    """The project's regular files, sorted by path, leaving out the destination, tool
     directories, SQLite's side files, and prodml's unfinished temp files (hidden files
-    in the state directory; a user's hidden files elsewhere are kept)."""
-    dest = dest.resolve()
-    for directory, dirs, files in os.walk(root):
-        here = Path(directory)
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and (here / d).resolve() != dest)
-        in_state = here == state or state in here.parents
-        for name in sorted(files):
-            if name.endswith(_SKIP_SUFFIXES) or (in_state and name.startswith(".")):
-                continue
-            path = here / name
+    in the state directory; a user's hidden files elsewhere are kept). One ``scandir``
+    per directory: its entries carry the stat a backup needs. ``start``: walk only that
+    directory of the project; ``prune``: directories (absolute paths) not entered."""
+    skip = str(dest.resolve())
+    state_dir = str(state)
+    found: list[_Found] = []
+
+    def visit(directory: str, rel: str, in_state: bool) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            name = entry.name
             try:
-                if not stat.S_ISREG(path.lstat().st_mode):  # pipes, sockets, links
+                if entry.is_dir(follow_symlinks=False):
+                    if name in _SKIP_DIRS or entry.path == skip or entry.path in prune:
+                        continue
+                    inside = in_state or entry.path == state_dir
+                    visit(entry.path, f"{rel}{name}/", inside)
                     continue
+                if name.endswith(_SKIP_SUFFIXES) or (in_state and name.startswith(".")):
+                    continue
+                status = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            yield path
+            if stat.S_ISREG(status.st_mode):  # not pipes, sockets, links
+                found.append(_Found(entry.path, rel + name, status.st_size, status.st_mtime_ns))
+
+    if start is None:
+        visit(str(root), "", False)
+    else:
+        rel = start.relative_to(root).as_posix()
+        visit(str(start), "" if rel == "." else rel + "/", start == state or state in start.parents)
+    return found
 
 
 def _sqlite_copy(source: Path, target: Path) -> None:
@@ -137,6 +178,40 @@ def _schema_revision(db_file: Path) -> str | None:
         con.close()
 
 
+class _FilesCache:
+    """What the last backup of ``root`` into ``dest`` found: each file's size, mtime and
+    SHA-256, so an incremental backup reads only the files that changed (the blob must
+    still be in the destination; a file written in the last seconds is read anyway, as
+    its mtime may not have ticked). Lost or unreadable, it only costs a full read."""
+
+    def __init__(self, dest: Path, root: Path, files: dict[str, tuple[int, int, str]]) -> None:
+        key = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+        self.path = dest / _CACHE_DIR / f"{key}.json"
+        self.files = files
+
+    @classmethod
+    def load(cls, dest: Path, root: Path) -> _FilesCache:
+        cache = cls(dest, root, {})
+        try:
+            raw = json.loads(cache.path.read_bytes())
+            cache.files = {k: (int(v[0]), int(v[1]), str(v[2])) for k, v in raw.items()}
+        except (OSError, ValueError, TypeError, IndexError, AttributeError):
+            cache.files = {}
+        return cache
+
+    def get(self, rel: str, size: int, mtime_ns: int) -> str | None:
+        found = self.files.get(rel)
+        if found is None or found[0] != size or found[1] != mtime_ns:
+            return None
+        return found[2]
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(f".{uuid.uuid4().hex}.partial")
+        partial.write_text(json.dumps(self.files))
+        os.replace(partial, self.path)
+
+
 def _store_blob(dest: Path, source: Path, sha256: str, *, move: bool) -> bool:
     """Put ``source`` in the blob store (False: the blob was there already)."""
     target = blob_path(dest, sha256)
@@ -146,11 +221,15 @@ def _store_blob(dest: Path, source: Path, sha256: str, *, move: bool) -> bool:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{sha256}.{uuid.uuid4().hex}.partial"
-    if move:
-        shutil.move(str(source), partial)
-    else:
-        shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    try:
+        if move:
+            shutil.move(str(source), partial)
+        else:
+            shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return True
 
 
@@ -168,8 +247,12 @@ def _store_file(dest: Path, source: Path) -> tuple[str, int, bool]:
         return sha, len(data), False
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{sha}.{uuid.uuid4().hex}.partial"
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return sha, len(data), True
 
 
@@ -231,47 +314,69 @@ def backup_project(
         # SQLite files first, through the backup API; the other files are listed after
         # those copies, so every artifact the metadata DB's copy names (an artifact is
         # stored before the row naming it) is in the listing.
-        sqlite_files = [p for p in _walk(root, dest, state)
-                        if p.suffix in _SQLITE_SUFFIXES and _is_sqlite(p)]  # fmt: skip
-        found: dict[Path, tuple[str, int, bool]] = {}
-        for i, path in enumerate(sqlite_files):
+        listed = _walk(root, dest, state)
+        sqlite_files = [f for f in listed
+                        if f.rel.endswith(_SQLITE_SUFFIXES) and _is_sqlite(Path(f.path))]  # fmt: skip
+        stored: dict[str, tuple[str, int, bool]] = {}
+        for i, item in enumerate(sqlite_files):
             copy = work / f"sqlite-{i}.db"
             try:
-                _sqlite_copy(path, copy)
+                _sqlite_copy(Path(item.path), copy)
             except sqlite3.Error as exc:
-                raise StorageError(f"backup: cannot copy SQLite database {path}: {exc}") from exc
-            if path.resolve() == db_file:
+                raise StorageError(
+                    f"backup: cannot copy SQLite database {item.path}: {exc}"
+                ) from exc
+            if Path(item.path).resolve() == db_file:
                 revision = _schema_revision(copy)
             sha, size = sha256_file(copy), copy.stat().st_size
-            found[path] = (sha, size, _store_blob(dest, copy, sha, move=True))
-        chosen = set(sqlite_files)
-        files = [*sqlite_files, *(p for p in _walk(root, dest, state) if p not in chosen)]
-        plain = files[len(sqlite_files) :]
+            stored[item.rel] = (sha, size, _store_blob(dest, copy, sha, move=True))
+        # What the metadata DB's copy may name and the listing missed: artifacts and
+        # training sets stored meanwhile (the state directory again, but for its logs,
+        # which no row names).
+        names = {f.rel for f in listed}
+        later = _walk(root, dest, state, start=state, prune=frozenset({str(state / "logs")}))
+        plain = [f for f in listed if f.rel not in stored]
+        plain += [f for f in later if f.rel not in names]
+        total = len(sqlite_files) + len(plain)
+        known = _FilesCache.load(dest, root)
+        fresh = time.time_ns() - _RACY_NS
 
-        def store(path: Path) -> tuple[Path, tuple[str, int, bool] | None]:
+        def store(item: _Found) -> tuple[_Found, tuple[str, int, bool] | None]:
             try:
-                return path, _store_file(dest, path)
+                return item, _store_file(dest, Path(item.path))
             except FileNotFoundError:  # removed meanwhile (a compacted log part)
-                return path, None
-            except OSError as exc:
-                raise StorageError(f"backup: cannot read {path}: {exc}") from exc
+                return item, None
+            except OSError as exc:  # unreadable, or no space left to store it
+                raise StorageError(
+                    f"backup of {root} into {dest} failed and was undone: {item.path}: {exc}"
+                ) from exc
 
-        done = len(found)
+        seen: dict[str, tuple[int, int, str]] = {}
+        changed: list[_Found] = []
+        for item in plain:
+            cached = known.get(item.rel, item.size, item.mtime_ns)
+            if cached is not None and item.mtime_ns < fresh and blob_path(dest, cached).is_file():
+                stored[item.rel] = (cached, item.size, False)  # as the last backup found it
+                seen[item.rel] = (item.size, item.mtime_ns, cached)
+            else:
+                changed.append(item)
+        done = len(stored)
+        if progress is not None:
+            progress(done, total)
         with ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-backup") as pool:
-            for path, stored in pool.map(store, plain):  # file IO and hashing drop the GIL
+            for item, outcome in pool.map(store, changed):  # file IO and hashing drop the GIL
                 done += 1
-                if stored is None:
-                    skipped.append(path.relative_to(root).as_posix())
+                if outcome is None:
+                    skipped.append(item.rel)
                 else:
-                    found[path] = stored
+                    stored[item.rel] = outcome
+                    seen[item.rel] = (item.size, item.mtime_ns, outcome[0])
                 if progress is not None:
-                    progress(done, len(files))
-        for path in files:
-            if path in found:
-                sha, size, new = found[path]
-                entries.append(FileEntry(path.relative_to(root).as_posix(), sha, size))
-                new_blobs += new
-                new_bytes += size if new else 0
+                    progress(done, total)
+        for rel, (sha, size, new) in stored.items():
+            entries.append(FileEntry(rel, sha, size))
+            new_blobs += new
+            new_bytes += size if new else 0
         entries.sort(key=lambda e: e.path)
         when = (now or datetime.now(UTC)).astimezone(UTC)
         manifest = Manifest(
@@ -280,7 +385,7 @@ def backup_project(
             files=tuple(entries), skipped=tuple(skipped),
         )  # fmt: skip
         data = manifest.to_bytes()
-        digest = manifest.digest()
+        digest = hashlib.sha256(data).hexdigest()
         os.sync()  # the blobs are on disk before a manifest names them
         (work / MANIFEST).write_bytes(data)
         (work / MANIFEST_SUM).write_text(digest + "\n")
@@ -290,6 +395,10 @@ def backup_project(
         snapshot_id = f"{when:%Y%m%dT%H%M%S%fZ}-{digest[:16]}"
         final = dest / SNAPSHOTS_DIR / snapshot_id
         os.replace(work, final)  # the snapshot appears whole, or not at all
+        _FilesCache(dest, root, seen).save()
+    except OSError as exc:  # no space left, a permission …: nothing half-written stays
+        shutil.rmtree(work, ignore_errors=True)
+        raise StorageError(f"backup of {root} into {dest} failed and was undone: {exc}") from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -17,9 +17,10 @@ True
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from prodml.core import IntegrityError
 
@@ -49,8 +50,13 @@ class Manifest:
     format: int = FORMAT
 
     def to_bytes(self) -> bytes:
-        data = asdict(self)
-        return json.dumps(data, sort_keys=True, indent=1).encode() + b"\n"
+        data = {
+            "created_at": self.created_at, "prodml_version": self.prodml_version,
+            "schema_revision": self.schema_revision, "project": self.project,
+            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files],
+            "skipped": list(self.skipped), "format": self.format,
+        }  # fmt: skip
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
 
     def digest(self) -> str:
         return hashlib.sha256(self.to_bytes()).hexdigest()
@@ -62,11 +68,11 @@ class Manifest:
     @classmethod
     def from_bytes(cls, data: bytes, *, where: str = "manifest.json") -> Manifest:
         try:
-            raw: dict[str, Any] = json.loads(data)
+            raw: dict[str, Any] = orjson.loads(data)
             files = tuple(FileEntry(**f) for f in raw.pop("files"))
             skipped = tuple(raw.pop("skipped", ()))
             manifest = cls(files=files, skipped=skipped, **raw)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
             raise IntegrityError(f"{where}: not a prodml snapshot manifest ({exc})") from None
         if manifest.format != FORMAT:
             raise IntegrityError(

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prodml.core import ConflictError, IntegrityError, NotFoundError
+from prodml.core import ConflictError, IntegrityError, NotFoundError, StateError, StorageError
 from prodml.ops._backup import MANIFEST, MANIFEST_SUM, SNAPSHOTS_DIR, blob_path
 from prodml.ops._manifest import Manifest, sha256_file
+from prodml.storage._migrate import known_revisions
 
 __all__ = [
     "RestoreResult",
@@ -105,6 +106,13 @@ def restore_snapshot(snapshot: Path, target: Path) -> RestoreResult:
             f"restore target {target} exists and is not empty: restore into a new directory"
         )
     manifest = verify_snapshot(snapshot)  # everything checked before anything is written
+    known = known_revisions()
+    if manifest.schema_revision is not None and manifest.schema_revision not in known:
+        raise StateError(
+            f"snapshot {snapshot.name} was taken by prodml {manifest.prodml_version} with "
+            f"metadata schema revision {manifest.schema_revision!r}; this prodml knows "
+            f"revisions up to {known[-1]!r}: upgrade prodml to restore it"
+        )
     store = _store_of(snapshot)
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +126,11 @@ def restore_snapshot(snapshot: Path, target: Path) -> RestoreResult:
         if target.exists():
             target.rmdir()
         os.replace(work, target)
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise StorageError(
+            f"restore of {snapshot.name} into {target} failed and was undone: {exc}"
+        ) from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -61,6 +61,12 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> list[str]:
+    """Every revision shipped with this prodml, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, or ``None`` if it was never migrated."""
     migration = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
