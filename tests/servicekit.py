@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -44,3 +45,19 @@ def redis_url_or_skip() -> str:
             return f"redis://{REDIS[0]}:{REDIS[1]}/0"
     except OSError as exc:
         pytest.skip(f"Redis is not reachable at {REDIS[0]}:{REDIS[1]}: {exc}")
+
+
+def s3_store(endpoint: str) -> Any:
+    """An S3 blob store in a new bucket of the test S3 server (``s3_endpoint``), under
+    a prefix."""
+    import uuid
+
+    from pyarrow import fs as pafs
+
+    from prodml.storage._blob_s3 import S3BlobStore
+
+    bucket = f"prodml-{uuid.uuid4().hex[:12]}"
+    admin = pafs.S3FileSystem(endpoint_override=endpoint.split("://")[1], scheme="http",
+                              region="us-east-1", allow_bucket_creation=True)  # fmt: skip
+    admin.create_dir(bucket)
+    return S3BlobStore(bucket, "artifacts/", endpoint_url=endpoint, region="us-east-1")

@@ -25,13 +25,16 @@ from prodml.storage import (
     digest_key,
     open_artifact_store,
 )
+from servicekit import s3_store
 
 CONTRACT = Contract(
     ARTIFACT_BACKENDS,
     {
         "local": lambda tmp: ArtifactStore(LocalBlobStore(tmp / "artifacts")),
         "memory": lambda tmp: ArtifactStore(MemoryBlobStore()),
+        "s3": lambda tmp: ArtifactStore(s3_store(os.environ["PRODML_TEST_S3"])),
     },
+    integration=("s3",),
 )
 
 
@@ -40,7 +43,11 @@ def test_every_registered_backend_runs_the_contract() -> None:
 
 
 @pytest.fixture(params=CONTRACT.cases())
-def artifacts(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+def artifacts(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ArtifactStore:
+    if request.param == "s3":
+        monkeypatch.setenv("PRODML_TEST_S3", request.getfixturevalue("s3_endpoint"))
     store: ArtifactStore = CONTRACT.factory(request.param)(tmp_path)
     assert isinstance(store.blobs, ARTIFACT_BACKENDS.load(request.param))
     return store
@@ -133,10 +140,12 @@ def test_registry_maps_names_to_lazy_import_paths() -> None:
     assert all(":" in target for target in ARTIFACT_BACKENDS.values())
     assert blob_store_class("local") is LocalBlobStore
     assert blob_store_class("memory") is MemoryBlobStore
+    assert blob_store_class("s3").__name__ == "S3BlobStore"
     with pytest.raises(
-        ConfigError, match="artifacts backend 's3' is unknown: expected one of 'local', 'memory'"
+        ConfigError,
+        match="artifacts backend 'gcs' is unknown: expected one of 'local', 'memory', 's3'",
     ):
-        blob_store_class("s3")
+        blob_store_class("gcs")
 
 
 def test_registry_reports_a_backend_that_cannot_be_imported(

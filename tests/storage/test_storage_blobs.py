@@ -11,12 +11,16 @@ import pytest
 from contractkit import Contract
 from prodml.core import ArtifactNotFoundError
 from prodml.storage import ARTIFACT_BACKENDS, BlobStore, LocalBlobStore, MemoryBlobStore
+from prodml.storage._artifacts import digest_key
+from prodml.storage._blob_s3 import S3BlobStore
+from servicekit import s3_store
 
 MAKERS: dict[str, Callable[[Path], BlobStore]] = {
     "local": lambda tmp: LocalBlobStore(tmp / "blobs"),
     "memory": lambda tmp: MemoryBlobStore(),
+    "s3": lambda tmp: s3_store(os.environ["PRODML_TEST_S3"]),
 }
-CONTRACT = Contract(ARTIFACT_BACKENDS, MAKERS)
+CONTRACT = Contract(ARTIFACT_BACKENDS, MAKERS, integration=("s3",))
 
 
 def test_every_registered_backend_runs_the_contract() -> None:
@@ -25,7 +29,11 @@ def test_every_registered_backend_runs_the_contract() -> None:
 
 
 @pytest.fixture(params=CONTRACT.cases())
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> BlobStore:
+    if request.param == "s3":
+        monkeypatch.setenv("PRODML_TEST_S3", request.getfixturevalue("s3_endpoint"))
     store = CONTRACT.factory(request.param)(tmp_path)
     assert isinstance(store, ARTIFACT_BACKENDS.load(request.param))
     return store
@@ -126,3 +134,25 @@ def test_local_save_file_failure_keeps_the_old_blob(tmp_path: Path) -> None:
         store.save_file("k", tmp_path / "does-not-exist")
     assert store.load_bytes("k") == b"old"
     assert os.listdir(tmp_path / "blobs") == ["k"]
+
+
+@pytest.mark.integration
+def test_an_s3_artifacts_section_opens_the_bucket(s3_endpoint: str, tmp_path: Path) -> None:
+    from prodml.core import load_config_text
+    from prodml.storage import open_artifact_store
+
+    bucket = s3_store(s3_endpoint).bucket
+    config = load_config_text(
+        f'[artifacts]\ntype = "s3"\nbucket = "{bucket}"\nprefix = "proj"\n'
+        f'endpoint_url = "{s3_endpoint}"\nregion = "us-east-1"\n',
+        environ={},
+    )
+    store = open_artifact_store(config.artifacts, tmp_path)
+    digest = store.put_bytes(b"model bytes")
+    assert store.get_bytes(digest) == b"model bytes"
+    assert digest in store.list()
+    blobs = S3BlobStore(bucket, "proj", endpoint_url=s3_endpoint, region="us-east-1")
+    assert blobs.exists(digest_key(digest))  # in the bucket, under the prefix
+    assert not list((tmp_path).iterdir())  # nothing written locally
+    with pytest.raises(ArtifactNotFoundError):
+        store.get_bytes("0" * 64)

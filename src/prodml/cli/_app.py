@@ -83,6 +83,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "dr": LazyCommand(
         "prodml.cli._ops:dr_app", "Disaster recovery: drills that prove the backups restore."
     ),
+    "replicate": LazyCommand(
+        "prodml.cli._ops:replicate_app",
+        "Continuous replication of the SQLite databases (Litestream): point-in-time recovery.",
+    ),
     "verify": LazyCommand(
         "prodml.cli._verify:register_commands",
         "Check the metadata DB and every artifact it references; exit non-zero naming each "

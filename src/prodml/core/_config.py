@@ -55,6 +55,7 @@ __all__ = [
     "QualityThresholds",
     "RedisOnlineConfig",
     "RegistryConfig",
+    "S3ArtifactsConfig",
     "ServingConfig",
     "ServingToken",
     "SqliteMetadataConfig",
@@ -98,7 +99,18 @@ class LocalArtifactsConfig(_Section):
     path: str = ".prodml/artifacts"
 
 
-ArtifactsConfig = Annotated[LocalArtifactsConfig, Field(discriminator="type")]
+class S3ArtifactsConfig(_Section):
+    """Artifacts in an S3-compatible bucket; credentials from the environment (AWS's
+    variables, profile or role), never from this file."""
+
+    type: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+ArtifactsConfig = Annotated[LocalArtifactsConfig | S3ArtifactsConfig, Field(discriminator="type")]
 
 
 class LogsConfig(_Section):

@@ -15,6 +15,13 @@ from prodml.ops._backup import BackupResult, backup_project
 from prodml.ops._drill import DrillResult, run_drill
 from prodml.ops._events import OpsEvent, OpsEvents
 from prodml.ops._manifest import FileEntry, Manifest
+from prodml.ops._replication import (
+    ReplicaTarget,
+    litestream_path,
+    replicated_databases,
+    restore_replica,
+    start_replication,
+)
 from prodml.ops._restore import (
     RestoreResult,
     list_snapshots,
@@ -32,12 +39,17 @@ __all__ = [
     "OpsEvent",
     "OpsEvents",
     "PruneResult",
+    "ReplicaTarget",
     "RestoreResult",
     "backup_project",
     "list_snapshots",
+    "litestream_path",
     "prune_snapshots",
     "read_snapshot",
+    "replicated_databases",
+    "restore_replica",
     "restore_snapshot",
     "run_drill",
+    "start_replication",
     "verify_snapshot",
 ]

@@ -296,6 +296,12 @@ def backup_project(
             "SQLite metadata DB; back up PostgreSQL with pg_dump/pg_basebackup and WAL archiving "
             "(docs/runbooks), then back up the project files with this command"
         )
+    if config.artifacts.type != "local":
+        raise ConfigError(
+            f"[artifacts] type = {config.artifacts.type!r}: `prodml backup` snapshots the project "
+            "directory, and the artifacts live elsewhere; protect the bucket with object "
+            "versioning and replication, then back up the project files with this command"
+        )
     db_file = (root / config.metadata.path).resolve()
     if not db_file.is_relative_to(root):
         raise ConfigError(

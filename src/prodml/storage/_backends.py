@@ -5,7 +5,7 @@
 >>> blob_store_class("s4")
 Traceback (most recent call last):
 ...
-prodml.core.errors.ConfigError: artifacts backend 's4' is unknown: expected one of 'local', 'memory'
+prodml.core.errors.ConfigError: artifacts backend 's4' is unknown: expected one of 'local', 'memory', 's3'
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ ARTIFACT_BACKENDS: Plugins[BlobStore] = Plugins(
     {
         "local": "prodml.storage._blob_local:LocalBlobStore",
         "memory": "prodml.storage._blob_memory:MemoryBlobStore",
+        "s3": "prodml.storage._blob_s3:S3BlobStore",
     },
 )
 

@@ -3,7 +3,6 @@ CLI makes): plain dicts and lists that the templates render. Nothing here writes
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from prodml.core.errors import NotFoundError, ProdMLError, StateError
 from prodml.monitoring import render_endpoint_section, render_retraining
+from prodml.monitoring._sinks import parse_scope
 from prodml.ops import OpsEvents
 from prodml.project import retrain_records
 from prodml.rollout import ACTIVE_STATUSES, render_rollout_analysis
@@ -75,6 +75,11 @@ def _firing(project: Project) -> list[dict[str, Any]]:
     return [a for a in project.monitor.store.alert_states() if a.get("state") == "firing"]
 
 
+def _alerts_of(firing: list[dict[str, Any]], endpoint: str) -> list[dict[str, Any]]:
+    """The firing alerts scoped to ``endpoint`` (``endpoint=…/arm=…`` scopes)."""
+    return [a for a in firing if parse_scope(str(a.get("scope", ""))).get("endpoint") == endpoint]
+
+
 def _retrain_by_endpoint(project: Project) -> dict[str, dict[str, Any]]:
     status = project.retraining.status()
     out: dict[str, dict[str, Any]] = {}
@@ -96,7 +101,7 @@ def overview_page(project: Project) -> dict[str, Any]:
             "endpoint": name,
             "deployment": deployment.to_dict(),
             "traffic": recent_traffic(project.logs.predictions, name),
-            "alerts": [a for a in firing if name in json.dumps(a, default=str)],
+            "alerts": _alerts_of(firing, name),
             "retrain": retrains.get(name),
             "decision": _last_decision(project, name),
         })  # fmt: skip
@@ -228,7 +233,7 @@ def monitoring_page(project: Project, endpoint: str) -> dict[str, Any]:
     html = render_endpoint_section(
         endpoint, [r.window for r in stored], {r.window.id: r.results for r in stored}
     )
-    alerts = [a for a in _firing(project) if endpoint in json.dumps(a, default=str)]
+    alerts = _alerts_of(_firing(project), endpoint)
     return {"endpoint": endpoint, "windows": len(stored), "section": html, "alerts": alerts}
 
 
