@@ -3,7 +3,6 @@ CLI makes): plain dicts and lists that the templates render. Nothing here writes
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -264,7 +263,3 @@ def retraining_page(project: Project) -> dict[str, Any]:
     status = project.retraining.status()
     records = retrain_records(project.retraining, project.registry, project.rollout.store)
     return {"status": status, "section": render_retraining(records)}
-
-
-def finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

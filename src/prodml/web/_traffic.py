@@ -86,13 +86,18 @@ def recent_traffic(log: LogStore, endpoint: str, *, hours: int = 12) -> Traffic 
     table = table.append_column("routed", routed).append_column("is_shadow", shadow)
     recent = table.filter(pc.greater_equal(table["time"], pa.scalar(latest, table["time"].type)))
     live = recent.filter(pc.invert(recent["is_shadow"]))
-    n, rate, errors, fallbacks, (p50, p95, p99) = _figures(live, 60.0)
+    # the rate over the part of the hour that has passed (at least a minute)
+    newest = pc.max(recent["time"]).as_py() if recent.num_rows else None
+    minutes = (
+        60.0 if newest is None else min(60.0, max(1.0, (newest - latest).total_seconds() / 60))
+    )
+    n, rate, errors, fallbacks, (p50, p95, p99) = _figures(live, minutes)
     arms = []
     for is_shadow in (False, True):
         part = recent.filter(pc.equal(recent["is_shadow"], is_shadow))
         for name in sorted(set(part["routed"].to_pylist())):
             mine = part.filter(pc.equal(part["routed"], name))
-            a_n, a_rate, a_err, a_fb, (a50, a95, a99) = _figures(mine, 60.0)
+            a_n, a_rate, a_err, a_fb, (a50, a95, a99) = _figures(mine, minutes)
             arms.append(ArmTraffic(name, is_shadow, a_n, a_rate, a_err, a_fb, a50, a95, a99))
     live_all = table.filter(pc.invert(table["is_shadow"]))
     hourly = pa.table({"hour": pc.floor_temporal(live_all["time"], unit="hour"),
