@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.power import (  # type: ignore[import-untyped]
     NormalIndPower,
@@ -119,6 +119,7 @@ def test_unpooled_sample_size_matches_statsmodels(
 
 @settings(max_examples=100, deadline=None)
 @given(rates, rates, ratios, alphas, powers, sides)
+@example(0.01, 0.99, 1.0, 0.1, 0.7, "two-sided")  # effect 2.7: a unit or two per arm
 def test_cohen_h_sample_size_matches_statsmodels(
     p_c: float, p_t: float, ratio: float, alpha: float, power: float, alternative: PowerAlternative
 ) -> None:
@@ -132,9 +133,10 @@ def test_cohen_h_sample_size_matches_statsmodels(
         es, power, _sm_alpha(alpha, alternative), std_null=math.sqrt(1 + 1 / ratio)
     )
     assert ours.n_control_exact == pytest.approx(float(one_tail), rel=1e-10)
-    if alternative == "two-sided" and power >= 0.7:
+    if alternative == "two-sided" and power >= 0.7 and ours.n_control_exact >= 10:
         # statsmodels solves the exact power, far tail included: a hair fewer units, and
-        # our exact power at its answer is the target
+        # our exact power at its answer is the target (its root finder strays to negative
+        # sizes, with a RuntimeWarning, when a handful of units suffice: not compared there)
         both = zt_ind_solve_power(effect_size=es, alpha=alpha, power=power, ratio=ratio)
         assert float(both) <= ours.n_control_exact * (1 + 1e-6)  # solver tolerance
         achieved = proportion_power(
