@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from prodml import Project
 from prodml.core import DefinitionError
+from prodml.features import Entity, Field
 from prodml.registry import DeploymentSpec, infer_signature
 from prodml.serving import SESSION_COOKIE, csrf_token
 from prodml.web import ui_app
@@ -411,6 +412,20 @@ def test_the_registry_refuses_a_model_name_with_markup(project: Project) -> None
             SCRIPT, model, signature=infer_signature(sample, np.zeros(len(sample))), actor="test"
         )
     assert [m["name"] for m in project.registry.models()] == ["lr"]
+
+
+def test_feature_definitions_refuse_a_name_with_markup(client: TestClient) -> None:
+    """No feature name can carry markup onto the features page: entities, views and their
+    fields refuse it when they are defined (and the page escapes what it shows anyway)."""
+    with pytest.raises(DefinitionError, match="entity name is invalid"):
+        Entity(name=SCRIPT, join_keys=["id"])
+    with pytest.raises(DefinitionError, match="join key"):
+        Entity(name="flight", join_keys=[SCRIPT])
+    with pytest.raises(DefinitionError, match="name is invalid"):
+        Field(name=SCRIPT, dtype="float64")
+    page = client.get("/ui/features")
+    assert page.status_code in (200, 303)
+    assert "<script>alert" not in page.text
 
 
 @pytest.mark.parametrize(
