@@ -19,6 +19,11 @@ def register_commands(app: typer.Typer) -> None:
     app.command("restore")(restore)
 
 
+def _destination(root: Path, to: Path | None) -> Path:
+    """``--to``, or the default: PROJECT-backups beside the project."""
+    return to if to is not None else root.parent / f"{root.name}-backups"
+
+
 def _mib(size: int) -> str:
     return f"{size / 2**20:,.1f} MiB"
 
@@ -44,7 +49,7 @@ def backup(
 
     with guarded(as_json):
         root = find_root(project.resolve())
-        dest = to if to is not None else root.parent / f"{root.name}-backups"
+        dest = _destination(root, to)
         with progress_bar(not as_json) as bar:
             result = backup_project(root, dest, progress=lambda d, t: bar("backup", d, t))
         pruned = None
@@ -122,7 +127,7 @@ def drill(
 
     with guarded(as_json):
         root = find_root(project.resolve())
-        dest = to if to is not None else root.parent / f"{root.name}-backups"
+        dest = _destination(root, to)
         say = None if as_json else (lambda text: stdout.print(text, highlight=False))
         result = run_drill(root, dest, snapshot=snapshot, sample=sample, keep=keep, say=say)
 

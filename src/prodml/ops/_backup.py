@@ -22,7 +22,6 @@ backup killed midway leaves no directory that looks like a snapshot.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,9 +37,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from prodml.core import ConfigError, StorageError, load_config
+from prodml.core import ConfigError, StorageError, fingerprint_bytes, fingerprint_file, load_config
 from prodml.ops._events import Kind, OpsEvents
-from prodml.ops._manifest import FileEntry, Manifest, sha256_file
+from prodml.ops._manifest import FileEntry, Manifest
 from prodml.storage import open_metadata_db
 from prodml.storage._revision import VERSION_TABLE
 
@@ -185,7 +184,7 @@ class _FilesCache:
     its mtime may not have ticked). Lost or unreadable, it only costs a full read."""
 
     def __init__(self, dest: Path, root: Path, files: dict[str, tuple[int, int, str]]) -> None:
-        key = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+        key = fingerprint_bytes(str(root).encode())[:16]
         self.path = dest / _CACHE_DIR / f"{key}.json"
         self.files = files
 
@@ -212,6 +211,19 @@ class _FilesCache:
         os.replace(partial, self.path)
 
 
+def _publish(target: Path, write: Callable[[Path], object]) -> None:
+    """Make ``target`` appear whole: ``write`` fills a hidden partial file beside it,
+    renamed into place (removed if anything fails)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.{uuid.uuid4().hex}.partial"
+    try:
+        write(partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def _store_blob(dest: Path, source: Path, sha256: str, *, move: bool) -> bool:
     """Put ``source`` in the blob store (False: the blob was there already)."""
     target = blob_path(dest, sha256)
@@ -219,17 +231,10 @@ def _store_blob(dest: Path, source: Path, sha256: str, *, move: bool) -> bool:
         if move:
             source.unlink()
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{sha256}.{uuid.uuid4().hex}.partial"
-    try:
-        if move:
-            shutil.move(str(source), partial)
-        else:
-            shutil.copyfile(source, partial)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    if move:
+        _publish(target, lambda partial: shutil.move(str(source), partial))
+    else:
+        _publish(target, lambda partial: shutil.copyfile(source, partial))
     return True
 
 
@@ -238,21 +243,14 @@ def _store_file(dest: Path, source: Path) -> tuple[str, int, bool]:
     its SHA-256, size, and whether the blob is new."""
     size = source.stat().st_size
     if size > _IN_MEMORY:
-        sha = sha256_file(source)
+        sha = fingerprint_file(source)
         return sha, size, _store_blob(dest, source, sha, move=False)
     data = source.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
+    sha = fingerprint_bytes(data)
     target = blob_path(dest, sha)
     if target.exists():
         return sha, len(data), False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{sha}.{uuid.uuid4().hex}.partial"
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    _publish(target, lambda partial: partial.write_bytes(data))
     return sha, len(data), True
 
 
@@ -334,7 +332,7 @@ def backup_project(
                 ) from exc
             if Path(item.path).resolve() == db_file:
                 revision = _schema_revision(copy)
-            sha, size = sha256_file(copy), copy.stat().st_size
+            sha, size = fingerprint_file(copy), copy.stat().st_size
             stored[item.rel] = (sha, size, _store_blob(dest, copy, sha, move=True))
         # What the metadata DB's copy may name and the listing missed: artifacts and
         # training sets stored meanwhile (the state directory again, but for its logs,
@@ -391,7 +389,7 @@ def backup_project(
             files=tuple(entries), skipped=tuple(skipped),
         )  # fmt: skip
         data = manifest.to_bytes()
-        digest = hashlib.sha256(data).hexdigest()
+        digest = fingerprint_bytes(data)
         os.sync()  # the blobs are on disk before a manifest names them
         (work / MANIFEST).write_bytes(data)
         (work / MANIFEST_SUM).write_text(digest + "\n")

@@ -16,18 +16,16 @@ True
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from prodml.core import IntegrityError
+from prodml.core import IntegrityError, fingerprint_bytes
 
-__all__ = ["FORMAT", "FileEntry", "Manifest", "sha256_file"]
+__all__ = ["FORMAT", "FileEntry", "Manifest"]
 
 FORMAT = 1
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class Manifest:
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
 
     def digest(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
+        return fingerprint_bytes(self.to_bytes())
 
     @property
     def size(self) -> int:
@@ -79,12 +77,3 @@ class Manifest:
                 f"{where}: manifest format {manifest.format}, this prodml reads format {FORMAT}"
             )
         return manifest
-
-
-def sha256_file(path: Any) -> str:
-    """The SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

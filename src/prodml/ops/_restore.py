@@ -10,7 +10,6 @@ renamed into place at the end: a restore never leaves a half-written project beh
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
@@ -18,9 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prodml.core import ConflictError, IntegrityError, NotFoundError, StateError, StorageError
+from prodml.core import (
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    StateError,
+    StorageError,
+    fingerprint_bytes,
+    fingerprint_file,
+)
 from prodml.ops._backup import MANIFEST, MANIFEST_SUM, SNAPSHOTS_DIR, blob_path
-from prodml.ops._manifest import Manifest, sha256_file
+from prodml.ops._manifest import Manifest
 from prodml.storage._migrate import known_revisions
 
 __all__ = [
@@ -69,7 +76,7 @@ def read_snapshot(snapshot: Path) -> Manifest:
             raise IntegrityError(f"snapshot {snapshot.name}: {required.name} is missing")
     data = manifest_file.read_bytes()
     recorded = sum_file.read_text().strip()
-    actual = hashlib.sha256(data).hexdigest()
+    actual = fingerprint_bytes(data)
     if actual != recorded or not snapshot.name.endswith("-" + recorded[:16]):
         raise IntegrityError(
             f"snapshot {snapshot.name}: {MANIFEST} does not match its own checksum (SHA-256 "
@@ -89,7 +96,7 @@ def verify_snapshot(snapshot: Path) -> Manifest:
                 f"snapshot {snapshot.name}: file {entry.path} is missing from the backup "
                 f"(blob {blob}); restore refused"
             )
-        found = sha256_file(blob)
+        found = fingerprint_file(blob)
         if found != entry.sha256:
             raise IntegrityError(
                 f"snapshot {snapshot.name}: file {entry.path} is damaged in the backup "

@@ -207,7 +207,7 @@ def _records(
     """Per record: its key, time, arm's code, whether its own arm answered, whether it
     failed, the 64-bit hashes of its request id and unit (null: flagged), its numbers
     and the ``extra`` columns; with ``labels``, each label or reward that answers it
-    (see :func:`_latest_labels`) — a record answered several times has a row per answer,
+    (see :class:`_Records`) — a record answered several times has a row per answer,
     one without any a row with nulls."""
     live = [a.name for a in arms if not a.shadow]
     shadow = [a.name for a in arms if a.shadow]
@@ -305,8 +305,8 @@ class _Records:
             pos = np.asarray(pc.fill_null(table["pos"], 0).to_numpy(), np.int64)
             label = _column(table, "label", np.float64)
             reward = _column(table, "reward", np.float64)
-            self.label = _latest(index, rank, pos, label, self.count, True)
-            self.reward = _latest(index, rank, pos, reward, self.count, True)
+            self.label = _latest(index, rank, pos, label, self.count)
+            self.reward = _latest(index, rank, pos, reward, self.count)
 
     def column(self, name: str, kind: Any) -> Any:
         return _column(self.table, name, kind)[self.order]
@@ -315,27 +315,23 @@ class _Records:
         return self.table.select(list(names)).take(pa.array(self.order))
 
 
-def _latest(
-    index: Ints, rank: Ints, pos: Ints, values: Floats, count: int, several: bool
-) -> Floats:
+def _latest(index: Ints, rank: Ints, pos: Ints, values: Floats, count: int) -> Floats:
     """Per record ``0 … count-1``, the finite value of its pair of largest ``(rank,
-    pos)`` (NaN: none); ``index`` gives each pair's record, ``several`` whether some
-    record has more than one pair."""
+    pos)`` (NaN: none); ``index`` gives each pair's record."""
     out = np.full(count, math.nan)
     keep = np.isfinite(values)
     if not keep.all():
         index, rank, pos, values = index[keep], rank[keep], pos[keep], values[keep]
     if len(index) == 0:
         return out
-    if several:
-        best = np.full(count, np.iinfo(np.int64).min)
-        np.maximum.at(best, index, rank)
-        top = rank == best[index]
-        index, pos, values = index[top], pos[top], values[top]
-        last = np.full(count, -1, np.int64)
-        np.maximum.at(last, index, pos)
-        top = pos == last[index]
-        index, values = index[top], values[top]
+    best = np.full(count, np.iinfo(np.int64).min)
+    np.maximum.at(best, index, rank)
+    top = rank == best[index]
+    index, pos, values = index[top], pos[top], values[top]
+    last = np.full(count, -1, np.int64)
+    np.maximum.at(last, index, pos)
+    top = pos == last[index]
+    index, values = index[top], values[top]
     out[index] = values
     return out
 
