@@ -588,8 +588,14 @@ def test_no_space_left_undoes_the_restore_and_the_backup(
     def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    def copy_then_full(snapshot: str, blobs: str, entry: Any, out: str | None) -> None:
+        if out is not None:
+            with open(out, "wb") as handle:
+                handle.write(b"partial")
+        full()
+
     with monkeypatch.context() as patch:
-        patch.setattr(restore_module.shutil, "copyfile", full)
+        patch.setattr(restore_module, "_checked_copy", copy_then_full)
         with pytest.raises(StorageError, match=r"failed and was undone: .*No space left"):
             restore_snapshot(result.path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -597,8 +603,17 @@ def test_no_space_left_undoes_the_restore_and_the_backup(
 
     (project.root / "data").mkdir(exist_ok=True)
     (project.root / "data" / "new.bin").write_bytes(os.urandom(4096))
+
+    def half_then_full(data: bytes) -> Any:
+        def write(path: str) -> None:
+            with open(path, "wb") as handle:
+                handle.write(data[: len(data) // 2])
+            full()
+
+        return write
+
     with monkeypatch.context() as patch:
-        patch.setattr(backup_module.Path, "write_bytes", full)
+        patch.setattr(backup_module, "_write_bytes", half_then_full)
         with pytest.raises(StorageError, match=r"failed and was undone: .*new\.bin.*No space"):
             backup_project(project.root, dest, record=False)
     assert list_snapshots(dest) == [result.path]

@@ -22,7 +22,7 @@ backup killed midway leaves no directory that looks like a snapshot.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -37,13 +37,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from prodml.core import ConfigError, StorageError, fingerprint_bytes, fingerprint_file, load_config
 from prodml.ops._events import Kind, OpsEvents
 from prodml.ops._manifest import FileEntry, Manifest
 from prodml.storage import open_metadata_db
 from prodml.storage._revision import VERSION_TABLE
 
-__all__ = ["SNAPSHOTS_DIR", "BackupResult", "backup_project", "blob_path"]
+__all__ = ["SNAPSHOTS_DIR", "BackupResult", "backup_project", "blob_file", "blob_path"]
 
 SNAPSHOTS_DIR = "snapshots"
 BLOBS_DIR = "blobs"
@@ -56,7 +58,9 @@ _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 Progress = Callable[[int, int], None]
 #: Threads storing files: overlapping their system calls and hashing.
-_THREADS = 4
+_THREADS = min(4, max(2, os.cpu_count() or 1))
+#: Files per task handed to a thread (one future per file costs more than a small file).
+_BATCH = 64
 #: A file modified this recently (ns) is read even when the files cache knows it.
 _RACY_NS = 2_000_000_000
 _CACHE_DIR = "cache"
@@ -86,6 +90,12 @@ class BackupResult:
 
 def blob_path(dest: Path, sha256: str) -> Path:
     return dest / BLOBS_DIR / sha256[:2] / sha256
+
+
+def blob_file(blobs: str, sha256: str) -> str:
+    """:func:`blob_path` as a string under the blob directory ``blobs`` (the hot loops
+    build thousands of these; pathlib's parsing would dominate them)."""
+    return f"{blobs}/{sha256[:2]}/{sha256}"
 
 
 def _is_sqlite(path: Path) -> bool:
@@ -192,7 +202,7 @@ class _FilesCache:
     def load(cls, dest: Path, root: Path) -> _FilesCache:
         cache = cls(dest, root, {})
         try:
-            raw = json.loads(cache.path.read_bytes())
+            raw = orjson.loads(cache.path.read_bytes())
             cache.files = {k: (int(v[0]), int(v[1]), str(v[2])) for k, v in raw.items()}
         except (OSError, ValueError, TypeError, IndexError, AttributeError):
             cache.files = {}
@@ -207,50 +217,68 @@ class _FilesCache:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(f".{uuid.uuid4().hex}.partial")
-        partial.write_text(json.dumps(self.files))
+        partial.write_bytes(orjson.dumps(self.files))
         os.replace(partial, self.path)
 
 
-def _publish(target: Path, write: Callable[[Path], object]) -> None:
-    """Make ``target`` appear whole: ``write`` fills a hidden partial file beside it,
-    renamed into place (removed if anything fails)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.{uuid.uuid4().hex}.partial"
+def _blob_dirs(dest: Path) -> str:
+    """The blob directory of ``dest`` with its 256 fan-out directories made (once per
+    backup, not once per file), as a string for :func:`blob_file`."""
+    blobs = dest / BLOBS_DIR
+    for i in range(256):
+        (blobs / f"{i:02x}").mkdir(parents=True, exist_ok=True)
+    return str(blobs)
+
+
+def _publish(target: str, write: Callable[[str], object]) -> None:
+    """Make ``target`` appear whole: ``write`` fills a hidden partial file beside it
+    (its directory exists), renamed into place (removed if anything fails)."""
+    head, name = os.path.split(target)
+    partial = f"{head}/.{name}.{uuid.uuid4().hex}.partial"
     try:
         write(partial)
         os.replace(partial, target)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
         raise
 
 
-def _store_blob(dest: Path, source: Path, sha256: str, *, move: bool) -> bool:
+def _write_bytes(data: bytes) -> Callable[[str], object]:
+    def write(path: str) -> None:
+        with open(path, "wb") as handle:
+            handle.write(data)
+
+    return write
+
+
+def _store_blob(blobs: str, source: str, sha256: str, *, move: bool) -> bool:
     """Put ``source`` in the blob store (False: the blob was there already)."""
-    target = blob_path(dest, sha256)
-    if target.exists():
+    target = blob_file(blobs, sha256)
+    if os.path.exists(target):
         if move:
-            source.unlink()
+            os.unlink(source)
         return False
     if move:
-        _publish(target, lambda partial: shutil.move(str(source), partial))
+        _publish(target, lambda partial: shutil.move(source, partial))
     else:
         _publish(target, lambda partial: shutil.copyfile(source, partial))
     return True
 
 
-def _store_file(dest: Path, source: Path) -> tuple[str, int, bool]:
-    """Hash ``source`` and put it in the blob store, reading it once when it is small:
-    its SHA-256, size, and whether the blob is new."""
-    size = source.stat().st_size
+def _store_file(blobs: str, source: str, size: int) -> tuple[str, int, bool]:
+    """Hash ``source`` (``size`` bytes when listed) and put it in the blob store,
+    reading it once when it is small: its SHA-256, size, and whether the blob is new."""
     if size > _IN_MEMORY:
-        sha = fingerprint_file(source)
-        return sha, size, _store_blob(dest, source, sha, move=False)
-    data = source.read_bytes()
+        sha = fingerprint_file(Path(source))
+        return sha, os.stat(source).st_size, _store_blob(blobs, source, sha, move=False)
+    with open(source, "rb") as handle:
+        data = handle.read()
     sha = fingerprint_bytes(data)
-    target = blob_path(dest, sha)
-    if target.exists():
+    target = blob_file(blobs, sha)
+    if os.path.exists(target):
         return sha, len(data), False
-    _publish(target, lambda partial: partial.write_bytes(data))
+    _publish(target, _write_bytes(data))
     return sha, len(data), True
 
 
@@ -322,6 +350,7 @@ def backup_project(
         sqlite_files = [f for f in listed
                         if f.rel.endswith(_SQLITE_SUFFIXES) and _is_sqlite(Path(f.path))]  # fmt: skip
         stored: dict[str, tuple[str, int, bool]] = {}
+        blobs = _blob_dirs(dest)
         for i, item in enumerate(sqlite_files):
             copy = work / f"sqlite-{i}.db"
             try:
@@ -333,7 +362,7 @@ def backup_project(
             if Path(item.path).resolve() == db_file:
                 revision = _schema_revision(copy)
             sha, size = fingerprint_file(copy), copy.stat().st_size
-            stored[item.rel] = (sha, size, _store_blob(dest, copy, sha, move=True))
+            stored[item.rel] = (sha, size, _store_blob(blobs, str(copy), sha, move=True))
         # What the metadata DB's copy may name and the listing missed: artifacts and
         # training sets stored meanwhile (the state directory again, but for its logs,
         # which no row names).
@@ -345,21 +374,28 @@ def backup_project(
         known = _FilesCache.load(dest, root)
         fresh = time.time_ns() - _RACY_NS
 
-        def store(item: _Found) -> tuple[_Found, tuple[str, int, bool] | None]:
-            try:
-                return item, _store_file(dest, Path(item.path))
-            except FileNotFoundError:  # removed meanwhile (a compacted log part)
-                return item, None
-            except OSError as exc:  # unreadable, or no space left to store it
-                raise StorageError(
-                    f"backup of {root} into {dest} failed and was undone: {item.path}: {exc}"
-                ) from exc
+        def store(batch: list[_Found]) -> list[tuple[_Found, tuple[str, int, bool] | None]]:
+            out: list[tuple[_Found, tuple[str, int, bool] | None]] = []
+            for item in batch:
+                try:
+                    out.append((item, _store_file(blobs, item.path, item.size)))
+                except FileNotFoundError:  # removed meanwhile (a compacted log part)
+                    out.append((item, None))
+                except OSError as exc:  # unreadable, or no space left to store it
+                    raise StorageError(
+                        f"backup of {root} into {dest} failed and was undone: {item.path}: {exc}"
+                    ) from exc
+            return out
 
         seen: dict[str, tuple[int, int, str]] = {}
         changed: list[_Found] = []
         for item in plain:
             cached = known.get(item.rel, item.size, item.mtime_ns)
-            if cached is not None and item.mtime_ns < fresh and blob_path(dest, cached).is_file():
+            if (
+                cached is not None
+                and item.mtime_ns < fresh
+                and os.path.isfile(blob_file(blobs, cached))
+            ):
                 stored[item.rel] = (cached, item.size, False)  # as the last backup found it
                 seen[item.rel] = (item.size, item.mtime_ns, cached)
             else:
@@ -367,14 +403,16 @@ def backup_project(
         done = len(stored)
         if progress is not None:
             progress(done, total)
+        batches = [changed[i : i + _BATCH] for i in range(0, len(changed), _BATCH)]
         with ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-backup") as pool:
-            for item, outcome in pool.map(store, changed):  # file IO and hashing drop the GIL
-                done += 1
-                if outcome is None:
-                    skipped.append(item.rel)
-                else:
-                    stored[item.rel] = outcome
-                    seen[item.rel] = (item.size, item.mtime_ns, outcome[0])
+            for results in pool.map(store, batches):  # file IO and hashing drop the GIL
+                for item, outcome in results:
+                    if outcome is None:
+                        skipped.append(item.rel)
+                    else:
+                        stored[item.rel] = outcome
+                        seen[item.rel] = (item.size, item.mtime_ns, outcome[0])
+                done += len(results)
                 if progress is not None:
                     progress(done, total)
         for rel, (sha, size, new) in stored.items():

@@ -2,17 +2,22 @@
 before anything is written.
 
 The manifest must match its own SHA-256 (``MANIFEST.sha256`` and the snapshot's name);
-then every file's blob must exist and hash to the manifest's SHA-256. The first problem
-stops the restore with the file named (:class:`~prodml.core.IntegrityError`), and the
-target is not created. Files are written into a hidden sibling of the target, which is
-renamed into place at the end: a restore never leaves a half-written project behind.
+then every file's blob must exist and hash to the manifest's SHA-256. Files are copied
+into a hidden sibling of the target, each hashed as it is copied (one read per blob, on
+several threads), and the sibling is renamed into place only when every checksum
+matched: the first problem stops the restore with the file named
+(:class:`~prodml.core.IntegrityError`), the sibling is removed and the target is not
+created. A restore never leaves a half-written project behind, and nothing restored is
+used before all of it is verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +29,15 @@ from prodml.core import (
     StateError,
     StorageError,
     fingerprint_bytes,
-    fingerprint_file,
 )
-from prodml.ops._backup import MANIFEST, MANIFEST_SUM, SNAPSHOTS_DIR, blob_path
-from prodml.ops._manifest import Manifest
+from prodml.ops._backup import (
+    BLOBS_DIR,
+    MANIFEST,
+    MANIFEST_SUM,
+    SNAPSHOTS_DIR,
+    blob_file,
+)
+from prodml.ops._manifest import FileEntry, Manifest
 from prodml.storage._migrate import known_revisions
 
 __all__ = [
@@ -85,23 +95,67 @@ def read_snapshot(snapshot: Path) -> Manifest:
     return Manifest.from_bytes(data, where=str(manifest_file))
 
 
+#: Threads reading and hashing blobs, and files per task handed to one.
+_THREADS = min(4, max(2, os.cpu_count() or 1))
+_BATCH = 64
+_CHUNK = 1 << 20
+
+
+def _checked_copy(snapshot: str, blobs: str, entry: FileEntry, out: str | None) -> None:
+    """Hash the blob of ``entry`` (copying it to ``out`` as it is read, when given) and
+    raise :class:`IntegrityError` naming the file when it is missing or damaged."""
+    blob = blob_file(blobs, entry.sha256)
+    digest = hashlib.sha256()
+    try:
+        source = open(blob, "rb")  # noqa: SIM115 — closed below, with the target
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise IntegrityError(
+            f"snapshot {snapshot}: file {entry.path} is missing from the backup "
+            f"(blob {blob}); restore refused"
+        ) from None
+    with source:
+        if out is None:
+            while block := source.read(_CHUNK):
+                digest.update(block)
+        else:
+            with open(out, "wb") as target:
+                while block := source.read(_CHUNK):
+                    digest.update(block)
+                    target.write(block)
+    found = digest.hexdigest()
+    if found != entry.sha256:
+        raise IntegrityError(
+            f"snapshot {snapshot}: file {entry.path} is damaged in the backup "
+            f"(SHA-256 {found}, manifest {entry.sha256}); restore refused"
+        )
+
+
+def _check_all(snapshot: Path, manifest: Manifest, work: Path | None) -> None:
+    """Check every blob the manifest names, copying each into ``work`` when given (its
+    directories made first); the first problem in manifest order is raised."""
+    blobs = str(_store_of(snapshot) / BLOBS_DIR)
+    files = manifest.files
+    if work is not None:
+        for directory in sorted({os.path.dirname(entry.path) for entry in files}):
+            (work / directory).mkdir(parents=True, exist_ok=True)
+    base = None if work is None else str(work)
+
+    def check(batch: tuple[FileEntry, ...]) -> None:
+        for entry in batch:
+            _checked_copy(
+                snapshot.name, blobs, entry, None if base is None else f"{base}/{entry.path}"
+            )
+
+    batches = [files[i : i + _BATCH] for i in range(0, len(files), _BATCH)]
+    with ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-restore") as pool:
+        for _ in pool.map(check, batches):  # file IO and hashing drop the GIL
+            pass
+
+
 def verify_snapshot(snapshot: Path) -> Manifest:
     """Check the manifest and every blob it names (existence, then SHA-256)."""
     manifest = read_snapshot(snapshot)
-    store = _store_of(snapshot)
-    for entry in manifest.files:
-        blob = blob_path(store, entry.sha256)
-        if not blob.is_file():
-            raise IntegrityError(
-                f"snapshot {snapshot.name}: file {entry.path} is missing from the backup "
-                f"(blob {blob}); restore refused"
-            )
-        found = fingerprint_file(blob)
-        if found != entry.sha256:
-            raise IntegrityError(
-                f"snapshot {snapshot.name}: file {entry.path} is damaged in the backup "
-                f"(SHA-256 {found}, manifest {entry.sha256}); restore refused"
-            )
+    _check_all(snapshot, manifest, None)
     return manifest
 
 
@@ -112,7 +166,7 @@ def restore_snapshot(snapshot: Path, target: Path) -> RestoreResult:
         raise ConflictError(
             f"restore target {target} exists and is not empty: restore into a new directory"
         )
-    manifest = verify_snapshot(snapshot)  # everything checked before anything is written
+    manifest = read_snapshot(snapshot)
     known = known_revisions()
     if manifest.schema_revision is not None and manifest.schema_revision not in known:
         raise StateError(
@@ -120,16 +174,12 @@ def restore_snapshot(snapshot: Path, target: Path) -> RestoreResult:
             f"metadata schema revision {manifest.schema_revision!r}; this prodml knows "
             f"revisions up to {known[-1]!r}: upgrade prodml to restore it"
         )
-    store = _store_of(snapshot)
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     work = target.parent / f".{target.name}.restoring-{uuid.uuid4().hex}"
     work.mkdir()
     try:
-        for entry in manifest.files:
-            out = work / entry.path
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(blob_path(store, entry.sha256), out)
+        _check_all(snapshot, manifest, work)  # every checksum, before the target appears
         if target.exists():
             target.rmdir()
         os.replace(work, target)
