@@ -14,6 +14,10 @@ renames a finished file into place) and artifacts are content-addressed. Left ou
 prodml's own unfinished temp files (hidden files in the state directory), and anything
 that is not a regular file.
 
+State a scaled-out project keeps outside its directory — a PostgreSQL metadata DB, a
+Redis online store, S3 artifacts — goes into the same blob store, taken in the same
+order (metadata first): see :mod:`~prodml.ops._external`.
+
 The snapshot's ``manifest.json`` lists each file's path, SHA-256 and size. It is
 written into a hidden working directory which is renamed to
 ``snapshots/<UTC time>-<manifest sha256[:16]>`` only when everything is in place: a
@@ -41,6 +45,7 @@ import orjson
 
 from prodml.core import ConfigError, StorageError, fingerprint_bytes, fingerprint_file, load_config
 from prodml.ops._events import Kind, OpsEvents
+from prodml.ops._external import dump_external, external_revision
 from prodml.ops._manifest import FileEntry, Manifest
 from prodml.storage import open_metadata_db
 from prodml.storage._revision import VERSION_TABLE
@@ -316,24 +321,14 @@ def backup_project(
     started = datetime.now(UTC)
     root = root.resolve()
     config = load_config(root)
-    if config.metadata.type != "sqlite":
-        raise ConfigError(
-            f"[metadata] type = {config.metadata.type!r}: `prodml backup` snapshots the embedded "
-            "SQLite metadata DB; back up PostgreSQL with pg_dump/pg_basebackup and WAL archiving "
-            "(docs/runbooks), then back up the project files with this command"
-        )
-    if config.artifacts.type != "local":
-        raise ConfigError(
-            f"[artifacts] type = {config.artifacts.type!r}: `prodml backup` snapshots the project "
-            "directory, and the artifacts live elsewhere; protect the bucket with object "
-            "versioning and replication, then back up the project files with this command"
-        )
-    db_file = (root / config.metadata.path).resolve()
-    if not db_file.is_relative_to(root):
-        raise ConfigError(
-            f"[metadata] path = {config.metadata.path!r} lies outside the project {root}: "
-            "`prodml backup` snapshots the project directory; keep the metadata DB inside it"
-        )
+    db_file: Path | None = None
+    if config.metadata.type == "sqlite":
+        db_file = (root / config.metadata.path).resolve()
+        if not db_file.is_relative_to(root):
+            raise ConfigError(
+                f"[metadata] path = {config.metadata.path!r} lies outside the project {root}: "
+                "`prodml backup` snapshots the project directory; keep the metadata DB inside it"
+            )
     dest.mkdir(parents=True, exist_ok=True)
     work = dest / SNAPSHOTS_DIR / f".incomplete-{uuid.uuid4().hex}"
     work.mkdir(parents=True)
@@ -363,6 +358,25 @@ def backup_project(
                 revision = _schema_revision(copy)
             sha, size = fingerprint_file(copy), copy.stat().st_size
             stored[item.rel] = (sha, size, _store_blob(blobs, str(copy), sha, move=True))
+        # Stores outside the project directory (PostgreSQL, Redis, S3), in the same
+        # order: the metadata DB before the artifacts it may name.
+        if db_file is None:
+            revision = external_revision(config, root)
+        fresh_external: set[str] = set()
+
+        def keep(path: Path, sha: str) -> bool:
+            new = _store_blob(blobs, str(path), sha, move=True)
+            if new:
+                fresh_external.add(sha)
+            return new
+
+        def has_blob(sha: str) -> int | None:
+            try:
+                return os.stat(blob_file(blobs, sha)).st_size
+            except FileNotFoundError:
+                return None
+
+        external = dump_external(config, root, work, keep, has_blob)
         # What the metadata DB's copy may name and the listing missed: artifacts and
         # training sets stored meanwhile (the state directory again, but for its logs,
         # which no row names).
@@ -419,12 +433,17 @@ def backup_project(
             entries.append(FileEntry(rel, sha, size))
             new_blobs += new
             new_bytes += size if new else 0
+        for part in external:
+            if part.sha256 in fresh_external:
+                fresh_external.discard(part.sha256)
+                new_blobs += 1
+                new_bytes += part.size
         entries.sort(key=lambda e: e.path)
         when = (now or datetime.now(UTC)).astimezone(UTC)
         manifest = Manifest(
             created_at=when.isoformat(), prodml_version=version("prodml"),
             schema_revision=revision, project=config.project.name,
-            files=tuple(entries), skipped=tuple(skipped),
+            files=tuple(entries), skipped=tuple(skipped), external=tuple(external),
         )  # fmt: skip
         data = manifest.to_bytes()
         digest = fingerprint_bytes(data)

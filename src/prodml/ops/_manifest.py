@@ -23,9 +23,11 @@ import orjson
 
 from prodml.core import IntegrityError, fingerprint_bytes
 
-__all__ = ["FORMAT", "FileEntry", "Manifest"]
+__all__ = ["FORMAT", "ExternalEntry", "FileEntry", "Manifest"]
 
-FORMAT = 1
+#: Format 2 added ``external``; format 1 manifests (none) are still read.
+FORMAT = 2
+_READS = frozenset({1, 2})
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,18 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class ExternalEntry:
+    """State kept outside the project directory (see :mod:`~prodml.ops._external`):
+    the ``store`` it belongs to (``metadata``, ``online``, ``artifacts``) and its
+    ``key`` there (a dump's name, an object's key)."""
+
+    store: str
+    key: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     created_at: str
     prodml_version: str
@@ -45,6 +59,7 @@ class Manifest:
     project: str
     files: tuple[FileEntry, ...]
     skipped: tuple[str, ...] = field(default=())
+    external: tuple[ExternalEntry, ...] = field(default=())
     format: int = FORMAT
 
     def to_bytes(self) -> bytes:
@@ -53,6 +68,8 @@ class Manifest:
             "schema_revision": self.schema_revision, "project": self.project,
             "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files],
             "skipped": list(self.skipped), "format": self.format,
+            "external": [{"store": e.store, "key": e.key, "sha256": e.sha256, "size": e.size}
+                         for e in self.external],
         }  # fmt: skip
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
 
@@ -61,7 +78,7 @@ class Manifest:
 
     @property
     def size(self) -> int:
-        return sum(f.size for f in self.files)
+        return sum(f.size for f in self.files) + sum(e.size for e in self.external)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, where: str = "manifest.json") -> Manifest:
@@ -69,11 +86,13 @@ class Manifest:
             raw: dict[str, Any] = orjson.loads(data)
             files = tuple(FileEntry(**f) for f in raw.pop("files"))
             skipped = tuple(raw.pop("skipped", ()))
-            manifest = cls(files=files, skipped=skipped, **raw)
+            external = tuple(ExternalEntry(**e) for e in raw.pop("external", ()))
+            manifest = cls(files=files, skipped=skipped, external=external, **raw)
         except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
             raise IntegrityError(f"{where}: not a prodml snapshot manifest ({exc})") from None
-        if manifest.format != FORMAT:
+        if manifest.format not in _READS:
             raise IntegrityError(
-                f"{where}: manifest format {manifest.format}, this prodml reads format {FORMAT}"
+                f"{where}: manifest format {manifest.format}, this prodml reads formats "
+                f"{sorted(_READS)}"
             )
         return manifest

@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from prodml.core import (
     StateError,
     StorageError,
     fingerprint_bytes,
+    load_config,
 )
 from prodml.ops._backup import (
     BLOBS_DIR,
@@ -37,7 +39,8 @@ from prodml.ops._backup import (
     SNAPSHOTS_DIR,
     blob_file,
 )
-from prodml.ops._manifest import FileEntry, Manifest
+from prodml.ops._external import ExternalTargets
+from prodml.ops._manifest import ExternalEntry, FileEntry, Manifest
 from prodml.storage._migrate import known_revisions
 
 __all__ = [
@@ -101,16 +104,19 @@ _BATCH = 64
 _CHUNK = 1 << 20
 
 
-def _checked_copy(snapshot: str, blobs: str, entry: FileEntry, out: str | None) -> None:
+def _checked_copy(
+    snapshot: str, blobs: str, entry: FileEntry | ExternalEntry, out: str | None
+) -> None:
     """Hash the blob of ``entry`` (copying it to ``out`` as it is read, when given) and
     raise :class:`IntegrityError` naming the file when it is missing or damaged."""
     blob = blob_file(blobs, entry.sha256)
+    name = entry.path if isinstance(entry, FileEntry) else f"{entry.key} ({entry.store} store)"
     digest = hashlib.sha256()
     try:
         source = open(blob, "rb")  # noqa: SIM115 — closed below, with the target
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise IntegrityError(
-            f"snapshot {snapshot}: file {entry.path} is missing from the backup "
+            f"snapshot {snapshot}: file {name} is missing from the backup "
             f"(blob {blob}); restore refused"
         ) from None
     with source:
@@ -125,28 +131,30 @@ def _checked_copy(snapshot: str, blobs: str, entry: FileEntry, out: str | None) 
     found = digest.hexdigest()
     if found != entry.sha256:
         raise IntegrityError(
-            f"snapshot {snapshot}: file {entry.path} is damaged in the backup "
+            f"snapshot {snapshot}: file {name} is damaged in the backup "
             f"(SHA-256 {found}, manifest {entry.sha256}); restore refused"
         )
 
 
 def _check_all(snapshot: Path, manifest: Manifest, work: Path | None) -> None:
-    """Check every blob the manifest names, copying each into ``work`` when given (its
-    directories made first); the first problem in manifest order is raised."""
+    """Check every blob the manifest names, copying each file into ``work`` when given
+    (its directories made first); the first problem in manifest order is raised."""
     blobs = str(_store_of(snapshot) / BLOBS_DIR)
     files = manifest.files
+    everything: tuple[FileEntry | ExternalEntry, ...] = (*files, *manifest.external)
     if work is not None:
         for directory in sorted({os.path.dirname(entry.path) for entry in files}):
             (work / directory).mkdir(parents=True, exist_ok=True)
     base = None if work is None else str(work)
 
-    def check(batch: tuple[FileEntry, ...]) -> None:
+    def check(batch: tuple[FileEntry | ExternalEntry, ...]) -> None:
         for entry in batch:
-            _checked_copy(
-                snapshot.name, blobs, entry, None if base is None else f"{base}/{entry.path}"
-            )
+            out = None
+            if base is not None and isinstance(entry, FileEntry):
+                out = f"{base}/{entry.path}"
+            _checked_copy(snapshot.name, blobs, entry, out)
 
-    batches = [files[i : i + _BATCH] for i in range(0, len(files), _BATCH)]
+    batches = [everything[i : i + _BATCH] for i in range(0, len(everything), _BATCH)]
     with ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-restore") as pool:
         for _ in pool.map(check, batches):  # file IO and hashing drop the GIL
             pass
@@ -159,8 +167,29 @@ def verify_snapshot(snapshot: Path) -> Manifest:
     return manifest
 
 
-def restore_snapshot(snapshot: Path, target: Path) -> RestoreResult:
-    """Restore ``snapshot`` into ``target`` (which must not exist, or be empty)."""
+def _read_blob(snapshot: Path) -> Callable[[str], bytes]:
+    blobs = str(_store_of(snapshot) / BLOBS_DIR)
+
+    def read(sha256: str) -> bytes:
+        with open(blob_file(blobs, sha256), "rb") as handle:
+            data = handle.read()
+        if fingerprint_bytes(data) != sha256:  # changed since it was checked
+            raise IntegrityError(
+                f"snapshot {snapshot.name}: blob {sha256} changed during the restore"
+            )
+        return data
+
+    return read
+
+
+def restore_snapshot(
+    snapshot: Path, target: Path, *, environ: Mapping[str, str] | None = None
+) -> RestoreResult:
+    """Restore ``snapshot`` into ``target`` (which must not exist, or be empty). State
+    the snapshot holds from outside the project directory (PostgreSQL, Redis, S3: see
+    :mod:`~prodml.ops._external`) goes to the stores the restored ``prodml.toml`` names,
+    with ``environ``'s ``PRODML__`` overrides (default: the process environment); each
+    must be empty."""
     started = datetime.now(UTC)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConflictError(
@@ -178,17 +207,31 @@ def restore_snapshot(snapshot: Path, target: Path) -> RestoreResult:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = target.parent / f".{target.name}.restoring-{uuid.uuid4().hex}"
     work.mkdir()
+    external: ExternalTargets | None = None
     try:
         _check_all(snapshot, manifest, work)  # every checksum, before the target appears
+        if manifest.external:
+            external = ExternalTargets(load_config(work, environ), work, manifest.external)
+            external.check()  # every store empty before any is written
+            scratch = work / f".external-{uuid.uuid4().hex}"
+            scratch.mkdir()
+            try:
+                external.load(_read_blob(snapshot), scratch)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         if target.exists():
             target.rmdir()
         os.replace(work, target)
     except OSError as exc:
+        if external is not None:
+            external.undo()
         shutil.rmtree(work, ignore_errors=True)
         raise StorageError(
             f"restore of {snapshot.name} into {target} failed and was undone: {exc}"
         ) from exc
     except BaseException:
+        if external is not None:
+            external.undo()
         shutil.rmtree(work, ignore_errors=True)
         raise
     seconds = (datetime.now(UTC) - started).total_seconds()

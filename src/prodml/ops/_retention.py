@@ -68,6 +68,7 @@ def prune_snapshots(
                  keep_weekly=keep_weekly)  # fmt: skip
     removed = [s for i, s in enumerate(snapshots) if i not in kept]
     needed = {e.sha256 for i, m in enumerate(manifests) if i in kept for e in m.files}
+    needed |= {e.sha256 for i, m in enumerate(manifests) if i in kept for e in m.external}
     for snapshot in removed:
         shutil.rmtree(snapshot)
     count = size = 0

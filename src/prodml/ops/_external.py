@@ -1,0 +1,453 @@
+"""The state a scaled-out project keeps outside its directory, in a snapshot and back.
+
+* **PostgreSQL metadata DB** (``[metadata] type = "postgresql"``): ``pg_dump`` of its
+  schema in the custom format, one consistent snapshot of every table (a single
+  repeatable-read transaction). Restored with ``pg_restore --single-transaction`` into a
+  schema that holds no relation (created if absent): all of it or nothing.
+* **Redis online store** (``[online_store] type = "redis"``): every key under its
+  prefix, as Redis' own ``DUMP`` serialization with the key's remaining time to live,
+  in one Parquet table. Restored with ``RESTORE`` into a Redis holding no key under the
+  prefix; a failure deletes the keys it restored. (``DUMP`` payloads carry the RDB
+  version: a Redis older than the one dumped refuses them, and the error says so.)
+* **S3 artifact store** (``[artifacts] type = "s3"``): every object under the prefix.
+  An artifact's key is its SHA-256 (``sha256/<2 hex>/<62 hex>``), so an object whose
+  blob the destination holds is not downloaded again. Restored into a prefix holding
+  no object; a failure deletes the objects it wrote.
+
+Each becomes blobs in the destination's blob store (see :mod:`~prodml.ops._backup`) and
+:class:`~prodml.ops._manifest.ExternalEntry` rows of the manifest. A restore checks
+that every such target is empty before it writes to any, then loads the artifacts, the
+online store and the metadata DB last (a row never names an artifact not yet back).
+Embedded backends (SQLite, local files) live in the project directory and are backed up
+as its files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from prodml.core import (
+    Config,
+    ConfigError,
+    ConflictError,
+    IntegrityError,
+    StorageError,
+    fingerprint_bytes,
+    fingerprint_file,
+)
+from prodml.ops._manifest import ExternalEntry
+
+__all__ = ["ExternalTargets", "dump_external", "external_revision"]
+
+METADATA, ONLINE, ARTIFACTS = "metadata", "online", "artifacts"
+PG_DUMP = "postgresql.pgdump"
+REDIS_DUMP = "redis.parquet"
+_DIGEST_KEY = re.compile(r"^sha256/([0-9a-f]{2})/([0-9a-f]{62})$")
+_REDIS_BATCH = 500
+_TOOL_TIMEOUT_S = 3600.0
+
+#: Puts a file into the blob store by moving it (its SHA-256 given) and says whether
+#: the blob is new; reads a blob's bytes by SHA-256 (checked); says whether one exists.
+StoreFile = Callable[[Path, str], bool]
+ReadBlob = Callable[[str], bytes]
+HasBlob = Callable[[str], "int | None"]
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+
+
+def _pg_schema(config: Config) -> str:
+    return getattr(config.metadata, "schema_name", None) or "public"
+
+
+def _pg_environ(url: str) -> dict[str, str]:
+    """libpq's environment for the metadata URL (the password never on a command line)."""
+    parsed = make_url(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    pairs = {"PGHOST": parsed.host, "PGPORT": parsed.port, "PGUSER": parsed.username,
+             "PGPASSWORD": parsed.password, "PGDATABASE": parsed.database}  # fmt: skip
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        value = parsed.query.get(key)
+        if value is not None:
+            pairs["PG" + key.upper()] = str(value)
+    env.update({k: str(v) for k, v in pairs.items() if v is not None})
+    return env
+
+
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ConfigError(
+            f"[metadata] type = 'postgresql': backup and restore run {name!r}, which is not on "
+            "PATH; install PostgreSQL's client programs (e.g. the postgresql-client package) "
+            "at the server's major version or newer"
+        )
+    return found
+
+
+def _run(command: Sequence[str], env: dict[str, str], what: str) -> None:
+    try:
+        done = subprocess.run(list(command), env=env, capture_output=True, text=True,
+                              timeout=_TOOL_TIMEOUT_S, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StorageError(f"{what}: {exc}") from exc
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise StorageError(f"{what} failed (exit {done.returncode}): {' '.join(detail[-3:])}")
+
+
+def _dump_postgres(config: Config, work: Path) -> Path:
+    schema = _pg_schema(config)
+    out = work / PG_DUMP
+    url = config.metadata.url  # type: ignore[union-attr]
+    command = [_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
+               f"--schema={schema}", f"--file={out}"]  # fmt: skip
+    _run(command, _pg_environ(url), f"pg_dump of schema {schema!r} of {_pg_where(url)}")
+    return out
+
+
+def _pg_where(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def _pg_engine(url: str) -> Iterator[Any]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _pg_relations(url: str, schema: str) -> tuple[bool, int]:
+    """Whether ``schema`` exists, and how many relations it holds."""
+    with _pg_engine(url) as engine, engine.connect() as con:
+        exists = con.execute(
+            text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema}
+        ).scalar_one()
+        count = con.execute(
+            text("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                 "WHERE n.nspname = :s"), {"s": schema},
+        ).scalar_one()  # fmt: skip
+    return bool(exists), int(count)
+
+
+def _restore_postgres(config: Config, dump: Path, work: Path) -> Callable[[], None]:
+    """Load ``dump`` into the configured schema (checked empty); returns the undo."""
+    url = config.metadata.url  # type: ignore[union-attr]
+    schema = _pg_schema(config)
+    env = _pg_environ(url)
+    exists, _ = _pg_relations(url, schema)
+    listing = subprocess.run([_pg_tool("pg_restore"), "--list", str(dump)], env=env,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    if listing.returncode != 0:
+        raise IntegrityError(
+            f"{PG_DUMP}: pg_restore cannot read the dump: {listing.stderr.strip()}"
+        )
+    # The schema itself is made here (public always exists), so every object in the dump
+    # but the schema's own entries is restored, in one transaction.
+    keep = [line for line in listing.stdout.splitlines()
+            if not re.search(r"\b(SCHEMA|COMMENT) - ", line)]  # fmt: skip
+    entries = work / "pg_restore.list"
+    entries.write_text("\n".join(keep) + "\n")
+    quoted = '"' + schema.replace('"', '""') + '"'
+    if not exists:
+        with _pg_engine(url) as engine, engine.begin() as con:
+            con.execute(text(f"CREATE SCHEMA {quoted}"))
+
+    def undo() -> None:
+        if not exists:
+            with _pg_engine(url) as engine, engine.begin() as con:
+                con.execute(text(f"DROP SCHEMA IF EXISTS {quoted} CASCADE"))
+
+    try:
+        _run([_pg_tool("pg_restore"), f"--dbname={env.get('PGDATABASE', '')}", "--no-owner",
+              "--no-privileges", "--exit-on-error", "--single-transaction",
+              f"--use-list={entries}", str(dump)],
+             env, f"pg_restore into schema {schema!r} of {_pg_where(url)}")  # fmt: skip
+    except BaseException:
+        undo()
+        raise
+    return undo
+
+
+# -- Redis ------------------------------------------------------------------------------
+
+
+def _redis(config: Config) -> Any:
+    import redis
+
+    return redis.Redis.from_url(config.online_store.url)  # type: ignore[union-attr]
+
+
+def _redis_pattern(config: Config) -> str:
+    prefix: str = config.online_store.key_prefix  # type: ignore[union-attr]
+    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", prefix)
+    return f"{escaped}:*"
+
+
+def _dump_redis(config: Config, work: Path) -> Path:
+    client = _redis(config)
+    keys: list[bytes] = []
+    payloads: list[bytes | None] = []
+    ttls: list[int] = []
+    try:
+        found = sorted(client.scan_iter(match=_redis_pattern(config), count=1000))
+        for i in range(0, len(found), _REDIS_BATCH):
+            batch = found[i : i + _REDIS_BATCH]
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.dump(key)
+                pipe.pttl(key)
+            replies = pipe.execute()
+            for j, key in enumerate(batch):
+                payload, ttl = replies[2 * j], replies[2 * j + 1]
+                if payload is None:  # expired or deleted meanwhile
+                    continue
+                keys.append(key)
+                payloads.append(payload)
+                ttls.append(int(ttl))
+    except Exception as exc:  # redis' errors: the backup cannot be complete
+        raise StorageError(
+            f"backup of the Redis online store at {_redis_where(config)}: {exc}"
+        ) from exc
+    finally:
+        client.close()
+    out = work / REDIS_DUMP
+    table = pa.table({"key": pa.array(keys, pa.binary()), "payload": pa.array(payloads, pa.binary()),
+                      "pttl_ms": pa.array(ttls, pa.int64())})  # fmt: skip
+    pq.write_table(table, out)
+    return out
+
+
+def _redis_where(config: Config) -> str:
+    url = config.online_store.url  # type: ignore[union-attr]
+    prefix = config.online_store.key_prefix  # type: ignore[union-attr]
+    return f"{make_url(url).render_as_string(hide_password=True)} (keys {prefix}:*)"
+
+
+def _redis_keys(config: Config) -> int:
+    client = _redis(config)
+    try:
+        return sum(1 for _ in client.scan_iter(match=_redis_pattern(config), count=1000))
+    finally:
+        client.close()
+
+
+def _restore_redis(config: Config, data: bytes) -> Callable[[], None]:
+    table = pq.read_table(pa.BufferReader(data))
+    keys = table["key"].to_pylist()
+    payloads = table["payload"].to_pylist()
+    ttls = table["pttl_ms"].to_pylist()
+    client = _redis(config)
+    written: list[bytes] = []
+
+    def undo() -> None:
+        cleanup = _redis(config)
+        try:
+            for i in range(0, len(written), _REDIS_BATCH):
+                cleanup.delete(*written[i : i + _REDIS_BATCH])
+        finally:
+            cleanup.close()
+
+    try:
+        for i in range(0, len(keys), _REDIS_BATCH):
+            pipe = client.pipeline(transaction=False)
+            batch = range(i, min(i + _REDIS_BATCH, len(keys)))
+            for j in batch:
+                pipe.restore(keys[j], max(int(ttls[j]), 0), payloads[j])
+            replies = pipe.execute(raise_on_error=False)
+            for j, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    raise StorageError(
+                        f"restore of the Redis online store at {_redis_where(config)}: key "
+                        f"{keys[j]!r}: {reply} (a Redis older than the one backed up refuses "
+                        "its DUMP payloads)"
+                    )
+                written.append(keys[j])
+    except BaseException:
+        undo()
+        raise
+    finally:
+        client.close()
+    return undo
+
+
+# -- S3 artifacts -----------------------------------------------------------------------
+
+
+def _artifact_blobs(config: Config, root: Path) -> Any:
+    from prodml.storage._backends import blob_store_class
+
+    return blob_store_class(config.artifacts.type).from_config(config.artifacts, root)
+
+
+def _artifacts_where(config: Config) -> str:
+    section = config.artifacts
+    return f"s3://{section.bucket}/{section.prefix}"  # type: ignore[union-attr]
+
+
+def _dump_artifacts(
+    config: Config, root: Path, work: Path, store: StoreFile, has_blob: HasBlob
+) -> list[ExternalEntry]:
+    blobs = _artifact_blobs(config, root)
+    entries = []
+    try:
+        for key in sorted(blobs.list("")):
+            named = _DIGEST_KEY.match(key)
+            if named is not None:  # content-addressed: its bytes are known by their name
+                sha = named.group(1) + named.group(2)
+                size = has_blob(sha)
+                if size is not None:
+                    entries.append(ExternalEntry(ARTIFACTS, key, sha, size))
+                    continue
+            data = blobs.load_bytes(key)
+            sha = fingerprint_bytes(data)
+            part = work / f"artifact-{len(entries)}"
+            part.write_bytes(data)
+            store(part, sha)
+            entries.append(ExternalEntry(ARTIFACTS, key, sha, len(data)))
+    except OSError as exc:
+        raise StorageError(f"backup of the artifacts at {_artifacts_where(config)}: {exc}") from exc
+    return entries
+
+
+def _restore_artifacts(
+    config: Config, root: Path, entries: Sequence[ExternalEntry], read: ReadBlob
+) -> Callable[[], None]:
+    blobs = _artifact_blobs(config, root)
+    written: list[str] = []
+
+    def undo() -> None:
+        for key in written:
+            blobs.delete(key)
+
+    try:
+        for entry in entries:
+            blobs.save_bytes(entry.key, read(entry.sha256))
+            written.append(entry.key)
+    except BaseException:
+        undo()
+        raise
+    return undo
+
+
+# -- the snapshot's side ----------------------------------------------------------------
+
+
+def dump_external(
+    config: Config, root: Path, work: Path, store: StoreFile, has_blob: HasBlob
+) -> list[ExternalEntry]:
+    """Snapshot every store of ``config`` kept outside the project directory (metadata
+    first, then the online store, then the artifacts) into the blob store."""
+    entries: list[ExternalEntry] = []
+
+    def keep(store_name: str, key: str, path: Path) -> None:
+        sha, size = fingerprint_file(path), path.stat().st_size
+        store(path, sha)
+        entries.append(ExternalEntry(store_name, key, sha, size))
+
+    if config.metadata.type == "postgresql":
+        keep(METADATA, PG_DUMP, _dump_postgres(config, work))
+    if config.online_store.type == "redis":
+        keep(ONLINE, REDIS_DUMP, _dump_redis(config, work))
+    if config.artifacts.type == "s3":
+        entries.extend(_dump_artifacts(config, root, work, store, has_blob))
+    return entries
+
+
+def external_revision(config: Config, root: Path) -> str | None:
+    """The schema revision of a PostgreSQL metadata DB (None when it has none)."""
+    from prodml.storage import open_metadata_db
+
+    db = open_metadata_db(config.metadata, root, upgrade=False)
+    try:
+        return db.current_revision()
+    finally:
+        db.close()
+
+
+class ExternalTargets:
+    """Where a snapshot's external entries go: the stores of the restored project's
+    ``config`` (its ``prodml.toml`` with the environment's overrides)."""
+
+    def __init__(self, config: Config, root: Path, entries: Sequence[ExternalEntry]):
+        self.config = config
+        self.root = root
+        self.entries = tuple(entries)
+        self.stores = {e.store for e in self.entries}
+        self._undo: list[Callable[[], None]] = []
+
+    def check(self) -> None:
+        """Refuse a configuration that cannot take the snapshot's entries, or a target
+        that is not empty — before anything is written."""
+        wanted = {METADATA: ("metadata", "postgresql"), ONLINE: ("online_store", "redis"),
+                  ARTIFACTS: ("artifacts", "s3")}  # fmt: skip
+        for store in sorted(self.stores):
+            section, kind = wanted[store]
+            found = getattr(self.config, section).type
+            if found != kind:
+                raise ConfigError(
+                    f"[{section}] type = {found!r}: the snapshot holds a {kind} {store} store; "
+                    f"restore it with [{section}] type = {kind!r} (prodml.toml or PRODML__ "
+                    "environment overrides)"
+                )
+        if METADATA in self.stores:
+            url, schema = self.config.metadata.url, _pg_schema(self.config)  # type: ignore[union-attr]
+            _, relations = _pg_relations(url, schema)
+            if relations:
+                raise ConflictError(
+                    f"restore target: schema {schema!r} of {_pg_where(url)} holds {relations} "
+                    "relations: restore into an empty or new schema ([metadata] schema_name)"
+                )
+        if ONLINE in self.stores and (count := _redis_keys(self.config)):
+            raise ConflictError(
+                f"restore target: Redis {_redis_where(self.config)} holds {count} keys: "
+                "restore under an empty key prefix ([online_store] key_prefix)"
+            )
+        if ARTIFACTS in self.stores:
+            blobs = _artifact_blobs(self.config, self.root)
+            if existing := blobs.list(""):
+                raise ConflictError(
+                    f"restore target: {_artifacts_where(self.config)} holds {len(existing)} "
+                    "objects: restore into an empty bucket prefix ([artifacts] prefix)"
+                )
+
+    def load(self, read: ReadBlob, work: Path) -> None:
+        """Write every entry to its store (artifacts, online store, metadata DB); a
+        failure undoes what was written."""
+        try:
+            artifacts = [e for e in self.entries if e.store == ARTIFACTS]
+            if artifacts:
+                self._undo.append(_restore_artifacts(self.config, self.root, artifacts, read))
+            for entry in self.entries:
+                if entry.store == ONLINE:
+                    self._undo.append(_restore_redis(self.config, read(entry.sha256)))
+            for entry in self.entries:
+                if entry.store == METADATA:
+                    dump = work / PG_DUMP
+                    dump.write_bytes(read(entry.sha256))
+                    try:
+                        self._undo.append(_restore_postgres(self.config, dump, work))
+                    finally:
+                        dump.unlink(missing_ok=True)
+        except BaseException:
+            self.undo()
+            raise
+
+    def undo(self) -> None:
+        while self._undo:
+            self._undo.pop()()
