@@ -247,6 +247,46 @@ def test_backups_are_incremental(project: Project, tmp_path: Path) -> None:
         verify_snapshot(snap)
 
 
+def test_unchanged_log_directories_are_listed_from_the_files_cache(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hour = project.root / ".prodml" / "logs" / "predictions" / "endpoint=x" / "date=2013-01-01"
+    hour = hour / "hour=05"
+    hour.mkdir(parents=True)
+    (hour / "a.parquet").write_bytes(b"first file")
+    old = time.time() - 3600
+    for path in (hour / "a.parquet", hour):
+        os.utime(path, (old, old))
+    dest = tmp_path / "backups"
+    backup_project(project.root, dest, record=False)
+
+    scanned: list[str] = []
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        scanned.append(os.fspath(path))
+        return real(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backup_module.os, "scandir", scandir)
+        second = backup_project(project.root, dest, record=False)
+    assert str(hour) not in scanned  # listed from the cache …
+    assert str(hour.parent) in scanned  # … its parent, which holds a directory, is read
+    rel = "/".join(hour.relative_to(project.root).parts)
+    assert {e.path for e in read_snapshot(second.path).files} >= {f"{rel}/a.parquet"}
+
+    # A new file changes the directory's mtime: the directory is read again.
+    (hour / "b.parquet").write_bytes(b"second file")
+    os.utime(hour / "b.parquet", (old + 10, old + 10))
+    os.utime(hour, (old + 10, old + 10))
+    third = backup_project(project.root, dest, record=False)
+    files = {e.path: e for e in read_snapshot(third.path).files}
+    assert files[f"{rel}/b.parquet"].sha256 == hashlib.sha256(b"second file").hexdigest()
+    assert files[f"{rel}/a.parquet"].sha256 == hashlib.sha256(b"first file").hexdigest()
+    restore_snapshot(third.path, tmp_path / "out")
+    assert (tmp_path / "out" / rel / "b.parquet").read_bytes() == b"second file"
+
+
 # --- 3. refusals --------------------------------------------------------------------
 def test_a_flipped_byte_in_a_blob_is_refused_naming_the_file(
     snapshot: Path, tmp_path: Path

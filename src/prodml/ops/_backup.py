@@ -34,7 +34,7 @@ import stat
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -62,13 +62,18 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 Progress = Callable[[int, int], None]
-#: Threads storing files: overlapping their system calls and hashing.
+#: Threads storing large files (hashing and copying them drops the GIL, so they overlap);
+#: small files go through one more thread of their own, in batches (a future per file
+#: costs more than storing a small file, and two threads making system calls in turn
+#: spend more time handing the GIL over than working).
 _THREADS = min(4, max(2, os.cpu_count() or 1))
-#: Files per task handed to a thread (one future per file costs more than a small file).
 _BATCH = 64
+_LARGE = 1 << 20
 #: A file modified this recently (ns) is read even when the files cache knows it.
 _RACY_NS = 2_000_000_000
 _CACHE_DIR = "cache"
+#: The logs' directory under the state directory: files there are never changed in place.
+LOGS_DIR = "logs"
 #: Files up to this size are read once (hashed and copied from memory).
 _IN_MEMORY = 64 << 20
 
@@ -128,21 +133,40 @@ def _walk(
     *,
     start: Path | None = None,
     prune: frozenset[str] = frozenset(),
+    known: _FilesCache | None = None,
+    listed: dict[str, tuple[int, tuple[str, ...]]] | None = None,
+    before_ns: int = 0,
 ) -> list[_Found]:
-    """The project's regular files, sorted by path, leaving out the destination, tool
+    """The project's regular files (in no set order), leaving out the destination, tool
     directories, SQLite's side files, and prodml's unfinished temp files (hidden files
     in the state directory; a user's hidden files elsewhere are kept). One ``scandir``
     per directory: its entries carry the stat a backup needs. ``start``: walk only that
-    directory of the project; ``prune``: directories (absolute paths) not entered."""
+    directory of the project; ``prune``: directories (absolute paths) not entered.
+
+    The logs' files are immutable (a writer renames each finished file into place;
+    compaction and quarantine add and remove whole files), so a directory of the logs
+    whose mtime is what ``known`` recorded, and older than ``before_ns``, holds the
+    files it held then: they come from ``known`` without a ``scandir`` or a ``stat``.
+    ``listed`` receives each log directory's mtime and files for the next backup."""
     skip = str(dest.resolve())
     state_dir = str(state)
+    logs_dir = str(state / LOGS_DIR) + os.sep
     found: list[_Found] = []
 
-    def visit(directory: str, rel: str, in_state: bool) -> None:
+    def visit(directory: str, rel: str, in_state: bool, mtime_ns: int | None) -> None:
+        if known is not None and mtime_ns is not None and mtime_ns < before_ns:
+            cached = known.listing(rel, mtime_ns)
+            if cached is not None:
+                found.extend(_Found(f"{directory}/{n}", rel + n, size, m) for n, size, m in cached)
+                if listed is not None:
+                    listed[rel] = (mtime_ns, tuple(n for n, _, _ in cached))
+                return
         try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            with os.scandir(directory) as listing:
+                entries = list(listing)
         except FileNotFoundError:
             return
+        files: list[str] | None = []
         for entry in entries:
             name = entry.name
             try:
@@ -150,7 +174,10 @@ def _walk(
                     if name in _SKIP_DIRS or entry.path == skip or entry.path in prune:
                         continue
                     inside = in_state or entry.path == state_dir
-                    visit(entry.path, f"{rel}{name}/", inside)
+                    log = entry.path.startswith(logs_dir)
+                    modified = entry.stat(follow_symlinks=False).st_mtime_ns if log else None
+                    visit(entry.path, f"{rel}{name}/", inside, modified)
+                    files = None  # only directories of files alone are listed
                     continue
                 if name.endswith(_SKIP_SUFFIXES) or (in_state and name.startswith(".")):
                     continue
@@ -159,12 +186,17 @@ def _walk(
                 continue
             if stat.S_ISREG(status.st_mode):  # not pipes, sockets, links
                 found.append(_Found(entry.path, rel + name, status.st_size, status.st_mtime_ns))
+                if files is not None:
+                    files.append(name)
+        if listed is not None and mtime_ns is not None and mtime_ns < before_ns and files:
+            listed[rel] = (mtime_ns, tuple(files))
 
     if start is None:
-        visit(str(root), "", False)
+        visit(str(root), "", False, None)
     else:
         rel = start.relative_to(root).as_posix()
-        visit(str(start), "" if rel == "." else rel + "/", start == state or state in start.parents)
+        inside = start == state or state in start.parents
+        visit(str(start), "" if rel == "." else rel + "/", inside, None)
     return found
 
 
@@ -195,22 +227,33 @@ def _schema_revision(db_file: Path) -> str | None:
 class _FilesCache:
     """What the last backup of ``root`` into ``dest`` found: each file's size, mtime and
     SHA-256, so an incremental backup reads only the files that changed (the blob must
-    still be in the destination; a file written in the last seconds is read anyway, as
-    its mtime may not have ticked). Lost or unreadable, it only costs a full read."""
+    still be in the destination), and each log directory's mtime and files (see
+    :func:`_walk`). Only what was older than the racy window when it was seen is kept:
+    a file or directory changed again within the same clock tick would keep its mtime.
+    Lost or unreadable, it only costs a full read."""
 
-    def __init__(self, dest: Path, root: Path, files: dict[str, tuple[int, int, str]]) -> None:
+    def __init__(
+        self,
+        dest: Path,
+        root: Path,
+        files: dict[str, tuple[int, int, str]],
+        dirs: dict[str, tuple[int, tuple[str, ...]]] | None = None,
+    ) -> None:
         key = fingerprint_bytes(str(root).encode())[:16]
         self.path = dest / _CACHE_DIR / f"{key}.json"
         self.files = files
+        self.dirs = dirs or {}
 
     @classmethod
     def load(cls, dest: Path, root: Path) -> _FilesCache:
         cache = cls(dest, root, {})
         try:
             raw = orjson.loads(cache.path.read_bytes())
-            cache.files = {k: (int(v[0]), int(v[1]), str(v[2])) for k, v in raw.items()}
-        except (OSError, ValueError, TypeError, IndexError, AttributeError):
-            cache.files = {}
+            cache.files = {k: (int(v[0]), int(v[1]), str(v[2])) for k, v in raw["files"].items()}
+            cache.dirs = {k: (int(v[0]), tuple(str(n) for n in v[1]))
+                          for k, v in raw["dirs"].items()}  # fmt: skip
+        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
+            cache.files, cache.dirs = {}, {}
         return cache
 
     def get(self, rel: str, size: int, mtime_ns: int) -> str | None:
@@ -219,10 +262,24 @@ class _FilesCache:
             return None
         return found[2]
 
+    def listing(self, rel: str, mtime_ns: int) -> list[tuple[str, int, int]] | None:
+        """The files (name, size, mtime) of directory ``rel`` if its mtime is the one
+        recorded and every file is known."""
+        found = self.dirs.get(rel)
+        if found is None or found[0] != mtime_ns:
+            return None
+        out = []
+        for name in found[1]:
+            file = self.files.get(rel + name)
+            if file is None:
+                return None
+            out.append((name, file[0], file[1]))
+        return out
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(f".{uuid.uuid4().hex}.partial")
-        partial.write_bytes(orjson.dumps(self.files))
+        partial.write_bytes(orjson.dumps({"files": self.files, "dirs": self.dirs}))
         os.replace(partial, self.path)
 
 
@@ -249,12 +306,33 @@ def _publish(target: str, write: Callable[[str], object]) -> None:
         raise
 
 
-def _write_bytes(data: bytes) -> Callable[[str], object]:
-    def write(path: str) -> None:
-        with open(path, "wb") as handle:
-            handle.write(data)
+def read_small(path: str) -> bytes:
+    """The whole file at ``path``, read with bare system calls (for small files the
+    buffered file objects cost more than the read itself)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        want = os.fstat(fd).st_size + 1  # one more: a file that grew meanwhile is read whole
+        parts = []
+        while block := os.read(fd, max(want, 1 << 16)):
+            parts.append(block)
+    finally:
+        os.close(fd)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    return write
+
+def write_new(path: str, data: bytes) -> None:
+    """Create ``path`` (it must not exist) holding ``data``, with bare system calls."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(data: bytes) -> Callable[[str], object]:
+    return lambda path: write_new(path, data)
 
 
 def _store_blob(blobs: str, source: str, sha256: str, *, move: bool) -> bool:
@@ -277,8 +355,7 @@ def _store_file(blobs: str, source: str, size: int) -> tuple[str, int, bool]:
     if size > _IN_MEMORY:
         sha = fingerprint_file(Path(source))
         return sha, os.stat(source).st_size, _store_blob(blobs, source, sha, move=False)
-    with open(source, "rb") as handle:
-        data = handle.read()
+    data = read_small(source)
     sha = fingerprint_bytes(data)
     target = blob_file(blobs, sha)
     if os.path.exists(target):
@@ -341,7 +418,10 @@ def backup_project(
         # SQLite files first, through the backup API; the other files are listed after
         # those copies, so every artifact the metadata DB's copy names (an artifact is
         # stored before the row naming it) is in the listing.
-        listed = _walk(root, dest, state)
+        known = _FilesCache.load(dest, root)
+        fresh = time.time_ns() - _RACY_NS
+        log_dirs: dict[str, tuple[int, tuple[str, ...]]] = {}
+        listed = _walk(root, dest, state, known=known, listed=log_dirs, before_ns=fresh)
         sqlite_files = [f for f in listed
                         if f.rel.endswith(_SQLITE_SUFFIXES) and _is_sqlite(Path(f.path))]  # fmt: skip
         stored: dict[str, tuple[str, int, bool]] = {}
@@ -381,12 +461,10 @@ def backup_project(
         # training sets stored meanwhile (the state directory again, but for its logs,
         # which no row names).
         names = {f.rel for f in listed}
-        later = _walk(root, dest, state, start=state, prune=frozenset({str(state / "logs")}))
+        later = _walk(root, dest, state, start=state, prune=frozenset({str(state / LOGS_DIR)}))
         plain = [f for f in listed if f.rel not in stored]
         plain += [f for f in later if f.rel not in names]
         total = len(sqlite_files) + len(plain)
-        known = _FilesCache.load(dest, root)
-        fresh = time.time_ns() - _RACY_NS
 
         def store(batch: list[_Found]) -> list[tuple[_Found, tuple[str, int, bool] | None]]:
             out: list[tuple[_Found, tuple[str, int, bool] | None]] = []
@@ -417,18 +495,32 @@ def backup_project(
         done = len(stored)
         if progress is not None:
             progress(done, total)
-        batches = [changed[i : i + _BATCH] for i in range(0, len(changed), _BATCH)]
-        with ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-backup") as pool:
-            for results in pool.map(store, batches):  # file IO and hashing drop the GIL
-                for item, outcome in results:
-                    if outcome is None:
-                        skipped.append(item.rel)
-                    else:
-                        stored[item.rel] = outcome
-                        seen[item.rel] = (item.size, item.mtime_ns, outcome[0])
-                done += len(results)
-                if progress is not None:
-                    progress(done, total)
+        small = [item for item in changed if item.size < _LARGE]
+        large = [[item] for item in changed if item.size >= _LARGE]
+        batches = [small[i : i + _BATCH] for i in range(0, len(small), _BATCH)]
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="prodml-backup") as one,
+            ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-backup") as pool,
+        ):
+            futures = [one.submit(store, batch) for batch in batches]
+            futures += [pool.submit(store, batch) for batch in large]
+            try:
+                for future in as_completed(futures):
+                    results = future.result()
+                    for item, outcome in results:
+                        if outcome is None:
+                            skipped.append(item.rel)
+                        else:
+                            stored[item.rel] = outcome
+                            if item.mtime_ns < fresh:
+                                seen[item.rel] = (item.size, item.mtime_ns, outcome[0])
+                    done += len(results)
+                    if progress is not None:
+                        progress(done, total)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
         for rel, (sha, size, new) in stored.items():
             entries.append(FileEntry(rel, sha, size))
             new_blobs += new
@@ -456,7 +548,7 @@ def backup_project(
         snapshot_id = f"{when:%Y%m%dT%H%M%S%fZ}-{digest[:16]}"
         final = dest / SNAPSHOTS_DIR / snapshot_id
         os.replace(work, final)  # the snapshot appears whole, or not at all
-        _FilesCache(dest, root, seen).save()
+        _FilesCache(dest, root, seen, log_dirs).save()
     except OSError as exc:  # no space left, a permission …: nothing half-written stays
         shutil.rmtree(work, ignore_errors=True)
         raise StorageError(f"backup of {root} into {dest} failed and was undone: {exc}") from exc

@@ -38,6 +38,8 @@ from prodml.ops._backup import (
     MANIFEST_SUM,
     SNAPSHOTS_DIR,
     blob_file,
+    read_small,
+    write_new,
 )
 from prodml.ops._external import ExternalTargets
 from prodml.ops._manifest import ExternalEntry, FileEntry, Manifest
@@ -102,6 +104,8 @@ def read_snapshot(snapshot: Path) -> Manifest:
 _THREADS = min(4, max(2, os.cpu_count() or 1))
 _BATCH = 64
 _CHUNK = 1 << 20
+#: Blobs up to this size are read whole (hashed and written from memory).
+_IN_MEMORY = 64 << 20
 
 
 def _checked_copy(
@@ -111,29 +115,39 @@ def _checked_copy(
     raise :class:`IntegrityError` naming the file when it is missing or damaged."""
     blob = blob_file(blobs, entry.sha256)
     name = entry.path if isinstance(entry, FileEntry) else f"{entry.key} ({entry.store} store)"
-    digest = hashlib.sha256()
     try:
-        source = open(blob, "rb")  # noqa: SIM115 — closed below, with the target
+        if entry.size <= _IN_MEMORY:  # one read, one write
+            data = read_small(blob)
+            found = fingerprint_bytes(data)
+            if out is not None and found == entry.sha256:
+                write_new(out, data)
+        else:
+            found = _copy_large(blob, out)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise IntegrityError(
             f"snapshot {snapshot}: file {name} is missing from the backup "
             f"(blob {blob}); restore refused"
         ) from None
-    with source:
-        if out is None:
-            while block := source.read(_CHUNK):
-                digest.update(block)
-        else:
-            with open(out, "wb") as target:
-                while block := source.read(_CHUNK):
-                    digest.update(block)
-                    target.write(block)
-    found = digest.hexdigest()
     if found != entry.sha256:
         raise IntegrityError(
             f"snapshot {snapshot}: file {name} is damaged in the backup "
             f"(SHA-256 {found}, manifest {entry.sha256}); restore refused"
         )
+
+
+def _copy_large(blob: str, out: str | None) -> str:
+    """Hash ``blob`` in blocks, copying each to ``out`` when given; its SHA-256."""
+    digest = hashlib.sha256()
+    with open(blob, "rb") as source:
+        if out is None:
+            while block := source.read(_CHUNK):
+                digest.update(block)
+        else:
+            with open(out, "xb") as target:
+                while block := source.read(_CHUNK):
+                    digest.update(block)
+                    target.write(block)
+    return digest.hexdigest()
 
 
 def _check_all(snapshot: Path, manifest: Manifest, work: Path | None) -> None:
