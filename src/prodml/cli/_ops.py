@@ -10,6 +10,7 @@ import typer
 
 from prodml.cli._options import JsonOption, ProjectOption
 from prodml.cli._output import emit, guarded, stdout, styled
+from prodml.core import ConfigError
 
 __all__ = ["dr_app", "register_commands", "replicate_app"]
 
@@ -30,8 +31,15 @@ def _mib(size: int) -> str:
 
 def backup(
     to: Annotated[
+        str | None,
+        typer.Option(
+            help="Backup destination: a directory (default: PROJECT-backups beside the "
+            "project), or s3://BUCKET[/PREFIX] for an off-site copy of the local one."
+        ),
+    ] = None,
+    local: Annotated[
         Path | None,
-        typer.Option(help="Backup destination (default: PROJECT-backups beside the project)."),
+        typer.Option(help="With --to s3://…: the local destination (default as without --to)."),
     ] = None,
     keep_last: Annotated[
         int | None, typer.Option(help="After the backup, keep the newest N snapshots …")
@@ -42,22 +50,29 @@ def backup(
     as_json: JsonOption = False,
 ) -> None:
     """Snapshot the whole project (metadata DB, artifacts, tables, logs, config) with a
-    SHA-256 manifest; incremental, safe while servers and controllers run."""
-    from prodml.ops import backup_project, prune_snapshots
+    SHA-256 manifest; incremental, safe while servers and controllers run. With
+    ``--to s3://…`` the snapshot is also copied to the bucket (only the blobs it lacks)."""
+    from prodml.ops import backup_project, is_s3_url, prune_offsite, prune_snapshots, push
     from prodml.project import progress_bar
     from prodml.project._project import find_root
 
     with guarded(as_json):
         root = find_root(project.resolve())
-        dest = _destination(root, to)
+        offsite = to if to is not None and is_s3_url(to) else None
+        dest = _destination(root, local if offsite else (None if to is None else Path(to)))
         with progress_bar(not as_json) as bar:
             result = backup_project(root, dest, progress=lambda d, t: bar("backup", d, t))
-        pruned = None
-        if any(v is not None for v in (keep_last, keep_daily, keep_weekly)):
-            pruned = prune_snapshots(
-                dest, keep_last=keep_last or 1, keep_daily=keep_daily or 0,
-                keep_weekly=keep_weekly or 0,
-            )  # fmt: skip
+        pruned = pushed = None
+        retention = any(v is not None for v in (keep_last, keep_daily, keep_weekly))
+        policy = {"keep_last": keep_last or 1, "keep_daily": keep_daily or 0,
+                  "keep_weekly": keep_weekly or 0}  # fmt: skip
+        if retention:
+            pruned = prune_snapshots(dest, **policy)
+        if offsite is not None:
+            with progress_bar(not as_json) as bar:
+                pushed = push(dest, offsite, progress=lambda d, t: bar("upload", d, t))
+            if retention:
+                prune_offsite(offsite, **policy)
 
     def human() -> None:
         stdout.print(
@@ -72,22 +87,38 @@ def backup(
         if pruned is not None and pruned.removed:
             stdout.print(f"pruned {len(pruned.removed)} snapshot(s), {pruned.blobs_removed} "
                          f"blob(s), {_mib(pruned.bytes_removed)}")  # fmt: skip
+        if pushed is not None:
+            stdout.print(f"copied to {pushed.url}/snapshots/{result.id}: "
+                         f"{pushed.blobs_uploaded:,} new blobs ({_mib(pushed.bytes_uploaded)}) "
+                         f"in {pushed.seconds:.1f} s", highlight=False, soft_wrap=True)  # fmt: skip
 
-    out = {"snapshot": result.to_dict(), "pruned": None if pruned is None else pruned.to_dict()}
+    out = {"snapshot": result.to_dict(), "pruned": None if pruned is None else pruned.to_dict(),
+           "offsite": None if pushed is None else pushed.to_dict()}  # fmt: skip
     emit(out, as_json=as_json, human=human)
 
 
 def restore(
-    snapshot: Annotated[Path, typer.Argument(help="The snapshot directory (…/snapshots/ID).")],
+    snapshot: Annotated[
+        str, typer.Argument(help="The snapshot directory (…/snapshots/ID), or its s3:// URL.")
+    ],
     target: Annotated[Path, typer.Argument(help="A new (or empty) directory to restore into.")],
     as_json: JsonOption = False,
 ) -> None:
     """Restore a snapshot into a fresh directory, refusing (and naming the file) on any
     checksum that does not match."""
-    from prodml.ops import restore_snapshot
+    import tempfile
+
+    from prodml.ops import is_s3_url, pull, restore_snapshot
 
     with guarded(as_json):
-        result = restore_snapshot(snapshot, target)
+        if is_s3_url(snapshot):
+            target.resolve().parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(
+                prefix=".prodml-pull-", dir=target.resolve().parent
+            ) as tmp:
+                result = restore_snapshot(pull(snapshot, Path(tmp)), target)
+        else:
+            result = restore_snapshot(Path(snapshot), target)
 
     def human() -> None:
         stdout.print(
@@ -126,6 +157,11 @@ def drill(
     from prodml.project._project import find_root
 
     with guarded(as_json):
+        if to is not None and str(to).startswith("s3:"):
+            raise ConfigError(
+                f"--to {to}: a drill restores from a local destination; pull the snapshot "
+                "with `prodml restore s3://…/snapshots/ID DIR` or drill the local copy"
+            )
         root = find_root(project.resolve())
         dest = _destination(root, to)
         say = None if as_json else (lambda text: stdout.print(text, highlight=False))

@@ -4,7 +4,8 @@ their restore into a fresh directory.
 ``backup_project`` writes a snapshot (content-addressed blobs plus a manifest of
 SHA-256 per file, incremental across snapshots); ``restore_snapshot`` checks the
 manifest against its own checksum and every blob against the manifest before writing
-anything; ``run_drill`` restores a snapshot, serves it and replays logged requests
+anything (state a scaled-out project keeps in PostgreSQL, Redis or S3 included);
+``push``/``pull`` copy snapshots to and from an S3 bucket; ``run_drill`` restores a snapshot, serves it and replays logged requests
 against it, bit for bit; ``prune_snapshots`` keeps the last, daily and weekly snapshots and drops the
 blobs no kept snapshot names.
 """
@@ -14,7 +15,8 @@ from __future__ import annotations
 from prodml.ops._backup import BackupResult, backup_project
 from prodml.ops._drill import DrillResult, run_drill
 from prodml.ops._events import OpsEvent, OpsEvents
-from prodml.ops._manifest import FileEntry, Manifest
+from prodml.ops._manifest import ExternalEntry, FileEntry, Manifest
+from prodml.ops._offsite import OffsiteResult, is_s3_url, prune_offsite, pull, push
 from prodml.ops._replication import (
     ReplicaTarget,
     litestream_path,
@@ -34,17 +36,23 @@ from prodml.ops._retention import PruneResult, prune_snapshots
 __all__ = [
     "BackupResult",
     "DrillResult",
+    "ExternalEntry",
     "FileEntry",
     "Manifest",
+    "OffsiteResult",
     "OpsEvent",
     "OpsEvents",
     "PruneResult",
     "ReplicaTarget",
     "RestoreResult",
     "backup_project",
+    "is_s3_url",
     "list_snapshots",
     "litestream_path",
+    "prune_offsite",
     "prune_snapshots",
+    "pull",
+    "push",
     "read_snapshot",
     "replicated_databases",
     "restore_replica",
