@@ -137,6 +137,9 @@ class Stores:
 
 @pytest.fixture
 def stores(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stores]:
+    for tool in ("pg_dump", "pg_restore"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} (PostgreSQL's client programs) is not installed")
     found = Stores(pg_url_or_skip(), redis_url_or_skip(), s3_endpoint)
     for key, value in found.environ().items():
         monkeypatch.setenv(key, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 
 from contractkit import Contract
 from prodml.core import ConfigError, SchemaError, SimulatedClock, StorageError
+from prodml.core._config import LogsConfig
 from prodml.storage import (
     LOG_STORES,
     LocalLogStore,
@@ -24,10 +26,28 @@ from prodml.storage import (
     QuarantinedFile,
     open_log_stores,
 )
+from prodml.storage._log_s3 import S3LogStore
+from servicekit import s3_store
 
 T0 = datetime(2013, 1, 1, 5, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 TS = pa.timestamp("us", tz="UTC")
+
+
+def _corrupt_s3(store: LogStore) -> None:
+    """Overwrite the first object of ``store`` with bytes that are not Parquet."""
+    assert isinstance(store, S3LogStore)
+    first = sorted(store._list(store.root + "/"))[0]
+    store._save(first, b"not parquet")
+
+
+def _open_s3(tmp: Path) -> LogStores:
+    """The logs in a new bucket of the test S3 server (``s3_endpoint``, in the
+    environment as PRODML_TEST_S3 for this case)."""
+    bucket = s3_store(os.environ["PRODML_TEST_S3"]).bucket
+    config = LogsConfig(type="s3", bucket=bucket, prefix="proj",
+                        endpoint_url=os.environ["PRODML_TEST_S3"], region="us-east-1")  # fmt: skip
+    return open_log_stores(tmp, "s3", config)
 
 
 def _corrupt_local(store: LogStore) -> None:
@@ -49,8 +69,9 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "local": Backend(lambda tmp: open_log_stores(tmp, "local"), _corrupt_local),
     "memory": Backend(lambda tmp: open_log_stores(tmp, "memory"), None),
+    "s3": Backend(_open_s3, _corrupt_s3),
 }
-CONTRACT = Contract(LOG_STORES, BACKENDS)
+CONTRACT = Contract(LOG_STORES, BACKENDS, integration=("s3",))
 
 
 def test_every_registered_backend_runs_the_contract() -> None:
@@ -59,8 +80,10 @@ def test_every_registered_backend_runs_the_contract() -> None:
 
 
 @pytest.fixture(params=CONTRACT.cases())
-def case(request: pytest.FixtureRequest) -> str:
+def case(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     name: str = request.param
+    if name == "s3":
+        monkeypatch.setenv("PRODML_TEST_S3", request.getfixturevalue("s3_endpoint"))
     return name
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -115,9 +115,21 @@ ArtifactsConfig = Annotated[LocalArtifactsConfig | S3ArtifactsConfig, Field(disc
 
 class LogsConfig(_Section):
     """Where the prediction and label logs are kept: the log store backend registered
-    under ``type`` (``prodml.storage.LOG_STORES``; checked when the logs are opened)."""
+    under ``type`` (``prodml.storage.LOG_STORES``; checked when the logs are opened).
+    ``type = "s3"`` keeps them in an S3-compatible bucket: ``bucket`` (required),
+    ``prefix``, ``endpoint_url``, ``region``; credentials from the environment."""
 
     type: str = "local"
+    bucket: str | None = None
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> LogsConfig:
+        if self.type == "s3" and not self.bucket:
+            raise ValueError("type 's3' needs bucket = \"<bucket name>\"")
+        return self
 
 
 class MemoryOnlineConfig(_Section):

@@ -43,10 +43,17 @@ from typing import Any
 
 import orjson
 
-from prodml.core import ConfigError, StorageError, fingerprint_bytes, fingerprint_file, load_config
+from prodml.core import (
+    ConfigError,
+    ProdMLError,
+    StorageError,
+    fingerprint_bytes,
+    fingerprint_file,
+    load_config,
+)
 from prodml.ops._events import Kind, OpsEvents
 from prodml.ops._external import dump_external, external_revision
-from prodml.ops._manifest import FileEntry, Manifest
+from prodml.ops._manifest import ExternalEntry, FileEntry, Manifest
 from prodml.storage import open_metadata_db
 from prodml.storage._revision import VERSION_TABLE
 
@@ -283,6 +290,22 @@ class _FilesCache:
         os.replace(partial, self.path)
 
 
+def _last_external(dest: Path) -> tuple[ExternalEntry, ...]:
+    """The external entries of the newest snapshot in ``dest`` whose manifest matches
+    its checksum (none: none)."""
+    root = dest / SNAPSHOTS_DIR
+    names = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []  # fmt: skip
+    for name in reversed(names):
+        try:
+            data = (root / name / MANIFEST).read_bytes()
+            if fingerprint_bytes(data) != (root / name / MANIFEST_SUM).read_text().strip():
+                continue
+            return Manifest.from_bytes(data).external
+        except (OSError, ProdMLError):
+            continue
+    return ()
+
+
 def _blob_dirs(dest: Path) -> str:
     """The blob directory of ``dest`` with its 256 fan-out directories made (once per
     backup, not once per file), as a string for :func:`blob_file`."""
@@ -456,7 +479,7 @@ def backup_project(
             except FileNotFoundError:
                 return None
 
-        external = dump_external(config, root, work, keep, has_blob)
+        external = dump_external(config, root, work, keep, has_blob, _last_external(dest))
         # What the metadata DB's copy may name and the listing missed: artifacts and
         # training sets stored meanwhile (the state directory again, but for its logs,
         # which no row names).

@@ -265,7 +265,7 @@ def run_drill(
         server.wait_ready(_READY_S)
         result.rto_s = (datetime.now(UTC) - restore_started).total_seconds()
         config = load_config(target)
-        logs = open_log_stores(target / config.project.state_dir, config.logs.type)
+        logs = open_log_stores(target / config.project.state_dir, config.logs.type, config.logs)
         versions = _serving_versions(server.url)
         per_endpoint = max(1, sample // max(1, len(versions)))
         for endpoint, serving in versions.items():

@@ -13,6 +13,9 @@
   An artifact's key is its SHA-256 (``sha256/<2 hex>/<62 hex>``), so an object whose
   blob the destination holds is not downloaded again. Restored into a prefix holding
   no object; a failure deletes the objects it wrote.
+* **S3 logs** (``[logs] type = "s3"``): every object of both logs and their quarantine.
+  A log object is never rewritten (each flush writes a new key), so one the previous
+  snapshot holds with the same size is not downloaded again. Restored like artifacts.
 
 Each becomes blobs in the destination's blob store (see :mod:`~prodml.ops._backup`) and
 :class:`~prodml.ops._manifest.ExternalEntry` rows of the manifest. A restore checks
@@ -52,7 +55,7 @@ from prodml.ops._manifest import ExternalEntry
 
 __all__ = ["ExternalTargets", "dump_external", "external_revision"]
 
-METADATA, ONLINE, ARTIFACTS = "metadata", "online", "artifacts"
+METADATA, ONLINE, ARTIFACTS, LOGS = "metadata", "online", "artifacts", "logs"
 PG_DUMP = "postgresql.pgdump"
 REDIS_DUMP = "redis.parquet"
 _DIGEST_KEY = re.compile(r"^sha256/([0-9a-f]{2})/([0-9a-f]{62})$")
@@ -345,14 +348,87 @@ def _restore_artifacts(
     return undo
 
 
+# -- S3 logs ----------------------------------------------------------------------------
+
+
+def _log_store(config: Config, root: Path) -> Any:
+    from prodml.storage._log_s3 import S3LogStore
+
+    return S3LogStore.from_config(config.logs, root, "predictions")
+
+
+def _logs_where(config: Config) -> str:
+    return f"s3://{config.logs.bucket}/{config.logs.prefix}"
+
+
+def _log_objects(config: Config, root: Path) -> dict[str, int]:
+    """Every object of the logs (both, and their quarantine) with its size."""
+    from pyarrow import fs as pafs
+
+    blobs = _log_store(config, root).blobs
+    head = f"{blobs.bucket}/{blobs.prefix}"
+    selector = pafs.FileSelector(f"{head}logs", recursive=True, allow_not_found=True)
+    try:
+        infos = blobs.fs.get_file_info(selector)
+    except OSError as exc:
+        raise StorageError(f"listing the logs at {_logs_where(config)}: {exc}") from exc
+    return {i.path[len(head) :]: int(i.size) for i in infos if i.type == pafs.FileType.File}
+
+
+def _dump_logs(
+    config: Config, root: Path, work: Path, store: StoreFile, previous: dict[str, tuple[str, int]]
+) -> list[ExternalEntry]:
+    logs = _log_store(config, root)
+    entries = []
+    for key, size in sorted(_log_objects(config, root).items()):
+        known = previous.get(key)
+        if known is not None and known[1] == size:  # written once, never rewritten
+            entries.append(ExternalEntry(LOGS, key, known[0], size))
+            continue
+        data = logs._load(key)
+        sha = fingerprint_bytes(data)
+        part = work / f"log-{len(entries)}"
+        part.write_bytes(data)
+        store(part, sha)
+        entries.append(ExternalEntry(LOGS, key, sha, len(data)))
+    return entries
+
+
+def _restore_logs(
+    config: Config, root: Path, entries: Sequence[ExternalEntry], read: ReadBlob
+) -> Callable[[], None]:
+    logs = _log_store(config, root)
+    written: list[str] = []
+
+    def undo() -> None:
+        for key in written:
+            logs._delete(key)
+
+    try:
+        for entry in entries:
+            logs._save(entry.key, read(entry.sha256))
+            written.append(entry.key)
+    except BaseException:
+        undo()
+        raise
+    return undo
+
+
 # -- the snapshot's side ----------------------------------------------------------------
 
 
 def dump_external(
-    config: Config, root: Path, work: Path, store: StoreFile, has_blob: HasBlob
+    config: Config,
+    root: Path,
+    work: Path,
+    store: StoreFile,
+    has_blob: HasBlob,
+    previous: Sequence[ExternalEntry] = (),
 ) -> list[ExternalEntry]:
     """Snapshot every store of ``config`` kept outside the project directory (metadata
-    first, then the online store, then the artifacts) into the blob store."""
+    first, then the online store, the artifacts and the logs) into the blob store;
+    ``previous``: the last snapshot's entries (log objects it holds are not read
+    again)."""
     entries: list[ExternalEntry] = []
 
     def keep(store_name: str, key: str, path: Path) -> None:
@@ -366,6 +442,10 @@ def dump_external(
         keep(ONLINE, REDIS_DUMP, _dump_redis(config, work))
     if config.artifacts.type == "s3":
         entries.extend(_dump_artifacts(config, root, work, store, has_blob))
+    if config.logs.type == "s3":
+        logged = {e.key: (e.sha256, e.size) for e in previous
+                  if e.store == LOGS and has_blob(e.sha256) == e.size}  # fmt: skip
+        entries.extend(_dump_logs(config, root, work, store, logged))
     return entries
 
 
@@ -395,7 +475,7 @@ class ExternalTargets:
         """Refuse a configuration that cannot take the snapshot's entries, or a target
         that is not empty — before anything is written."""
         wanted = {METADATA: ("metadata", "postgresql"), ONLINE: ("online_store", "redis"),
-                  ARTIFACTS: ("artifacts", "s3")}  # fmt: skip
+                  ARTIFACTS: ("artifacts", "s3"), LOGS: ("logs", "s3")}  # fmt: skip
         for store in sorted(self.stores):
             section, kind = wanted[store]
             found = getattr(self.config, section).type
@@ -425,14 +505,22 @@ class ExternalTargets:
                     f"restore target: {_artifacts_where(self.config)} holds {len(existing)} "
                     "objects: restore into an empty bucket prefix ([artifacts] prefix)"
                 )
+        if LOGS in self.stores and (objects := _log_objects(self.config, self.root)):
+            raise ConflictError(
+                f"restore target: the logs at {_logs_where(self.config)} hold {len(objects)} "
+                "objects: restore into an empty bucket prefix ([logs] prefix)"
+            )
 
     def load(self, read: ReadBlob, work: Path) -> None:
-        """Write every entry to its store (artifacts, online store, metadata DB); a
-        failure undoes what was written."""
+        """Write every entry to its store (artifacts, logs, online store, metadata DB);
+        a failure undoes what was written."""
         try:
             artifacts = [e for e in self.entries if e.store == ARTIFACTS]
             if artifacts:
                 self._undo.append(_restore_artifacts(self.config, self.root, artifacts, read))
+            logged = [e for e in self.entries if e.store == LOGS]
+            if logged:
+                self._undo.append(_restore_logs(self.config, self.root, logged, read))
             for entry in self.entries:
                 if entry.store == ONLINE:
                     self._undo.append(_restore_redis(self.config, read(entry.sha256)))

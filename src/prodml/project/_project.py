@@ -81,7 +81,7 @@ class Project:
         """The prediction and label logs, kept by the ``[logs] type`` backend."""
         from prodml.storage import open_log_stores
 
-        return open_log_stores(self.state_dir, self.config.logs.type)
+        return open_log_stores(self.state_dir, self.config.logs.type, self.config.logs)
 
     @cached_property
     def registry(self) -> ModelRegistry:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         quarantined_files,
         read_log,
     )
+    from prodml.storage._log_s3 import S3LogStore
     from prodml.storage._log_store import (
         LOG_STORES,
         LocalLogStore,
@@ -92,6 +93,7 @@ else:
                 "read_log",
             ],
             "prodml.storage._log_memory": ["MemoryLogStore"],
+            "prodml.storage._log_s3": ["S3LogStore"],
             "prodml.storage._log_store": [
                 "LOG_STORES",
                 "LocalLogStore",
@@ -175,6 +177,7 @@ __all__ = [
     "RetrainJobRow",
     "RolloutDecisionRow",
     "RolloutPlanRow",
+    "S3LogStore",
     "UTCDateTime",
     "atomic_write",
     "blob_store_class",

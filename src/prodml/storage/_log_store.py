@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import pyarrow.compute as pc
 
@@ -97,6 +97,12 @@ class LogStore(ABC):
     @abstractmethod
     def from_state_dir(cls, state_dir: Path, name: str) -> Self:
         """The store of log ``name`` of the project whose state directory is ``state_dir``."""
+
+    @classmethod
+    def from_config(cls, config: Any, state_dir: Path, name: str) -> Self:
+        """The store of log ``name`` as the ``[logs]`` section ``config`` describes it
+        (None: the defaults); backends without settings use :meth:`from_state_dir`."""
+        return cls.from_state_dir(state_dir, name)
 
     def open_writer(
         self,
@@ -213,20 +219,22 @@ LOG_STORES: Plugins[LogStore] = Plugins(
     {
         "local": "prodml.storage._log_store:LocalLogStore",
         "memory": "prodml.storage._log_memory:MemoryLogStore",
+        "s3": "prodml.storage._log_s3:S3LogStore",
     },
 )
 
 
-def open_log_stores(state_dir: Path, kind: str = "local") -> LogStores:
+def open_log_stores(state_dir: Path, kind: str = "local", config: Any = None) -> LogStores:
     """The prediction and label logs of the project whose state directory is
-    ``state_dir``, kept by the backend registered as ``kind`` in :data:`LOG_STORES`.
+    ``state_dir``, kept by the backend registered as ``kind`` in :data:`LOG_STORES`;
+    ``config``: the ``[logs]`` section, for backends that need settings (S3's bucket).
 
     Raises :class:`~prodml.core.errors.ConfigError` for an unknown ``kind``.
     """
     cls = LOG_STORES.load(kind)
     return LogStores(
-        predictions=cls.from_state_dir(Path(state_dir), "predictions"),
-        labels=cls.from_state_dir(Path(state_dir), "labels"),
+        predictions=cls.from_config(config, Path(state_dir), "predictions"),
+        labels=cls.from_config(config, Path(state_dir), "labels"),
     )
 
 
