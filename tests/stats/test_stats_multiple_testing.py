@@ -3,6 +3,7 @@ zeros and ones included), NaN handling, and the explicit-family wrapper."""
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -17,6 +18,16 @@ from prodml.stats._multiple_testing import adjust_family, benjamini_hochberg, ho
 pvalue = st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.01, 0.025, 0.05, 0.5, 1.0]))
 pvalues = st.lists(pvalue, min_size=1, max_size=40)
 alphas = st.sampled_from([0.01, 0.05, 0.1, 0.2])
+
+
+@pytest.fixture(autouse=True)
+def _no_full_collections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """statsmodels' Holm runs ``gc.collect()`` on every call: with a large heap
+    (the whole suite's, in one process) each call takes up to a second and the
+    property tests minutes. Collections change no number; they are skipped here."""
+    monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
+
+
 #: Subnormal p-values (below 2.2e-308) carry fewer significant digits than ``rtol``
 #: asks for: a few units in their last place is equal there.
 SUBNORMAL_ULPS = 8 * np.finfo(np.float64).smallest_subnormal
