@@ -3,6 +3,7 @@ views' declared schema, and runs point-in-time joins."""
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import warnings
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
+from pyarrow import fs as pafs
 
 from prodml.core import (
     OfflineStoreConfig,
@@ -24,6 +27,7 @@ from prodml.features._definitions import FeatureView
 from prodml.features._pit import JoinView, MatchedJoin, point_in_time_join_matched
 from prodml.features._service import FeatureService
 from prodml.features._sources import ParquetSource, PythonSource, SqlSource
+from prodml.storage._blob_s3 import S3BlobStore
 
 __all__ = ["OfflineStore", "to_arrow"]
 
@@ -44,6 +48,35 @@ def to_arrow(data: pa.Table | pd.DataFrame, *, what: str) -> pa.Table:
     raise SchemaError(
         f"{what}: expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}"
     )
+
+
+def _s3_parquet(url: str, where: str) -> ds.Dataset:
+    """The Parquet objects at ``url`` (one object, every ``.parquet`` under a prefix, or
+    a glob of their names) as a dataset DuckDB scans with projection and filter
+    pushdown; the endpoint, region and credentials come from the environment."""
+    store = S3BlobStore.from_url(url, what=f"{where}: Parquet source")
+    path = f"{store.bucket}/{store.prefix}".rstrip("/")
+    try:
+        if any(c in path for c in "*?["):
+            base = path[: min(path.index(c) for c in "*?[" if c in path)].rsplit("/", 1)[0]
+            infos = store.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+            files = sorted(i.path for i in infos
+                           if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path))  # fmt: skip
+        else:
+            info = store.fs.get_file_info(path)
+            if info.type == pafs.FileType.File:
+                files = [path]
+            else:
+                infos = store.fs.get_file_info(
+                    pafs.FileSelector(path, recursive=True, allow_not_found=True)
+                )
+                files = sorted(i.path for i in infos
+                               if i.type == pafs.FileType.File and i.path.endswith(".parquet"))  # fmt: skip
+    except OSError as exc:
+        raise SourceError(f"{where}: Parquet source {url!r} cannot be listed: {exc}") from None
+    if not files:
+        raise SourceError(f"{where}: Parquet source {url!r} does not exist (no Parquet object)")
+    return ds.dataset(files, filesystem=store.fs, format="parquet")
 
 
 class OfflineStore:
@@ -72,7 +105,9 @@ class OfflineStore:
         source = view.source
         where = f"feature view {view.name!r}"
         try:
-            if isinstance(source, ParquetSource):
+            if isinstance(source, ParquetSource) and source.path.startswith("s3://"):
+                con.register(relation, _s3_parquet(source.path, where))
+            elif isinstance(source, ParquetSource):
                 path = self._resolve(source.path)
                 if path.is_dir():
                     pattern = str(path / "**" / "*.parquet")

@@ -33,6 +33,7 @@ from prodml.features._training_set import (
 )
 from prodml.features.online import OnlineStore, open_online_store
 from prodml.storage import MetadataDB
+from prodml.storage._blob_s3 import S3BlobStore
 from prodml.validation import Expectations, ValidationReport, validate
 
 __all__ = ["FeatureStore"]
@@ -49,7 +50,14 @@ class FeatureStore:
         self.clock = clock
         self.registry = DefinitionRegistry(db, clock)
         self.offline = OfflineStore(config.offline_store, root)
-        self.datasets = DatasetStore(db, root / config.features.datasets_path, clock.now)
+        datasets = config.features.datasets_path
+        self.datasets = DatasetStore(
+            db,
+            S3BlobStore.from_url(datasets, what="[features] datasets_path")
+            if datasets.startswith("s3://")
+            else root / datasets,
+            clock.now,
+        )
         self._db = db
         self._repo: FeatureRepo | None = None
         self._online: OnlineStore | None = None

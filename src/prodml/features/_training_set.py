@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from prodml.core import DatasetNotFoundError, ensure_utc, fingerprint_table
 from prodml.features._pit import ViewMatch
 from prodml.features._service import FeatureService
 from prodml.storage import DatasetRow, MetadataDB, read_table, write_table
+from prodml.storage._blob_s3 import S3BlobStore
 from prodml.validation import Profile, profile
 
 if TYPE_CHECKING:
@@ -95,7 +97,7 @@ class TrainingSet:
     table: pa.Table
     fingerprint: str
     profile: Profile
-    path: Path
+    path: Path | str  # a local file, or an s3:// URL
     service_name: str
     service_version: str
     feature_versions: dict[str, str]
@@ -143,12 +145,35 @@ class TrainingSet:
 
 
 class DatasetStore:
-    """Snapshots under ``datasets/`` and their rows in the metadata DB."""
+    """Snapshots under ``datasets/`` (or in an S3 bucket: ``[features] datasets_path =
+    "s3://BUCKET/PREFIX"``) and their rows in the metadata DB. A snapshot is named by
+    its fingerprint and written once, never changed."""
 
-    def __init__(self, db: MetadataDB, directory: Path, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, db: MetadataDB, directory: Path | S3BlobStore, now: Callable[[], datetime]
+    ) -> None:
         self._db = db
         self._dir = directory
         self._now = now
+
+    def _where(self, name: str) -> Path | str:
+        if isinstance(self._dir, S3BlobStore):
+            return self._dir.url(name)
+        return self._dir / name
+
+    def _write(self, name: str, table: pa.Table) -> None:
+        if isinstance(self._dir, S3BlobStore):
+            if not self._dir.exists(name):
+                out = pa.BufferOutputStream()
+                pq.write_table(table, out, compression="zstd")
+                self._dir.save_bytes(name, out.getvalue().to_pybytes())
+        elif not (self._dir / name).exists():
+            write_table(table, self._dir / name)
+
+    def _read(self, name: str) -> pa.Table:
+        if isinstance(self._dir, S3BlobStore):
+            return pq.read_table(pa.BufferReader(self._dir.load_bytes(name)))
+        return read_table(self._dir / name)
 
     def save(
         self,
@@ -163,17 +188,17 @@ class DatasetStore:
     ) -> TrainingSet:
         """Persist (once per fingerprint) and return the training set."""
         fingerprint = fingerprint_table(table)
-        path = self._dir / f"{fingerprint}.parquet"
+        name = f"{fingerprint}.parquet"
+        path = self._where(name)
         stats = profile(table)
         start, end = _time_range(table, timestamp)
         with self._db.write() as session:
             if session.get(DatasetRow, fingerprint) is None:
-                if not path.exists():
-                    write_table(table, path)
+                self._write(name, table)
                 session.add(
                     DatasetRow(
                         fingerprint=fingerprint,
-                        path=path.name,
+                        path=name,
                         row_count=table.num_rows,
                         start_time=start,
                         end_time=end,
@@ -213,8 +238,8 @@ class DatasetStore:
                     f"({len(rows)} match; give at least 8 hex digits)"
                 )
             row = rows[0]
-            path = self._dir / row.path
-            table = read_table(path)
+            path = self._where(row.path)
+            table = self._read(row.path)
             return TrainingSet(
                 table,
                 row.fingerprint,

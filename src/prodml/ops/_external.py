@@ -13,9 +13,11 @@
   An artifact's key is its SHA-256 (``sha256/<2 hex>/<62 hex>``), so an object whose
   blob the destination holds is not downloaded again. Restored into a prefix holding
   no object; a failure deletes the objects it wrote.
-* **S3 logs** (``[logs] type = "s3"``): every object of both logs and their quarantine.
-  A log object is never rewritten (each flush writes a new key), so one the previous
-  snapshot holds with the same size is not downloaded again. Restored like artifacts.
+* **S3 logs** (``[logs] type = "s3"``) and **training-set snapshots** (``[features]
+  datasets_path = "s3://…"``): every object of both logs and their quarantine, every
+  snapshot. These are never rewritten (a flush writes a new key; a snapshot is named by
+  its fingerprint), so one the previous snapshot holds with the same size is not
+  downloaded again. Restored like artifacts.
 
 Each becomes blobs in the destination's blob store (see :mod:`~prodml.ops._backup`) and
 :class:`~prodml.ops._manifest.ExternalEntry` rows of the manifest. A restore checks
@@ -38,6 +40,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow import fs as pafs
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -52,10 +55,12 @@ from prodml.core import (
     fingerprint_file,
 )
 from prodml.ops._manifest import ExternalEntry
+from prodml.storage._blob_s3 import S3BlobStore
 
 __all__ = ["ExternalTargets", "dump_external", "external_revision"]
 
-METADATA, ONLINE, ARTIFACTS, LOGS = "metadata", "online", "artifacts", "logs"
+METADATA, ONLINE, ARTIFACTS = "metadata", "online", "artifacts"
+LOGS, DATASETS = "logs", "datasets"
 PG_DUMP = "postgresql.pgdump"
 REDIS_DUMP = "redis.parquet"
 _DIGEST_KEY = re.compile(r"^sha256/([0-9a-f]{2})/([0-9a-f]{62})$")
@@ -348,65 +353,80 @@ def _restore_artifacts(
     return undo
 
 
-# -- S3 logs ----------------------------------------------------------------------------
+# -- S3 logs and training-set snapshots: objects written once ---------------------------
 
 
-def _log_store(config: Config, root: Path) -> Any:
+def _log_blobs(config: Config, root: Path) -> S3BlobStore:
     from prodml.storage._log_s3 import S3LogStore
 
-    return S3LogStore.from_config(config.logs, root, "predictions")
+    return S3LogStore.from_config(config.logs, root, "predictions").blobs
 
 
-def _logs_where(config: Config) -> str:
-    return f"s3://{config.logs.bucket}/{config.logs.prefix}"
+def _dataset_blobs(config: Config) -> S3BlobStore | None:
+    path = config.features.datasets_path
+    if not path.startswith("s3://"):
+        return None
+    return S3BlobStore.from_url(path, what="[features] datasets_path")
 
 
-def _log_objects(config: Config, root: Path) -> dict[str, int]:
-    """Every object of the logs (both, and their quarantine) with its size."""
-    from pyarrow import fs as pafs
+def _written_once(config: Config, root: Path, kind: str) -> tuple[S3BlobStore, str]:
+    """The bucket prefix of the logs or the datasets, and the part of it they use."""
+    if kind == LOGS:
+        return _log_blobs(config, root), "logs"
+    found = _dataset_blobs(config)
+    assert found is not None
+    return found, ""
 
-    blobs = _log_store(config, root).blobs
+
+def _objects(blobs: S3BlobStore, sub: str) -> dict[str, int]:
+    """Every object under ``sub`` of the store's prefix, with its size."""
     head = f"{blobs.bucket}/{blobs.prefix}"
-    selector = pafs.FileSelector(f"{head}logs", recursive=True, allow_not_found=True)
+    start = f"{head}{sub}".rstrip("/")
+    selector = pafs.FileSelector(start, recursive=True, allow_not_found=True)
     try:
         infos = blobs.fs.get_file_info(selector)
     except OSError as exc:
-        raise StorageError(f"listing the logs at {_logs_where(config)}: {exc}") from exc
+        raise StorageError(f"listing {blobs.url(sub)}: {exc}") from exc
     return {i.path[len(head) :]: int(i.size) for i in infos if i.type == pafs.FileType.File}
 
 
-def _dump_logs(
-    config: Config, root: Path, work: Path, store: StoreFile, previous: dict[str, tuple[str, int]]
+def _dump_objects(
+    kind: str,
+    blobs: S3BlobStore,
+    sub: str,
+    work: Path,
+    store: StoreFile,
+    previous: dict[str, tuple[str, int]],
 ) -> list[ExternalEntry]:
-    logs = _log_store(config, root)
+    """Every object under ``sub``; one the last snapshot holds with the same size is not
+    read again (these objects are written once under a new name, never rewritten)."""
     entries = []
-    for key, size in sorted(_log_objects(config, root).items()):
+    for key, size in sorted(_objects(blobs, sub).items()):
         known = previous.get(key)
-        if known is not None and known[1] == size:  # written once, never rewritten
-            entries.append(ExternalEntry(LOGS, key, known[0], size))
+        if known is not None and known[1] == size:
+            entries.append(ExternalEntry(kind, key, known[0], size))
             continue
-        data = logs._load(key)
+        data = blobs._load_bytes(key)  # log keys hold '=', which checked keys refuse
         sha = fingerprint_bytes(data)
-        part = work / f"log-{len(entries)}"
+        part = work / f"{kind}-{len(entries)}"
         part.write_bytes(data)
         store(part, sha)
-        entries.append(ExternalEntry(LOGS, key, sha, len(data)))
+        entries.append(ExternalEntry(kind, key, sha, len(data)))
     return entries
 
 
-def _restore_logs(
-    config: Config, root: Path, entries: Sequence[ExternalEntry], read: ReadBlob
+def _restore_objects(
+    blobs: S3BlobStore, entries: Sequence[ExternalEntry], read: ReadBlob
 ) -> Callable[[], None]:
-    logs = _log_store(config, root)
     written: list[str] = []
 
     def undo() -> None:
         for key in written:
-            logs._delete(key)
+            blobs._delete(key)
 
     try:
         for entry in entries:
-            logs._save(entry.key, read(entry.sha256))
+            blobs._save_bytes(entry.key, read(entry.sha256))
             written.append(entry.key)
     except BaseException:
         undo()
@@ -442,10 +462,13 @@ def dump_external(
         keep(ONLINE, REDIS_DUMP, _dump_redis(config, work))
     if config.artifacts.type == "s3":
         entries.extend(_dump_artifacts(config, root, work, store, has_blob))
-    if config.logs.type == "s3":
-        logged = {e.key: (e.sha256, e.size) for e in previous
-                  if e.store == LOGS and has_blob(e.sha256) == e.size}  # fmt: skip
-        entries.extend(_dump_logs(config, root, work, store, logged))
+    for kind, present in ((LOGS, config.logs.type == "s3"),
+                          (DATASETS, _dataset_blobs(config) is not None)):  # fmt: skip
+        if present:
+            known = {e.key: (e.sha256, e.size) for e in previous
+                     if e.store == kind and has_blob(e.sha256) == e.size}  # fmt: skip
+            blobs, sub = _written_once(config, root, kind)
+            entries.extend(_dump_objects(kind, blobs, sub, work, store, known))
     return entries
 
 
@@ -476,7 +499,13 @@ class ExternalTargets:
         that is not empty — before anything is written."""
         wanted = {METADATA: ("metadata", "postgresql"), ONLINE: ("online_store", "redis"),
                   ARTIFACTS: ("artifacts", "s3"), LOGS: ("logs", "s3")}  # fmt: skip
-        for store in sorted(self.stores):
+        if DATASETS in self.stores and _dataset_blobs(self.config) is None:
+            raise ConfigError(
+                f"[features] datasets_path = {self.config.features.datasets_path!r}: the "
+                "snapshot holds training sets kept in S3; restore them with datasets_path = "
+                "'s3://…' (prodml.toml or PRODML__FEATURES__DATASETS_PATH)"
+            )
+        for store in sorted(self.stores - {DATASETS}):
             section, kind = wanted[store]
             found = getattr(self.config, section).type
             if found != kind:
@@ -505,11 +534,14 @@ class ExternalTargets:
                     f"restore target: {_artifacts_where(self.config)} holds {len(existing)} "
                     "objects: restore into an empty bucket prefix ([artifacts] prefix)"
                 )
-        if LOGS in self.stores and (objects := _log_objects(self.config, self.root)):
-            raise ConflictError(
-                f"restore target: the logs at {_logs_where(self.config)} hold {len(objects)} "
-                "objects: restore into an empty bucket prefix ([logs] prefix)"
-            )
+        for kind, setting in ((LOGS, "[logs] prefix"), (DATASETS, "[features] datasets_path")):
+            if kind in self.stores:
+                blobs, sub = _written_once(self.config, self.root, kind)
+                if objects := _objects(blobs, sub):
+                    raise ConflictError(
+                        f"restore target: {blobs.url(sub)} holds {len(objects)} objects: "
+                        f"restore into an empty bucket prefix ({setting})"
+                    )
 
     def load(self, read: ReadBlob, work: Path) -> None:
         """Write every entry to its store (artifacts, logs, online store, metadata DB);
@@ -518,9 +550,11 @@ class ExternalTargets:
             artifacts = [e for e in self.entries if e.store == ARTIFACTS]
             if artifacts:
                 self._undo.append(_restore_artifacts(self.config, self.root, artifacts, read))
-            logged = [e for e in self.entries if e.store == LOGS]
-            if logged:
-                self._undo.append(_restore_logs(self.config, self.root, logged, read))
+            for kind in (LOGS, DATASETS):
+                written = [e for e in self.entries if e.store == kind]
+                if written:
+                    blobs, _ = _written_once(self.config, self.root, kind)
+                    self._undo.append(_restore_objects(blobs, written, read))
             for entry in self.entries:
                 if entry.store == ONLINE:
                     self._undo.append(_restore_redis(self.config, read(entry.sha256)))

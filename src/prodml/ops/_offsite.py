@@ -20,7 +20,6 @@ a profile or role), ``AWS_REGION``, ``AWS_ENDPOINT_URL`` for S3-compatible serve
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +37,6 @@ from prodml.storage._blob_s3 import S3BlobStore
 __all__ = ["OffsiteResult", "is_s3_url", "prune_offsite", "pull", "push"]
 
 S3_SCHEME = "s3://"
-_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?$")
 #: Uploads and downloads in flight: S3 requests wait on the network, not the CPU.
 _THREADS = 8
 
@@ -51,16 +49,7 @@ def is_s3_url(text: str | os.PathLike[str]) -> bool:
 
 def _store(url: str) -> S3BlobStore:
     """The bucket and prefix of ``url``, with the environment's endpoint and region."""
-    found = _URL.match(url)
-    if found is None:
-        raise ConfigError(
-            f"backup destination {url!r}: expected s3://BUCKET[/PREFIX] with a valid bucket "
-            "name (3-63 lowercase letters, digits, dots and hyphens)"
-        )
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return S3BlobStore(found.group(1), (found.group(2) or "").strip("/"),
-                       endpoint_url=endpoint, region=region)  # fmt: skip
+    return S3BlobStore.from_url(url, what="backup destination")
 
 
 @dataclass(frozen=True)

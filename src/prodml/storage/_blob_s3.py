@@ -9,6 +9,8 @@ reader sees the old or the new bytes, never a mix.
 from __future__ import annotations
 
 import builtins
+import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,12 +18,13 @@ from urllib.parse import urlsplit
 from pyarrow import fs as pafs
 
 from prodml.core import S3ArtifactsConfig
-from prodml.core.errors import StorageError
+from prodml.core.errors import ConfigError, StorageError
 from prodml.storage._blobs import BlobStore
 
 __all__ = ["S3BlobStore"]
 
 _CHUNK = 1 << 20
+_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?$")
 
 
 class S3BlobStore(BlobStore):
@@ -46,6 +49,26 @@ class S3BlobStore(BlobStore):
             options["region"] = region
         self.fs = pafs.S3FileSystem(**options)
         self.endpoint_url = endpoint_url
+
+    @classmethod
+    def from_url(cls, url: str, *, what: str = "location") -> S3BlobStore:
+        """The bucket and prefix of ``s3://BUCKET[/PREFIX]``, with the endpoint and region
+        of the environment, as any S3 client takes them (``AWS_ENDPOINT_URL_S3`` or
+        ``AWS_ENDPOINT_URL``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION``)."""
+        found = _URL.match(url)
+        if found is None:
+            raise ConfigError(
+                f"{what} {url!r}: expected s3://BUCKET[/PREFIX] with a valid bucket name "
+                "(3-63 lowercase letters, digits, dots and hyphens)"
+            )
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        return cls(found.group(1), (found.group(2) or "").strip("/"), endpoint_url=endpoint,
+                   region=region)  # fmt: skip
+
+    def url(self, key: str = "") -> str:
+        """The ``s3://`` URL of ``key``."""
+        return f"s3://{self._path(key)}"
 
     @classmethod
     def from_config(cls, config: Any, root: Path) -> S3BlobStore:
