@@ -22,7 +22,8 @@
 Each becomes blobs in the destination's blob store (see :mod:`~prodml.ops._backup`) and
 :class:`~prodml.ops._manifest.ExternalEntry` rows of the manifest. A restore checks
 that every such target is empty before it writes to any, then loads the artifacts, the
-online store and the metadata DB last (a row never names an artifact not yet back).
+logs and training sets, the online store, and the metadata DB last (a row never names
+an artifact not yet back).
 Embedded backends (SQLite, local files) live in the project directory and are backed up
 as its files.
 """
@@ -122,9 +123,15 @@ def _dump_postgres(config: Config, work: Path) -> Path:
     out = work / PG_DUMP
     url = config.metadata.url  # type: ignore[union-attr]
     command = [_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
-               f"--schema={schema}", f"--file={out}"]  # fmt: skip
+               f"--schema={_pattern(schema)}", f"--file={out}"]  # fmt: skip
     _run(command, _pg_environ(url), f"pg_dump of schema {schema!r} of {_pg_where(url)}")
     return out
+
+
+def _pattern(name: str) -> str:
+    """``name`` as a pg_dump pattern that matches it alone (quoted: exact and
+    case-sensitive, ``*`` and ``?`` literal)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _pg_where(url: str) -> str:
@@ -278,14 +285,18 @@ def _restore_redis(config: Config, data: bytes) -> Callable[[], None]:
             for j in batch:
                 pipe.restore(keys[j], max(int(ttls[j]), 0), payloads[j])
             replies = pipe.execute(raise_on_error=False)
-            for j, reply in zip(batch, replies, strict=True):
-                if isinstance(reply, Exception):
-                    raise StorageError(
-                        f"restore of the Redis online store at {_redis_where(config)}: key "
-                        f"{keys[j]!r}: {reply} (a Redis older than the one backed up refuses "
-                        "its DUMP payloads)"
-                    )
-                written.append(keys[j])
+            failed = [
+                (j, r) for j, r in zip(batch, replies, strict=True) if isinstance(r, Exception)
+            ]
+            written.extend(keys[j] for j, r in zip(batch, replies, strict=True)
+                           if not isinstance(r, Exception))  # fmt: skip
+            if failed:
+                j, reply = failed[0]
+                raise StorageError(
+                    f"restore of the Redis online store at {_redis_where(config)}: key "
+                    f"{keys[j]!r}: {reply} (a Redis older than the one backed up refuses "
+                    "its DUMP payloads)"
+                )
     except BaseException:
         undo()
         raise
