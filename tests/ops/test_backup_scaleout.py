@@ -7,6 +7,7 @@ store fails."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from prodml.ops import (
 from prodml.ops._backup import blob_path
 from prodml.project._verify import verify_project
 from servicekit import libpq, pg_url_or_skip, redis_url_or_skip
-from servingkit import lr_model, register
+from servingkit import lr_model, register, serving_project
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -287,3 +288,66 @@ def test_a_failing_store_undoes_the_others_and_a_damaged_dump_is_named(
     assert not (tmp_path / "out").exists()
     assert_all_empty(stores)
     assert list_snapshots(tmp_path / "backups") == [snapshot]
+
+
+def table_rows(root: Path, environ: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every prodml table of the project at ``root``, in a set order."""
+    from sqlalchemy import select
+
+    from prodml.storage import Base
+
+    with Project.open(root, environ=environ) as project, project.db.engine.connect() as con:
+        return {
+            table.name: sorted((tuple(row) for row in con.execute(select(table))), key=repr)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[tuple[str, str]]:
+    import psycopg
+
+    url = pg_url_or_skip()
+    schema = f"prodml_mv_{uuid.uuid4().hex[:10]}"
+    yield url, schema
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_an_embedded_project_restores_onto_postgresql(
+    pg_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    url, schema = pg_schema
+    root = tmp_path / "laptop"
+    project, _ = serving_project(root)
+    model, X = lr_model(C=0.5)
+    register(project, model, X)
+    versions = [(v.version, v.artifact_digest) for v in project.registry.versions("lr")]
+    audit = len(project.registry.audit_log())
+    predictions = project.registry.load("lr:2").model.predict_proba(X)
+    project.close()
+    snapshot = backup_project(root, tmp_path / "backups", record=False).path
+
+    environ = {**os.environ, "PRODML__METADATA__TYPE": "postgresql",
+               "PRODML__METADATA__URL": url, "PRODML__METADATA__SCHEMA_NAME": schema}  # fmt: skip
+    out = tmp_path / "server"
+    restore_snapshot(snapshot, out, environ=environ)
+    assert not (out / ".prodml" / "meta.db").exists()  # no stale copy left to open
+    restore_snapshot(snapshot, tmp_path / "plain")  # the same snapshot, on SQLite
+    assert table_rows(tmp_path / "plain", dict(os.environ)) == table_rows(out, environ)
+    assert verify_project(out, environ=environ).worst() is None
+    with Project.open(out, environ=environ) as moved:
+        assert moved.db.dialect == "postgresql"
+        assert [(v.version, v.artifact_digest) for v in moved.registry.versions("lr")] == versions
+        assert len(moved.registry.audit_log()) == audit
+        np.testing.assert_array_equal(moved.registry.load("lr:2").model.predict_proba(X),
+                                      predictions)  # fmt: skip
+        assert moved.deployments.get("lr") is not None
+        # the id sequences continue after the copied rows
+        assert register(moved, lr_model(C=0.25)[0], X).version == 3
+        assert len(moved.registry.audit_log()) > audit
+
+    # The schema now holds the project: a second restore into it is refused first.
+    with pytest.raises(ConflictError, match=schema):
+        restore_snapshot(snapshot, tmp_path / "again", environ=environ)
+    assert not (tmp_path / "again").exists()

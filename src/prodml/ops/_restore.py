@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prodml.core import (
+    Config,
+    ConfigError,
     ConflictError,
     IntegrityError,
     NotFoundError,
@@ -41,6 +43,7 @@ from prodml.ops._backup import (
     read_small,
     write_new,
 )
+from prodml.ops._convert import check_target, copy_metadata, embedded_metadata_file
 from prodml.ops._external import ExternalTargets
 from prodml.ops._manifest import ExternalEntry, FileEntry, Manifest
 from prodml.storage._migrate import known_revisions
@@ -196,6 +199,32 @@ def _read_blob(snapshot: Path) -> Callable[[str], bytes]:
     return read
 
 
+def _restored_config(
+    work: Path, environ: Mapping[str, str] | None, *, required: bool
+) -> tuple[Config | None, Path | None]:
+    """The restored project's configuration in force (``environ``'s overrides applied)
+    and its SQLite metadata DB when that must go to PostgreSQL (see :mod:`._convert`).
+    A ``prodml.toml`` this prodml cannot read only matters when ``required``."""
+    try:
+        config = load_config(work, environ)
+        embedded = embedded_metadata_file(work, load_config(work, {}), config)
+    except ConfigError:
+        if required:
+            raise
+        return None, None
+    return config, embedded
+
+
+def _undo(external: ExternalTargets | None, converted: Config | None, work: Path) -> None:
+    """Undo what a failed restore wrote outside the target directory."""
+    if external is not None:
+        external.undo()
+    if converted is not None:
+        from prodml.ops._convert import drop_copied
+
+        drop_copied(converted, work)
+
+
 def restore_snapshot(
     snapshot: Path, target: Path, *, environ: Mapping[str, str] | None = None
 ) -> RestoreResult:
@@ -222,30 +251,41 @@ def restore_snapshot(
     work = target.parent / f".{target.name}.restoring-{uuid.uuid4().hex}"
     work.mkdir()
     external: ExternalTargets | None = None
+    converted: Config | None = None
     try:
         _check_all(snapshot, manifest, work)  # every checksum, before the target appears
+        config, embedded = _restored_config(work, environ, required=bool(manifest.external))
         if manifest.external:
-            external = ExternalTargets(load_config(work, environ), work, manifest.external)
+            assert config is not None
+            external = ExternalTargets(config, work, manifest.external)
             external.check()  # every store empty before any is written
+        if embedded is not None:
+            assert config is not None
+            check_target(config, work)
+        if manifest.external:
+            assert external is not None
             scratch = work / f".external-{uuid.uuid4().hex}"
             scratch.mkdir()
             try:
                 external.load(_read_blob(snapshot), scratch)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
+        if embedded is not None:
+            assert config is not None
+            copy_metadata(embedded, config, work)
+            converted = config
+            embedded.unlink()
         if target.exists():
             target.rmdir()
         os.replace(work, target)
     except OSError as exc:
-        if external is not None:
-            external.undo()
+        _undo(external, converted, work)
         shutil.rmtree(work, ignore_errors=True)
         raise StorageError(
             f"restore of {snapshot.name} into {target} failed and was undone: {exc}"
         ) from exc
     except BaseException:
-        if external is not None:
-            external.undo()
+        _undo(external, converted, work)
         shutil.rmtree(work, ignore_errors=True)
         raise
     seconds = (datetime.now(UTC) - started).total_seconds()
