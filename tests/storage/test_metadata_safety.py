@@ -211,6 +211,21 @@ def test_verify_checks_every_referenced_artifact(root: Path) -> None:
     assert all("backup" in p["message"] for p in out["problems"])
 
 
+def test_verify_reads_every_log_file_and_moves_none(root: Path) -> None:
+    hour = root / ".prodml" / "logs" / "predictions" / "endpoint=lr" / "date=2013-01-01" / "hour=05"
+    hour.mkdir(parents=True)
+    bad = hour / "20130101T050000Z-0.parquet"
+    bad.write_bytes(b"not parquet")
+    code, out = cli("verify", "-p", str(root))
+    assert code != 0, out
+    (problem,) = out["problems"]
+    assert problem["object"] == "predictions log"
+    assert bad.name in problem["message"]
+    assert bad.read_bytes() == b"not parquet"  # verify moves nothing
+    code, out = cli("verify", "--quick", "-p", str(root))
+    assert code == 0, out  # the logs are read by the full check only
+
+
 # -- serving: refuse to start, /readyz says not ok -----------------------------------------
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_prodml_serve_refuses_to_start(root: Path, damage: str) -> None:

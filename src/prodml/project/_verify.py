@@ -5,7 +5,8 @@ one is only harmless in a project with no state at all, see :mod:`prodml.project
 its own consistency check (SQLite ``PRAGMA integrity_check``, or ``quick_check`` when
 quick); its schema revision is this prodml's head; and every artifact the metadata
 references — model versions, run artifacts, drift references — is in the artifact store
-with bytes matching its SHA-256. Nothing is created, migrated or repaired: each problem
+with bytes matching its SHA-256; and (not with quick) every file of the prediction and
+label logs can be read. Nothing is created, migrated, moved or repaired: each problem
 names the file or object and how to restore it.
 """
 
@@ -30,7 +31,13 @@ from prodml.core import (
 )
 from prodml.ops import OpsEvents
 from prodml.project._project import find_root, project_state
-from prodml.storage import ArtifactStore, MetadataDB, open_artifact_store, open_metadata_db
+from prodml.storage import (
+    ArtifactStore,
+    MetadataDB,
+    open_artifact_store,
+    open_log_stores,
+    open_metadata_db,
+)
 from prodml.storage._metadata import metadata_absence, metadata_location, missing_message
 from prodml.storage._models import ModelVersionRow, MonitorReferenceRow, RunRow
 
@@ -127,7 +134,30 @@ def verify_project(
         _check_db(db, report, full=full)
         _check_artifacts(db, artifacts, report)
         _recovery_notes(db, report)
+    if full:
+        _check_logs(root, config, report)
     return report
+
+
+def _check_logs(root: Path, config: Any, report: VerifyReport) -> None:
+    """Every file of both logs readable (their time column read whole), nothing moved:
+    the first unreadable file is a problem naming it; quarantined files are noted."""
+    try:
+        logs = open_log_stores(root / config.project.state_dir, config.logs.type, config.logs)
+    except ProdMLError as exc:
+        report.problems.append(Problem(f"[logs] type = {config.logs.type!r}", type(exc), str(exc)))
+        return
+    for store in (logs.predictions, logs.labels):
+        try:
+            store.read(columns=["time"])
+            moved = store.quarantined()
+        except ProdMLError as exc:
+            report.problems.append(Problem(f"{store.name} log", type(exc), str(exc)))
+            continue
+        if moved:
+            report.notes.append(
+                f"{store.name} log: {len(moved)} unreadable file(s) quarantined, e.g. {moved[0]}"
+            )
 
 
 def _recovery_notes(db: MetadataDB, report: VerifyReport) -> None:
