@@ -344,26 +344,6 @@ def _dump_artifacts(
     return entries
 
 
-def _restore_artifacts(
-    config: Config, root: Path, entries: Sequence[ExternalEntry], read: ReadBlob
-) -> Callable[[], None]:
-    blobs = _artifact_blobs(config, root)
-    written: list[str] = []
-
-    def undo() -> None:
-        for key in written:
-            blobs.delete(key)
-
-    try:
-        for entry in entries:
-            blobs.save_bytes(entry.key, read(entry.sha256))
-            written.append(entry.key)
-    except BaseException:
-        undo()
-        raise
-    return undo
-
-
 # -- S3 logs and training-set snapshots: objects written once ---------------------------
 
 
@@ -429,6 +409,8 @@ def _dump_objects(
 def _restore_objects(
     blobs: S3BlobStore, entries: Sequence[ExternalEntry], read: ReadBlob
 ) -> Callable[[], None]:
+    """Write each entry's bytes under its key; returns the undo (a failure undoes what
+    was written before raising)."""
     written: list[str] = []
 
     def undo() -> None:
@@ -560,7 +542,8 @@ class ExternalTargets:
         try:
             artifacts = [e for e in self.entries if e.store == ARTIFACTS]
             if artifacts:
-                self._undo.append(_restore_artifacts(self.config, self.root, artifacts, read))
+                blobs = _artifact_blobs(self.config, self.root)
+                self._undo.append(_restore_objects(blobs, artifacts, read))
             for kind in (LOGS, DATASETS):
                 written = [e for e in self.entries if e.store == kind]
                 if written:
