@@ -73,7 +73,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "backup": LazyCommand(
         "prodml.cli._ops:register_commands",
         "Snapshot the whole project (metadata DB, artifacts, tables, logs, config) with a "
-        "SHA-256 manifest; incremental, safe while servers and controllers run.",
+        "SHA-256 manifest; incremental, safe while servers and controllers run. With --to "
+        "s3://BUCKET/PREFIX the snapshot is also copied to the bucket (only the blobs it lacks).",
     ),
     "restore": LazyCommand(
         "prodml.cli._ops:register_commands",

@@ -34,7 +34,7 @@ def backup(
         str | None,
         typer.Option(
             help="Backup destination: a directory (default: PROJECT-backups beside the "
-            "project), or s3://BUCKET[/PREFIX] for an off-site copy of the local one."
+            "project), or s3://BUCKET/PREFIX for an off-site copy of the local one."
         ),
     ] = None,
     local: Annotated[
@@ -51,7 +51,8 @@ def backup(
 ) -> None:
     """Snapshot the whole project (metadata DB, artifacts, tables, logs, config) with a
     SHA-256 manifest; incremental, safe while servers and controllers run. With
-    ``--to s3://…`` the snapshot is also copied to the bucket (only the blobs it lacks)."""
+    --to s3://BUCKET/PREFIX the snapshot is also copied to the bucket (only the blobs it
+    lacks)."""
     from prodml.ops import backup_project, is_s3_url, prune_offsite, prune_snapshots, push
     from prodml.project import progress_bar
     from prodml.project._project import find_root
