@@ -230,11 +230,15 @@ def test_a_damaged_file_is_quarantined_and_listed(backend: Backend, store: LogSt
     _write(store, _rec(1, id="good"))
     assert store.quarantined() == []
     if backend.corrupt is None:
+        assert store.damaged() == []
         moved: list[QuarantinedFile] = []
         assert store.read(quarantine=moved)["id"].to_pylist() == ["bad", "good"]
         assert moved == []
         return
+    assert store.damaged() == []
     backend.corrupt(store)
+    (damaged,) = store.damaged()  # named, and left where it is
+    assert "predictions" in damaged[0]
     with pytest.raises(StorageError, match="cannot be read"):
         store.read()
     moved = []

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,13 +216,22 @@ def test_verify_reads_every_log_file_and_moves_none(root: Path) -> None:
     hour = root / ".prodml" / "logs" / "predictions" / "endpoint=lr" / "date=2013-01-01" / "hour=05"
     hour.mkdir(parents=True)
     bad = hour / "20130101T050000Z-0.parquet"
-    bad.write_bytes(b"not parquet")
+    bad.write_bytes(b"not parquet, and long enough to be one")
+    truncated = hour / "20130101T051000Z-0.parquet"
+    with (
+        Project.open(root) as project,
+        project.logs.predictions.open_writer(clock=project.clock) as writer,
+    ):
+        writer.append({"time": datetime(2013, 1, 1, 5, 30, tzinfo=UTC), "endpoint": "lr"})
+    (whole,) = [p for p in hour.glob("*.parquet") if p not in (bad,)]
+    truncated.write_bytes(whole.read_bytes()[:-5])
     code, out = cli("verify", "-p", str(root))
     assert code != 0, out
-    (problem,) = out["problems"]
-    assert problem["object"] == "predictions log"
-    assert bad.name in problem["message"]
-    assert bad.read_bytes() == b"not parquet"  # verify moves nothing
+    found = {Path(p["object"]).name: p["message"] for p in out["problems"]}
+    assert set(found) == {bad.name, truncated.name}, out["problems"]
+    assert "magic bytes" in found[bad.name]
+    assert "backup" in found[truncated.name]
+    assert bad.read_bytes() == b"not parquet, and long enough to be one"  # verify moves nothing
     code, out = cli("verify", "--quick", "-p", str(root))
     assert code == 0, out  # the logs are read by the full check only
 

@@ -27,13 +27,14 @@ backup killed midway leaves no directory that looks like a snapshot.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import sqlite3
 import stat
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -231,6 +232,20 @@ def _schema_revision(db_file: Path) -> str | None:
         con.close()
 
 
+@contextlib.contextmanager
+def _no_collections() -> Iterator[None]:
+    """The cyclic collector paused: building tens of thousands of small containers
+    triggers collections that each walk every object the process holds (in a process
+    with a large heap, loading the files cache took 0.21 s instead of 0.02 s)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _FilesCache:
     """What the last backup of ``root`` into ``dest`` found: each file's size, mtime and
     SHA-256, so an incremental backup reads only the files that changed (the blob must
@@ -255,10 +270,12 @@ class _FilesCache:
     def load(cls, dest: Path, root: Path) -> _FilesCache:
         cache = cls(dest, root, {})
         try:
-            raw = orjson.loads(cache.path.read_bytes())
-            cache.files = {k: (int(v[0]), int(v[1]), str(v[2])) for k, v in raw["files"].items()}
-            cache.dirs = {k: (int(v[0]), tuple(str(n) for n in v[1]))
-                          for k, v in raw["dirs"].items()}  # fmt: skip
+            with _no_collections():  # tens of thousands of small objects, none garbage
+                raw = orjson.loads(cache.path.read_bytes())
+                cache.files = {k: (int(v[0]), int(v[1]), str(v[2]))
+                               for k, v in raw["files"].items()}  # fmt: skip
+                cache.dirs = {k: (int(v[0]), tuple(str(n) for n in v[1]))
+                              for k, v in raw["dirs"].items()}  # fmt: skip
         except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
             cache.files, cache.dirs = {}, {}
         return cache
@@ -418,6 +435,19 @@ def backup_project(
 ) -> BackupResult:
     """Snapshot the project at ``root`` into ``dest`` (see the module docstring); with
     ``record``, the backup is recorded in the project's metadata DB afterwards."""
+    with _no_collections():  # a backup holds an object or two per file, none garbage
+        return _backup_project(root, dest, now=now, progress=progress, record=record, actor=actor)
+
+
+def _backup_project(
+    root: Path,
+    dest: Path,
+    *,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    record: bool = True,
+    actor: str = "prodml backup",
+) -> BackupResult:
     started = datetime.now(UTC)
     root = root.resolve()
     config = load_config(root)
@@ -479,7 +509,7 @@ def backup_project(
             except FileNotFoundError:
                 return None
 
-        external = dump_external(config, root, work, keep, has_blob, _last_external(dest))
+        external = dump_external(config, root, work, keep, has_blob, lambda: _last_external(dest))
         # What the metadata DB's copy may name and the listing missed: artifacts and
         # training sets stored meanwhile (the state directory again, but for its logs,
         # which no row names).

@@ -436,12 +436,12 @@ def dump_external(
     work: Path,
     store: StoreFile,
     has_blob: HasBlob,
-    previous: Sequence[ExternalEntry] = (),
+    previous: Callable[[], Sequence[ExternalEntry]] = tuple,
 ) -> list[ExternalEntry]:
     """Snapshot every store of ``config`` kept outside the project directory (metadata
     first, then the online store, the artifacts and the logs) into the blob store;
-    ``previous``: the last snapshot's entries (log objects it holds are not read
-    again)."""
+    ``previous``: the last snapshot's entries, asked for only when the logs or training
+    sets are in S3 (objects it holds are not read again)."""
     entries: list[ExternalEntry] = []
 
     def keep(store_name: str, key: str, path: Path) -> None:
@@ -455,10 +455,12 @@ def dump_external(
         keep(ONLINE, REDIS_DUMP, _dump_redis(config, work))
     if config.artifacts.type == "s3":
         entries.extend(_dump_artifacts(config, root, work, store, has_blob))
+    last: Sequence[ExternalEntry] | None = None
     for kind, present in ((LOGS, config.logs.type == "s3"),
                           (DATASETS, _dataset_blobs(config) is not None)):  # fmt: skip
         if present:
-            known = {e.key: (e.sha256, e.size) for e in previous
+            last = previous() if last is None else last
+            known = {e.key: (e.sha256, e.size) for e in last
                      if e.store == kind and has_blob(e.sha256) == e.size}  # fmt: skip
             blobs, sub = _written_once(config, root, kind)
             entries.extend(_dump_objects(kind, blobs, sub, work, store, known))

@@ -6,7 +6,9 @@ its own consistency check (SQLite ``PRAGMA integrity_check``, or ``quick_check``
 quick); its schema revision is this prodml's head; and every artifact the metadata
 references — model versions, run artifacts, drift references — is in the artifact store
 with bytes matching its SHA-256; and (not with quick) every file of the prediction and
-label logs can be read. Nothing is created, migrated, moved or repaired: each problem
+label logs is whole (Parquet's magic bytes at both ends, a footer that fits: truncation
+and foreign bytes; a page damaged inside a file is found, and quarantined, when a read
+reaches it). Nothing is created, migrated, moved or repaired: each problem
 names the file or object and how to restore it.
 """
 
@@ -140,20 +142,30 @@ def verify_project(
 
 
 def _check_logs(root: Path, config: Any, report: VerifyReport) -> None:
-    """Every file of both logs readable (their time column read whole), nothing moved:
-    the first unreadable file is a problem naming it; quarantined files are noted."""
+    """Every file of both logs intact (see :meth:`~prodml.storage.LogStore.damaged`),
+    nothing moved: each damaged file is a problem naming it; quarantined files are
+    noted."""
     try:
         logs = open_log_stores(root / config.project.state_dir, config.logs.type, config.logs)
+        stores = [logs.predictions, logs.labels]
     except ProdMLError as exc:
         report.problems.append(Problem(f"[logs] type = {config.logs.type!r}", type(exc), str(exc)))
         return
-    for store in (logs.predictions, logs.labels):
+    for store in stores:
         try:
-            store.read(columns=["time"])
-            moved = store.quarantined()
+            damaged, moved = store.damaged(), store.quarantined()
         except ProdMLError as exc:
             report.problems.append(Problem(f"{store.name} log", type(exc), str(exc)))
             continue
+        for location, reason in damaged:
+            report.problems.append(
+                Problem(
+                    location,
+                    StorageError,
+                    f"{store.name} log file {location} cannot be read: {reason}; restore it "
+                    "from a backup, or let the next read move it to the quarantine",
+                )
+            )
         if moved:
             report.notes.append(
                 f"{store.name} log: {len(moved)} unreadable file(s) quarantined, e.g. {moved[0]}"

@@ -163,6 +163,18 @@ class LogStore(ABC):
         :meth:`read` handles that)."""
         return None
 
+    def damaged(self) -> list[tuple[str, str]]:
+        """The stored files that cannot be read, with why (moving none): what ``prodml
+        verify`` reports. This default reads the whole log's time column and names the
+        first failure; backends with files check each one's frame."""
+        from prodml.core import StorageError
+
+        try:
+            self.read(columns=["time"])
+        except StorageError as exc:
+            return [(f"{self.name} log", str(exc))]
+        return []
+
     def latest_hour(self, endpoint: str) -> datetime | None:
         """The start of the newest UTC hour that holds records of ``endpoint`` (None: the
         log holds none): where a view of recent traffic starts looking."""
@@ -287,6 +299,11 @@ class LocalLogStore(LogStore):
         from prodml.storage._log_reader import log_files
 
         return log_files(self.root, partition=endpoint, start=start, end=end)
+
+    def damaged(self) -> list[tuple[str, str]]:
+        from prodml.storage._log_reader import damaged_files
+
+        return [(self._relative(path), reason) for path, reason in damaged_files(self.root)]
 
     def latest_hour(self, endpoint: str) -> datetime | None:
         from prodml.storage._log_reader import newest_hour
