@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from prodml.core import (
@@ -149,6 +150,16 @@ def _pg_engine(url: str) -> Iterator[Any]:
 
 def _pg_relations(url: str, schema: str) -> tuple[bool, int]:
     """Whether ``schema`` exists, and how many relations it holds."""
+    try:
+        return _pg_count(url, schema)
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"PostgreSQL at {_pg_where(url)}: cannot look into schema {schema!r}: "
+            f"{str(exc).strip().splitlines()[0]}"
+        ) from exc
+
+
+def _pg_count(url: str, schema: str) -> tuple[bool, int]:
     with _pg_engine(url) as engine, engine.connect() as con:
         exists = con.execute(
             text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema}
@@ -255,14 +266,20 @@ def _redis_where(config: Config) -> str:
 
 
 def _redis_keys(config: Config) -> int:
+    import redis
+
     client = _redis(config)
     try:
         return sum(1 for _ in client.scan_iter(match=_redis_pattern(config), count=1000))
+    except redis.RedisError as exc:
+        raise StorageError(f"Redis {_redis_where(config)}: cannot list its keys: {exc}") from exc
     finally:
         client.close()
 
 
 def _restore_redis(config: Config, data: bytes) -> Callable[[], None]:
+    import redis
+
     table = pq.read_table(pa.BufferReader(data))
     keys = table["key"].to_pylist()
     payloads = table["payload"].to_pylist()
@@ -297,8 +314,12 @@ def _restore_redis(config: Config, data: bytes) -> Callable[[], None]:
                     f"{keys[j]!r}: {reply} (a Redis older than the one backed up refuses "
                     "its DUMP payloads)"
                 )
-    except BaseException:
+    except BaseException as exc:
         undo()
+        if isinstance(exc, redis.RedisError):
+            raise StorageError(
+                f"restore of the Redis online store at {_redis_where(config)}: {exc}"
+            ) from exc
         raise
     finally:
         client.close()
