@@ -151,12 +151,15 @@ def _check_logs(root: Path, config: Any, report: VerifyReport) -> None:
     except ProdMLError as exc:
         report.problems.append(Problem(f"[logs] type = {config.logs.type!r}", type(exc), str(exc)))
         return
+    whole = True
     for store in stores:
         try:
             damaged, moved = store.damaged(), store.quarantined()
         except ProdMLError as exc:
             report.problems.append(Problem(f"{store.name} log", type(exc), str(exc)))
+            whole = False
             continue
+        whole = whole and not damaged
         for location, reason in damaged:
             report.problems.append(
                 Problem(
@@ -170,6 +173,8 @@ def _check_logs(root: Path, config: Any, report: VerifyReport) -> None:
             report.notes.append(
                 f"{store.name} log: {len(moved)} unreadable file(s) quarantined, e.g. {moved[0]}"
             )
+    if whole:
+        report.notes.append("logs: every file of the prediction and label logs is whole Parquet")
 
 
 def _recovery_notes(db: MetadataDB, report: VerifyReport) -> None:
