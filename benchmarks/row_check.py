@@ -1,10 +1,18 @@
-"""Latency of the request-path row check: ``RowValidator.check`` on 20 mixed columns.
+"""Latency of the request-path row check: ``RowValidator.check`` on 20 mixed columns,
+against a pydantic v2 model with the same checks.
 
 Expectations are inferred from a synthetic reference table (floats, ints, categorical
 and coded strings, booleans, timestamps); the benchmark times single ``check`` calls on
 valid rows drawn from that table and on invalid rows (out of range, unseen category,
-pattern mismatch, wrong type, null, NaN), and prints p50/p99 in microseconds. The last
-stdout line is one JSON object with the figures.
+pattern mismatch, wrong type, null, NaN), and prints p50/p99 in microseconds.
+
+The peer: a pydantic model built from the same expectations (strict types, the same
+ranges with ``allow_inf_nan=False``, ``Literal`` categories, the same patterns, the same
+nullability, extra keys allowed), validated with ``model_validate``. Both must agree on
+every row (valid rows pass both, every invalid row fails both). Five rounds, the order of
+the two alternating; each round's p50 over all checks, then the median and the min of
+the rounds per system, and the ratio of the medians (prodml / pydantic; the target is
+within 1.2x on valid rows). The last stdout line is one JSON object with the figures.
 
     python benchmarks/row_check.py            # 50,000 timed checks of each kind
     python benchmarks/row_check.py --quick    # 5,000
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import time
 from typing import Any
@@ -75,8 +84,61 @@ def invalid_rows(valid: list[dict[str, Any]], seed: int = 1) -> list[dict[str, A
     return out
 
 
-def time_checks(validator: RowValidator, rows: list[dict[str, Any]], repeat: int) -> np.ndarray:
-    check = validator.check
+def pydantic_model(expectations: Any) -> Any:
+    """A pydantic v2 model that checks what the expectations check."""
+    from datetime import date, datetime
+    from typing import Annotated, Literal
+
+    from pydantic import ConfigDict, Field, create_model
+
+    fields: dict[str, Any] = {}
+    for name, column in expectations.columns.items():
+        constraints: dict[str, Any] = {}
+        kind: Any
+        if column.dtype == "float64":
+            kind = float
+            constraints["allow_inf_nan"] = False
+        elif column.dtype == "int64":
+            kind = int
+        elif column.dtype == "bool":
+            kind = bool
+        elif column.dtype == "timestamp":
+            kind = datetime
+        elif column.dtype == "date":
+            kind = date
+        else:
+            kind = str
+        if column.range is not None:
+            constraints["ge"], constraints["le"] = column.range.min, column.range.max
+        if column.categories is not None:
+            kind = Literal[tuple(column.categories.values)]
+        elif column.pattern is not None:
+            constraints["pattern"] = column.pattern.regex
+        annotated: Any = Annotated[kind, Field(**constraints)] if constraints else kind
+        if column.nulls is not None and column.nulls.nullable:
+            annotated = annotated | None
+        fields[name] = (annotated, ...)
+    return create_model("Row", __config__=ConfigDict(strict=True, extra="allow"), **fields)
+
+
+def pydantic_check(model: Any) -> Any:
+    """A check in ``RowValidator.check``'s shape: the row's problems (empty: valid)."""
+    from pydantic import ValidationError
+
+    validate = model.model_validate
+
+    def check(row: dict[str, Any]) -> list[Any]:
+        try:
+            validate(row)
+        except ValidationError as exc:
+            return exc.errors()
+        return []
+
+    return check
+
+
+def time_checks(validator: Any, rows: list[dict[str, Any]], repeat: int) -> np.ndarray:
+    check = validator.check if hasattr(validator, "check") else validator
     clock = time.perf_counter_ns
     timings = np.empty(repeat, dtype=np.int64)
     for i in range(repeat):
@@ -90,44 +152,75 @@ def time_checks(validator: RowValidator, rows: list[dict[str, Any]], repeat: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5,000 checks instead of 50,000")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     repeat = 5_000 if args.quick else 50_000
 
     table = reference_table(20_000)
     expectations = infer_expectations(profile(table))
     validator = RowValidator(expectations)
+    peer = pydantic_check(pydantic_model(expectations))
     valid = table.slice(0, 1_000).to_pylist()
     invalid = invalid_rows(valid)
-    if any(validator.check(row) for row in valid):
-        raise SystemExit("benchmark setup error: a reference row fails its own expectations")
-    if not all(validator.check(row) for row in invalid):
-        raise SystemExit("benchmark setup error: an invalid row passes")
+    for name, check in (("prodml", validator.check), ("pydantic", peer)):
+        if any(check(row) for row in valid):
+            raise SystemExit(f"benchmark setup error: a reference row fails {name}'s checks")
+        if not all(check(row) for row in invalid):
+            raise SystemExit(f"benchmark setup error: an invalid row passes {name}'s checks")
 
-    time_checks(validator, valid, min(repeat, 2_000))  # warm up
+    for check in (validator.check, peer):
+        time_checks(check, valid, min(repeat, 2_000))  # warm up
+    rounds: dict[str, dict[str, list[float]]] = {
+        name: {"valid": [], "invalid": [], "valid_p99": []} for name in ("prodml", "pydantic")
+    }
     gc.disable()
     try:
-        ok_us = time_checks(validator, valid, repeat)
-        bad_us = time_checks(validator, invalid, repeat)
+        for r in range(args.rounds):
+            order = [("prodml", validator.check), ("pydantic", peer)]
+            for name, check in order if r % 2 == 0 else order[::-1]:
+                ok_us = time_checks(check, valid, repeat)
+                bad_us = time_checks(check, invalid, repeat)
+                rounds[name]["valid"].append(float(np.percentile(ok_us, 50)))
+                rounds[name]["valid_p99"].append(float(np.percentile(ok_us, 99)))
+                rounds[name]["invalid"].append(float(np.percentile(bad_us, 50)))
     finally:
         gc.enable()
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"median": round(float(np.median(values)), 2), "min": round(min(values), 2)}
+
+    ours, theirs = rounds["prodml"], rounds["pydantic"]
+    import pydantic
 
     figures: dict[str, Any] = {
         "benchmark": "row_check",
         "columns": COLUMNS,
         "checks": repeat,
-        "p50_us": round(float(np.percentile(ok_us, 50)), 2),
-        "p99_us": round(float(np.percentile(ok_us, 99)), 2),
-        "invalid_p50_us": round(float(np.percentile(bad_us, 50)), 2),
-        "invalid_p99_us": round(float(np.percentile(bad_us, 99)), 2),
+        "rounds": args.rounds,
+        "p50_us": stats(ours["valid"])["median"],
+        "p99_us": stats(ours["valid_p99"])["median"],
+        "invalid_p50_us": stats(ours["invalid"])["median"],
+        "prodml": {k: stats(v) for k, v in ours.items()},
+        "pydantic": {k: stats(v) for k, v in theirs.items()},
+        "pydantic_version": pydantic.VERSION,
+        "ratio_valid_p50": round(float(np.median(ours["valid"]) / np.median(theirs["valid"])), 2),
+        "ratio_invalid_p50": round(
+            float(np.median(ours["invalid"]) / np.median(theirs["invalid"])), 2
+        ),
         "target_p50_us": TARGET_P50_US,
+        "target_ratio_valid": 1.2,
         "python": platform.python_version(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
     }
     figures["meets_target"] = figures["p50_us"] <= TARGET_P50_US
-    print(f"valid rows:   p50 {figures['p50_us']:.2f} µs, p99 {figures['p99_us']:.2f} µs")
-    print(
-        f"invalid rows: p50 {figures['invalid_p50_us']:.2f} µs, "
-        f"p99 {figures['invalid_p99_us']:.2f} µs"
-    )
+    figures["within_pydantic_target"] = figures["ratio_valid_p50"] <= 1.2
+    for kind in ("valid", "invalid"):
+        print(f"{kind + ' rows:':<14} p50 median (min) over {args.rounds} rounds: prodml "
+              f"{figures['prodml'][kind]['median']:.2f} ({figures['prodml'][kind]['min']:.2f}) µs, "
+              f"pydantic {figures['pydantic'][kind]['median']:.2f} "
+              f"({figures['pydantic'][kind]['min']:.2f}) µs; prodml/pydantic "
+              f"{figures['ratio_' + kind + '_p50']}x")  # fmt: skip
+    print(f"both agree on every row; load {figures['load_average']}")
     print(json.dumps(figures))
 
 

@@ -162,3 +162,26 @@ def test_row_violation_is_immutable(validator: RowValidator) -> None:
     (violation,) = validator.check(_row(carrier="ZZ"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         violation.column = "other"  # type: ignore[misc]
+
+
+def test_a_category_that_does_not_match_the_pattern_still_reports_the_mismatch() -> None:
+    """Known categories skip the regex only when they match it themselves."""
+    check = RowValidator(
+        Expectations(
+            columns={
+                "code": ColumnExpectation(
+                    dtype="string",
+                    categories=CategoryExpectation(values=["AA", "UA", "legacy-1"]),
+                    pattern=PatternExpectation(regex="^[A-Z0-9]{2}$"),
+                )
+            }
+        )
+    ).check
+    kinds = {value: [v.kind for v in check({"code": value})]
+             for value in ("AA", "legacy-1", "ZZ", "z-9")}  # fmt: skip
+    assert kinds == {
+        "AA": [],
+        "legacy-1": ["pattern_mismatch"],
+        "ZZ": ["unseen_category"],
+        "z-9": ["unseen_category", "pattern_mismatch"],
+    }

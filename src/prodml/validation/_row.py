@@ -227,12 +227,19 @@ def _text_check(
     on_null: Found,
     wrong: Found,
 ) -> Check:
+    # A known category that itself matches the pattern needs no regex at request time.
+    known_match = frozenset(
+        c for c in categories or () if fullmatch is None or fullmatch(c) is not None
+    )
+
     def check(value: Any) -> Found:
         if type(value) is not str:
             if value is None:
                 return on_null
             if not isinstance(value, str):
                 return wrong
+        if value in known_match:
+            return _OK
         bad_category = categories is not None and value not in categories
         bad_pattern = fullmatch is not None and fullmatch(value) is None
         if bad_category:
