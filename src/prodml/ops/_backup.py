@@ -424,6 +424,7 @@ def record_event(
         db.close()
 
 
+@_no_collections()  # a backup holds an object or two per file, none of them garbage
 def backup_project(
     root: Path,
     dest: Path,
@@ -435,19 +436,6 @@ def backup_project(
 ) -> BackupResult:
     """Snapshot the project at ``root`` into ``dest`` (see the module docstring); with
     ``record``, the backup is recorded in the project's metadata DB afterwards."""
-    with _no_collections():  # a backup holds an object or two per file, none garbage
-        return _backup_project(root, dest, now=now, progress=progress, record=record, actor=actor)
-
-
-def _backup_project(
-    root: Path,
-    dest: Path,
-    *,
-    now: datetime | None = None,
-    progress: Progress | None = None,
-    record: bool = True,
-    actor: str = "prodml backup",
-) -> BackupResult:
     started = datetime.now(UTC)
     root = root.resolve()
     config = load_config(root)
