@@ -32,6 +32,10 @@ of one run, not absolute figures across runs.
 
     .venv/bin/python benchmarks/registry.py [--quick]
 
+``--rounds`` (default 5) repeats the whole comparison on fresh databases, alternating
+which system goes first; every figure is the median over the rounds (the min is in the
+JSON beside it) and the ratios are of the medians.
+
 The last stdout line is one JSON object with every figure, the targets and the ratios
 (MLflow / prodml: above 1 means prodml is faster).
 """
@@ -104,6 +108,24 @@ def timed(action: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
         result = action()
         out.append(time.perf_counter() - began)
     return out, result
+
+
+def aggregate(figures: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The median and the min over rounds of every number in the figures (other values
+    from the first round)."""
+    median: dict[str, Any] = {}
+    low: dict[str, Any] = {}
+    for key, value in figures[0].items():
+        if isinstance(value, dict):
+            median[key], low[key] = aggregate([f[key] for f in figures])
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            values = [f[key] for f in figures]
+            middle = (statistics.median_low(values) if isinstance(value, int)
+                      else round(float(statistics.median(values)), 4))  # fmt: skip
+            median[key], low[key] = middle, min(values)
+        else:
+            median[key] = low[key] = value
+    return median, low
 
 
 def make_runs(count: int, seed: int) -> list[tuple[dict[str, float], dict[str, float]]]:
@@ -243,6 +265,10 @@ def wal_everywhere() -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
+    if _WAL_LISTENING:
+        return
+    _WAL_LISTENING.append(True)
+
     @event.listens_for(Engine, "connect")
     def _pragmas(connection: Any, _record: Any) -> None:
         if isinstance(connection, sqlite3.Connection):
@@ -250,6 +276,9 @@ def wal_everywhere() -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+
+_WAL_LISTENING: list[bool] = []
 
 
 def sqlite_settings(path: Path) -> dict[str, Any]:
@@ -370,6 +399,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="sizes divided by 10")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median, min)")
     parser.add_argument("--mlflow-journal", choices=["wal", "default"], default="wal",
                         help="MLflow's SQLite: WAL + synchronous=NORMAL as prodml (default), or "
                         "MLflow's own defaults")  # fmt: skip
@@ -383,12 +413,25 @@ def main() -> None:
     model = LogisticRegression().fit(X, (X[:, 0] + rng.normal(0, 0.2, 1_000) > 0.5).astype(int))
 
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="prodml-registry-bench-") as tmp:
-        workdir = Path(tmp)
-        ours = run_prodml(workdir, runs, model, n_versions)
-        theirs = run_mlflow(workdir, runs, single_runs, model, n_versions, args.mlflow_journal)
-    if ours.pop("search_m0") != theirs.pop("search_m0"):
-        raise RuntimeError("prodml and MLflow returned different runs for the same search")
+    rounds: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for r in range(args.rounds):  # fresh databases each round; the order alternates
+        with tempfile.TemporaryDirectory(prefix="prodml-registry-bench-") as tmp:
+            workdir = Path(tmp)
+            (workdir / "p").mkdir()
+            (workdir / "m").mkdir()
+            if r % 2 == 0:
+                one = run_prodml(workdir / "p", runs, model, n_versions)
+                two = run_mlflow(workdir / "m", runs, single_runs, model, n_versions,
+                                 args.mlflow_journal)  # fmt: skip
+            else:
+                two = run_mlflow(workdir / "m", runs, single_runs, model, n_versions,
+                                 args.mlflow_journal)  # fmt: skip
+                one = run_prodml(workdir / "p", runs, model, n_versions)
+        if one.pop("search_m0") != two.pop("search_m0"):
+            raise RuntimeError("prodml and MLflow returned different runs for the same search")
+        rounds.append((one, two))
+    ours, ours_min = aggregate([one for one, _ in rounds])
+    theirs, theirs_min = aggregate([two for _, two in rounds])
     ratio_logging = round(theirs["logging_batch"]["mean_ms"] / ours["logging"]["mean_ms"], 1)
     report: dict[str, Any] = {
         "benchmark": "registry",
@@ -399,8 +442,13 @@ def main() -> None:
         "metrics": N_METRICS,
         "search_repeat": SEARCH_REPEAT,
         "targets": TARGETS,
+        "rounds": args.rounds,
+        "statistic": "median over the rounds of each figure (min beside it)",
         "prodml": ours,
         "mlflow": theirs,
+        "prodml_min": ours_min,
+        "mlflow_min": theirs_min,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "ratio_logging_batch": ratio_logging,
         "ratio_logging_single": round(
             theirs["logging_single"]["mean_ms"] / ours["logging"]["mean_ms"], 1
@@ -414,7 +462,8 @@ def main() -> None:
     }
     report["wall_s"] = round(time.perf_counter() - began, 2)
     print_table(report)
-    print(f"wall time {report['wall_s']} s (after imports and model fit)")
+    print(f"{args.rounds} interleaved rounds, medians (min in the JSON); load "
+          f"{report['load_average']}; wall time {report['wall_s']} s (after imports and model fit)")  # fmt: skip
     print(json.dumps(report))
 
 
