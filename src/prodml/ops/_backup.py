@@ -27,22 +27,18 @@ backup killed midway leaves no directory that looks like a snapshot.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import shutil
 import sqlite3
-import stat
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from prodml.core import (
     ConfigError,
@@ -52,20 +48,32 @@ from prodml.core import (
     fingerprint_file,
     load_config,
 )
+from prodml.ops._backup_files import (
+    LOGS_DIR,
+    RACY_NS,
+    FilesCache,
+    Found,
+    no_collections,
+    walk,
+)
 from prodml.ops._events import Kind, OpsEvents
 from prodml.ops._external import dump_external, external_revision
-from prodml.ops._manifest import ExternalEntry, FileEntry, Manifest
+from prodml.ops._manifest import (
+    MANIFEST,
+    MANIFEST_SUM,
+    SNAPSHOTS_DIR,
+    ExternalEntry,
+    FileEntry,
+    Manifest,
+    list_snapshots,
+    read_snapshot,
+)
 from prodml.storage import open_metadata_db
 from prodml.storage._revision import VERSION_TABLE
 
 __all__ = ["SNAPSHOTS_DIR", "BackupResult", "backup_project", "blob_file", "blob_path"]
 
-SNAPSHOTS_DIR = "snapshots"
 BLOBS_DIR = "blobs"
-MANIFEST = "manifest.json"
-MANIFEST_SUM = "MANIFEST.sha256"
-_SKIP_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache"})
-_SKIP_SUFFIXES = ("-wal", "-shm", "-journal", ".tmp", ".lock")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
@@ -77,11 +85,6 @@ Progress = Callable[[int, int], None]
 _THREADS = min(4, max(2, os.cpu_count() or 1))
 _BATCH = 64
 _LARGE = 1 << 20
-#: A file modified this recently (ns) is read even when the files cache knows it.
-_RACY_NS = 2_000_000_000
-_CACHE_DIR = "cache"
-#: The logs' directory under the state directory: files there are never changed in place.
-LOGS_DIR = "logs"
 #: Files up to this size are read once (hashed and copied from memory).
 _IN_MEMORY = 64 << 20
 
@@ -124,90 +127,6 @@ def _is_sqlite(path: Path) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class _Found:
-    """A file the walk found: its path, its path relative to the root, size and mtime."""
-
-    path: str
-    rel: str
-    size: int
-    mtime_ns: int
-
-
-def _walk(
-    root: Path,
-    dest: Path,
-    state: Path,
-    *,
-    start: Path | None = None,
-    prune: frozenset[str] = frozenset(),
-    known: _FilesCache | None = None,
-    listed: dict[str, tuple[int, tuple[str, ...]]] | None = None,
-    before_ns: int = 0,
-) -> list[_Found]:
-    """The project's regular files (in no set order), leaving out the destination, tool
-    directories, SQLite's side files, and prodml's unfinished temp files (hidden files
-    in the state directory; a user's hidden files elsewhere are kept). One ``scandir``
-    per directory: its entries carry the stat a backup needs. ``start``: walk only that
-    directory of the project; ``prune``: directories (absolute paths) not entered.
-
-    The logs' files are immutable (a writer renames each finished file into place;
-    compaction and quarantine add and remove whole files), so a directory of the logs
-    whose mtime is what ``known`` recorded, and older than ``before_ns``, holds the
-    files it held then: they come from ``known`` without a ``scandir`` or a ``stat``.
-    ``listed`` receives each log directory's mtime and files for the next backup."""
-    skip = str(dest.resolve())
-    state_dir = str(state)
-    logs_dir = str(state / LOGS_DIR) + os.sep
-    found: list[_Found] = []
-
-    def visit(directory: str, rel: str, in_state: bool, mtime_ns: int | None) -> None:
-        if known is not None and mtime_ns is not None and mtime_ns < before_ns:
-            cached = known.listing(rel, mtime_ns)
-            if cached is not None:
-                found.extend(_Found(f"{directory}/{n}", rel + n, size, m) for n, size, m in cached)
-                if listed is not None:
-                    listed[rel] = (mtime_ns, tuple(n for n, _, _ in cached))
-                return
-        try:
-            with os.scandir(directory) as listing:
-                entries = list(listing)
-        except FileNotFoundError:
-            return
-        files: list[str] | None = []
-        for entry in entries:
-            name = entry.name
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if name in _SKIP_DIRS or entry.path == skip or entry.path in prune:
-                        continue
-                    inside = in_state or entry.path == state_dir
-                    log = entry.path.startswith(logs_dir)
-                    modified = entry.stat(follow_symlinks=False).st_mtime_ns if log else None
-                    visit(entry.path, f"{rel}{name}/", inside, modified)
-                    files = None  # only directories of files alone are listed
-                    continue
-                if name.endswith(_SKIP_SUFFIXES) or (in_state and name.startswith(".")):
-                    continue
-                status = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(status.st_mode):  # not pipes, sockets, links
-                found.append(_Found(entry.path, rel + name, status.st_size, status.st_mtime_ns))
-                if files is not None:
-                    files.append(name)
-        if listed is not None and mtime_ns is not None and mtime_ns < before_ns and files:
-            listed[rel] = (mtime_ns, tuple(files))
-
-    if start is None:
-        visit(str(root), "", False, None)
-    else:
-        rel = start.relative_to(root).as_posix()
-        inside = start == state or state in start.parents
-        visit(str(start), "" if rel == "." else rel + "/", inside, None)
-    return found
-
-
 def _sqlite_copy(source: Path, target: Path) -> None:
     """A consistent copy of a live SQLite database (the online backup API)."""
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30.0)
@@ -232,93 +151,13 @@ def _schema_revision(db_file: Path) -> str | None:
         con.close()
 
 
-@contextlib.contextmanager
-def _no_collections() -> Iterator[None]:
-    """The cyclic collector paused: building tens of thousands of small containers
-    triggers collections that each walk every object the process holds (in a process
-    with a large heap, loading the files cache took 0.21 s instead of 0.02 s)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class _FilesCache:
-    """What the last backup of ``root`` into ``dest`` found: each file's size, mtime and
-    SHA-256, so an incremental backup reads only the files that changed (the blob must
-    still be in the destination), and each log directory's mtime and files (see
-    :func:`_walk`). Only what was older than the racy window when it was seen is kept:
-    a file or directory changed again within the same clock tick would keep its mtime.
-    Lost or unreadable, it only costs a full read."""
-
-    def __init__(
-        self,
-        dest: Path,
-        root: Path,
-        files: dict[str, tuple[int, int, str]],
-        dirs: dict[str, tuple[int, tuple[str, ...]]] | None = None,
-    ) -> None:
-        key = fingerprint_bytes(str(root).encode())[:16]
-        self.path = dest / _CACHE_DIR / f"{key}.json"
-        self.files = files
-        self.dirs = dirs or {}
-
-    @classmethod
-    def load(cls, dest: Path, root: Path) -> _FilesCache:
-        cache = cls(dest, root, {})
-        try:
-            with _no_collections():  # tens of thousands of small objects, none garbage
-                raw = orjson.loads(cache.path.read_bytes())
-                cache.files = {k: (int(v[0]), int(v[1]), str(v[2]))
-                               for k, v in raw["files"].items()}  # fmt: skip
-                cache.dirs = {k: (int(v[0]), tuple(str(n) for n in v[1]))
-                              for k, v in raw["dirs"].items()}  # fmt: skip
-        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
-            cache.files, cache.dirs = {}, {}
-        return cache
-
-    def get(self, rel: str, size: int, mtime_ns: int) -> str | None:
-        found = self.files.get(rel)
-        if found is None or found[0] != size or found[1] != mtime_ns:
-            return None
-        return found[2]
-
-    def listing(self, rel: str, mtime_ns: int) -> list[tuple[str, int, int]] | None:
-        """The files (name, size, mtime) of directory ``rel`` if its mtime is the one
-        recorded and every file is known."""
-        found = self.dirs.get(rel)
-        if found is None or found[0] != mtime_ns:
-            return None
-        out = []
-        for name in found[1]:
-            file = self.files.get(rel + name)
-            if file is None:
-                return None
-            out.append((name, file[0], file[1]))
-        return out
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(f".{uuid.uuid4().hex}.partial")
-        partial.write_bytes(orjson.dumps({"files": self.files, "dirs": self.dirs}))
-        os.replace(partial, self.path)
-
-
 def _last_external(dest: Path) -> tuple[ExternalEntry, ...]:
-    """The external entries of the newest snapshot in ``dest`` whose manifest matches
-    its checksum (none: none)."""
-    root = dest / SNAPSHOTS_DIR
-    names = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []  # fmt: skip
-    for name in reversed(names):
+    """The external entries of the newest snapshot in ``dest`` that checks out (none:
+    none)."""
+    for snapshot in reversed(list_snapshots(dest)):
         try:
-            data = (root / name / MANIFEST).read_bytes()
-            if fingerprint_bytes(data) != (root / name / MANIFEST_SUM).read_text().strip():
-                continue
-            return Manifest.from_bytes(data).external
-        except (OSError, ProdMLError):
+            return read_snapshot(snapshot).external
+        except ProdMLError:
             continue
     return ()
 
@@ -424,7 +263,7 @@ def record_event(
         db.close()
 
 
-@_no_collections()  # a backup holds an object or two per file, none of them garbage
+@no_collections()  # a backup holds an object or two per file, none of them garbage
 def backup_project(
     root: Path,
     dest: Path,
@@ -459,10 +298,10 @@ def backup_project(
         # SQLite files first, through the backup API; the other files are listed after
         # those copies, so every artifact the metadata DB's copy names (an artifact is
         # stored before the row naming it) is in the listing.
-        known = _FilesCache.load(dest, root)
-        fresh = time.time_ns() - _RACY_NS
+        known = FilesCache.load(dest, root)
+        fresh = time.time_ns() - RACY_NS
         log_dirs: dict[str, tuple[int, tuple[str, ...]]] = {}
-        listed = _walk(root, dest, state, known=known, listed=log_dirs, before_ns=fresh)
+        listed = walk(root, dest, state, known=known, listed=log_dirs, before_ns=fresh)
         sqlite_files = [f for f in listed
                         if f.rel.endswith(_SQLITE_SUFFIXES) and _is_sqlite(Path(f.path))]  # fmt: skip
         stored: dict[str, tuple[str, int, bool]] = {}
@@ -502,13 +341,13 @@ def backup_project(
         # training sets stored meanwhile (the state directory again, but for its logs,
         # which no row names).
         names = {f.rel for f in listed}
-        later = _walk(root, dest, state, start=state, prune=frozenset({str(state / LOGS_DIR)}))
+        later = walk(root, dest, state, start=state, prune=frozenset({str(state / LOGS_DIR)}))
         plain = [f for f in listed if f.rel not in stored]
         plain += [f for f in later if f.rel not in names]
         total = len(sqlite_files) + len(plain)
 
-        def store(batch: list[_Found]) -> list[tuple[_Found, tuple[str, int, bool] | None]]:
-            out: list[tuple[_Found, tuple[str, int, bool] | None]] = []
+        def store(batch: list[Found]) -> list[tuple[Found, tuple[str, int, bool] | None]]:
+            out: list[tuple[Found, tuple[str, int, bool] | None]] = []
             for item in batch:
                 try:
                     out.append((item, _store_file(blobs, item.path, item.size)))
@@ -521,7 +360,7 @@ def backup_project(
             return out
 
         seen: dict[str, tuple[int, int, str]] = {}
-        changed: list[_Found] = []
+        changed: list[Found] = []
         for item in plain:
             cached = known.get(item.rel, item.size, item.mtime_ns)
             if (
@@ -589,7 +428,7 @@ def backup_project(
         snapshot_id = f"{when:%Y%m%dT%H%M%S%fZ}-{digest[:16]}"
         final = dest / SNAPSHOTS_DIR / snapshot_id
         os.replace(work, final)  # the snapshot appears whole, or not at all
-        _FilesCache(dest, root, seen, log_dirs).save()
+        FilesCache(dest, root, seen, log_dirs).save()
     except OSError as exc:  # no space left, a permission …: nothing half-written stays
         shutil.rmtree(work, ignore_errors=True)
         raise StorageError(f"backup of {root} into {dest} failed and was undone: {exc}") from exc

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from sqlalchemy import Integer, select, text
 
-from prodml.core import Config, ConflictError, StorageError
+from prodml.core import Config, StorageError
 from prodml.storage import Base, MetadataDB, open_metadata_db
 
-__all__ = ["check_target", "copy_metadata", "drop_copied", "embedded_metadata_file"]
+__all__ = ["copy_metadata", "drop_copied", "embedded_metadata_file"]
 
 _BATCH = 5000
 
@@ -33,20 +33,6 @@ def embedded_metadata_file(root: Path, file_config: Config, config: Config) -> P
         return None
     found = (root / file_config.metadata.path).resolve()
     return found if found.is_file() and found.is_relative_to(root.resolve()) else None
-
-
-def check_target(config: Config, root: Path) -> None:
-    """Refuse a PostgreSQL target whose schema holds anything (nothing is created)."""
-    from prodml.ops._external import _pg_relations, _pg_schema, _pg_where
-
-    url = config.metadata.url  # type: ignore[union-attr]
-    _, relations = _pg_relations(url, _pg_schema(config))
-    if relations:
-        raise ConflictError(
-            f"restore target: schema {_pg_schema(config)!r} of {_pg_where(url)} holds "
-            f"{relations} relations: restore the SQLite metadata DB into an empty or new "
-            "schema ([metadata] schema_name)"
-        )
 
 
 def copy_metadata(source: Path, config: Config, root: Path) -> int:

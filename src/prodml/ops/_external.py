@@ -171,6 +171,17 @@ def _pg_count(url: str, schema: str) -> tuple[bool, int]:
     return bool(exists), int(count)
 
 
+def refuse_non_empty_schema(config: Config) -> None:
+    """Refuse (:class:`ConflictError`) a PostgreSQL metadata schema holding anything."""
+    url, schema = config.metadata.url, _pg_schema(config)  # type: ignore[union-attr]
+    _, relations = _pg_relations(url, schema)
+    if relations:
+        raise ConflictError(
+            f"restore target: schema {schema!r} of {_pg_where(url)} holds {relations} "
+            "relations: restore into an empty or new schema ([metadata] schema_name)"
+        )
+
+
 def _restore_postgres(config: Config, dump: Path, work: Path) -> Callable[[], None]:
     """Load ``dump`` into the configured schema (checked empty); returns the undo."""
     url = config.metadata.url  # type: ignore[union-attr]
@@ -531,13 +542,7 @@ class ExternalTargets:
                     "environment overrides)"
                 )
         if METADATA in self.stores:
-            url, schema = self.config.metadata.url, _pg_schema(self.config)  # type: ignore[union-attr]
-            _, relations = _pg_relations(url, schema)
-            if relations:
-                raise ConflictError(
-                    f"restore target: schema {schema!r} of {_pg_where(url)} holds {relations} "
-                    "relations: restore into an empty or new schema ([metadata] schema_name)"
-                )
+            refuse_non_empty_schema(self.config)
         if ONLINE in self.stores and (count := _redis_keys(self.config)):
             raise ConflictError(
                 f"restore target: Redis {_redis_where(self.config)} holds {count} keys: "

@@ -17,13 +17,29 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from prodml.core import IntegrityError, fingerprint_bytes
+from prodml.core import IntegrityError, NotFoundError, fingerprint_bytes
 
-__all__ = ["FORMAT", "ExternalEntry", "FileEntry", "Manifest"]
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "MANIFEST_SUM",
+    "SNAPSHOTS_DIR",
+    "ExternalEntry",
+    "FileEntry",
+    "Manifest",
+    "list_snapshots",
+    "read_snapshot",
+]
+
+#: A destination's snapshots are ``snapshots/<id>/``, each with these two files.
+SNAPSHOTS_DIR = "snapshots"
+MANIFEST = "manifest.json"
+MANIFEST_SUM = "MANIFEST.sha256"
 
 #: Format 2 added ``external``; format 1 manifests (none) are still read.
 FORMAT = 2
@@ -96,3 +112,31 @@ class Manifest:
                 f"{sorted(_READS)}"
             )
         return manifest
+
+
+def list_snapshots(dest: Path) -> list[Path]:
+    """The complete snapshots in ``dest``, oldest first (an interrupted backup's working
+    directory is hidden and never listed)."""
+    root = dest / SNAPSHOTS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_snapshot(snapshot: Path) -> Manifest:
+    """The snapshot's manifest, checked against its own SHA-256 and name."""
+    if not snapshot.is_dir():
+        raise NotFoundError(f"snapshot {snapshot}: no such directory")
+    manifest_file, sum_file = snapshot / MANIFEST, snapshot / MANIFEST_SUM
+    for required in (manifest_file, sum_file):
+        if not required.is_file():
+            raise IntegrityError(f"snapshot {snapshot.name}: {required.name} is missing")
+    data = manifest_file.read_bytes()
+    recorded = sum_file.read_text().strip()
+    actual = fingerprint_bytes(data)
+    if actual != recorded or not snapshot.name.endswith("-" + recorded[:16]):
+        raise IntegrityError(
+            f"snapshot {snapshot.name}: {MANIFEST} does not match its own checksum (SHA-256 "
+            f"{actual}, recorded {recorded}): the manifest was edited; restore refused"
+        )
+    return Manifest.from_bytes(data, where=str(manifest_file))

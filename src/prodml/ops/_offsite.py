@@ -19,6 +19,7 @@ a profile or role), ``AWS_REGION``, ``AWS_ENDPOINT_URL`` for S3-compatible serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -27,10 +28,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from prodml.core import ConfigError, NotFoundError
-from prodml.ops._backup import BLOBS_DIR, MANIFEST, MANIFEST_SUM, SNAPSHOTS_DIR, blob_path
-from prodml.ops._manifest import Manifest
-from prodml.ops._restore import list_snapshots, read_snapshot
+from prodml.core import ArtifactNotFoundError, ConfigError, NotFoundError
+from prodml.ops._backup import BLOBS_DIR, blob_path
+from prodml.ops._manifest import (
+    MANIFEST,
+    MANIFEST_SUM,
+    SNAPSHOTS_DIR,
+    Manifest,
+    list_snapshots,
+    read_snapshot,
+)
 from prodml.ops._retention import _kept
 from prodml.storage._blob_s3 import S3BlobStore
 
@@ -145,7 +152,7 @@ def pull(url: str, into: Path, *, progress: Progress | None = None) -> Path:
     def download(sha: str) -> None:
         target = blob_path(into, sha)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if store.exists(f"{BLOBS_DIR}/{sha[:2]}/{sha}"):  # a missing one: named by the restore
+        with contextlib.suppress(ArtifactNotFoundError):  # the restore names a missing one
             store.load_file(f"{BLOBS_DIR}/{sha[:2]}/{sha}", target)
 
     with ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-offsite") as pool:

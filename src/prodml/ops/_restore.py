@@ -28,24 +28,21 @@ from prodml.core import (
     ConfigError,
     ConflictError,
     IntegrityError,
-    NotFoundError,
     StateError,
     StorageError,
     fingerprint_bytes,
     load_config,
 )
-from prodml.ops._backup import (
-    BLOBS_DIR,
-    MANIFEST,
-    MANIFEST_SUM,
-    SNAPSHOTS_DIR,
-    blob_file,
-    read_small,
-    write_new,
+from prodml.ops._backup import BLOBS_DIR, blob_file, read_small, write_new
+from prodml.ops._convert import copy_metadata, embedded_metadata_file
+from prodml.ops._external import ExternalTargets, refuse_non_empty_schema
+from prodml.ops._manifest import (
+    ExternalEntry,
+    FileEntry,
+    Manifest,
+    list_snapshots,
+    read_snapshot,
 )
-from prodml.ops._convert import check_target, copy_metadata, embedded_metadata_file
-from prodml.ops._external import ExternalTargets
-from prodml.ops._manifest import ExternalEntry, FileEntry, Manifest
 from prodml.storage._migrate import known_revisions
 
 __all__ = [
@@ -70,37 +67,9 @@ class RestoreResult:
                 "bytes": self.bytes, "seconds": round(self.seconds, 3)}  # fmt: skip
 
 
-def list_snapshots(dest: Path) -> list[Path]:
-    """The complete snapshots in ``dest``, oldest first (an interrupted backup's working
-    directory is hidden and never listed)."""
-    root = dest / SNAPSHOTS_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def _store_of(snapshot: Path) -> Path:
     """The destination (blob store) a snapshot directory belongs to."""
     return snapshot.parent.parent
-
-
-def read_snapshot(snapshot: Path) -> Manifest:
-    """The snapshot's manifest, checked against its own SHA-256 and name."""
-    if not snapshot.is_dir():
-        raise NotFoundError(f"snapshot {snapshot}: no such directory")
-    manifest_file, sum_file = snapshot / MANIFEST, snapshot / MANIFEST_SUM
-    for required in (manifest_file, sum_file):
-        if not required.is_file():
-            raise IntegrityError(f"snapshot {snapshot.name}: {required.name} is missing")
-    data = manifest_file.read_bytes()
-    recorded = sum_file.read_text().strip()
-    actual = fingerprint_bytes(data)
-    if actual != recorded or not snapshot.name.endswith("-" + recorded[:16]):
-        raise IntegrityError(
-            f"snapshot {snapshot.name}: {MANIFEST} does not match its own checksum (SHA-256 "
-            f"{actual}, recorded {recorded}): the manifest was edited; restore refused"
-        )
-    return Manifest.from_bytes(data, where=str(manifest_file))
 
 
 #: Threads reading and hashing blobs, and files per task handed to one.
@@ -261,7 +230,7 @@ def restore_snapshot(
             external.check()  # every store empty before any is written
         if embedded is not None:
             assert config is not None
-            check_target(config, work)
+            refuse_non_empty_schema(config)
         if manifest.external:
             assert external is not None
             scratch = work / f".external-{uuid.uuid4().hex}"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from prodml.core import ConfigError
 from prodml.ops._backup import BLOBS_DIR, blob_path
-from prodml.ops._restore import list_snapshots, read_snapshot
+from prodml.ops._manifest import list_snapshots, read_snapshot
 
 __all__ = ["PruneResult", "prune_snapshots"]
 

@@ -148,15 +148,15 @@ class S3LogStore(LogStore):
         return sorted({named[0] for key in self._list(f"{self.root}/")
                        if (named := _hour_of(key)) is not None})  # fmt: skip
 
+    def _hours(self, endpoint: str) -> list[datetime]:
+        """The hours of ``endpoint``'s objects (``_keys`` keeps only log objects)."""
+        return [_hour_of(key)[1] for key in self._keys(self.root, endpoint, None, None)]  # type: ignore[index]
+
     def first_hour(self, endpoint: str) -> datetime | None:
-        hours = [named[1] for key in self._keys(self.root, endpoint, None, None)
-                 if (named := _hour_of(key)) is not None]  # fmt: skip
-        return min(hours, default=None)
+        return min(self._hours(endpoint), default=None)
 
     def latest_hour(self, endpoint: str) -> datetime | None:
-        hours = [named[1] for key in self._keys(self.root, endpoint, None, None)
-                 if (named := _hour_of(key)) is not None]  # fmt: skip
-        return max(hours, default=None)
+        return max(self._hours(endpoint), default=None)
 
     def quarantined(
         self,
