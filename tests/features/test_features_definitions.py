@@ -33,6 +33,26 @@ def weather(ttl: timedelta | None = timedelta(hours=3), **kw: object) -> Feature
     return FeatureView("weather", **args)  # type: ignore[arg-type]
 
 
+def test_a_cached_version_follows_an_attribute_set_later() -> None:
+    """Versions are computed once per definition (an online read uses them on every
+    request) and again after any attribute is set, on views, services and on-demand
+    features alike."""
+    view = weather()
+    first = view.version
+    assert view.version is first  # cached
+    view.ttl = timedelta(hours=4)
+    assert view.version == weather(ttl=timedelta(hours=4)).version != first
+    service = FeatureService("svc", [view])
+    before = service.version, service.output_names
+    service.members = FeatureService("svc", [view[["temp"]]]).members
+    assert (service.version, service.output_names) != before
+    assert service.output_names == ("temp",)
+    hour = OnDemandFeature("h", lambda c: c["x"] // 100, inputs=["x"], dtype="int64")
+    old = hour.version
+    hour.features = (Field("h", "float64"),)
+    assert hour.version != old
+
+
 def test_version_changes_with_definition_and_only_then() -> None:
     assert weather().version == weather().version
     assert weather().version != weather(ttl=timedelta(hours=4)).version

@@ -23,10 +23,11 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from prodml.core import DefinitionError, arrow_type, canonical_json, check_name
-from prodml.features._sources import ParquetSource, PythonSource, Source, SqlSource
+from prodml.features._sources import Definition, ParquetSource, PythonSource, Source, SqlSource
 
 __all__ = [
     "Entity",
@@ -67,7 +68,7 @@ class Field:
         return {"name": self.name, "dtype": self.dtype}
 
 
-class Entity:
+class Entity(Definition):
     """Something features describe (an airport, a plane), identified by its join keys."""
 
     kind = "entity"
@@ -89,7 +90,7 @@ class Entity:
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "join_keys": list(self.join_keys)}
 
-    @property
+    @cached_property
     def version(self) -> str:
         return spec_version(self.spec())
 
@@ -97,7 +98,7 @@ class Entity:
         return f"Entity({self.name!r}, join_keys={list(self.join_keys)})"
 
 
-class FeatureView:
+class FeatureView(Definition):
     """Features of one or more entities, read from a source, valid from their event time
     for ``ttl`` (``None``: forever).
 
@@ -195,11 +196,11 @@ class FeatureView:
             spec["inclusive"] = False  # only when set: the default keeps existing versions
         return spec
 
-    @property
+    @cached_property
     def version(self) -> str:
         return spec_version(self.spec())
 
-    @property
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
@@ -233,7 +234,7 @@ class FeatureViewProjection:
             )
         no_duplicates([f.name for f in self.features], where=f"selection of {self.view.name!r}")
 
-    @property
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 

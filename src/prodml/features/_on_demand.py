@@ -5,6 +5,7 @@ and when serving (over a table made of the request data and the online values)."
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -12,7 +13,7 @@ import pyarrow as pa
 
 from prodml.core import DefinitionError, ProdMLError, arrow_type, check_name
 from prodml.features._definitions import Field, no_duplicates, spec_version
-from prodml.features._sources import function_source
+from prodml.features._sources import Definition, function_source
 
 __all__ = [
     "ColumnFunction",
@@ -39,7 +40,7 @@ class FeatureFunctionError(DefinitionError):
         self.input_fault = input_fault
 
 
-class OnDemandFeature:
+class OnDemandFeature(Definition):
     """Features computed from request data and other features by a pure, vectorised
     function: it receives a mapping of input name → NumPy array (one element per row,
     timestamps as ``datetime64[us]`` in UTC) and returns an array (one output) or a mapping
@@ -85,7 +86,7 @@ class OnDemandFeature:
         self.source_text = function_source(func, owner=where)
         self.description = description
 
-    @property
+    @cached_property
     def output_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
@@ -101,7 +102,7 @@ class OnDemandFeature:
             "source": self.source_text,
         }
 
-    @property
+    @cached_property
     def version(self) -> str:
         return spec_version(self.spec())
 

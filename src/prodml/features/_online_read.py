@@ -84,13 +84,13 @@ def read_online(
     where = f"online read of feature service {service.name!r}"
     keys_in = columns_of(entities, what=f"{where}: entities")
     needed = service.join_keys
-    unknown = sorted(set(keys_in) - set(needed))
-    if unknown:
-        raise SchemaError(
-            f"{where}: unknown entity key(s) {unknown}; the service is keyed by {list(needed)}"
-        )
-    missing = [k for k in needed if k not in keys_in]
-    if missing:
+    if len(keys_in) != len(needed) or any(k not in keys_in for k in needed):
+        unknown = sorted(set(keys_in) - set(needed))
+        if unknown:
+            raise SchemaError(
+                f"{where}: unknown entity key(s) {unknown}; the service is keyed by {list(needed)}"
+            )
+        missing = [k for k in needed if k not in keys_in]
         raise SchemaError(
             f"{where}: entity key(s) {missing} not given; the service is keyed by {list(needed)}"
         )

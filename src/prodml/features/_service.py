@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any, TypeAlias
 
 from prodml.core import DefinitionError, check_name
@@ -23,6 +24,7 @@ from prodml.features._definitions import (
     spec_version,
 )
 from prodml.features._on_demand import OnDemandFeature
+from prodml.features._sources import Definition
 
 __all__ = ["FeatureService", "ServiceMember"]
 
@@ -30,7 +32,7 @@ __all__ = ["FeatureService", "ServiceMember"]
 ServiceMember: TypeAlias = FeatureViewProjection | OnDemandFeature
 
 
-class FeatureService:
+class FeatureService(Definition):
     """The named, versioned set of features one model consumes, in order."""
 
     kind = "feature_service"
@@ -72,19 +74,19 @@ class FeatureService:
         self.members: tuple[ServiceMember, ...] = tuple(members)
         self.description = description
 
-    @property
+    @cached_property
     def projections(self) -> tuple[FeatureViewProjection, ...]:
         return tuple(m for m in self.members if isinstance(m, FeatureViewProjection))
 
-    @property
+    @cached_property
     def on_demand(self) -> tuple[OnDemandFeature, ...]:
         return tuple(m for m in self.members if isinstance(m, OnDemandFeature))
 
-    @property
+    @cached_property
     def output_names(self) -> tuple[str, ...]:
         return tuple(n for m in self.members for n in m.feature_names)
 
-    @property
+    @cached_property
     def join_keys(self) -> tuple[str, ...]:
         keys: dict[str, None] = {}
         for p in self.projections:
@@ -106,7 +108,7 @@ class FeatureService:
                 members.append({"on_demand": m.name, "version": m.version})
         return {"name": self.name, "members": members}
 
-    @property
+    @cached_property
     def version(self) -> str:
         return spec_version(self.spec())
 

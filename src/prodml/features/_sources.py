@@ -12,11 +12,36 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from functools import cached_property
+from typing import Any, ClassVar, TypeAlias
 
 from prodml.core import DefinitionError
 
-__all__ = ["ParquetSource", "PythonSource", "Source", "SqlSource", "function_source"]
+__all__ = ["Definition", "ParquetSource", "PythonSource", "Source", "SqlSource", "function_source"]
+
+
+class Definition:
+    """What is derived from a definition's attributes — its version, a hash of its spec
+    read on every online request; the names of its features — is computed once
+    (``cached_property``) and computed again after any of its attributes is set. A
+    definition nested in another (a view's source or entities) is part of the outer
+    one's spec: to change it, set a new one on the outer definition."""
+
+    _derived: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._derived = tuple(
+            name
+            for klass in cls.__mro__
+            for name, value in vars(klass).items()
+            if isinstance(value, cached_property)
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        for derived in self._derived:
+            self.__dict__.pop(derived, None)
 
 
 def function_source(func: Callable[..., Any], *, owner: str) -> str:
