@@ -17,23 +17,23 @@ each printing one JSON line on stdout:
     ``threshold`` and whether Evidently's test for it failed, ``drifted``) and
     ``share_drifted`` (the preset's ``DriftedColumnsCount`` share).
 
-``python _evidently_drift.py parity DATA.npz``
-    DATA.npz holds float arrays ``ref_<i>``/``cur_<i>`` and string arrays
-    ``cref_<j>``/``ccur_<j>``. Each column is cleaned as Evidently's
-    ``get_one_column_drift`` does (±inf to NaN, NaN dropped), then scored by
-    Evidently's own stattest functions: numeric pairs by ``_wasserstein_distance_norm``
-    and ``_jensenshannon`` (``ColumnType.Numerical``), categorical pairs by
-    ``_jensenshannon`` (``ColumnType.Categorical``). For each pair it also prints the
-    binning Evidently's ``get_binned_data`` used for Jensen-Shannon: ``binning`` is
-    ``"sturges"`` with the ``edges`` over reference+current, or ``"categories"`` with
-    the sorted ``keys`` (a numeric column with at most 20 distinct reference values is
-    binned that way too), plus ``ref_percents``/``cur_percents`` aligned with them.
+``python _evidently_drift.py parity REFERENCE.parquet CURRENT.parquet``
+    Every row of both files (the timed size, no sample). Each ``num_*``/``cat_*``
+    column is cleaned as Evidently's ``get_one_column_drift`` does (±inf to NaN, NaN
+    dropped), then scored by Evidently's own stattest functions: numeric pairs by
+    ``_wasserstein_distance_norm`` and ``_jensenshannon`` (``ColumnType.Numerical``),
+    categorical pairs by ``_jensenshannon`` (``ColumnType.Categorical``). For each pair
+    it also prints the binning Evidently's ``get_binned_data`` used for Jensen-Shannon:
+    ``binning`` is ``"sturges"`` with the ``edges`` over reference+current, or
+    ``"categories"`` with the sorted ``keys`` (a numeric column with at most 20 distinct
+    reference values is binned that way too), plus ``ref_percents``/``cur_percents``
+    aligned with them. Output: ``numeric`` and ``categorical``, each a mapping from
+    column name to those figures.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import resource
 import sys
 import time
@@ -68,7 +68,7 @@ _N_BINS = 30
 
 USAGE = (
     "usage: python _evidently_drift.py preset REFERENCE.parquet CURRENT.parquet\n"
-    "       python _evidently_drift.py parity DATA.npz"
+    "       python _evidently_drift.py parity REFERENCE.parquet CURRENT.parquet"
 )
 
 
@@ -133,7 +133,7 @@ def _parse_snapshot(result: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], 
 
 
 def run_preset(reference_path: str, current_path: str) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     reference = pd.read_parquet(reference_path)
     current = pd.read_parquet(current_path)
     t1 = time.perf_counter()
@@ -148,6 +148,7 @@ def run_preset(reference_path: str, current_path: str) -> dict[str, Any]:
     columns, share = _parse_snapshot(result)
     return {
         "seconds_total": t2 - t0,
+        "cpu_seconds": time.process_time() - c0,
         "seconds_compute": t2 - t1,
         "seconds_read": t1 - t0,
         "seconds_import": SECONDS_IMPORT,
@@ -203,55 +204,43 @@ def _binning(reference: pd.Series, current: pd.Series, feature_type: ColumnType)
     }
 
 
-def _pairs(data: Any, ref_prefix: str, cur_prefix: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    pattern = re.compile(rf"{ref_prefix}(\d+)")
-    indices = sorted(int(m.group(1)) for name in data.files if (m := pattern.fullmatch(name)))
-    missing = [i for i in indices if f"{cur_prefix}{i}" not in data.files]
-    if missing:
-        raise SystemExit(f"no {cur_prefix}<i> array for {ref_prefix}<i>, i in {missing}")
-    return [(data[f"{ref_prefix}{i}"], data[f"{cur_prefix}{i}"]) for i in indices]
-
-
-def run_parity(npz_path: str) -> dict[str, Any]:
-    with np.load(npz_path, allow_pickle=False) as data:
-        numeric_pairs = _pairs(data, "ref_", "cur_")
-        categorical_pairs = _pairs(data, "cref_", "ccur_")
-    numeric = []
-    for ref_values, cur_values in numeric_pairs:
-        ref = _clean(ref_values.astype(np.float64))
-        cur = _clean(cur_values.astype(np.float64))
-        wd, _ = _wasserstein_distance_norm(ref, cur, ColumnType.Numerical, _THRESHOLD)
-        js, _ = _jensenshannon(ref, cur, ColumnType.Numerical, _THRESHOLD)
-        numeric.append(
-            {
+def run_parity(reference_path: str, current_path: str) -> dict[str, Any]:
+    reference = pd.read_parquet(reference_path)
+    current = pd.read_parquet(current_path)
+    _definition(list(reference.columns))  # the same column naming rule as the preset
+    numeric: dict[str, Any] = {}
+    categorical: dict[str, Any] = {}
+    for column in reference.columns:
+        if column.startswith("num_"):
+            ref = _clean(reference[column].to_numpy(dtype=np.float64))
+            cur = _clean(current[column].to_numpy(dtype=np.float64))
+            wd, _ = _wasserstein_distance_norm(ref, cur, ColumnType.Numerical, _THRESHOLD)
+            js, _ = _jensenshannon(ref, cur, ColumnType.Numerical, _THRESHOLD)
+            numeric[column] = {
                 "wasserstein_norm": float(wd),
                 "js": float(js),
                 "n_ref": len(ref),
                 "n_cur": len(cur),
                 **_binning(ref, cur, ColumnType.Numerical),
             }
-        )
-    categorical = []
-    for ref_values, cur_values in categorical_pairs:
-        ref = _clean(ref_values.astype(str).astype(object))
-        cur = _clean(cur_values.astype(str).astype(object))
-        js, _ = _jensenshannon(ref, cur, ColumnType.Categorical, _THRESHOLD)
-        categorical.append(
-            {
+        else:
+            ref = _clean(reference[column].astype(str).to_numpy(dtype=object))
+            cur = _clean(current[column].astype(str).to_numpy(dtype=object))
+            js, _ = _jensenshannon(ref, cur, ColumnType.Categorical, _THRESHOLD)
+            categorical[column] = {
                 "js": float(js),
                 "n_ref": len(ref),
                 "n_cur": len(cur),
                 **_binning(ref, cur, ColumnType.Categorical),
             }
-        )
     return {"numeric": numeric, "categorical": categorical}
 
 
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "preset":
         out = run_preset(argv[1], argv[2])
-    elif len(argv) == 2 and argv[0] == "parity":
-        out = run_parity(argv[1])
+    elif len(argv) == 3 and argv[0] == "parity":
+        out = run_parity(argv[1], argv[2])
     else:
         print(USAGE, file=sys.stderr)
         return 2

@@ -1,115 +1,79 @@
-"""Online read latency: prodml's SQLite online store against Feast's, same data, same keys.
+"""Online read latency, like for like: prodml's ``features.get_online`` against Feast's
+``get_online_features``, on SQLite and on Redis, same data, same keys, same statistic.
 
-Writes N entities × 5 float features (100k; 10k with ``--quick``) to a SQLite online
-store in a temporary folder, then times in-process batch reads of 1 and of 100 random
-entities (p50/p99 in ms). Feast's SQLite online store does the same in its own venv
-(``benchmarks/.venvs/feast``, built on first use): a minimal repo (FileSource over the
-same Parquet file, one Entity, one FeatureView), ``write_to_online_store``, then
-``get_online_features(...).to_dict()`` for the same key lists. The last stdout line is
-one JSON object with every figure, the targets and the ratios (Feast / prodml: above 1
-means prodml is faster).
+N entities × 5 float features (100k; 10k with ``--quick``) are written once per backend
+by each system's own path: prodml materializes a feature view from Parquet into its
+configured online store (``[online_store] type = "sqlite"`` then ``type = "redis"``
+in ``prodml.toml``); Feast ``write_to_online_store``-s the same Parquet file into its
+``sqlite`` / ``redis`` online store (``feast[redis]`` in its own venv,
+``benchmarks/.venvs/feast_redis``, built on first use). Then, for batches of 1 and of
+100 random entities, each round times every key list once (after 50 untimed warm-up
+reads) with the public read a user calls:
 
-    .venv/bin/python benchmarks/online_read.py [--quick] [--no-peer]
+* prodml: ``project.features.get_online("bench_service", {"entity_id": keys})``;
+* Feast: ``store.get_online_features(features=[all 5], entity_rows=...).to_dict()``.
+
+Rounds are interleaved (prodml, Feast, prodml, Feast…; Feast serves rounds from one
+long-lived process, ``_online_feast_peer.py``) and every system gets the same
+statistic: per round the p50 and p99 of its per-read latencies, then the median and the
+minimum of those over the rounds. Every value of every feature of every entity read in
+every timed round is checked: both systems' values (float64, request order) are
+compared with the source data and with each other, element by element in the first
+round and by SHA-256 in the others. After the rounds, a diagnostic (not in the rows)
+times prodml's layers on the same keys — the bare backend fetch, ``OnlineStore.read``,
+``get_online`` — and a row that misses its target says in its note where the time goes.
+
+Redis is 127.0.0.1:6379 (``--redis-url``), database 11: prodml's keys have a unique
+prefix and Feast a unique project; only those keys are deleted at the end.
+
+    .venv/bin/python benchmarks/online_read.py [--quick] [--no-peer] [--rounds N]
+
+The last stdout line is ``_table.emit``'s JSON: figures, load average and one row per
+comparison (ratio = Feast / prodml: above 1 means prodml is faster; target 5).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prodml.features.online import SqliteOnlineStore
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _peers
+from _table import Row, emit, interleaved, load_average, summary
 
-FEAST_REQUIREMENT = "feast==0.67.0"
+FEAST_REQUIREMENTS = ["feast[redis]==0.67.0"]
 FEATURES = [f"f{i}" for i in range(5)]
-NAMESPACE = "bench_view:1"
 NOW = datetime(2013, 6, 1, tzinfo=UTC)
-TTL = timedelta(days=7)
-TARGETS = {"p50_ms_1": 0.1, "p99_ms_1": 1.0, "p50_ms_100": 2.0}
+TARGET = 5.0
+WARMUP = 50
+SIZES = (1, 100)
+BACKENDS = ("sqlite", "redis")
+PEER_SCRIPT = Path(__file__).resolve().parent / "_online_feast_peer.py"
 
-PEER_SCRIPT = r"""
-import json, sys, time, warnings
+FEATURES_PY = """
 from datetime import timedelta
-from pathlib import Path
+from prodml.features import Entity, FeatureService, FeatureView, Field, ParquetSource
 
-warnings.filterwarnings("ignore")
-import logging
-logging.disable(logging.WARNING)
-import numpy as np
-import pandas as pd
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource
-from feast.types import Float64
-from feast.value_type import ValueType
-
-args = json.load(sys.stdin)
-repo = Path(args["workdir"]) / "feast_repo"
-(repo / "data").mkdir(parents=True)
-(repo / "feature_store.yaml").write_text(
-    "project: bench\n"
-    "provider: local\n"
-    "registry:\n"
-    f"  path: {repo / 'data' / 'registry.db'}\n"
-    "  cache_ttl_seconds: 0\n"
-    "online_store:\n"
-    "  type: sqlite\n"
-    f"  path: {repo / 'data' / 'online.db'}\n"
-    "entity_key_serialization_version: 3\n"
-)
-entity = Entity(name="entity", join_keys=["entity_id"], value_type=ValueType.INT64)
-source = FileSource(path=args["parquet"], timestamp_field="event_timestamp")
-view = FeatureView(
-    name="bench_view",
-    entities=[entity],
-    ttl=timedelta(days=7),
-    schema=[Field(name=name, dtype=Float64) for name in args["features"]],
-    online=True,
-    source=source,
-)
-store = FeatureStore(repo_path=str(repo))
-store.apply([entity, view])
-frame = pd.read_parquet(args["parquet"])
-start = time.perf_counter()
-store.write_to_online_store("bench_view", frame)
-write_s = time.perf_counter() - start
-refs = [f"bench_view:{name}" for name in args["features"]]
-
-def measure(key_lists, warmup):
-    rows = [[{"entity_id": k} for k in keys] for keys in key_lists]
-    for r in rows[:warmup]:
-        store.get_online_features(features=refs, entity_rows=r).to_dict()
-    times = []
-    for r in rows:
-        t = time.perf_counter_ns()
-        store.get_online_features(features=refs, entity_rows=r).to_dict()
-        times.append(time.perf_counter_ns() - t)
-    ms = np.array(times) / 1e6
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
-
-p50_1, p99_1 = measure(args["keys_1"], 50)
-p50_100, p99_100 = measure(args["keys_100"], 20)
-sample = store.get_online_features(
-    features=refs, entity_rows=[{"entity_id": k} for k in args["sample"]]
-).to_dict()
-import feast
-print(json.dumps({
-    "version": feast.__version__,
-    "write_s": write_s,
-    "p50_ms_1": p50_1, "p99_ms_1": p99_1, "p50_ms_100": p50_100, "p99_ms_100": p99_100,
-    "sample_f0": sample["f0"],
-}))
+entity = Entity("entity", join_keys=["entity_id"])
+bench = FeatureView("bench", entities=[entity], source=ParquetSource("features.parquet"),
+                    event_time="event_timestamp", ttl=timedelta(days=7),
+                    features=[Field(f"f{i}", "float64") for i in range(5)])
+bench_service = FeatureService("bench_service", features=[bench])
 """
 
 
@@ -126,184 +90,399 @@ def make_data(entities: int, seed: int) -> pa.Table:
     return pa.table(columns)
 
 
-def percentiles(
-    fn: Callable[[list[tuple[int]]], object], key_lists: list[list[int]]
-) -> tuple[float, float]:
-    requests = [[(k,) for k in keys] for keys in key_lists]
-    for keys in requests[:50]:
-        fn(keys)
-    times = []
-    for keys in requests:
-        start = time.perf_counter_ns()
-        fn(keys)
-        times.append(time.perf_counter_ns() - start)
-    ms = np.array(times) / 1e6
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+def to_array(results: list[dict[str, list[Any]]]) -> np.ndarray:
+    """Values as float64 (None → NaN), shape (key list, entity, feature) — the same
+    layout and dtype the Feast peer digests."""
+    return np.array(
+        [[[np.nan if v is None else v for v in r[name]] for name in FEATURES] for r in results],
+        dtype=np.float64,
+    ).transpose(0, 2, 1)
 
 
-def run_prodml(
-    data: pa.Table, workdir: Path, keys_1: list[list[int]], keys_100: list[list[int]]
-) -> dict[str, Any]:
-    with SqliteOnlineStore(workdir / "prodml_online.db") as store:
-        start = time.perf_counter()
-        written = store.write_batch(
-            NAMESPACE,
-            data,
-            key_columns=["entity_id"],
-            event_time_column="event_timestamp",
-            feature_columns=FEATURES,
+def digest(values: np.ndarray) -> str:
+    return hashlib.sha256(values.tobytes()).hexdigest()
+
+
+def check_equal(what: str, got: np.ndarray, expected: np.ndarray) -> None:
+    if got.shape != expected.shape:
+        raise RuntimeError(f"{what}: shape {got.shape}, expected {expected.shape}")
+    bad = ~((got == expected) | (np.isnan(got) & np.isnan(expected)))
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise RuntimeError(
+            f"{what}: {int(bad.sum())} of {got.size} values differ; first at (key list, "
+            f"entity, feature) {first}: {got[first]!r} vs {expected[first]!r}"
         )
-        write_s = time.perf_counter() - start
-        if written != data.num_rows:
-            raise RuntimeError(f"prodml wrote {written} records, expected {data.num_rows}")
 
-        def read(keys: list[tuple[int]]) -> object:
-            return store.read(NAMESPACE, keys, FEATURES, now=NOW, ttl=TTL)
 
-        p50_1, p99_1 = percentiles(read, keys_1)
-        p50_100, p99_100 = percentiles(read, keys_100)
-        check = store.read(NAMESPACE, [(k,) for k in range(5)], FEATURES, now=NOW, ttl=TTL)
-        if check.values["f0"] != data.column("f0").to_pylist()[:5] or any(check.stale):
-            raise RuntimeError("prodml returned different values than were written")
+def latency(times_ns: list[int]) -> dict[str, float]:
+    ms = np.array(times_ns) / 1e6
     return {
-        "write_s": round(write_s, 3),
-        "p50_ms_1": p50_1,
-        "p99_ms_1": p99_1,
-        "p50_ms_100": p50_100,
-        "p99_ms_100": p99_100,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
     }
 
 
-SERVICE_FEATURES_PY = """
-from datetime import timedelta
-from prodml.features import Entity, FeatureService, FeatureView, Field, ParquetSource
+class ProdmlSide:
+    """A prodml project whose online store is ``backend``, materialized from Parquet."""
 
-entity = Entity("entity", join_keys=["entity_id"])
-bench = FeatureView("bench", entities=[entity], source=ParquetSource("features.parquet"),
-                    event_time="event_timestamp", ttl=timedelta(days=7),
-                    features=[Field(f"f{i}", "float64") for i in range(5)])
-bench_service = FeatureService("bench_service", features=[bench])
-"""
+    def __init__(self, root: Path, data: pa.Table, backend: str, redis_url: str) -> None:
+        from prodml import Project
 
-
-def run_prodml_service(
-    data: pa.Table, workdir: Path, keys_1: list[list[int]], keys_100: list[list[int]]
-) -> dict[str, Any]:
-    """The whole prodml path Feast's get_online_features corresponds to: a project,
-    materialization from Parquet, ``project.features.get_online`` for a service."""
-    from prodml import Project
-
-    root = workdir / "prodml_project"
-    project = Project.init(root, name="bench")
-    try:
-        pq.write_table(data, root / "features.parquet")
-        (root / "features.py").write_text(SERVICE_FEATURES_PY)
-        project.features.apply()
-        start = time.perf_counter()
-        project.features.materialize(end=NOW)
-        materialize_s = time.perf_counter() - start
-        features = project.features
-
-        def read(keys: list[tuple[int]]) -> object:
-            return features.get_online(
-                "bench_service", {"entity_id": [k[0] for k in keys]}, now=NOW
+        self.prefix = f"prodml_bench_online_{uuid.uuid4().hex[:8]}"
+        self.redis_url = redis_url
+        self.backend = backend
+        Project.init(root, name="bench").close()
+        config = root / "prodml.toml"
+        if backend == "redis":
+            section = (
+                f'[online_store]\ntype = "redis"\nurl = "{redis_url}"\n'
+                f'key_prefix = "{self.prefix}"\n\n'
             )
+            text, found = re.subn(r"(?ms)^\[online_store\]\n.*?\n\n", section, config.read_text())
+            if found != 1:
+                raise RuntimeError("prodml.toml has no [online_store] section to set to Redis")
+            config.write_text(text)
+        pq.write_table(data, root / "features.parquet")
+        (root / "features.py").write_text(FEATURES_PY)
+        self.project = Project.open(root)
+        kind = type(self.project.features.online).__name__
+        if kind.lower() != f"{backend}onlinestore":
+            raise RuntimeError(f"prodml opened a {kind}, expected the {backend} store")
+        self.project.features.apply()
+        start = time.perf_counter()
+        self.project.features.materialize(end=NOW)
+        self.write_s = time.perf_counter() - start
 
-        p50_1, p99_1 = percentiles(read, keys_1)
-        p50_100, p99_100 = percentiles(read, keys_100)
-        check = features.get_online("bench_service", {"entity_id": list(range(5))}, now=NOW)
-        if check.values["f0"] != data.column("f0").to_pylist()[:5]:
-            raise RuntimeError("prodml get_online returned different values than were written")
+    def round(self, key_lists: list[list[int]]) -> tuple[list[int], np.ndarray]:
+        get = self.project.features.get_online
+        requests = [{"entity_id": keys} for keys in key_lists]
+        for entities in requests[:WARMUP]:
+            get("bench_service", entities, now=NOW)
+        times = []
+        results = []
+        for entities in requests:
+            t = time.perf_counter_ns()
+            result = get("bench_service", entities, now=NOW)
+            times.append(time.perf_counter_ns() - t)
+            results.append(result)
+        return times, to_array([r.values for r in results])
+
+    def layers(self, key_lists: list[list[int]], passes: int = 3) -> dict[str, float]:
+        """Where ``get_online``'s time goes (diagnostic, not in the rows): p50 of the
+        backend's bare fetch (``_read``: one SQLite SELECT / one Redis HMGET), of
+        ``OnlineStore.read`` (+ key encoding, JSON decode, TTL), of ``get_online`` (+ the
+        feature-service layer) and of ``FeatureView.version`` alone (which that layer
+        computes twice per call), each timed on the same key lists in turn; the least p50
+        of ``passes`` passes."""
+        from prodml.features.online import encode_entity_key
+
+        features = self.project.features
+        view = features.repo.view("bench")
+        store = features.online
+        namespace, ttl = f"{view.name}:{view.version}", view.ttl
+        calls: dict[str, Callable[[list[int]], object]] = {
+            "fetch_ms": lambda keys: store._read(  # diagnostic only
+                namespace, [encode_entity_key((k,)) for k in keys]
+            ),
+            "store_read_ms": lambda keys: store.read(
+                namespace, [(k,) for k in keys], FEATURES, now=NOW, ttl=ttl
+            ),
+            "get_online_ms": lambda keys: features.get_online(
+                "bench_service", {"entity_id": keys}, now=NOW
+            ),
+            "view_version_ms": lambda keys: view.version,
+        }
+        best = dict.fromkeys(calls, float("inf"))
+        for _ in range(passes):
+            times: dict[str, list[int]] = {name: [] for name in calls}
+            for keys in key_lists:
+                for name, call in calls.items():
+                    t = time.perf_counter_ns()
+                    call(keys)
+                    times[name].append(time.perf_counter_ns() - t)
+            for name, t in times.items():
+                best[name] = min(best[name], latency(t)["p50_ms"])
+        return best
+
+    def close(self) -> None:
+        self.project.close()
+        if self.backend == "redis":
+            drop_redis_keys(self.redis_url, f"{self.prefix}:*")
+
+
+def drop_redis_keys(url: str, pattern: str) -> int:
+    """Delete the keys matching ``pattern`` (only this run's unique prefix/project)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
     finally:
-        project.close()
-    return {
-        "materialize_s": round(materialize_s, 3),
-        "p50_ms_1": p50_1,
-        "p99_ms_1": p99_1,
-        "p50_ms_100": p50_100,
-        "p99_ms_100": p99_100,
-    }
+        client.close()
+    return len(keys)
 
 
-def run_feast(
-    data: pa.Table, workdir: Path, keys_1: list[list[int]], keys_100: list[list[int]]
+class FeastPeer:
+    """The long-lived Feast process (``_online_feast_peer.py``), one command per line."""
+
+    def __init__(self, workdir: Path) -> None:
+        python = _peers.peer_python("feast_redis", FEAST_REQUIREMENTS)
+        self.stderr: IO[str] = (workdir / "feast_stderr.log").open("w")
+        self.proc = subprocess.Popen(
+            [str(python), "-u", str(PEER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env=_peers.peer_env(),
+        )
+        self.log = workdir / "feast_stderr.log"
+
+    def call(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"Feast peer exited; stderr:\n{self.log.read_text()[-4000:]}")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"Feast peer, {cmd['op']}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.stderr.close()
+
+
+def measure_size(
+    backend: str,
+    size: int,
+    *,
+    prodml: ProdmlSide,
+    feast: FeastPeer | None,
+    key_lists: list[list[int]],
+    truth: np.ndarray,
+    rounds: int,
+    workdir: Path,
 ) -> dict[str, Any]:
-    parquet = workdir / "features.parquet"
-    pq.write_table(data, parquet)
-    python = _peers.peer_python("feast", [FEAST_REQUIREMENT])
-    payload = {
-        "workdir": str(workdir),
-        "parquet": str(parquet),
-        "features": FEATURES,
-        "keys_1": keys_1,
-        "keys_100": keys_100,
-        "sample": list(range(5)),
-    }
-    result = _peers.run_peer(python, PEER_SCRIPT, payload)
-    expected = data.column("f0").to_pylist()[:5]
-    if result.pop("sample_f0") != expected:
-        raise RuntimeError("Feast returned different values than were written")
-    return result
+    """Interleaved rounds of ``size``-entity reads; every round's values checked."""
+    stats: dict[str, list[dict[str, float]]] = {"prodml": [], "feast": []}
+    digests: dict[str, set[str]] = {"prodml": set(), "feast": set()}
+    first_values: dict[str, np.ndarray] = {}
+
+    def prodml_round() -> float:
+        times, values = prodml.round(key_lists)
+        if not stats["prodml"]:
+            check_equal(f"prodml {backend} {size} entities vs source", values, truth)
+            first_values["prodml"] = values
+        digests["prodml"].add(digest(values))
+        stats["prodml"].append(latency(times))
+        return stats["prodml"][-1]["p50_ms"]
+
+    def feast_round() -> float:
+        assert feast is not None
+        dump = workdir / f"feast_{backend}_{size}.npy"
+        first = not stats["feast"]
+        reply = feast.call(
+            op="round", backend=backend, size=size, dump=str(dump) if first else None
+        )
+        if first:
+            values = np.load(dump)
+            check_equal(f"Feast {backend} {size} entities vs source", values, truth)
+            check_equal(
+                f"prodml vs Feast {backend} {size} entities", first_values["prodml"], values
+            )
+        digests["feast"].add(reply["digest"])
+        stats["feast"].append(latency(reply["times_ns"]))
+        return stats["feast"][-1]["p50_ms"]
+
+    sides: dict[str, Callable[[], float]] = {"prodml": prodml_round}
+    if feast is not None:
+        sides["feast"] = feast_round
+    interleaved(rounds, sides)
+    all_digests = digests["prodml"] | digests["feast"]
+    if len(all_digests) != 1 or digest(truth) not in all_digests:
+        raise RuntimeError(f"{backend} {size}: values differ between rounds or systems")
+    entry: dict[str, Any] = {"values_checked_per_round": int(truth.size)}
+    for side, rows in stats.items():
+        if not rows:
+            continue
+        entry[side] = {
+            stat: summary([r[stat] for r in rows]) for stat in ("p50_ms", "p99_ms", "mean_ms")
+        }
+        p50, p99 = entry[side]["p50_ms"], entry[side]["p99_ms"]
+        print(
+            f"[{backend}] {size:>3} entities  {side:<6} p50 median {p50['median']:.3f} ms "
+            f"(min {p50['min']:.3f})  p99 median {p99['median']:.3f} ms "
+            f"(min {p99['min']:.3f})",
+            file=sys.stderr,
+        )
+    entry["prodml_layers_p50"] = prodml.layers(key_lists)
+    return entry
+
+
+def measure_backend(
+    backend: str,
+    *,
+    data: pa.Table,
+    workdir: Path,
+    keys: dict[int, list[list[int]]],
+    expected: dict[int, np.ndarray],
+    rounds: int,
+    redis_url: str,
+    feast: FeastPeer | None,
+    feast_project: str,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    prodml = ProdmlSide(workdir / f"prodml_{backend}", data, backend, redis_url)
+    try:
+        out["prodml_write_s"] = round(prodml.write_s, 3)
+        if feast is not None:
+            redis_conn = redis_url.removeprefix("redis://").replace("/", ",db=")
+            setup = feast.call(
+                op="setup",
+                backend=backend,
+                workdir=str(workdir),
+                parquet=str(workdir / "features.parquet"),
+                keys=str(workdir / "keys.json"),
+                features=FEATURES,
+                project=feast_project,
+                redis=redis_conn,
+            )
+            out["feast_write_s"] = round(setup["write_s"], 3)
+            out["feast_version"] = setup["version"]
+        print(
+            f"[{backend}] written: prodml materialize {prodml.write_s:.2f}s"
+            + (f", Feast write_to_online_store {setup['write_s']:.2f}s" if feast else ""),
+            file=sys.stderr,
+        )
+        for size in SIZES:
+            out[f"size_{size}"] = measure_size(
+                backend,
+                size,
+                prodml=prodml,
+                feast=feast,
+                key_lists=keys[size],
+                truth=expected[size],
+                rounds=rounds,
+                workdir=workdir,
+            )
+    finally:
+        prodml.close()
+        if feast is not None:
+            feast.call(op="teardown", backend=backend)
+    return out
+
+
+def make_row(
+    backend: str, size: int, result: dict[str, Any], entities: int, rounds: int, reads: int
+) -> Row:
+    entry = result[f"size_{size}"]
+    label = "SQLite" if backend == "sqlite" else "Redis"
+    row = Row(
+        benchmark="online_read",
+        measure=f"get_online p50, {size} entit{'y' if size == 1 else 'ies'} × 5 features ({label})",
+        prodml=round(entry["prodml"]["p50_ms"]["median"], 4),
+        peer=f"Feast {result['feast_version']}",
+        peer_value=round(entry["feast"]["p50_ms"]["median"], 4),
+        unit="ms",
+        target=TARGET,
+        note=f"{entities:,} entities; median of {rounds} interleaved rounds of {reads} reads; "
+        f"all {entry['values_checked_per_round']:,} values per round checked equal",
+    )
+    if row.meets:
+        return row
+    layers = entry["prodml_layers_p50"]
+    fetch, read, full = layers["fetch_ms"], layers["store_read_ms"], layers["get_online_ms"]
+    version = layers["view_version_ms"]
+    fetch_what = "one SELECT" if backend == "sqlite" else "one HMGET round trip"
+    why = (
+        f"; target missed: of prodml's {full * 1e3:.0f} µs, {fetch * 1e3:.0f} µs is the "
+        f"backend fetch ({fetch_what}), {(read - fetch) * 1e3:.0f} µs key encoding/JSON "
+        f"decode/TTL (OnlineStore.read) and {(full - read) * 1e3:.0f} µs the feature-service "
+        f"layer (about {2 * version * 1e3:.0f} µs of it FeatureView.version, which re-hashes "
+        f"the view spec twice per call; the rest argument checks, rebuilding "
+        f"join_keys/feature_names/output_names tuples, columns_of and the result objects); "
+        f"Feast's {row.peer_value * 1e3:.0f} µs bounds the ratio "
+        f"at {row.peer_value / fetch:.1f}x even with zero overhead over the fetch"
+    )
+    return Row(**{**row.__dict__, "note": row.note + why})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10k entities, fewer iterations")
+    parser.add_argument("--quick", action="store_true", help="10k entities, fewer reads")
     parser.add_argument("--no-peer", action="store_true", help="skip Feast")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (>= 5)")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="sqlite,redis")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
     entities = 10_000 if args.quick else 100_000
-    iterations_1 = 2_000 if args.quick else 20_000
-    iterations_100 = 300 if args.quick else 2_000
+    reads = {1: 500, 100: 100} if args.quick else {1: 2_000, 100: 300}
+    rounds = args.rounds or (5 if args.quick else 7)
+    backends = [b for b in args.backends.split(",") if b]
     data = make_data(entities, args.seed)
     rng = np.random.default_rng(args.seed + 1)
-    keys_1 = rng.integers(0, entities, (iterations_1, 1)).tolist()
-    keys_100 = rng.integers(0, entities, (iterations_100, 100)).tolist()
-    report: dict[str, Any] = {
+    keys = {size: rng.integers(0, entities, (reads[size], size)).tolist() for size in SIZES}
+    columns = np.stack([data.column(name).to_numpy() for name in FEATURES], axis=1)
+    expected = {size: columns[np.array(keys[size])] for size in SIZES}
+    load_start = load_average()
+    print(f"load average at start: {load_start}", file=sys.stderr)
+    figures: dict[str, Any] = {
         "benchmark": "online_read",
         "entities": entities,
         "features": len(FEATURES),
-        "iterations_1": iterations_1,
-        "iterations_100": iterations_100,
-        "targets": TARGETS,
+        "reads_per_round": {str(k): v for k, v in reads.items()},
+        "rounds": rounds,
+        "load_average_start": load_start,
     }
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="prodml-online-bench-") as tmp:
         workdir = Path(tmp)
-        prodml = run_prodml(data, workdir, keys_1, keys_100)
-        report["prodml"] = prodml
-        report["meets_targets"] = all(prodml[name] <= limit for name, limit in TARGETS.items())
+        pq.write_table(data, workdir / "features.parquet")
+        (workdir / "keys.json").write_text(json.dumps({str(k): v for k, v in keys.items()}))
+        feast = None if args.no_peer else FeastPeer(workdir)
+        feast_project = f"bench_online_{uuid.uuid4().hex[:8]}"
+        try:
+            for backend in backends:
+                result = measure_backend(
+                    backend,
+                    data=data,
+                    workdir=workdir,
+                    keys=keys,
+                    expected=expected,
+                    rounds=rounds,
+                    redis_url=args.redis_url,
+                    feast=feast,
+                    feast_project=feast_project,
+                )
+                figures[backend] = result
+                if feast is None:
+                    continue
+                for size in SIZES:
+                    rows.append(make_row(backend, size, result, entities, rounds, reads[size]))
+        finally:
+            if feast is not None:
+                feast.close()
+            if "redis" in backends:
+                drop_redis_keys(args.redis_url, f"*{feast_project}")
+    for row in rows:
         print(
-            f"prodml sqlite: write {prodml['write_s']:.2f}s  1 entity p50 {prodml['p50_ms_1']:.4f} ms "
-            f"p99 {prodml['p99_ms_1']:.4f} ms  100 entities p50 {prodml['p50_ms_100']:.3f} ms "
-            f"p99 {prodml['p99_ms_100']:.3f} ms"
+            f"{row.measure}: prodml {row.prodml:.3f} ms, {row.peer} {row.peer_value:.3f} ms, "
+            f"ratio {row.ratio:.1f}x (target {row.target}x: {'met' if row.meets else 'MISSED'})",
+            file=sys.stderr,
         )
-        service = run_prodml_service(data, workdir, keys_1, keys_100)
-        report["prodml_service"] = service
-        print(
-            f"prodml get_online (service level): materialize {service['materialize_s']:.2f}s  "
-            f"1 entity p50 {service['p50_ms_1']:.4f} ms p99 {service['p99_ms_1']:.4f} ms  "
-            f"100 entities p50 {service['p50_ms_100']:.3f} ms p99 {service['p99_ms_100']:.3f} ms"
-        )
-        if not args.no_peer:
-            feast = run_feast(data, workdir, keys_1, keys_100)
-            report["feast"] = feast
-            for size in (1, 100):
-                figure = f"p50_ms_{size}"
-                report[f"ratio_service_p50_{size}"] = round(feast[figure] / service[figure], 1)
-            for stat in ("p50", "p99"):
-                for size in (1, 100):
-                    figure = f"{stat}_ms_{size}"
-                    report[f"ratio_{stat}_{size}"] = round(feast[figure] / prodml[figure], 1)
-            print(
-                f"feast {feast['version']} sqlite: write {feast['write_s']:.2f}s  1 entity p50 "
-                f"{feast['p50_ms_1']:.3f} ms p99 {feast['p99_ms_1']:.3f} ms  100 entities p50 "
-                f"{feast['p50_ms_100']:.3f} ms p99 {feast['p99_ms_100']:.3f} ms"
-            )
-            print(
-                f"ratio feast/prodml: p50 1 entity {report['ratio_p50_1']}x, "
-                f"p50 100 entities {report['ratio_p50_100']}x"
-            )
-    print(json.dumps(report))
+    print(f"load average at end: {load_average()}", file=sys.stderr)
+    emit(figures, rows)
 
 
 if __name__ == "__main__":

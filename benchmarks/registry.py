@@ -1,5 +1,6 @@
 """Benchmark: prodml's model registry against MLflow's tracking and model registry, both
-on a fresh SQLite database in a temporary folder, in one process, on the same data.
+on a fresh SQLite database in a temporary folder, and both again on a fresh PostgreSQL
+database, in one process, on the same data.
 
 Workloads (sizes ÷10 with ``--quick``):
 
@@ -30,14 +31,27 @@ logs one run and registers one version, before any timing (first calls import sk
 compile SQL, open connections). The machine's load is not controlled: compare the ratios
 of one run, not absolute figures across runs.
 
+PostgreSQL (``--pg-url``, default the local server's ``test`` database with trust auth):
+prodml's metadata DB supports it (``[metadata] type = "postgresql"``; here
+``MetadataDB.open`` on a ``postgresql+psycopg`` URL), so both systems run there too, like
+for like: each round creates one scratch database per system (``CREATE DATABASE
+prodml_bench_registry_<pid>_<round>_<system>``) and drops it afterwards (``WITH
+(FORCE)``, which also ends the connections pools still hold); both use the psycopg 3
+driver through SQLAlchemy, the server's settings as they are (recorded in the JSON:
+``fsync``, ``synchronous_commit``), the artifacts in a local folder as on SQLite. If the
+server is unreachable (or ``--no-postgres``), that side is skipped with the reason
+printed and recorded; the SQLite figures are unaffected.
+
     .venv/bin/python benchmarks/registry.py [--quick]
 
-``--rounds`` (default 5) repeats the whole comparison on fresh databases, alternating
-which system goes first; every figure is the median over the rounds (the min is in the
-JSON beside it) and the ratios are of the medians.
+``--rounds`` (default 5) repeats the whole comparison on fresh databases, interleaving
+the four (prodml SQLite, MLflow SQLite, prodml PostgreSQL, MLflow PostgreSQL, then the
+reverse order); every figure is the median over the rounds (the min is in the JSON
+beside it) and the ratios are of the medians.
 
-The last stdout line is one JSON object with every figure, the targets and the ratios
-(MLflow / prodml: above 1 means prodml is faster).
+The last stdout line is one JSON object (``_table.emit``) with every figure, the targets,
+the ratios (MLflow / prodml: above 1 means prodml is faster) and the table rows: run
+logging (target 10x on SQLite WAL), search and registration, on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -48,14 +62,15 @@ os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 import argparse
-import json
 import logging
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +80,9 @@ import pandas as pd
 from prodml.core import SystemClock
 from prodml.registry import ModelRegistry, detect_format, get_format, infer_signature
 from prodml.storage import ArtifactStore, LocalBlobStore, MetadataDB
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import Row, emit, load_average
 
 warnings.filterwarnings("ignore")
 import mlflow  # noqa: E402
@@ -82,6 +100,7 @@ N_METRICS = 10
 SEARCH_WHERE = ("m0", 0.5)
 SEARCH_LIMIT = 100
 SEARCH_REPEAT = 20
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 # ---------------------------------------------------------------- figures
@@ -203,8 +222,10 @@ def prodml_register(
     }
 
 
-def run_prodml(workdir: Path, runs: list[Any], model: Any, n_versions: int) -> dict[str, Any]:
-    db = MetadataDB.open(f"sqlite:///{workdir}/meta.db")
+def run_prodml(
+    workdir: Path, runs: list[Any], model: Any, n_versions: int, url: str | None = None
+) -> dict[str, Any]:
+    db = MetadataDB.open(url or f"sqlite:///{workdir}/meta.db")
     artifacts = ArtifactStore(LocalBlobStore(workdir / "artifacts"))
     registry = ModelRegistry(db, artifacts, SystemClock())
     # Warm-up outside the timing: the environment capture is cached per process.
@@ -296,12 +317,13 @@ def run_mlflow(
     model: Any,
     n_versions: int,
     journal: str = "wal",
+    uri: str | None = None,
 ) -> dict[str, Any]:
-    if journal == "wal":
+    if uri is None and journal == "wal":
         with sqlite3.connect(workdir / "mlflow.db") as con:  # persists in the file
             con.execute("PRAGMA journal_mode=WAL")
         wal_everywhere()
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    client = MlflowClient(tracking_uri=uri or f"sqlite:///{workdir}/mlflow.db")
     # The first call creates and migrates the database; the warm-up experiment absorbs it.
     warmup = client.create_experiment("warmup", artifact_location=(workdir / "mlruns_w").as_uri())
     experiment = client.create_experiment("bench", artifact_location=(workdir / "mlruns").as_uri())
@@ -332,12 +354,19 @@ def run_mlflow(
         lambda: client.create_model_version("bench_model", source=str(source), run_id=run_id),
         n_versions,
     )
+    database: dict[str, Any] = (
+        {"postgresql": "scratch database, server settings"}
+        if uri is not None
+        else {
+            "sqlite": {
+                **sqlite_settings(workdir / "mlflow.db"),
+                "synchronous": "NORMAL" if journal == "wal" else "FULL (default)",
+            }
+        }
+    )
     return {
         "version": mlflow.__version__,
-        "sqlite": {
-            **sqlite_settings(workdir / "mlflow.db"),
-            "synchronous": "NORMAL" if journal == "wal" else "FULL (default)",
-        },
+        **database,
         "logging_batch": summary(batch_s),
         "logging_single": summary(single_s),
         "search": {"median_ms": round(statistics.median(search_s) * 1e3, 4), "found": len(m0)},
@@ -347,11 +376,67 @@ def run_mlflow(
     }
 
 
+# ---------------------------------------------------------------- PostgreSQL
+
+
+class ScratchServer:
+    """The PostgreSQL server of ``url``: creates and drops scratch databases on it."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.url = make_url(url)
+        self.prefix = f"prodml_bench_registry_{os.getpid()}"
+
+    def _admin(self) -> Any:
+        import psycopg
+
+        u = self.url
+        return psycopg.connect(
+            host=u.host or "127.0.0.1",
+            port=u.port or 5432,
+            user=u.username,
+            password=u.password,
+            dbname=u.database or "postgres",
+            connect_timeout=5,
+            autocommit=True,
+        )
+
+    def probe(self) -> tuple[str | None, dict[str, Any]]:
+        """Why the server cannot be used (None: it can), and its relevant settings."""
+        try:
+            with self._admin() as con:
+                settings = {
+                    name: con.execute(f"SHOW {name}").fetchone()[0]
+                    for name in ("server_version", "fsync", "synchronous_commit", "wal_level")
+                }
+                con.execute(f'CREATE DATABASE "{self.prefix}_probe"')
+                con.execute(f'DROP DATABASE "{self.prefix}_probe"')
+        except Exception as exc:  # any failure: the PostgreSQL side is skipped, with why
+            first = str(exc).strip().splitlines()
+            return f"{type(exc).__name__}: {first[0] if first else ''}", {}
+        return None, settings
+
+    @contextmanager
+    def database(self, suffix: str) -> Iterator[str]:
+        """A fresh database for the ``with`` block; yields its SQLAlchemy URL."""
+        name = f"{self.prefix}_{suffix}"
+        with self._admin() as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            con.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.url.set(drivername="postgresql+psycopg", database=name).render_as_string(
+                hide_password=False
+            )
+        finally:
+            with self._admin() as con:
+                con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # ---------------------------------------------------------------- report
 
 
-def print_table(report: dict[str, Any]) -> None:
-    p, m = report["prodml"], report["mlflow"]
+def print_comparison(p: dict[str, Any], m: dict[str, Any], title: str) -> None:
     rows = [
         ("run logging, mean ms/run", p["logging"]["mean_ms"], m["logging_batch"]["mean_ms"]),
         ("run logging, p50 ms/run", p["logging"]["p50_ms"], m["logging_batch"]["p50_ms"]),
@@ -367,9 +452,21 @@ def print_table(report: dict[str, Any]) -> None:
         ("register version, p50 ms", p["register"]["p50_ms"], m["register"]["p50_ms"]),
         ("register version, p99 ms", p["register"]["p99_ms"], m["register"]["p99_ms"]),
     ]
-    print(f"{'workload':<36} {'prodml':>10} {'MLflow':>10} {'MLflow/prodml':>14}")
+    print(f"{title:<36} {'prodml':>10} {'MLflow':>10} {'MLflow/prodml':>14}")
     for name, ours, theirs in rows:
         print(f"{name:<36} {ours:>10.3f} {theirs:>10.3f} {theirs / ours:>13.1f}x")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    p, m = report["prodml"], report["mlflow"]
+    print_comparison(p, m, "SQLite (WAL, NORMAL)")
+    pg = report["postgresql"]
+    if "skipped" in pg:
+        print(f"PostgreSQL: skipped ({pg['skipped']})")
+    else:
+        print_comparison(pg["prodml"], pg["mlflow"], f"PostgreSQL {pg['server']['server_version']}")
+        print(f"PostgreSQL server: fsync {pg['server']['fsync']}, synchronous_commit "
+              f"{pg['server']['synchronous_commit']}; a scratch database per system and round")  # fmt: skip
     verdict = report["pass"]
     print(
         f"target run logging ratio >= {TARGETS['logging_ratio_min']:.0f}x: "
@@ -390,9 +487,48 @@ def print_table(report: dict[str, Any]) -> None:
         "note: prodml's register serialises, hashes and stores the model; MLflow's "
         "create_model_version only records a pointer to a folder saved once beforehand."
     )
-    print(f"search: both returned {p['search']['found']} runs with identical m0 values")
+    print(f"search: every side returned {p['search']['found']} runs with identical m0 values")
     print(f"MLflow's SQLite: journal_mode {m['sqlite']['journal_mode']}, synchronous "
           f"{m['sqlite']['synchronous']}; prodml's: wal, NORMAL")  # fmt: skip
+
+
+def table_rows(report: dict[str, Any]) -> list[Row]:
+    """Run logging, search and registration, prodml beside MLflow on each database."""
+    out: list[Row] = []
+    pg = report["postgresql"]
+    databases = [("SQLite WAL", report["prodml"], report["mlflow"], report["prodml_min"],
+                  report["mlflow_min"])]  # fmt: skip
+    if "skipped" not in pg:
+        databases.append(("PostgreSQL", pg["prodml"], pg["mlflow"], pg["prodml_min"],
+                          pg["mlflow_min"]))  # fmt: skip
+    rounds = f"median of {report['rounds']} rounds"
+    for database, p, m, p_min, m_min in databases:
+        sqlite = database == "SQLite WAL"
+        measures = [
+            ("run logging, mean", "ms/run", ("logging", "mean_ms"), ("logging_batch", "mean_ms"),
+             10.0 if sqlite else None,
+             f"{report['runs']} runs of {N_PARAMS} params + {N_METRICS} metrics; MLflow "
+             "create_run + log_batch + set_terminated"),
+            ("search by metric, median", "ms", ("search", "median_ms"), ("search", "median_ms"),
+             None, f"m0 >= 0.5 order by m0 desc limit {SEARCH_LIMIT}, same runs returned"),
+            ("register version, mean", "ms", ("register", "mean_ms"), ("register", "mean_ms"),
+             None, "prodml serialises, hashes and stores the model; MLflow records a pointer "
+             "to a folder saved once"),
+        ]  # fmt: skip
+        for measure, unit, (pk, pf), (mk, mf), target, note in measures:
+            out.append(
+                Row(
+                    benchmark="registry",
+                    measure=f"{measure} ({database})",
+                    prodml=p[pk][pf],
+                    peer=f"MLflow {m['version']} ({database})",
+                    peer_value=m[mk][mf],
+                    unit=unit,
+                    target=target,
+                    note=f"{note}; {rounds} (min prodml {p_min[pk][pf]}, MLflow {m_min[mk][mf]})",
+                )
+            )
+    return out
 
 
 def main() -> None:
@@ -403,6 +539,10 @@ def main() -> None:
     parser.add_argument("--mlflow-journal", choices=["wal", "default"], default="wal",
                         help="MLflow's SQLite: WAL + synchronous=NORMAL as prodml (default), or "
                         "MLflow's own defaults")  # fmt: skip
+    parser.add_argument("--pg-url", default=os.environ.get("PRODML_BENCH_PG_URL", PG_URL),
+                        help="PostgreSQL server (its database is only used to create and drop "
+                        "scratch databases); default %(default)s")  # fmt: skip
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     n_runs, n_single, n_versions = 1_000 // scale, 100 // scale, 100 // scale
@@ -412,26 +552,66 @@ def main() -> None:
     X = rng.random((1_000, 10))
     model = LogisticRegression().fit(X, (X[:, 0] + rng.normal(0, 0.2, 1_000) > 0.5).astype(int))
 
+    server = ScratchServer(args.pg_url)
+    skipped, pg_settings = ("--no-postgres", {}) if args.no_postgres else server.probe()
+    if skipped is not None:
+        print(f"PostgreSQL side skipped: {skipped} ({server.url.render_as_string()})")
+    sides: dict[str, Callable[[Path, int], dict[str, Any]]] = {
+        "prodml": lambda wd, _r: run_prodml(wd, runs, model, n_versions),
+        "mlflow": lambda wd, _r: run_mlflow(wd, runs, single_runs, model, n_versions,
+                                            args.mlflow_journal),
+    }  # fmt: skip
+
+    def on_pg(kind: str) -> Callable[[Path, int], dict[str, Any]]:
+        def side(wd: Path, r: int) -> dict[str, Any]:
+            with server.database(f"{r}_{kind}") as url:
+                if kind == "prodml":
+                    return run_prodml(wd, runs, model, n_versions, url=url)
+                return run_mlflow(wd, runs, single_runs, model, n_versions, uri=url)
+
+        return side
+
+    if skipped is None:
+        sides["prodml_pg"], sides["mlflow_pg"] = on_pg("prodml"), on_pg("mlflow")
+
     began = time.perf_counter()
-    rounds: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    rounds: list[dict[str, dict[str, Any]]] = []
     for r in range(args.rounds):  # fresh databases each round; the order alternates
+        order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+        results: dict[str, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory(prefix="prodml-registry-bench-") as tmp:
-            workdir = Path(tmp)
-            (workdir / "p").mkdir()
-            (workdir / "m").mkdir()
-            if r % 2 == 0:
-                one = run_prodml(workdir / "p", runs, model, n_versions)
-                two = run_mlflow(workdir / "m", runs, single_runs, model, n_versions,
-                                 args.mlflow_journal)  # fmt: skip
-            else:
-                two = run_mlflow(workdir / "m", runs, single_runs, model, n_versions,
-                                 args.mlflow_journal)  # fmt: skip
-                one = run_prodml(workdir / "p", runs, model, n_versions)
-        if one.pop("search_m0") != two.pop("search_m0"):
-            raise RuntimeError("prodml and MLflow returned different runs for the same search")
-        rounds.append((one, two))
-    ours, ours_min = aggregate([one for one, _ in rounds])
-    theirs, theirs_min = aggregate([two for _, two in rounds])
+            for name in order:
+                (Path(tmp) / name).mkdir()
+                results[name] = sides[name](Path(tmp) / name, r)
+        found = {name: result.pop("search_m0") for name, result in results.items()}
+        if any(m0 != found["prodml"] for m0 in found.values()):
+            raise RuntimeError(f"the sides returned different runs for the same search: {found}")
+        rounds.append(results)
+    ours, ours_min = aggregate([one["prodml"] for one in rounds])
+    theirs, theirs_min = aggregate([one["mlflow"] for one in rounds])
+    postgresql: dict[str, Any] = {"skipped": skipped}
+    if skipped is None:
+        pg_ours, pg_ours_min = aggregate([one["prodml_pg"] for one in rounds])
+        pg_theirs, pg_theirs_min = aggregate([one["mlflow_pg"] for one in rounds])
+        postgresql = {
+            "server": {"url": server.url.render_as_string(), **pg_settings},
+            "prodml": pg_ours,
+            "mlflow": pg_theirs,
+            "prodml_min": pg_ours_min,
+            "mlflow_min": pg_theirs_min,
+            "ratio_logging_batch": round(
+                pg_theirs["logging_batch"]["mean_ms"] / pg_ours["logging"]["mean_ms"], 1
+            ),
+            "ratio_logging_single": round(
+                pg_theirs["logging_single"]["mean_ms"] / pg_ours["logging"]["mean_ms"], 1
+            ),
+            "ratio_search": round(
+                pg_theirs["search"]["median_ms"] / pg_ours["search"]["median_ms"], 1
+            ),
+            "ratio_register": round(
+                pg_theirs["register"]["mean_ms"] / pg_ours["register"]["mean_ms"], 2
+            ),
+        }
     ratio_logging = round(theirs["logging_batch"]["mean_ms"] / ours["logging"]["mean_ms"], 1)
     report: dict[str, Any] = {
         "benchmark": "registry",
@@ -448,7 +628,7 @@ def main() -> None:
         "mlflow": theirs,
         "prodml_min": ours_min,
         "mlflow_min": theirs_min,
-        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "load_average": load_average(),
         "ratio_logging_batch": ratio_logging,
         "ratio_logging_single": round(
             theirs["logging_single"]["mean_ms"] / ours["logging"]["mean_ms"], 1
@@ -459,12 +639,13 @@ def main() -> None:
             "logging": ratio_logging >= TARGETS["logging_ratio_min"],
             "register": ours["register"]["mean_ms"] <= TARGETS["register_ms_max"],
         },
+        "postgresql": postgresql,
     }
     report["wall_s"] = round(time.perf_counter() - began, 2)
     print_table(report)
     print(f"{args.rounds} interleaved rounds, medians (min in the JSON); load "
           f"{report['load_average']}; wall time {report['wall_s']} s (after imports and model fit)")  # fmt: skip
-    print(json.dumps(report))
+    emit(report, table_rows(report))
 
 
 if __name__ == "__main__":
