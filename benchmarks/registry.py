@@ -40,7 +40,9 @@ prodml_bench_registry_<pid>_<round>_<system>``) and drops it afterwards (``WITH
 driver through SQLAlchemy, the server's settings as they are (recorded in the JSON:
 ``fsync``, ``synchronous_commit``), the artifacts in a local folder as on SQLite. If the
 server is unreachable (or ``--no-postgres``), that side is skipped with the reason
-printed and recorded; the SQLite figures are unaffected.
+printed and recorded; the SQLite figures are unaffected. Before the search each system's
+database is ``ANALYZE``d (see :func:`analyze`), as autovacuum would do soon after the
+inserts.
 
     .venv/bin/python benchmarks/registry.py [--quick]
 
@@ -222,6 +224,23 @@ def prodml_register(
     }
 
 
+def analyze(url: str | None) -> None:
+    """On PostgreSQL, refresh the planner's statistics (``ANALYZE``) before the search,
+    as autovacuum does within a minute of the inserts: run right after 1,000 runs are
+    logged into fresh tables, the planner guesses one row per table, and prodml's search
+    took 84 ms instead of 1.3 ms (a nested loop over every run). Both systems get it."""
+    if url is None or not url.startswith("postgresql"):
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as con:
+            con.execute(text("ANALYZE"))
+    finally:
+        engine.dispose()
+
+
 def run_prodml(
     workdir: Path, runs: list[Any], model: Any, n_versions: int, url: str | None = None
 ) -> dict[str, Any]:
@@ -232,6 +251,7 @@ def run_prodml(
     with registry.start_run("warmup") as run:
         run.log_metrics({"x": 1.0})
     logging_s, ids = prodml_logging(registry, runs)
+    analyze(url)
     search_s, m0 = prodml_search(registry)
     X = pd.DataFrame(np.zeros((2, 10)), columns=[f"x{i}" for i in range(10)])
     signature = infer_signature(X, model.predict_proba(X.to_numpy())[:, 1])
@@ -331,6 +351,7 @@ def run_mlflow(
     mlflow_logging_batch(client, warmup, runs[:1])
     batch_s = mlflow_logging_batch(client, experiment, runs)
     single_s = mlflow_logging_single(client, side, single_runs)
+    analyze(uri)
 
     key, value = SEARCH_WHERE
     search_s, found = timed(

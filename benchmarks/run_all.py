@@ -6,7 +6,9 @@ machine for each other), with ``--quick`` (CI-size data, minutes in all) or at f
 ``benchmarks/_table.py``; this script collects the rows of all of them into one Markdown
 table — prodml's figure, the strongest peer's, the ratio, the target and whether it is
 met — and writes it between the README's ``benchmarks:table`` markers (``--no-readme``:
-print it only). A benchmark that fails is reported with the tail of its output and
+print it only). Each benchmark's last result is kept in ``benchmarks/.results/``
+(``full.json`` or ``quick.json``): ``--only NAME`` runs that one again and the table keeps
+the others' last rows. A benchmark that fails is reported with the tail of its output and
 makes the exit status 1; the others still run and the table keeps their rows.
 
     .venv/bin/python benchmarks/run_all.py --quick            # CI-size, ~15 min
@@ -30,6 +32,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
+RESULTS = HERE / ".results"
 START = "<!-- benchmarks:table:start -->"
 END = "<!-- benchmarks:table:end -->"
 
@@ -136,6 +139,10 @@ def main() -> None:
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
     names = args.only or list(BENCHMARKS)
+    saved = RESULTS / ("quick.json" if args.quick else "full.json")
+    kept: dict[str, dict[str, Any] | None] = {}
+    if args.only and saved.exists():
+        kept = json.loads(saved.read_text())
     results: dict[str, dict[str, Any] | None] = {}
     failed = []
     for name in names:
@@ -146,7 +153,11 @@ def main() -> None:
             print(f"[run_all] {name} FAILED after {seconds:.0f} s:\n{tail}", file=sys.stderr)
         else:
             print(f"[run_all] {name}: {seconds:.0f} s", file=sys.stderr, flush=True)
-    text = table(results, args.quick)
+    merged = {n: results[n] if n in results else kept[n]
+              for n in BENCHMARKS if n in results or n in kept}  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    saved.write_text(json.dumps(merged, default=str))
+    text = table(merged, args.quick)
     print(text)
     if not args.no_readme:
         write_readme(text)
