@@ -86,7 +86,16 @@ def run_peer(
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is KiB)."""
+    """This process's peak resident memory in MiB: ``VmHWM`` of /proc/self/status, which
+    exec resets (Linux ``ru_maxrss`` survives exec: a child would report at least its
+    parent's resident memory at fork); ``ru_maxrss`` where there is no /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

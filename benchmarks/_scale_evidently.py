@@ -15,7 +15,6 @@ included, imports excluded), ``cpu_seconds``, ``seconds_read``, ``peak_rss_mib``
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from typing import Any
@@ -24,18 +23,7 @@ import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
-
-def _peak_rss_mib() -> float:
-    """This process's peak resident memory in MiB: ``VmHWM``, which exec resets (Linux
-    ``ru_maxrss`` keeps the parent's peak at fork across exec); ``ru_maxrss`` elsewhere."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from _peers import peak_rss_mb  # this folder is the script's: sys.path[0]
 
 
 def _scores(snapshot: dict[str, Any]) -> dict[str, float]:
@@ -79,7 +67,7 @@ def main() -> None:
                 "seconds_total": time.perf_counter() - t0,
                 "cpu_seconds": time.process_time() - c0,
                 "seconds_read": read_s,
-                "peak_rss_mib": _peak_rss_mib(),
+                "peak_rss_mib": peak_rss_mb(),
                 "rows": rows,
                 "windows": windows,
             }

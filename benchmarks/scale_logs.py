@@ -94,8 +94,9 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _peers import peer_env, peer_python, run_json  # noqa: E402
+from _peers import peak_rss_mb, peer_env, peer_python, run_json  # noqa: E402
 from _table import Row, emit, interleaved, load_average, summary  # noqa: E402
+from experiment_analysis import _hex_ids  # noqa: E402
 
 EVIDENTLY = ["evidently==0.7.23", "pandas<3", "pyarrow"]  # drift.py's pin
 ENDPOINT = "flights"
@@ -114,33 +115,7 @@ LOG_TIMESTAMP = pa.timestamp("us", tz="UTC")
 MASK64 = (1 << 64) - 1
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB: ``VmHWM`` of /proc/self/status, which
-    exec resets. (Linux ``ru_maxrss`` survives exec: a child would report at least the
-    parent's resident memory at fork.) ``ru_maxrss`` where there is no /proc."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # -- the request stream ---------------------------------------------------------------------
-
-
-def _hex_ids(rng: np.random.Generator, n: int) -> pa.Array:
-    """n random 32-character hex ids (uuid4().hex-like), built without Python strings."""
-    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
-    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    text = np.empty((n, 32), dtype=np.uint8)
-    text[:, 0::2], text[:, 1::2] = digits[raw >> 4], digits[raw & 15]
-    offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
 
 
 def _arrays(n: int, seed: int) -> Iterator[dict[str, Any]]:
