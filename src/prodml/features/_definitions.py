@@ -204,6 +204,11 @@ class FeatureView(Definition):
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
+    @cached_property
+    def online_namespace(self) -> str:
+        """Where this version's records live in the online store: ``name:version``."""
+        return f"{self.name}:{self.version}"
+
     def field(self, name: str) -> Field:
         for f in self.features:
             if f.name == name:

@@ -45,7 +45,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def namespace(view: FeatureView) -> str:
     """The online-store namespace of a view version."""
-    return f"{view.name}:{view.version}"
+    return view.online_namespace
 
 
 @dataclass(frozen=True)

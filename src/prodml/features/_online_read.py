@@ -59,16 +59,17 @@ class OnlineFeatures:
 
 def columns_of(rows: Rows, *, what: str) -> dict[str, list[Any]]:
     """Column lists from a mapping of columns or a list of row mappings."""
-    if isinstance(rows, Mapping):
+    if type(rows) is dict or isinstance(rows, Mapping):  # a dict skips the ABC check
         columns = {str(k): list(v) for k, v in rows.items()}
     else:
         names: dict[str, None] = {}
         for row in rows:
             names.update(dict.fromkeys(row))
         columns = {n: [row.get(n) for row in rows] for n in names}
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) > 1:
-        raise SchemaError(f"{what}: columns have different lengths {sorted(lengths)}")
+    if len(columns) > 1:
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise SchemaError(f"{what}: columns have different lengths {sorted(lengths)}")
     return columns
 
 
@@ -84,7 +85,7 @@ def read_online(
     where = f"online read of feature service {service.name!r}"
     keys_in = columns_of(entities, what=f"{where}: entities")
     needed = service.join_keys
-    if len(keys_in) != len(needed) or any(k not in keys_in for k in needed):
+    if len(keys_in) != len(needed) or not all(k in keys_in for k in needed):
         unknown = sorted(set(keys_in) - set(needed))
         if unknown:
             raise SchemaError(
@@ -100,10 +101,13 @@ def read_online(
     freshness: dict[str, ViewFreshness] = {}
     for projection in service.projections:
         view = projection.view
-        keys = list(zip(*(keys_in[k] for k in view.join_keys), strict=True))
-        result = store.read(
-            f"{view.name}:{view.version}", keys, projection.feature_names, now=now, ttl=view.ttl
-        )
+        join_keys = view.join_keys
+        if len(join_keys) == 1:
+            keys = [(value,) for value in keys_in[join_keys[0]]]
+        else:
+            keys = list(zip(*(keys_in[k] for k in join_keys), strict=True))
+        result = store.read(view.online_namespace, keys, projection.feature_names, now=now,
+                            ttl=view.ttl)  # fmt: skip
         values.update(result.values)
         versions[view.name] = view.version
         freshness[view.name] = ViewFreshness(result.ages_s, result.stale, result.found)

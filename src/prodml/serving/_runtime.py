@@ -207,7 +207,7 @@ class ServingRuntime:
             try:
                 if view is not None:
                     self.features.online.read(
-                        f"{view.name}:{view.version}", [("__ready__",) * len(view.join_keys)],
+                        view.online_namespace, [("__ready__",) * len(view.join_keys)],
                         [], now=self.clock.now(), ttl=None,
                     )  # fmt: skip
                 status["online_store"] = "ok"

