@@ -15,6 +15,7 @@ makes the exit status 1; the others still run and the table keeps their rows.
     .venv/bin/python benchmarks/run_all.py --quick            # CI-size, ~15 min
     .venv/bin/python benchmarks/run_all.py                    # full size, by hand
     .venv/bin/python benchmarks/run_all.py --only pit_join --only drift --no-readme
+    .venv/bin/python benchmarks/run_all.py --table-only      # the README from the kept results
 
 The last stdout line is one JSON object: every benchmark's figures and rows.
 """
@@ -138,12 +139,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="CI-size data")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), default=None)
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
+    parser.add_argument("--table-only", action="store_true",
+                        help="run nothing: write the table of the kept results")  # fmt: skip
     args = parser.parse_args()
-    names = args.only or list(BENCHMARKS)
+    names = [] if args.table_only else (args.only or list(BENCHMARKS))
     saved = RESULTS / ("quick.json" if args.quick else "full.json")
     kept: dict[str, dict[str, Any] | None] = {}
-    if args.only and saved.exists():
-        kept = json.loads(saved.read_text())
+    if args.only or args.table_only:
+        if saved.exists():
+            kept = json.loads(saved.read_text())
+        elif args.table_only:
+            raise SystemExit(f"{saved}: no kept results to write a table from")
     results: dict[str, dict[str, Any] | None] = {}
     failed = []
     for name in names:

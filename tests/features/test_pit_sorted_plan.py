@@ -61,9 +61,16 @@ def _pick(data: dict[str, pa.ChunkedArray], **options: object) -> list[tuple[int
 @pytest.mark.parametrize("guard", [True, False])
 @pytest.mark.parametrize("inclusive", [True, False])
 @pytest.mark.parametrize("ttl", [None, 500])
+@pytest.mark.parametrize("parallel_rows", [0, 10**9], ids=["entity-side-on-a-thread", "serial"])
 def test_sorted_plan_matches_sql(
-    monkeypatch: pytest.MonkeyPatch, seed: int, guard: bool, inclusive: bool, ttl: int | None
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    guard: bool,
+    inclusive: bool,
+    ttl: int | None,
+    parallel_rows: int,
 ) -> None:
+    monkeypatch.setattr(_pit_plan, "_PARALLEL_ROWS", parallel_rows)
     data = _data(seed, 3_000)
     calls: list[bool] = []
     real = _pit_plan._running_sorted
@@ -80,3 +87,36 @@ def test_sorted_plan_matches_sql(
     slow = _pick(data, guard=guard, ttl=ttl, inclusive=inclusive)
     assert fast == slow
     assert len(fast) > 100
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tie_order_is_the_three_key_lexsort(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 3_000))
+    group = np.sort(rng.integers(-(2**62), 2**62, m) // (2**60) * (2**60) + rng.integers(0, 4, m))
+    created = rng.choice([np.iinfo(np.int64).min, 0, 5, 2**62, *rng.integers(-50, 50, 5)], m)
+    members = rng.permutation(10 * m)[:m]
+    expected = np.lexsort((members, created, group))
+    assert np.array_equal(_pit_plan._tie_order(group, created, members), expected)
+
+
+def test_tie_order_falls_back_to_lexsort_when_ranks_do_not_pack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(1)
+    group = np.sort(rng.integers(0, 50, 200))
+    created, members = rng.integers(0, 30, 200), rng.permutation(200)
+    expected = np.lexsort((members, created, group))
+    calls: list[int] = []
+    real = np.lexsort
+
+    def counting(keys: object) -> np.ndarray:
+        calls.append(1)
+        return real(keys)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_pit_plan.np, "lexsort", counting)
+    assert np.array_equal(_pit_plan._tie_order(group, created, members), expected)
+    assert calls == []  # 6 + 5 + 8 bits pack
+    monkeypatch.setattr(_pit_plan, "_TIE_BITS", 18)
+    assert np.array_equal(_pit_plan._tie_order(group, created, members), expected)
+    assert calls == [1]

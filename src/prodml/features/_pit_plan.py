@@ -14,8 +14,9 @@ Four plans (three in SQL, whose rules are in ``_pit_sql``, and one in NumPy):
   62 bits (the common case): the running plan in NumPy instead of SQL — ranks by one
   sort (ties re-sorted by created time and ordinal), the running maximum over rows
   sorted by (key, visibility time), and one ``searchsorted`` of the entity rows, sorted
-  first. DuckDB's window and as-of join each sort both sides again; on a million rows
-  this takes half the time (``benchmarks/pit_join.py``).
+  first (on a second thread while the feature rows are ranked, on large joins: NumPy's
+  sorts release the GIL). DuckDB's window and as-of join each sort both sides again; on
+  a million rows this takes under half the time (``benchmarks/pit_join.py``).
 
 Packing is exact, not an approximation: a packed value sorts like the tuple it packs,
 and entity times outside the feature rows' range are clipped to just outside it.
@@ -29,6 +30,7 @@ unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import numpy as np
@@ -51,6 +53,9 @@ INT64_MAX = 2**63 - 1
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _TIME_BITS = 62
 _RANK_BITS = 126
+_TIE_BITS = 63
+#: Rows (feature + entity) from which the entity side is prepared on a second thread.
+_PARALLEL_ROWS = 200_000
 
 Positions = npt.NDArray[np.int64]
 
@@ -218,9 +223,52 @@ def _running_sorted(
     tbits = (thigh - tlow).bit_length()
     if (kmax - kmin).bit_length() + tbits > _TIME_BITS:
         return None
-    high_key = (fkey - kmin) << tbits
+    bounds = (kmin, kmax, tlow, thigh, tbits)
+    if len(ev) + len(at) >= _PARALLEL_ROWS:  # the entity side on a second core meanwhile
+        with ThreadPoolExecutor(1, thread_name_prefix="prodml-pit") as pool:
+            pending = pool.submit(_probes, entity_key, at, bounds)
+            steps, best_row = _steps(fkey, ev, cr, cr_valid, seen, bounds)
+            ok, probe, probe_order = pending.result()
+    else:
+        steps, best_row = _steps(fkey, ev, cr, cr_valid, seen, bounds)
+        ok, probe, probe_order = _probes(entity_key, at, bounds)
+    step = np.searchsorted(steps, probe, side="right") - 1
+    found = step >= 0
+    np.maximum(step, 0, out=step)
+    found &= (steps[step] >> tbits) == (probe >> tbits)  # the step is of the same key
+    picked = np.empty(len(probe), dtype=np.int64)
+    picked[probe_order] = np.where(found, best_row[step], -1)
+    ok &= picked >= 0
+    np.maximum(picked, 0, out=picked)
+    if since is not None:
+        ok &= ev[picked] >= np.asarray(since.to_numpy(), dtype=np.int64)
+    rows = np.flatnonzero(ok)
+    ords = picked[rows]
+    return rows, (ords if chosen is None else chosen[ords])
+
+
+Bounds = tuple[int, int, int, int, int]
+"""The feature rows' ``(min key, max key, min event time, max visible time, time bits)``."""
+
+
+def _steps(
+    fkey: Positions,
+    ev: Positions,
+    cr: Positions,
+    cr_valid: npt.NDArray[np.bool_] | None,
+    seen: Positions,
+    bounds: Bounds,
+) -> tuple[Positions, Positions]:
+    """The feature side of :func:`_running_sorted`: the packed ``(key, visibility time)``
+    of every row, sorted (the steps), the row ranked highest among those visible at each
+    step."""
+    kmin, _, tlow, _, tbits = bounds
+    n = len(ev)
+    high_key = np.subtract(fkey, kmin)
+    high_key <<= tbits
     # rank: one sort on (key, event time); runs of equal ones re-sorted on (created, ordinal)
-    ranked = high_key | (ev - tlow)
+    ranked = np.subtract(ev, tlow)
+    ranked |= high_key
     order = np.argsort(ranked)
     in_order = ranked[order]
     tied = in_order[1:] == in_order[:-1]
@@ -233,34 +281,64 @@ def _running_sorted(
         created_rank = (
             cr[members] if cr_valid is None else np.where(cr_valid[members], cr[members], INT64_MIN)
         )
-        order[spots] = members[np.lexsort((members, created_rank, ranked[members]))]
+        order[spots] = members[_tie_order(ranked[members], created_rank, members)]
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n, dtype=np.int64)
     # the running maximum of the rank over (key, visibility time): ranks grow with the
     # key, so one running maximum over all rows is the running maximum per key
-    visible = high_key | (seen - tlow)
+    visible = np.subtract(seen, tlow)
+    visible |= high_key
     by_visible = np.argsort(visible)
     steps = visible[by_visible]
     best = np.maximum.accumulate(rank[by_visible])
+    return steps, order[best]  # best is non-decreasing: a gather in memory order
+
+
+def _probes(
+    entity_key: pa.ChunkedArray, at: pa.ChunkedArray, bounds: Bounds
+) -> tuple[npt.NDArray[np.bool_], Positions, Positions]:
+    """The entity side of :func:`_running_sorted`: which rows can match at all, their
+    ``(key, as-of time)`` packed as the steps are, sorted, and the sorting permutation
+    (so that every lookup after the search reads in memory order)."""
+    kmin, kmax, tlow, thigh, tbits = bounds
     ekey, ekey_valid = _ints(entity_key)
     times = np.asarray(at.to_numpy(), dtype=np.int64)
     ok = (ekey >= kmin) & (ekey <= kmax) & (times >= tlow)
     if ekey_valid is not None:
         ok &= ekey_valid
-    ekey = np.where(ok, ekey - kmin, 0)
-    probe = (ekey << tbits) | np.where(ok, np.minimum(times, thigh) - tlow, 0)
+    # a row that cannot match (``ok`` False) gets whatever its values pack to; its pick
+    # is dropped
+    probe = np.subtract(ekey, kmin)
+    probe <<= tbits
+    clipped = np.minimum(times, thigh)
+    clipped -= tlow
+    probe |= clipped
     probe_order = np.argsort(probe)
-    step = np.empty(len(probe), dtype=np.int64)
-    step[probe_order] = np.searchsorted(steps, probe[probe_order], side="right") - 1
-    ok &= step >= 0
-    step = np.maximum(step, 0)
-    ok &= (steps[step] >> tbits) == ekey
-    picked = order[best[step]]
-    if since is not None:
-        ok &= ev[picked] >= np.asarray(since.to_numpy(), dtype=np.int64)
-    rows = np.flatnonzero(ok)
-    ords = picked[rows]
-    return rows, (ords if chosen is None else chosen[ords])
+    return ok, probe[probe_order], probe_order
+
+
+def _tie_order(group: Positions, created: Positions, members: Positions) -> Positions:
+    """The permutation sorting tied rows by ``(group, created, members)``; ``group`` is
+    non-decreasing and ``members`` (ordinals) are distinct. Each key becomes its dense
+    rank and the three ranks are packed into one int64, unique, so one unstable sort
+    orders them: a 3-key ``lexsort`` (stable merge sorts) took 3–4× as long. The
+    lexsort stays for sizes whose ranks do not pack into 63 bits."""
+    m = len(members)
+    if m == 0:
+        return np.empty(0, np.int64)
+    run = np.cumsum(np.concatenate([[True], group[1:] != group[:-1]])) - 1
+    by_created = np.argsort(created)
+    ordered = created[by_created]
+    created_rank = np.empty(m, np.int64)
+    created_rank[by_created] = np.cumsum(np.concatenate([[True], ordered[1:] != ordered[:-1]])) - 1
+    member_bits = (m - 1).bit_length()
+    created_bits = int(created_rank.max()).bit_length()
+    if int(run[-1]).bit_length() + created_bits + member_bits > _TIE_BITS:
+        return np.lexsort((members, created, group))
+    member_rank = np.empty(m, np.int64)
+    member_rank[np.argsort(members)] = np.arange(m, dtype=np.int64)
+    packed = (run << (created_bits + member_bits)) | (created_rank << member_bits) | member_rank
+    return np.argsort(packed)
 
 
 def _both(
