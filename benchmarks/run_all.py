@@ -35,12 +35,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
 RESULTS = HERE / "results"
+#: a name ending so runs its script at scale (full size only; --quick runs the script once)
+_AT_SCALE = "_10m"
 START = "<!-- benchmarks:table:start -->"
 END = "<!-- benchmarks:table:end -->"
 
 #: name -> extra arguments at full size; all take --quick
 BENCHMARKS: dict[str, list[str]] = {
     "pit_join": [],
+    "pit_join_10m": ["--rows", "10000000"],
     "online_read": [],
     "drift": [],
     "serving": [],
@@ -53,9 +56,9 @@ BENCHMARKS: dict[str, list[str]] = {
 def run_one(name: str, quick: bool) -> tuple[dict[str, Any] | None, str, float]:
     """Run ``benchmarks/<name>.py``; its last JSON line (None: it failed), the tail of its
     output, and its seconds."""
-    command = [sys.executable, str(HERE / f"{name}.py"), *BENCHMARKS[name]]
-    if quick:
-        command.append("--quick")
+    script = name.removesuffix(_AT_SCALE)
+    command = [sys.executable, str(HERE / f"{script}.py")]
+    command += ["--quick"] if quick else BENCHMARKS[name]
     print(f"[run_all] {' '.join(command[1:])}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -142,7 +145,8 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true",
                         help="run nothing: write the table of the kept results")  # fmt: skip
     args = parser.parse_args()
-    names = [] if args.table_only else (args.only or list(BENCHMARKS))
+    every = [n for n in BENCHMARKS if not (args.quick and n.endswith(_AT_SCALE))]
+    names = [] if args.table_only else (args.only or every)
     saved = RESULTS / ("quick.json" if args.quick else "full.json")
     kept: dict[str, dict[str, Any] | None] = {}
     if args.only or args.table_only:
