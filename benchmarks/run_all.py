@@ -46,6 +46,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "pit_join_10m": ["--rows", "10000000"],
     "online_read": [],
     "drift": [],
+    "drift_10m": ["--rows", "10000000", "--peers", "nannyml"],
     "serving": [],
     "row_check": [],
     "registry": [],
