@@ -468,22 +468,29 @@ def _rows(rows: int, stats: dict[str, Any], figures: dict[str, Any]) -> list[Row
                 f"{n} rows; median of per-round ru_maxrss of each side's process",
             )
         )
+    # the 2 s budget is the target for a 1M-row window; other sizes are reported beside it
+    budgeted = rows == 1_000_000
     stored_note = (
         f"load stored reference profile + read + score a new {n}-row window; median of "
         f"{figures['rounds']} rounds, min {stored['min']:.3f} s; load avg {load}; "
-        f"the 'peer' figure is the 2 s budget (ratio ≥ 1 meets it)"
+        + (
+            "the 'peer' figure is the 2 s budget (ratio ≥ 1 meets it)"
+            if budgeted
+            else "the 'peer' figure is the 1M-row window's 2 s budget, for scale (no target "
+            "at this size)"
+        )
     )
-    if stored["median"] > 2.0:
+    if budgeted and stored["median"] > 2.0:
         stored_note += "; TARGET MISSED: " + _why_missed(stats, "stored", load)
     out.append(
         Row(
             "drift",
             f"new {n} window vs stored reference",
             round(stored["median"], 4),
-            "target budget",
+            "target budget" if budgeted else "1M budget (scale)",
             2.0,
             "s",
-            1.0,
+            1.0 if budgeted else None,
             stored_note,
         )
     )
