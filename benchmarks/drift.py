@@ -93,7 +93,12 @@ _CARDINALITY = [4, 12, 30, 80, 200]
 EVIDENTLY = ["evidently==0.7.23", "pandas<3", "pyarrow"]
 NANNYML = ["nannyml==0.13.1", "pandas<3", "pyarrow", "statsmodels"]
 WHYLOGS = ["whylogs[viz]==1.6.4", "pandas<3", "pyarrow"]
-PEERS = {"evidently": EVIDENTLY, "nannyml": NANNYML, "whylogs": WHYLOGS}
+#: peer -> (its venv's requirements, its name in the table, the least ratio promised)
+PEERS: dict[str, tuple[list[str], str, float | None]] = {
+    "evidently": (EVIDENTLY, "Evidently 0.7.23 DataDriftPreset", 50.0),
+    "nannyml": (NANNYML, "NannyML 0.13.1 UnivariateDriftCalculator", 5.0),
+    "whylogs": (WHYLOGS, "whylogs 1.6.4 profiles + calculate_drift_scores", None),
+}
 
 
 def _numeric(rng: np.random.Generator, i: int, n: int, drifted: bool) -> np.ndarray:
@@ -279,7 +284,7 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(PEERS))
     if unknown:
         raise SystemExit(f"--peers: unknown peer(s) {unknown}; expected some of {list(PEERS)}")
-    pythons = {name: peer_python(name, PEERS[name]) for name in chosen}
+    pythons = {name: peer_python(name, PEERS[name][0]) for name in chosen}
     runs: dict[str, list[dict[str, Any]]] = {}
 
     def keep(name: str, work: Any) -> Any:
@@ -405,15 +410,10 @@ def _rows(rows: int, stats: dict[str, Any], figures: dict[str, Any]) -> list[Row
         f"rounds, each side its own process; load avg {load}; {parity}"
     )
     out: list[Row] = []
-    peers = {
-        "evidently": ("Evidently 0.7.23 DataDriftPreset", 50.0),
-        "nannyml": ("NannyML 0.13.1 UnivariateDriftCalculator", 5.0),
-        "whylogs": ("whylogs 1.6.4 profiles + calculate_drift_scores", None),
-    }
-    if any(key in stats for key in peers):
-        for key, (name, target) in peers.items():
-            if key not in stats:
-                continue
+    ran = [key for key in PEERS if key in stats]
+    if ran:
+        for key in ran:
+            _, name, target = PEERS[key]
             theirs = stats[key]["seconds"]
             ratio = theirs["median"] / ours["median"]
             note = (
@@ -442,8 +442,8 @@ def _rows(rows: int, stats: dict[str, Any], figures: dict[str, Any]) -> list[Row
                 )
             )
         # beside Evidently (the target's peer) when it ran, else the first peer that did
-        key = next(k for k in peers if k in stats)
-        name, peer = peers[key][0], stats[key]
+        key = ran[0]
+        name, peer = PEERS[key][1], stats[key]
         out.append(
             Row(
                 "drift",

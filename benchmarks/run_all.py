@@ -35,7 +35,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
 RESULTS = HERE / "results"
-#: a name ending so runs its script at scale (full size only; --quick runs the script once)
+#: a name ending so runs the script named without it at scale: full size only (a --quick
+#: run of every benchmark leaves it out)
 _AT_SCALE = "_10m"
 START = "<!-- benchmarks:table:start -->"
 END = "<!-- benchmarks:table:end -->"
@@ -55,7 +56,7 @@ BENCHMARKS: dict[str, list[str]] = {
 
 
 def run_one(name: str, quick: bool) -> tuple[dict[str, Any] | None, str, float]:
-    """Run ``benchmarks/<name>.py``; its last JSON line (None: it failed), the tail of its
+    """Run ``benchmarks/<name>.py`` (``<name>`` without ``_10m``); its last JSON line (None: it failed), the tail of its
     output, and its seconds."""
     script = name.removesuffix(_AT_SCALE)
     command = [sys.executable, str(HERE / f"{script}.py")]

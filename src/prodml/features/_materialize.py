@@ -37,15 +37,10 @@ from prodml.features._offline import OfflineStore
 from prodml.features.online import OnlineStore
 from prodml.storage import MaterializationRow, MetadataDB
 
-__all__ = ["MaterializeResult", "Materializer", "namespace", "watermarks"]
+__all__ = ["MaterializeResult", "Materializer", "watermarks"]
 
 Progress = Callable[[str, int, int], None]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def namespace(view: FeatureView) -> str:
-    """The online-store namespace of a view version."""
-    return view.online_namespace
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,7 @@ class Materializer:
             row = session.get(MaterializationRow, (view.name, view.version))
             if row is not None:
                 session.delete(row)
-        return self._online.delete_namespace(namespace(view))
+        return self._online.delete_namespace(view.online_namespace)
 
     def _run_view(
         self, view: FeatureView, start: datetime | None, end: datetime, progress: Progress | None
@@ -165,7 +160,7 @@ class Materializer:
                 written = 0
                 if batch.num_rows:
                     written = self._online.write_batch(
-                        namespace(view),
+                        view.online_namespace,
                         batch,
                         key_columns=list(view.join_keys),
                         event_time_column=view.event_time,

@@ -326,11 +326,10 @@ def _tie_order(group: Positions, created: Positions, members: Positions) -> Posi
     m = len(members)
     if m == 0:
         return np.empty(0, np.int64)
-    run = np.cumsum(np.concatenate([[True], group[1:] != group[:-1]])) - 1
+    run = _dense_ranks(group)
     by_created = np.argsort(created)
-    ordered = created[by_created]
     created_rank = np.empty(m, np.int64)
-    created_rank[by_created] = np.cumsum(np.concatenate([[True], ordered[1:] != ordered[:-1]])) - 1
+    created_rank[by_created] = _dense_ranks(created[by_created])
     member_bits = (m - 1).bit_length()
     created_bits = int(created_rank.max()).bit_length()
     if int(run[-1]).bit_length() + created_bits + member_bits > _TIE_BITS:
@@ -339,6 +338,11 @@ def _tie_order(group: Positions, created: Positions, members: Positions) -> Posi
     member_rank[np.argsort(members)] = np.arange(m, dtype=np.int64)
     packed = (run << (created_bits + member_bits)) | (created_rank << member_bits) | member_rank
     return np.argsort(packed)
+
+
+def _dense_ranks(ordered: Positions) -> Positions:
+    """Each value's rank among the distinct values of ``ordered`` (sorted, non-empty)."""
+    return np.cumsum(np.concatenate([[True], ordered[1:] != ordered[:-1]])) - 1
 
 
 def _both(
