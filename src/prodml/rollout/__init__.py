@@ -27,8 +27,9 @@ from prodml.rollout._state import ACTIVE_STATUSES, STATUSES, RolloutState
 if TYPE_CHECKING:
     from prodml.rollout._analysis import ArmSummary, ExperimentAnalysis, analyze_experiment
     from prodml.rollout._analysis_compare import Comparison, GuardrailCheck
-    from prodml.rollout._controller import CONTROLLER, ROLLED_BACK_RULE, Decision, Rollouts
+    from prodml.rollout._controller import CONTROLLER, Rollouts
     from prodml.rollout._decide import Verdict, decide
+    from prodml.rollout._decisions import ROLLED_BACK_RULE, Decision
     from prodml.rollout._report import (
         render_rollout_analysis,
         render_rollout_report,
@@ -41,12 +42,8 @@ else:
         {
             "prodml.rollout._analysis": ["ArmSummary", "ExperimentAnalysis", "analyze_experiment"],
             "prodml.rollout._analysis_compare": ["Comparison", "GuardrailCheck"],
-            "prodml.rollout._controller": [
-                "CONTROLLER",
-                "ROLLED_BACK_RULE",
-                "Decision",
-                "Rollouts",
-            ],
+            "prodml.rollout._controller": ["CONTROLLER", "Rollouts"],
+            "prodml.rollout._decisions": ["ROLLED_BACK_RULE", "Decision"],
             "prodml.rollout._decide": ["Verdict", "decide"],
             "prodml.rollout._report": [
                 "render_rollout_analysis",

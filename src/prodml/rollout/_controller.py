@@ -12,9 +12,7 @@ and applies the decision. Servers follow the deployment revisions it writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prodml.core import (
@@ -27,6 +25,7 @@ from prodml.core import (
 )
 from prodml.registry import Deployment, DeploymentStore
 from prodml.rollout._decide import Verdict, decide, evidence_of
+from prodml.rollout._decisions import Decision, DecisionWriter
 from prodml.rollout._options import default_options, plan_options
 from prodml.rollout._plan import RolloutPlan
 from prodml.rollout._starting import first_step
@@ -40,41 +39,12 @@ if TYPE_CHECKING:
     from prodml.monitoring import MonitorStore
     from prodml.rollout._analysis import ExperimentAnalysis
 
-__all__ = ["CONTROLLER", "ROLLED_BACK_RULE", "Decision", "Rollouts"]
+__all__ = ["CONTROLLER", "Rollouts"]
 
 log = logging.getLogger(__name__)
-alerts = logging.getLogger("prodml.alerts")
-#: The alert of a plan the controller rolled back (its evidence: the decision's).
-ROLLED_BACK_RULE = "rollout_rolled_back"
-
 #: The actor of the controller's own decisions.
 CONTROLLER = "rollout-controller"
 LEASE = "rollout"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What a pass or a command decided for one endpoint, and the deployment revision it
-    wrote (None: nothing changed in the deployment)."""
-
-    endpoint: str
-    action: str
-    reason: str
-    status: str
-    revision: int | None
-    evidence: Mapping[str, Any]
-    time: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "action": self.action,
-            "reason": self.reason,
-            "status": self.status,
-            "revision": self.revision,
-            "evidence": dict(self.evidence),
-            "time": self.time.isoformat(),
-        }
 
 
 class Rollouts:
@@ -91,12 +61,11 @@ class Rollouts:
         lease_s: float = 120.0,
         monitor: MonitorStore | None = None,
     ) -> None:
-        self._db = db
         self._deployments = deployments
         self._logs = logs
         self._clock = clock
-        self._monitor = monitor
         self.store = RolloutStore(db, clock)
+        self._writes = DecisionWriter(db, self.store, clock, monitor)
         self.holder = holder or default_holder()
         self._lease = Lease(db, LEASE, self.holder, ttl_s=lease_s, clock=clock)
 
@@ -257,7 +226,7 @@ class Rollouts:
         if record.status == "promoted":
             return self._decommission(record, plan, state, actor)
         if deployment.spec.paused:
-            return self._hold(
+            return self._writes.hold(
                 record, state, Verdict("hold", "paused", "deployment is paused"), None, actor
             )
         analysis = self._analysis(endpoint, plan_options(plan, state, deployment.spec))
@@ -312,7 +281,7 @@ class Rollouts:
         now = self._clock.now()
         evidence = evidence_of(verdict, None, None)
         new = state.with_(revision=deployment.revision, last_code=verdict.code)
-        self._record(record, new, "stopped", "stop", verdict.reason, evidence, actor)
+        self._writes.record(record, new, "stopped", "stop", verdict.reason, evidence, actor)
         return Decision(record.endpoint, "stop", verdict.reason, "stopped", None, evidence, now)
 
     def _apply(
@@ -328,11 +297,11 @@ class Rollouts:
         evidence = evidence_of(verdict, analysis, arm)
         action = verdict.action
         if action in ("hold", "continue"):
-            return self._hold(record, state, verdict, evidence, actor)
+            return self._writes.hold(record, state, verdict, evidence, actor)
         if action == "advance":
             nxt = state.step + 1
             weight = plan.steps[nxt].weight
-            return self._write(
+            return self._writes.write(
                 record, state, verdict, evidence, actor, "active",
                 lambda within: self._deployments.set_weights(
                     record.endpoint, {state.challenger_arm: weight}, actor=actor,
@@ -343,7 +312,7 @@ class Rollouts:
             )  # fmt: skip
         if action in ("rollback", "stop"):
             status = "rolled_back" if action == "rollback" else "stopped"
-            decision = self._write(
+            decision = self._writes.write(
                 record, state, verdict, evidence, actor, status,
                 lambda within: self._deployments.rollback(
                     record.endpoint, actor=actor, reason=verdict.reason, evidence=evidence,
@@ -351,27 +320,11 @@ class Rollouts:
                 ),
             )  # fmt: skip
             if action == "rollback":
-                self._alert(decision, plan, verdict)
+                self._writes.alert(decision, plan, verdict)
             return decision
         if action in ("promote", "ship"):
             return self._promote(record, plan, state, verdict, evidence, actor, arm)
         raise DefinitionError(f"rollout decision {action!r} is unknown")
-
-    def _alert(self, decision: Decision, plan: RolloutPlan, verdict: Verdict) -> None:
-        """One alert for a plan the controller rolled back: an event in the monitoring
-        store (when the controller has one) and a warning in the ``prodml.alerts`` log."""
-        payload = {"endpoint": decision.endpoint, "challenger": plan.challenger,
-                   "rule": verdict.code, "reason": decision.reason,
-                   "revision": decision.revision}  # fmt: skip
-        if self._monitor is not None:
-            now = decision.time
-            self._monitor.record_event(
-                ROLLED_BACK_RULE, f"endpoint={decision.endpoint}", "firing", now, payload, now
-            )
-        alerts.warning(
-            "ALERT %s endpoint=%s: %s rolled back (%s): %s", ROLLED_BACK_RULE,
-            decision.endpoint, plan.challenger, verdict.code, decision.reason,
-        )  # fmt: skip
 
     def _promote(
         self,
@@ -385,7 +338,7 @@ class Rollouts:
     ) -> Decision:
         target = arm or state.challenger_arm
         try:
-            return self._write(
+            return self._writes.write(
                 record, state, verdict, evidence, actor, "promoted",
                 lambda within: self._deployments.promote(
                     record.endpoint, target, actor=actor, reason=verdict.reason,
@@ -396,95 +349,9 @@ class Rollouts:
             )  # fmt: skip
         except StateError as exc:  # not blessed / not approved: nothing was written
             blocked = Verdict("hold", "blocked", f"cannot promote arm {target!r}: {exc}")
-            return self._hold(record, state, blocked, {**evidence, "blocked": str(exc)}, actor)
-
-    def _write(
-        self,
-        record: PlanRecord,
-        state: RolloutState,
-        verdict: Verdict,
-        evidence: dict[str, Any],
-        actor: str,
-        status: str,
-        change: Callable[[Callable[[Session, Deployment], None]], Deployment],
-        *,
-        step: int | None = None,
-        promoted: bool = False,
-    ) -> Decision:
-        now = self._clock.now()
-
-        def within(session: Session, deployment: Deployment) -> None:
-            new = state.with_(revision=deployment.revision, last_code=verdict.code)
-            if step is not None:
-                new = new.with_(step=step, step_started_at=now)
-            if promoted:
-                old = deployment.spec.arms
-                previous = next((a.name for a in old if a.role == "shadow"), None)
-                new = new.with_(promoted_at=now, previous_arm=previous)
-            self.store.update(
-                session, record.endpoint, new.to_dict(), status, expected_version=record.version
+            return self._writes.hold(
+                record, state, blocked, {**evidence, "blocked": str(exc)}, actor
             )
-            self.store.add_decision(
-                session, record.endpoint, verdict.action, step=new.step,
-                revision=deployment.revision, actor=actor, reason=verdict.reason,
-                evidence=evidence, time=now,
-            )  # fmt: skip
-
-        deployment = change(within)
-        return Decision(
-            record.endpoint,
-            verdict.action,
-            verdict.reason,
-            status,
-            deployment.revision,
-            evidence,
-            now,
-        )
-
-    def _hold(
-        self,
-        record: PlanRecord,
-        state: RolloutState,
-        verdict: Verdict,
-        evidence: dict[str, Any] | None,
-        actor: str,
-    ) -> Decision:
-        """Record a hold once per rule (a pass repeating the same rule only counts)."""
-        now = self._clock.now()
-        status = (
-            "awaiting_approval"
-            if verdict.code == "awaiting_approval"
-            else ("promoted" if record.status == "promoted" else "active")
-        )
-        evidence = evidence or evidence_of(verdict, None, None)
-        new = state.with_(last_code=verdict.code)
-        decision = verdict.action if verdict.code != state.last_code else None
-        self._record(record, new, status, decision, verdict.reason, evidence, actor)
-        return Decision(
-            record.endpoint, verdict.action, verdict.reason, status, None, evidence, now
-        )
-
-    def _record(
-        self,
-        record: PlanRecord,
-        state: RolloutState,
-        status: str,
-        decision: str | None,
-        reason: str,
-        evidence: Mapping[str, Any],
-        actor: str,
-    ) -> None:
-        """Write the plan's state and status and, unless ``decision`` is None, a decision
-        row — one transaction, refused if the plan changed since it was read."""
-        with self._db.write() as session:
-            self.store.update(
-                session, record.endpoint, state.to_dict(), status, expected_version=record.version
-            )
-            if decision is not None:
-                self.store.add_decision(
-                    session, record.endpoint, decision, step=state.step, revision=None,
-                    actor=actor, reason=reason, evidence=dict(evidence), time=self._clock.now(),
-                )  # fmt: skip
 
     def _decommission(
         self, record: PlanRecord, plan: RolloutPlan, state: RolloutState, actor: str
@@ -495,7 +362,7 @@ class Rollouts:
         arm = state.previous_arm
         if arm is None:
             text = "promoted; no previous arm to decommission"
-            self._record(
+            self._writes.record(
                 record, state, "completed", "decommission", text, {"rule": "decommission"}, actor
             )
             return Decision(record.endpoint, "decommission", text, "completed", None, {}, now)
@@ -505,13 +372,13 @@ class Rollouts:
                 f"promoted; previous champion arm {arm!r} kept for a fast rollback for "
                 f"{plan.decommission_delay_s - waited:.0f} s more",
             )  # fmt: skip
-            return self._hold(record, state, verdict, None, actor)
+            return self._writes.hold(record, state, verdict, None, actor)
         verdict = Verdict(
             "decommission", "decommission",
             f"previous champion arm {arm!r} decommissioned {waited:.0f} s after the promotion",
         )  # fmt: skip
         evidence = evidence_of(verdict, None, None)
-        return self._write(
+        return self._writes.write(
             record, state, verdict, evidence, actor, "completed",
             lambda within: self._deployments.decommission(
                 record.endpoint, arm, actor=actor, reason=verdict.reason, evidence=evidence,
@@ -548,7 +415,7 @@ class Rollouts:
         text = reason or f"promotion approved by {actor}"
         status = "active" if record.status == "awaiting_approval" else record.status
         evidence = {"rule": "approval", "actor": actor, "reason": reason}
-        self._record(record, new, status, "approve", text, evidence, actor)
+        self._writes.record(record, new, status, "approve", text, evidence, actor)
         return Decision(endpoint, "approve", text, status, None, evidence, now)
 
     def rollback(self, endpoint: str, *, actor: str, reason: str | None = None) -> Decision:
@@ -561,7 +428,7 @@ class Rollouts:
         undo = self._deployments.rollback
         if record.status in ("promoted", "completed"):  # the challenger is champion now
             undo = self._deployments.restore_previous
-        return self._write(
+        return self._writes.write(
             record, state, verdict, evidence, actor, "rolled_back",
             lambda within: undo(endpoint, actor=actor, reason=text, evidence=evidence, within=within),
         )  # fmt: skip
@@ -573,7 +440,7 @@ class Rollouts:
         verdict = Verdict("promote", "manual", reason or f"promoted by {actor}")
         evidence = evidence_of(verdict, None, None)
         target = state.challenger_arm
-        return self._write(
+        return self._writes.write(
             record, state, verdict, evidence, actor, "promoted",
             lambda within: self._deployments.promote(
                 endpoint, target, actor=actor, reason=verdict.reason, evidence=evidence,
@@ -605,7 +472,7 @@ class Rollouts:
         action = "pause" if status == "paused" else "resume"
         text = reason or f"{action}d by {actor}"
         evidence = {"rule": action}
-        self._record(record, state, status, action, text, evidence, actor)
+        self._writes.record(record, state, status, action, text, evidence, actor)
         return Decision(endpoint, action, text, status, None, evidence, now)
 
 
