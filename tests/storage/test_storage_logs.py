@@ -382,6 +382,27 @@ def test_column_types_mixed_missing_nested_and_odd_values(tmp_path: Path) -> Non
     assert table.schema.field("all_null").type == pa.null()
 
 
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"a": 1, "b": 2}, {"a": 3, "c": 4}],  # as many keys, not the same ones
+        [{"b": 2, "a": 1}, {"a": 3, "b": 4}],  # the same keys in another order
+        [{"a": 1}, {"b": 2}],  # one key each
+        [{}, {}],  # time and partition only
+        [{"a": 1}, {"a": 2, "b": 3}],  # more keys later
+    ],
+)
+def test_every_key_becomes_a_column_in_first_seen_order(tmp_path: Path, rows: list[dict[str, Any]]) -> None:  # fmt: skip
+    writer = _writer(tmp_path)
+    records = [{"time": T0, "endpoint": "delay", **row} for row in rows]
+    assert writer.extend(records) == len(records)
+    writer.flush()
+    table = read_log(tmp_path)
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    assert table.column_names == keys
+    assert table.to_pylist() == [{k: r.get(k) for k in keys} for r in records]
+
+
 def test_a_time_arrow_cannot_convert_drops_only_that_row(tmp_path: Path) -> None:
     class Broken(tzinfo):
         def utcoffset(self, dt: datetime | None) -> timedelta:

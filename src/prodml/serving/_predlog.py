@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from prodml.storage import (
     feature_age_column,
     feature_column,
     feature_stale_column,
+    log_text,
 )
 
 if TYPE_CHECKING:
@@ -117,7 +118,8 @@ class PredictionLog:
         self.log_features = log_features
         self.logs = logs
         self.recent = RecentRequests()
-        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._names: dict[tuple[Callable[[str], str], tuple[str, ...]], tuple[str, ...]] = {}
+        self._versions_text: dict[tuple[tuple[str, str], ...], str] = {}
         options: dict[str, Any] = {
             "clock": clock,
             "max_batch_rows": flush_rows,
@@ -177,11 +179,17 @@ class PredictionLog:
             "error": error,
             "violations": violations,
             "protocol": protocol,
-            "feature_versions": dict(feature_versions) if feature_versions else None,
+            # as the file stores it; a record of plain values only is not tracked by the
+            # garbage collector, which a full queue of them would otherwise slow down
+            "feature_versions": self._versions(feature_versions) if feature_versions else None,
             "row": 0,
             "output": None,
         }
-        keyed = [(entity_column(k), values) for k, values in entities.items()] if entities else ()
+        keyed = (
+            tuple(zip(self._prefixed(entities, entity_column), entities.values(), strict=True))
+            if entities
+            else ()
+        )
         fresh = (
             [
                 (feature_age_column(view), ages, feature_stale_column(view), stale)
@@ -190,18 +198,24 @@ class PredictionLog:
             if freshness
             else ()
         )
+        records: list[dict[str, Any]] = []
+        last = len(scores) - 1
         for index, (features, output) in enumerate(zip(rows, scores, strict=True)):
-            record: dict[str, Any] = dict(base)
+            # the last row takes the base itself: a one-row request copies nothing
+            record: dict[str, Any] = dict(base) if index < last else base  # type: ignore[assignment]
             record["row"] = index
             record["output"] = output
             for column, values in keyed:
                 record[column] = values[index]
             if features:
-                record.update(zip(self._prefixed(features), features.values(), strict=True))
+                record.update(
+                    zip(self._prefixed(features, feature_column), features.values(), strict=True)
+                )
                 for age_column, ages, stale_column, stale in fresh:
                     record[age_column] = ages[index]
                     record[stale_column] = stale[index]
-            self.predictions.append(record)
+            records.append(record)
+        self.predictions.extend(records)  # handed over: they are this call's own dicts
 
     def record_shadows(
         self,
@@ -253,15 +267,32 @@ class PredictionLog:
         )  # fmt: skip
         return self.predictions.extend_block(LogBlock(len(values), fields, _SHADOW_VARYING))
 
-    def _prefixed(self, features: Mapping[str, Any]) -> tuple[str, ...]:
-        """``feature.<name>`` for each key, cached per set of keys."""
-        keys = tuple(features)
-        names = self._names.get(keys)
+    def _prefixed(
+        self, mapping: Mapping[str, Any], column: Callable[[str], str]
+    ) -> tuple[str, ...]:
+        """The column of each key of ``mapping`` (``feature.<name>``, ``entity.<key>``),
+        cached per kind and set of keys."""
+        key = (column, tuple(mapping))
+        names = self._names.get(key)
         if names is None:
-            names = tuple(map(feature_column, keys))
+            names = tuple(map(column, key[1]))
             if len(self._names) < 1024:
-                self._names[keys] = names
+                self._names[key] = names
         return names
+
+    def _versions(self, versions: Mapping[str, str]) -> str:
+        """``versions`` as the log's JSON text, cached per content (a server passes the
+        same few mappings again and again)."""
+        try:
+            key = tuple(versions.items())
+            text = self._versions_text.get(key)
+        except TypeError:  # an unhashable value: no caching
+            return log_text(dict(versions))
+        if text is None:
+            text = log_text(dict(versions))
+            if len(self._versions_text) < 1024:
+                self._versions_text[key] = text
+        return text
 
     def record_label(self, record: Mapping[str, Any]) -> bool:
         return self.labels.append(record)

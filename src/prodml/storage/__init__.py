@@ -39,7 +39,7 @@ from prodml.storage._models import (
 from prodml.storage._urls import metadata_url, redact_url
 
 if TYPE_CHECKING:
-    from prodml.storage._log_format import LABELS_DIR, PREDICTIONS_DIR
+    from prodml.storage._log_format import LABELS_DIR, PREDICTIONS_DIR, log_text
     from prodml.storage._log_memory import MemoryLogStore
     from prodml.storage._log_reader import (
         LogFiles,
@@ -84,7 +84,7 @@ else:
     __getattr__ = lazy_attributes(
         __name__,
         {
-            "prodml.storage._log_format": ["LABELS_DIR", "PREDICTIONS_DIR"],
+            "prodml.storage._log_format": ["LABELS_DIR", "PREDICTIONS_DIR", "log_text"],
             "prodml.storage._log_reader": [
                 "LogFiles",
                 "QuarantinedFile",
@@ -195,6 +195,7 @@ __all__ = [
     "features_in",
     "head_revision",
     "log_files",
+    "log_text",
     "metadata_url",
     "open_artifact_store",
     "open_log_stores",

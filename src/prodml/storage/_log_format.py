@@ -30,6 +30,7 @@ __all__ = [
     "check_partition",
     "column_array",
     "hour_dir",
+    "log_text",
     "quarantine_root",
 ]
 
@@ -121,7 +122,7 @@ def column_array(values: Sequence[Any]) -> pa.Array:
             return pa.array(values, arrow_type)
         except (pa.ArrowException, OverflowError):
             pass  # an int beyond int64: stored as text below
-    return pa.array([None if v is None else _text(v) for v in values], pa.string())
+    return pa.array([None if v is None else log_text(v) for v in values], pa.string())
 
 
 def _plain(value: Any) -> Any:
@@ -136,10 +137,18 @@ def _plain(value: Any) -> Any:
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    return _text(value)
+    return log_text(value)
 
 
-def _text(value: Any) -> str:
+def log_text(value: Any) -> str:
+    """``value`` as a text column of the log holds it: a string itself, a datetime like
+    ``2013-01-01 05:00:00.000000Z``, a date in ISO form, anything else as JSON (sorted
+    keys; ``str`` of what JSON cannot hold). A writer that turns a dict into text before
+    queueing it stores what :func:`column_array` would have.
+
+    >>> log_text({"b": "2", "a": "1"})
+    '{"a":"1","b":"2"}'
+    """
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, datetime):  # as Arrow casts a timestamp to string, so that files agree

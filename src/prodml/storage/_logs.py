@@ -521,18 +521,7 @@ class LogWriter:
         key seen, missing values null."""
         values: dict[str, list[Any]] = {}
         if rows:
-            keys = list(dict.fromkeys(chain.from_iterable(rows)))
-            keys.remove(self.time_field)
-            if min(map(len, rows)) == len(keys) + 1:  # every row has every key: transpose in C
-                getter = itemgetter(*keys)
-                transposed = (
-                    map(list, zip(*map(getter, rows), strict=True))
-                    if len(keys) > 1
-                    else [list(map(getter, rows))]
-                )
-                values = dict(zip(keys, transposed, strict=True))
-            else:
-                values = {key: [row.get(key) for row in rows] for key in keys}
+            values = self._transposed(rows)
         if blocks:
             times = pa.concat_arrays([times, *(self._block_times(block) for block in blocks)])
             done = len(rows)
@@ -551,6 +540,27 @@ class LogWriter:
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
         directory = hour_dir(self.root, self.partition_field, partition, hour.date(), hour.hour)
         write_table(pa.table(columns), directory / f"{stamp}-{uuid.uuid4().hex}.parquet")
+
+    def _transposed(self, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+        """The rows' values by key (every key any row has but the time; missing values
+        None), transposed in C when every row has the first row's keys — the usual case,
+        found without reading every row's keys."""
+        first = list(rows[0])
+        if min(map(len, rows)) == max(map(len, rows)) == len(first):
+            first.remove(self.time_field)
+            try:
+                if len(first) == 1:
+                    return {first[0]: [row[first[0]] for row in rows]}
+                if first:
+                    getter = itemgetter(*first)
+                    columns = map(list, zip(*map(getter, rows), strict=True))
+                    return dict(zip(first, columns, strict=True))
+                return {}
+            except KeyError:  # as many keys, not the same ones
+                pass
+        keys = list(dict.fromkeys(chain.from_iterable(rows)))
+        keys.remove(self.time_field)
+        return {key: [row.get(key) for row in rows] for key in keys}
 
     def _block_times(self, block: LogBlock) -> pa.Array:
         """The block's time for each of its rows."""

@@ -86,7 +86,7 @@ class PredictionRecord(TypedDict):
     violations: Annotated[str | None, pa.string(), "input violations 'column:kind;…'"]
     protocol: Annotated[str | None, pa.string(), "the wire protocol (mlflow, v2, native)"]
     feature_versions: Annotated[
-        dict[str, str] | None, pa.string(), "feature view → version read, as JSON"
+        str | None, pa.string(), "feature view → version read, as JSON (sorted keys)"
     ]
     row: Annotated[int, pa.int64(), "the row's index in its request"]
     output: Annotated[float | None, pa.float64(), "the model's score for the row"]
