@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,32 +36,41 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
 RESULTS = HERE / "results"
-#: a name ending so runs the script named without it at scale: full size only (a --quick
-#: run of every benchmark leaves it out)
-_AT_SCALE = "_10m"
 START = "<!-- benchmarks:table:start -->"
 END = "<!-- benchmarks:table:end -->"
 
-#: name -> extra arguments at full size; all take --quick
-BENCHMARKS: dict[str, list[str]] = {
-    "pit_join": [],
-    "pit_join_10m": ["--rows", "10000000"],
-    "online_read": [],
-    "drift": [],
-    "drift_10m": ["--rows", "10000000", "--peers", "nannyml"],
-    "serving": [],
-    "row_check": [],
-    "registry": [],
-    "experiment_analysis": [],
+
+@dataclass(frozen=True)
+class Benchmark:
+    """``benchmarks/<script>.py``, run with ``args`` at full size (``--quick`` otherwise);
+    ``full_only``: a run at scale, left out of a ``--quick`` run of every benchmark."""
+
+    script: str
+    args: tuple[str, ...] = ()
+    full_only: bool = False
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "pit_join": Benchmark("pit_join"),
+    "pit_join_10m": Benchmark("pit_join", ("--rows", "10000000"), full_only=True),
+    "online_read": Benchmark("online_read"),
+    "drift": Benchmark("drift"),
+    "drift_10m": Benchmark("drift", ("--rows", "10000000", "--peers", "nannyml"), full_only=True),
+    "serving": Benchmark("serving"),
+    "row_check": Benchmark("row_check"),
+    "registry": Benchmark("registry"),
+    "experiment_analysis": Benchmark("experiment_analysis"),
+    # 50M records, one round: about an hour
+    "scale_logs_50m": Benchmark("scale_logs", ("--rounds", "1"), full_only=True),
 }
 
 
 def run_one(name: str, quick: bool) -> tuple[dict[str, Any] | None, str, float]:
-    """Run ``benchmarks/<name>.py`` (``<name>`` without ``_10m``); its last JSON line (None: it failed), the tail of its
+    """Run benchmark ``name``; its last JSON line (None: it failed), the tail of its
     output, and its seconds."""
-    script = name.removesuffix(_AT_SCALE)
-    command = [sys.executable, str(HERE / f"{script}.py")]
-    command += ["--quick"] if quick else BENCHMARKS[name]
+    bench = BENCHMARKS[name]
+    command = [sys.executable, str(HERE / f"{bench.script}.py")]
+    command += ["--quick"] if quick else bench.args
     print(f"[run_all] {' '.join(command[1:])}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -147,7 +157,7 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true",
                         help="run nothing: write the table of the kept results")  # fmt: skip
     args = parser.parse_args()
-    every = [n for n in BENCHMARKS if not (args.quick and n.endswith(_AT_SCALE))]
+    every = [n for n, b in BENCHMARKS.items() if not (args.quick and b.full_only)]
     names = [] if args.table_only else (args.only or every)
     saved = RESULTS / ("quick.json" if args.quick else "full.json")
     kept: dict[str, dict[str, Any] | None] = {}
