@@ -583,6 +583,28 @@ def test_read_log_unifies_schemas_across_files(tmp_path: Path) -> None:
     }
 
 
+def test_read_log_sorts_files_that_overlap_in_time_stably(tmp_path: Path) -> None:
+    """Two flushes of one hour whose records interleave in time (two workers): read
+    back by time, ties in file order, every column moved with its row."""
+    clock = SimulatedClock(T0)
+    writer = LogWriter(tmp_path, clock=clock)
+    times = [0, 30, 30, 50, 10, 30, 40, 60]  # seconds; the second file starts earlier
+    for i, second in enumerate(times):
+        writer.append(_record(i, T0 + timedelta(seconds=second), x=float(i), s=f"v{i}"))
+        if i == 3:
+            writer.flush()
+            clock.advance(timedelta(minutes=1))  # file names sort by write time
+    writer.close()
+    assert writer.stats.written_files == 2
+    table = read_log(tmp_path)
+    order = sorted(range(len(times)), key=lambda i: times[i])  # sorted() is stable
+    assert table["id"].to_pylist() == [f"r{i}" for i in order]
+    assert table["x"].to_pylist() == [float(i) for i in order]
+    assert table["s"].to_pylist() == [f"v{i}" for i in order]
+    assert table["time"].to_pylist() == [T0 + timedelta(seconds=times[i]) for i in order]
+    assert table.column_names == ["time", "endpoint", "id", "x", "s"]
+
+
 def test_read_log_of_a_missing_or_empty_root_is_an_empty_table(tmp_path: Path) -> None:
     empty = read_log(tmp_path / "missing")
     assert empty.num_rows == 0

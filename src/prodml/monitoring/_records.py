@@ -82,7 +82,12 @@ class RecordGroups:
         part = self._parts.get(key)
         if part is None:
             rows = self._rows.get(key)
-            part = self.table.slice(0, 0) if rows is None else self.table.take(pa.array(rows))
+            if rows is None:
+                part = self.table.slice(0, 0)
+            elif len(rows) == self.table.num_rows:  # the only group: every row, in order
+                part = self.table
+            else:
+                part = self.table.take(pa.array(rows))
             self._parts[key] = part
         return part
 

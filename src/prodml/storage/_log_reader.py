@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyarrow.fs import LocalFileSystem
 
@@ -178,7 +179,15 @@ def read_log(
             dataset = ds.FileSystemDataset(fragments, schema, parquet, _LOCAL)
             table = dataset.to_table(columns=read, filter=condition)
             if not _in_time_order(table[time_field]):
-                table = table.sort_by(time_field)
+                # stable, one column at a time: each unsorted column is released once its
+                # sorted copy is made (this frame holds the only reference), so the peak
+                # is the table and one column, not two tables as with Table.sort_by
+                order = pc.sort_indices(table, sort_keys=[(time_field, "ascending")])
+                schema, columns = table.schema, []
+                for name in schema.names:
+                    columns.append(table[name].take(order))
+                    table = table.drop_columns([name])
+                table = pa.Table.from_arrays(columns, schema=schema)
         except (OSError, pa.ArrowException) as exc:
             # Find the files that fail on their own; none: the failure is not a file's.
             bad = _failing(fragments, schema, read, condition)
