@@ -183,11 +183,11 @@ def read_log(
                 # sorted copy is made (this frame holds the only reference), so the peak
                 # is the table and one column, not two tables as with Table.sort_by
                 order = pc.sort_indices(table, sort_keys=[(time_field, "ascending")])
-                schema, columns = table.schema, []
-                for name in schema.names:
+                kept, columns = table.schema, []
+                for name in kept.names:
                     columns.append(table[name].take(order))
                     table = table.drop_columns([name])
-                table = pa.Table.from_arrays(columns, schema=schema)
+                table = pa.Table.from_arrays(columns, schema=kept)
         except (OSError, pa.ArrowException) as exc:
             # Find the files that fail on their own; none: the failure is not a file's.
             bad = _failing(fragments, schema, read, condition)
