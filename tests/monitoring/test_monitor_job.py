@@ -189,6 +189,12 @@ def test_labels_arriving_later_refresh_performance_until_the_horizon(
         first = project.monitor.run()
     assert _results(first.computed[0])[("performance", "label_coverage", "")].value == 0.0
     assert not first.computed[0].window.labels_final
+    with _open(root, DAY0 + timedelta(days=1, hours=3)) as project:
+        reads: list[Any] = []
+        read = project.monitor._label_records
+        project.monitor._label_records = lambda *a: reads.append(a) or read(*a)  # type: ignore[method-assign]
+        assert project.monitor.run().refreshed == []
+    assert reads == []  # no label yet: the window's records are not read again
     with _open(root, DAY0 + timedelta(days=2)) as project:
         log = PredictionLog(project.logs, clock=project.clock)
         for rid, late in zip(frame["request_id"][:150], frame["late"][:150], strict=True):

@@ -338,6 +338,8 @@ class Monitor:
             if stored.status == "empty" or not stored.model_version:
                 continue
             final = now >= stored.end + self.label_horizon
+            if not final and not stored.label_rows and not labels.get(stored.start).num_rows:
+                continue  # no label since the window began: its label results stand as they are
             if span != (stored.start, stored.end):
                 span = (stored.start, stored.end)
                 records = RecordGroups(self._label_records(endpoint, *span))
