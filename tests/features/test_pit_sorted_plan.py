@@ -11,6 +11,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prodml.features import _pit_plan
 from prodml.features._pit_plan import pick_rows
@@ -62,6 +64,7 @@ def _pick(data: dict[str, pa.ChunkedArray], **options: object) -> list[tuple[int
 @pytest.mark.parametrize("inclusive", [True, False])
 @pytest.mark.parametrize("ttl", [None, 500])
 @pytest.mark.parametrize("parallel_rows", [0, 10**9], ids=["entity-side-on-a-thread", "serial"])
+@pytest.mark.parametrize("rows_per_key", [64, 10**9], ids=["one-sort", "grouped-by-key-first"])
 def test_sorted_plan_matches_sql(
     monkeypatch: pytest.MonkeyPatch,
     seed: int,
@@ -69,8 +72,10 @@ def test_sorted_plan_matches_sql(
     inclusive: bool,
     ttl: int | None,
     parallel_rows: int,
+    rows_per_key: int,
 ) -> None:
     monkeypatch.setattr(_pit_plan, "_PARALLEL_ROWS", parallel_rows)
+    monkeypatch.setattr(_pit_plan, "_ROWS_PER_KEY", rows_per_key)
     data = _data(seed, 3_000)
     calls: list[bool] = []
     real = _pit_plan._running_sorted
@@ -87,6 +92,33 @@ def test_sorted_plan_matches_sql(
     slow = _pick(data, guard=guard, ttl=ttl, inclusive=inclusive)
     assert fast == slow
     assert len(fast) > 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.integers(1, 2_000),
+    time_bits=st.integers(0, 40),
+    rows=st.integers(0, 3_000),
+    seed=st.integers(0, 2**32 - 1),
+    rows_per_key=st.sampled_from([1, 64, 10**9]),
+)
+def test_packed_order_sorts_every_value(
+    keys: int, time_bits: int, rows: int, seed: int, rows_per_key: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    packed = (rng.integers(0, keys, rows) << time_bits) | rng.integers(0, 2**time_bits, rows)
+    packed[rng.random(rows) < 0.1] = packed[0] if rows else 0  # ties
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_pit_plan, "_ROWS_PER_KEY", rows_per_key)
+        order = _pit_plan._packed_order(packed, time_bits)
+    assert np.array_equal(np.sort(order), np.arange(rows))  # a permutation
+    assert np.array_equal(packed[order], np.sort(packed))
+
+
+def test_packed_order_takes_negative_values_and_huge_keys() -> None:
+    packed = np.array([5, -3, 2**62, 0, -(2**63), 7], dtype=np.int64)
+    order = _pit_plan._packed_order(packed, 3)
+    assert np.array_equal(packed[order], np.sort(packed))
 
 
 @pytest.mark.parametrize("seed", range(8))

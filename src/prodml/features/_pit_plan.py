@@ -213,9 +213,9 @@ def _running_sorted(
     if n == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     if guard:
-        seen = (
-            np.maximum(ev, cr) if cr_valid is None else np.where(cr_valid, np.maximum(ev, cr), ev)
-        )
+        seen = np.maximum(ev, cr)
+        if cr_valid is not None:
+            np.copyto(seen, ev, where=~cr_valid)
     else:
         seen = ev
     kmin, kmax = int(fkey.min()), int(fkey.max())
@@ -269,7 +269,7 @@ def _steps(
     # rank: one sort on (key, event time); runs of equal ones re-sorted on (created, ordinal)
     ranked = np.subtract(ev, tlow)
     ranked |= high_key
-    order = np.argsort(ranked)
+    order = _packed_order(ranked, tbits)
     in_order = ranked[order]
     tied = in_order[1:] == in_order[:-1]
     if tied.any():
@@ -282,15 +282,19 @@ def _steps(
             cr[members] if cr_valid is None else np.where(cr_valid[members], cr[members], INT64_MIN)
         )
         order[spots] = members[_tie_order(ranked[members], created_rank, members)]
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n, dtype=np.int64)
     # the running maximum of the rank over (key, visibility time): ranks grow with the
-    # key, so one running maximum over all rows is the running maximum per key
+    # key, so one running maximum over all rows is the running maximum per key. The
+    # rows are taken in rank order (the rank of ``order[i]`` is ``i``), so sorting them
+    # by visibility gives each step's rank directly: ``by_visible``. A row is mostly
+    # visible in its event-time order (created soon after the event), so rank order is
+    # nearly sorted by visibility: a stable (run-merging) sort takes a quarter of
+    # sorting from scratch, and no longer when it is not.
     visible = np.subtract(seen, tlow)
     visible |= high_key
-    by_visible = np.argsort(visible)
+    visible = visible[order]
+    by_visible = np.argsort(visible, kind="stable")
     steps = visible[by_visible]
-    best = np.maximum.accumulate(rank[by_visible])
+    best = np.maximum.accumulate(by_visible)
     return steps, order[best]  # best is non-decreasing: a gather in memory order
 
 
@@ -306,15 +310,47 @@ def _probes(
     ok = (ekey >= kmin) & (ekey <= kmax) & (times >= tlow)
     if ekey_valid is not None:
         ok &= ekey_valid
-    # a row that cannot match (``ok`` False) gets whatever its values pack to; its pick
-    # is dropped
+    # a row that cannot match (``ok`` False) is dropped after the search
     probe = np.subtract(ekey, kmin)
     probe <<= tbits
     clipped = np.minimum(times, thigh)
     clipped -= tlow
     probe |= clipped
-    probe_order = np.argsort(probe)
+    probe[~ok] = 0  # any value will do: keeps the keys in range for the sort
+    probe_order = _packed_order(probe, tbits)
     return ok, probe[probe_order], probe_order
+
+
+#: Rows per key (on average) up to which :func:`_packed_order` groups by key first.
+_ROWS_PER_KEY = 64
+
+
+def _packed_order(packed: Positions, shift: int) -> Positions:
+    """A permutation sorting ``packed`` (non-negative; the key is ``packed >> shift``).
+
+    With many keys of a few rows each (entities), the rows are grouped by key with
+    ``np.sort`` of ``(key, position)`` packed into one int64 (a value sort, three times
+    faster than ``argsort``), then a stable sort on the whole value only orders each
+    key's short run: on 10M rows of 1M keys, 1.2 s instead of 1.8 s. Otherwise (or when
+    the key and a position do not fit in 63 bits) one ``argsort``."""
+    n = len(packed)
+    position_bits = max(n - 1, 1).bit_length()
+    if n < 2 or int(packed.min()) < 0:
+        return np.argsort(packed)
+    key_range = (int(packed.max()) >> shift) + 1
+    if key_range.bit_length() + position_bits > 63 or n > _ROWS_PER_KEY * key_range:
+        return np.argsort(packed)
+    by_key = packed >> shift
+    by_key <<= position_bits
+    by_key |= np.arange(n, dtype=np.int64)
+    by_key.sort()
+    key = by_key >> position_bits
+    keys = 1 + int(np.count_nonzero(key[1:] != key[:-1]))
+    del key
+    if n > _ROWS_PER_KEY * keys:  # few keys after all: long runs, sort once
+        return np.argsort(packed)
+    by_key &= (1 << position_bits) - 1
+    return by_key[np.argsort(packed[by_key], kind="stable")]
 
 
 def _tie_order(group: Positions, created: Positions, members: Positions) -> Positions:
