@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -29,7 +30,14 @@ from typer.testing import CliRunner
 
 from prodml import Project
 from prodml.cli._app import app
-from prodml.core import ConflictError, IntegrityError, NotFoundError, StateError, StorageError
+from prodml.core import (
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    StateError,
+    StorageError,
+    SystemClock,
+)
 from prodml.ops import (
     Manifest,
     OpsEvents,
@@ -41,8 +49,13 @@ from prodml.ops import (
     verify_snapshot,
 )
 from prodml.ops import _backup as backup_module
+from prodml.ops import _backup_files as backup_files
 from prodml.ops import _restore as restore_module
 from prodml.project._verify import verify_project
+from prodml.storage import _logs as logs_module
+from prodml.storage._log_format import CHANGED_MARKER, mark_changed
+from prodml.storage._log_reader import read_log
+from prodml.storage._logs import LogWriter
 from servingkit import lr_model, numeric_data, register, serving_project
 
 DEADLINE_S = 120.0  # the longest any wait may take, however busy the machine
@@ -72,13 +85,13 @@ def make_project(root: Path) -> Project:
 
 
 def project_files(root: Path) -> dict[str, Path]:
-    """Every file under ``root`` by relative path, but for git/pycache and SQLite's side
-    files."""
+    """Every file under ``root`` by relative path, but for git/pycache, SQLite's side
+    files and the logs' change markers (bookkeeping a backup leaves out)."""
     found: dict[str, Path] = {}
     for directory, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
         for name in files:
-            if name.endswith(SKIP_SUFFIXES):
+            if name.endswith(SKIP_SUFFIXES) or name == CHANGED_MARKER:
                 continue
             path = Path(directory) / name
             found[path.relative_to(root).as_posix()] = path
@@ -247,19 +260,32 @@ def test_backups_are_incremental(project: Project, tmp_path: Path) -> None:
         verify_snapshot(snap)
 
 
-def test_unchanged_log_directories_are_listed_from_the_files_cache(
-    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hour = project.root / ".prodml" / "logs" / "predictions" / "endpoint=x" / "date=2013-01-01"
-    hour = hour / "hour=05"
-    hour.mkdir(parents=True)
-    (hour / "a.parquet").write_bytes(b"first file")
-    old = time.time() - 3600
-    for path in (hour / "a.parquet", hour):
-        os.utime(path, (old, old))
-    dest = tmp_path / "backups"
-    backup_project(project.root, dest, record=False)
+LOGS = Path(".prodml") / "logs"
 
+
+def write_log(root: Path, when: datetime, **values: Any) -> None:
+    """One record of endpoint ``x`` through the log writer."""
+    with LogWriter(root / LOGS / "predictions", clock=SystemClock()) as writer:
+        assert writer.append({"time": when, "endpoint": "x", **values})
+
+
+def age(path: Path, seconds: float = 3600.0) -> None:
+    """Make ``path`` look last changed ``seconds`` ago (past the backup's racy window)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def logged_day(root: Path) -> Path:
+    """One record logged for 2013-01-01 an hour ago: the date directory, its marker
+    past the racy window."""
+    write_log(root, datetime(2013, 1, 1, 5, 30, tzinfo=UTC), y=1)
+    day = root / LOGS / "predictions" / "endpoint=x" / "date=2013-01-01"
+    age(day / CHANGED_MARKER)
+    return day
+
+
+def scanning(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every directory the backup's walk lists."""
     scanned: list[str] = []
     real = os.scandir
 
@@ -267,24 +293,123 @@ def test_unchanged_log_directories_are_listed_from_the_files_cache(
         scanned.append(os.fspath(path))
         return real(path)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(backup_module.os, "scandir", scandir)
-        second = backup_project(project.root, dest, record=False)
-    assert str(hour) not in scanned  # listed from the cache …
-    assert str(hour.parent) in scanned  # … its parent, which holds a directory, is read
-    rel = "/".join(hour.relative_to(project.root).parts)
-    assert {e.path for e in read_snapshot(second.path).files} >= {f"{rel}/a.parquet"}
+    monkeypatch.setattr(backup_files.os, "scandir", scandir)
+    return scanned
 
-    # A new file changes the directory's mtime: the directory is read again.
-    (hour / "b.parquet").write_bytes(b"second file")
-    os.utime(hour / "b.parquet", (old + 10, old + 10))
-    os.utime(hour, (old + 10, old + 10))
-    third = backup_project(project.root, dest, record=False)
-    files = {e.path: e for e in read_snapshot(third.path).files}
-    assert files[f"{rel}/b.parquet"].sha256 == hashlib.sha256(b"second file").hexdigest()
-    assert files[f"{rel}/a.parquet"].sha256 == hashlib.sha256(b"first file").hexdigest()
+
+def manifest_files(snapshot: Path) -> dict[str, tuple[str, int]]:
+    return {e.path: (e.sha256, e.size) for e in read_snapshot(snapshot).files}
+
+
+def test_the_log_writer_touches_the_date_marker_before_and_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = tmp_path / "endpoint=x" / "date=2013-01-01"
+    published: list[int] = []
+    real = logs_module.mark_changed
+
+    def mark(directory: Path) -> None:
+        assert directory == day
+        published.append(len(list(day.glob("hour=05/*.parquet"))))
+        real(directory)
+
+    monkeypatch.setattr(logs_module, "mark_changed", mark)
+    with LogWriter(tmp_path, clock=SystemClock()) as writer:
+        writer.append({"time": datetime(2013, 1, 1, 5, 30, tzinfo=UTC), "endpoint": "x"})
+    assert published == [0, 1]  # before the file appears, and after
+    assert (day / CHANGED_MARKER).is_file()
+
+
+def test_an_unchanged_log_date_is_taken_from_the_files_cache_whole(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, dest = project.root, tmp_path / "backups"
+    day = logged_day(root)
+    first = backup_project(root, dest, record=False)
+    with monkeypatch.context() as patch:
+        scanned = scanning(patch)
+        second = backup_project(root, dest, record=False)
+    assert not [p for p in scanned if p.startswith(str(day))]  # not listed …
+    assert str(day.parent) in scanned  # … but its parent is
+    files = manifest_files(second.path)
+    assert files == manifest_files(first.path)  # … and in the manifest, unchanged
+    assert (second.files, second.bytes) == (first.files, first.bytes)
+    full = backup_project(root, tmp_path / "fresh", record=False)
+    assert files == manifest_files(full.path)
+    assert [p for p in files if p.startswith(LOGS.as_posix())]
+
+    # New records for the same date move its marker: the date is listed again.
+    write_log(root, datetime(2013, 1, 1, 6, 15, tzinfo=UTC), y=2)
+    with monkeypatch.context() as patch:
+        scanned = scanning(patch)
+        third = backup_project(root, dest, record=False)
+    assert str(day) in scanned
+    files = manifest_files(third.path)
+    assert files == manifest_files(backup_project(root, tmp_path / "fresh2", record=False).path)
+    new = [p for p in files if "/hour=06/" in p]
+    assert len(new) == 1
+    assert third.files == first.files + 1
     restore_snapshot(third.path, tmp_path / "out")
-    assert (tmp_path / "out" / rel / "b.parquet").read_bytes() == b"second file"
+    assert (tmp_path / "out" / new[0]).read_bytes() == (root / new[0]).read_bytes()
+    assert_same_tree(root, tmp_path / "out")
+
+
+def test_a_quarantined_log_file_leaves_the_cached_date(project: Project, tmp_path: Path) -> None:
+    root, dest = project.root, tmp_path / "backups"
+    log = root / LOGS / "predictions"
+    day = logged_day(root)
+    bad = day / "hour=05" / "bad.parquet"
+    bad.write_bytes(b"not parquet")  # a damaged file, published as the writer does
+    mark_changed(day)
+    age(day / CHANGED_MARKER)
+    first = backup_project(root, dest, record=False)
+    assert bad.relative_to(root).as_posix() in manifest_files(first.path)
+    backup_project(root, dest, record=False)  # the date from the cache
+
+    moved: list[Any] = []
+    read_log(log, quarantine=moved)
+    assert len(moved) == 1
+    assert not bad.exists()
+    after = manifest_files(backup_project(root, dest, record=False).path)
+    assert bad.relative_to(root).as_posix() not in after
+    assert moved[0].target.relative_to(root).as_posix() in after
+    assert after == manifest_files(backup_project(root, tmp_path / "fresh", record=False).path)
+
+
+def test_cached_dates_are_listed_again_when_their_snapshot_is_gone(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, dest = project.root, tmp_path / "backups"
+    day = logged_day(root)
+    backup_project(root, dest, record=False)
+    second = backup_project(root, dest, record=False)
+    shutil.rmtree(second.path)  # the snapshot the files cache names: its blobs may be gone
+    for blob in dest.glob("blobs/*/*"):
+        blob.unlink()
+    with monkeypatch.context() as patch:
+        scanned = scanning(patch)
+        third = backup_project(root, dest, record=False)
+    assert str(day) in scanned
+    verify_snapshot(third.path)  # every blob stored again
+    assert third.new_blobs == third.files
+
+
+def test_rescan_finds_a_log_file_changed_by_hand(project: Project, tmp_path: Path) -> None:
+    root, dest = project.root, tmp_path / "backups"
+    day = logged_day(root)
+    backup_project(root, dest, record=False)
+    by_hand = day / "hour=07" / "copied.parquet"
+    by_hand.parent.mkdir()
+    by_hand.write_bytes(b"copied in by hand")
+    rel = by_hand.relative_to(root).as_posix()
+    # the date's marker did not move: the backup trusts the last listing
+    assert rel not in manifest_files(backup_project(root, dest, record=False).path)
+    code, out = cli("backup", "--to", str(dest), "--rescan", "--project", str(root), "--json")
+    assert code == 0, out
+    files = manifest_files(Path(out["snapshot"]["path"]))
+    assert files[rel] == (hashlib.sha256(b"copied in by hand").hexdigest(), 17)
+    # and the rescan's listing is what the next backup trusts
+    assert rel in manifest_files(backup_project(root, dest, record=False).path)
 
 
 # --- 3. refusals --------------------------------------------------------------------

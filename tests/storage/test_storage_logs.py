@@ -26,6 +26,7 @@ from hypothesis import given, settings
 
 from prodml.core import SchemaError, SimulatedClock, StateError
 from prodml.storage import _atomic, _logs
+from prodml.storage._log_format import CHANGED_MARKER
 from prodml.storage._log_reader import read_log
 from prodml.storage._logs import LogBlock, LogStats, LogWriter
 
@@ -50,7 +51,12 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """The log's files, without the date directories' change markers (each date directory
+    holding a file has one)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != CHANGED_MARKER)
+    for path in files:
+        assert (path.parent.parent / CHANGED_MARKER).is_file(), path
+    return files
 
 
 def _column(table: pa.Table, name: str) -> list[Any]:
@@ -178,10 +184,10 @@ def test_full_queue_drops_and_counts_without_blocking(
     entered, release = threading.Event(), threading.Event()
     real_write = _logs.write_table
 
-    def blocked_write(table: pa.Table, path: Path) -> Path:
+    def blocked_write(table: pa.Table, path: Path, **options: Any) -> Path:
         entered.set()
         release.wait(60)
-        return real_write(table, path)
+        return real_write(table, path, **options)
 
     monkeypatch.setattr(_logs, "write_table", blocked_write)
     writer = _writer(tmp_path, max_batch_rows=10, max_wait_s=60, max_queue=50).start()

@@ -46,6 +46,13 @@ def backup(
     ] = None,
     keep_daily: Annotated[int | None, typer.Option(help="… the newest of each of N days …")] = None,
     keep_weekly: Annotated[int | None, typer.Option(help="… and of N ISO weeks.")] = None,
+    rescan: Annotated[
+        bool,
+        typer.Option(
+            help="Read every file again instead of trusting what the last backup into the "
+            "destination found (for log files changed by hand)."
+        ),
+    ] = False,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -62,7 +69,9 @@ def backup(
         offsite = to if to is not None and is_s3_url(to) else None
         dest = _destination(root, local if offsite else (None if to is None else Path(to)))
         with progress_bar(not as_json) as bar:
-            result = backup_project(root, dest, progress=lambda d, t: bar("backup", d, t))
+            result = backup_project(
+                root, dest, progress=lambda d, t: bar("backup", d, t), rescan=rescan
+            )
         pruned = pushed = None
         retention = any(v is not None for v in (keep_last, keep_daily, keep_weekly))
         policy = {"keep_last": keep_last or 1, "keep_daily": keep_daily or 0,

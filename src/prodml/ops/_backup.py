@@ -9,7 +9,9 @@ SQLite's online backup API, so a server or controller writing meanwhile leaves a
 consistent copy, never a torn page. They are copied first and the other files listed
 after: an artifact is stored before the metadata row naming it, so every artifact the
 copied DB names is in the snapshot. Log files are immutable once written (the writer
-renames a finished file into place) and artifacts are content-addressed. Left out:
+renames a finished file into place) and artifacts are content-addressed; a date directory
+of the logs whose change marker did not move since the last backup is taken from the files
+cache whole, its manifest entries included (see :mod:`~prodml.ops._backup_files`). Left out:
 ``.git``, virtual environments and caches, SQLite's ``-wal``/``-shm`` side files,
 prodml's own unfinished temp files (hidden files in the state directory), and anything
 that is not a regular file.
@@ -53,6 +55,9 @@ from prodml.ops._backup_files import (
     RACY_NS,
     FilesCache,
     Found,
+    Segment,
+    Segments,
+    new_segment,
     no_collections,
     walk,
 )
@@ -243,6 +248,30 @@ def _store_file(blobs: str, source: str, size: int) -> tuple[str, int, bool]:
     return sha, len(data), True
 
 
+def _cached_segments(
+    segments: Segments,
+    stored: dict[str, tuple[str, int, bool]],
+    seen: dict[str, tuple[int, int, str]],
+) -> tuple[dict[str, Segment], set[str]]:
+    """The logs' segments for the next backup — those reused, and those listed whose
+    marker could be trusted, with the files stored for them — and the files those listed
+    segments hold (they leave ``seen``: the segment holds them)."""
+    cached = dict(segments.reused)
+    covered: set[str] = set()
+    for rel, (stamp, files) in segments.listed.items():
+        if stamp is None:
+            continue
+        entries = []
+        for item in files:
+            outcome = stored.get(item.rel)
+            if outcome is not None:  # not removed meanwhile
+                entries.append((item.rel, outcome[0], outcome[1], item.mtime_ns))
+                covered.add(item.rel)
+            seen.pop(item.rel, None)
+        cached[rel] = new_segment(stamp, entries)
+    return cached, covered
+
+
 def record_event(
     root: Path,
     kind: Kind,
@@ -272,9 +301,12 @@ def backup_project(
     progress: Progress | None = None,
     record: bool = True,
     actor: str = "prodml backup",
+    rescan: bool = False,
 ) -> BackupResult:
     """Snapshot the project at ``root`` into ``dest`` (see the module docstring); with
-    ``record``, the backup is recorded in the project's metadata DB afterwards."""
+    ``record``, the backup is recorded in the project's metadata DB afterwards. With
+    ``rescan``, nothing the last backup found is trusted: every file is listed and read
+    (for logs changed by hand, which the logs' change markers do not see)."""
     started = datetime.now(UTC)
     root = root.resolve()
     config = load_config(root)
@@ -298,10 +330,10 @@ def backup_project(
         # SQLite files first, through the backup API; the other files are listed after
         # those copies, so every artifact the metadata DB's copy names (an artifact is
         # stored before the row naming it) is in the listing.
-        known = FilesCache.load(dest, root)
+        known = FilesCache(dest, root, {}) if rescan else FilesCache.load(dest, root)
         fresh = time.time_ns() - RACY_NS
-        log_dirs: dict[str, tuple[int, tuple[str, ...]]] = {}
-        listed = walk(root, dest, state, known=known, listed=log_dirs, before_ns=fresh)
+        segments = Segments()
+        listed = walk(root, dest, state, known=known, segments=segments, before_ns=fresh)
         sqlite_files = [f for f in listed
                         if f.rel.endswith(_SQLITE_SUFFIXES) and _is_sqlite(Path(f.path))]  # fmt: skip
         stored: dict[str, tuple[str, int, bool]] = {}
@@ -401,8 +433,10 @@ def backup_project(
                 for future in futures:
                     future.cancel()
                 raise
+        kept, covered = _cached_segments(segments, stored, seen)
         for rel, (sha, size, new) in stored.items():
-            entries.append(FileEntry(rel, sha, size))
+            if rel not in covered:  # those are in a segment's block
+                entries.append(FileEntry(rel, sha, size))
             new_blobs += new
             new_bytes += size if new else 0
         for part in external:
@@ -417,7 +451,8 @@ def backup_project(
             schema_revision=revision, project=config.project.name,
             files=tuple(entries), skipped=tuple(skipped), external=tuple(external),
         )  # fmt: skip
-        data = manifest.to_bytes()
+        blocks = [segment.block(rel) for rel, segment in kept.items()]
+        data = manifest.to_bytes(blocks)
         digest = fingerprint_bytes(data)
         os.sync()  # the blobs are on disk before a manifest names them
         (work / MANIFEST).write_bytes(data)
@@ -428,7 +463,7 @@ def backup_project(
         snapshot_id = f"{when:%Y%m%dT%H%M%S%fZ}-{digest[:16]}"
         final = dest / SNAPSHOTS_DIR / snapshot_id
         os.replace(work, final)  # the snapshot appears whole, or not at all
-        FilesCache(dest, root, seen, log_dirs).save()
+        FilesCache(dest, root, seen, kept, snapshot=snapshot_id, settled_ns=fresh).save()
     except OSError as exc:  # no space left, a permission …: nothing half-written stays
         shutil.rmtree(work, ignore_errors=True)
         raise StorageError(f"backup of {root} into {dest} failed and was undone: {exc}") from exc
@@ -436,8 +471,9 @@ def backup_project(
         shutil.rmtree(work, ignore_errors=True)
         raise
     seconds = (datetime.now(UTC) - started).total_seconds()
-    result = BackupResult(snapshot_id, final, len(entries), manifest.size, new_blobs, new_bytes,
-                          seconds, revision)  # fmt: skip
+    files = len(entries) + sum(b.count for b in blocks)
+    size = manifest.size + sum(b.size for b in blocks)
+    result = BackupResult(snapshot_id, final, files, size, new_blobs, new_bytes, seconds, revision)
     if record:
         record_event(root, "backup", status="ok", snapshot=snapshot_id,
                      detail={**result.to_dict(), "destination": str(dest)}, started_at=started,

@@ -16,7 +16,10 @@ True
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,11 @@ __all__ = [
     "MANIFEST",
     "MANIFEST_SUM",
     "SNAPSHOTS_DIR",
+    "Block",
     "ExternalEntry",
     "FileEntry",
     "Manifest",
+    "entries_text",
     "list_snapshots",
     "read_snapshot",
 ]
@@ -78,16 +83,24 @@ class Manifest:
     external: tuple[ExternalEntry, ...] = field(default=())
     format: int = FORMAT
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, blocks: Sequence[Block] = ()) -> bytes:
+        """The manifest file: one line per file, in path order. ``blocks`` are more files'
+        entries already written out (a backup reuses them from the last one unchanged);
+        each holds consecutive paths that no file of ``files`` falls between."""
+        token = f"__prodml_files_{uuid.uuid4().hex}__"
         data = {
             "created_at": self.created_at, "prodml_version": self.prodml_version,
             "schema_revision": self.schema_revision, "project": self.project,
-            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files],
-            "skipped": list(self.skipped), "format": self.format,
+            "files": token, "skipped": list(self.skipped), "format": self.format,
             "external": [{"store": e.store, "key": e.key, "sha256": e.sha256, "size": e.size}
                          for e in self.external],
         }  # fmt: skip
-        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+        head = orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+        parts = [(f.path, _entry(f.path, f.sha256, f.size)) for f in self.files]
+        parts += [(b.first, b.text) for b in blocks if b.count]
+        parts.sort(key=itemgetter(0))
+        files = b"[\n" + b",\n".join(text for _, text in parts) + b"\n  ]" if parts else b"[]"
+        return head.replace(orjson.dumps(token), files, 1) + b"\n"
 
     def digest(self) -> str:
         return fingerprint_bytes(self.to_bytes())
@@ -112,6 +125,26 @@ class Manifest:
                 f"{sorted(_READS)}"
             )
         return manifest
+
+
+@dataclass(frozen=True)
+class Block:
+    """Manifest entries written out (see :meth:`Manifest.to_bytes`): the first path,
+    the text, how many files and bytes."""
+
+    first: str
+    text: bytes
+    count: int
+    size: int
+
+
+def _entry(path: str, sha256: str, size: int) -> bytes:
+    return b"    " + orjson.dumps({"path": path, "sha256": sha256, "size": size})
+
+
+def entries_text(entries: Sequence[tuple[str, str, int]]) -> bytes:
+    """The manifest lines of ``(path, sha256, size)`` entries, in the given order."""
+    return b",\n".join(_entry(path, sha, size) for path, sha, size in entries)
 
 
 def list_snapshots(dest: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -73,10 +73,13 @@ def atomic_write(path: str | Path, *, mode: int | None = None) -> Iterator[Binar
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(
+    path: str | Path, *, before_replace: Callable[[], object] | None = None
+) -> Iterator[Path]:
     """Yield the path of a temp file next to ``path`` for a writer that opens files
     itself; on success its content replaces ``path`` atomically, as with
-    :func:`atomic_write` (fsync, rename, fsync of the directory).
+    :func:`atomic_write` (fsync, rename, fsync of the directory). ``before_replace`` runs
+    after the fsync, just before the rename.
 
     For Arrow's writers: given a Python file object, Arrow takes the GIL for every write
     it makes into it (thousands for one Parquet file), so a write in a background thread
@@ -105,6 +108,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

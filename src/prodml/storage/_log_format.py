@@ -7,6 +7,7 @@ a column of Python values becomes an Arrow array (never failing because of an od
 from __future__ import annotations
 
 import numbers
+import os
 import re
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -21,6 +22,7 @@ from prodml.core import ensure_utc
 from prodml.core.errors import SchemaError
 
 __all__ = [
+    "CHANGED_MARKER",
     "DATE_KEY",
     "HOUR_KEY",
     "LABELS_DIR",
@@ -31,6 +33,7 @@ __all__ = [
     "column_array",
     "hour_dir",
     "log_text",
+    "mark_changed",
     "quarantine_root",
 ]
 
@@ -83,6 +86,25 @@ def hour_dir(root: Path, field: str, partition: str, day: date, hour: int) -> Pa
     return (
         root / f"{field}={partition}" / f"{DATE_KEY}={day.isoformat()}" / f"{HOUR_KEY}={hour:02d}"
     )
+
+
+#: A hidden file in each date directory of a log whose mtime every change to the
+#: directory's files moves: touched just before a file is renamed into place or moved
+#: aside, and again just after. A backup that finds the mtime it recorded (older than its
+#: racy window) knows the date's files are the ones it listed then, without listing its
+#: hour directories (see ``prodml.ops._backup_files``). Files under the logs are written
+#: only through the writer and moved only by the quarantine, which both touch it.
+CHANGED_MARKER = ".changed"
+
+
+def mark_changed(day_dir: Path) -> None:
+    """Touch the :data:`CHANGED_MARKER` of the date directory ``day_dir`` (which exists),
+    creating it if missing."""
+    fd = os.open(day_dir / CHANGED_MARKER, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.utime(fd)
+    finally:
+        os.close(fd)
 
 
 def quarantine_root(log_root: Path) -> Path:

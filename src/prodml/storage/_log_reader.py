@@ -46,6 +46,7 @@ from prodml.storage._log_format import (
     HOUR_KEY,
     LOG_TIMESTAMP,
     check_partition,
+    mark_changed,
     quarantine_root,
 )
 
@@ -248,7 +249,12 @@ def _unreadable(
         while target.exists():  # never replace a file quarantined before
             target = target.with_name(f"{path.stem}.{number}{path.suffix}")
             number += 1
+        days = (path.parent.parent, target.parent.parent)  # each hour's date directory
+        for day in days:
+            mark_changed(day)
         os.replace(path, target)  # same filesystem: atomic, the bytes are never copied
+        for day in days:
+            mark_changed(day)
         fsync_dir(target.parent)
         fsync_dir(path.parent)
     except FileNotFoundError:

@@ -3,7 +3,9 @@
 :meth:`LogWriter.append` only checks and queues a record (no I/O, no Arrow); a background
 thread groups the queue by partition, UTC date and UTC hour and writes one Parquet file per
 group with :func:`~prodml.storage.write_table` (temp file, fsync, rename), so a reader never
-sees a partial file. :func:`~prodml.storage.read_log` reads the files back.
+sees a partial file; the date directory's change marker is touched just before the rename
+and after it (``_log_format.CHANGED_MARKER``). :func:`~prodml.storage.read_log` reads the
+files back.
 
 >>> import tempfile
 >>> from datetime import UTC, datetime
@@ -29,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -40,7 +43,13 @@ import pyarrow as pa
 
 from prodml.core import Clock, ensure_utc
 from prodml.core.errors import SchemaError, StateError
-from prodml.storage._log_format import LOG_TIMESTAMP, check_partition, column_array, hour_dir
+from prodml.storage._log_format import (
+    LOG_TIMESTAMP,
+    check_partition,
+    column_array,
+    hour_dir,
+    mark_changed,
+)
 from prodml.storage._tables import write_table
 
 __all__ = ["LogBlock", "LogSink", "LogStats", "LogWriter"]
@@ -539,7 +548,11 @@ class LogWriter:
             return
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
         directory = hour_dir(self.root, self.partition_field, partition, hour.date(), hour.hour)
-        write_table(pa.table(columns), directory / f"{stamp}-{uuid.uuid4().hex}.parquet")
+        directory.mkdir(parents=True, exist_ok=True)
+        changed = partial(mark_changed, directory.parent)
+        target = directory / f"{stamp}-{uuid.uuid4().hex}.parquet"
+        write_table(pa.table(columns), target, before_replace=changed)
+        changed()
 
     def _transposed(self, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
         """The rows' values by key (every key any row has but the time; missing values

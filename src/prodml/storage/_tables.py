@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,18 +24,27 @@ from prodml.storage._atomic import atomic_path
 __all__ = ["read_table", "write_table"]
 
 
-def write_table(table: pa.Table, path: str | Path, *, compression: str = "zstd") -> Path:
+def write_table(
+    table: pa.Table,
+    path: str | Path,
+    *,
+    compression: str = "zstd",
+    before_replace: Callable[[], object] | None = None,
+) -> Path:
     """Write ``table`` to Parquet at ``path`` atomically and return the path.
 
     The file is written to a temp file in the target directory, fsynced, then renamed
-    over ``path``: on any exception the temp file is removed and an existing file at
-    ``path`` keeps its old content.
+    over ``path`` (``before_replace`` runs just before the rename): on any exception the
+    temp file is removed and an existing file at ``path`` keeps its old content.
     """
     if not isinstance(table, pa.Table):
         raise TypeError(f"write_table: table must be a pyarrow.Table, got {type(table).__name__}")
     target = Path(path)
     try:
-        with atomic_path(target) as tmp, pa.OSFile(str(tmp), "wb") as sink:
+        with (
+            atomic_path(target, before_replace=before_replace) as tmp,
+            pa.OSFile(str(tmp), "wb") as sink,
+        ):
             pq.write_table(table, sink, compression=compression)
     except OSError as exc:
         raise StorageError(f"table file {target}: write failed: {exc}") from exc
