@@ -128,10 +128,10 @@ def _check_all(snapshot: Path, manifest: Manifest, work: Path | None) -> None:
     blobs = str(_store_of(snapshot) / BLOBS_DIR)
     files = manifest.files
     everything: tuple[FileEntry | ExternalEntry, ...] = (*files, *manifest.external)
-    if work is not None:
-        for directory in sorted({os.path.dirname(entry.path) for entry in files}):
-            (work / directory).mkdir(parents=True, exist_ok=True)
     base = None if work is None else str(work)
+    if base is not None:
+        for directory in sorted({os.path.dirname(entry.path) for entry in files}):
+            _make_dir(f"{base}/{directory}")
 
     def check(batch: tuple[FileEntry | ExternalEntry, ...]) -> None:
         for entry in batch:
@@ -144,6 +144,17 @@ def _check_all(snapshot: Path, manifest: Manifest, work: Path | None) -> None:
     with ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-restore") as pool:
         for _ in pool.map(check, batches):  # file IO and hashing drop the GIL
             pass
+
+
+def _make_dir(path: str) -> None:
+    """``path`` made, parents too (called in sorted order, a directory's parent is
+    usually made just before it: one ``mkdir``, not pathlib's walk up)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        pass
 
 
 def verify_snapshot(snapshot: Path) -> Manifest:
