@@ -122,12 +122,31 @@ def test_packed_order_takes_negative_values_and_huge_keys() -> None:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_tie_order_is_the_three_key_lexsort(seed: int) -> None:
+@pytest.mark.parametrize("members_in_order", [False, True])
+@pytest.mark.parametrize("spread", [100, 2**40, 2**62])
+def test_tie_order_is_the_three_key_lexsort(seed: int, members_in_order: bool, spread: int) -> None:
     rng = np.random.default_rng(seed)
     m = int(rng.integers(1, 3_000))
     group = np.sort(rng.integers(-(2**62), 2**62, m) // (2**60) * (2**60) + rng.integers(0, 4, m))
-    created = rng.choice([np.iinfo(np.int64).min, 0, 5, 2**62, *rng.integers(-50, 50, 5)], m)
+    created = rng.choice(
+        [np.iinfo(np.int64).min, 0, 5, spread, -spread, *rng.integers(-50, 50, 5)], m
+    )
     members = rng.permutation(10 * m)[:m]
+    if members_in_order:  # as a stable rank sort leaves them: increasing within a group
+        members = members[np.lexsort((members, group))]
+    expected = np.lexsort((members, created, group))
+    assert np.array_equal(_pit_plan._tie_order(group, created, members), expected)
+    fast = _pit_plan._within_groups(_pit_plan._dense_ranks(group), created, members)
+    if members_in_order and spread < 2**60:
+        assert fast is not None  # the one-sort path was taken
+    if fast is not None:
+        assert np.array_equal(fast, expected)
+
+
+def test_tie_order_takes_all_null_created_times() -> None:
+    group = np.array([1, 1, 1, 2, 2])
+    members = np.array([3, 7, 9, 1, 4])
+    created = np.full(5, np.iinfo(np.int64).min)
     expected = np.lexsort((members, created, group))
     assert np.array_equal(_pit_plan._tie_order(group, created, members), expected)
 
