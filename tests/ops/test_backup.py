@@ -412,6 +412,26 @@ def test_rescan_finds_a_log_file_changed_by_hand(project: Project, tmp_path: Pat
     assert rel in manifest_files(backup_project(root, dest, record=False).path)
 
 
+def test_a_date_directory_inside_a_date_directory_is_listed_once(
+    project: Project, tmp_path: Path
+) -> None:
+    root, dest = project.root, tmp_path / "backups"
+    day = logged_day(root)
+    odd = day / "hour=05" / "date=2013-01-02" / "stray.bin"
+    odd.parent.mkdir()
+    odd.write_bytes(b"stray")
+    for directory in (day, odd.parent):  # a marker in each
+        mark_changed(directory)
+        age(directory / CHANGED_MARKER)
+    first = backup_project(root, dest, record=False)
+    second = backup_project(root, dest, record=False)
+    for snapshot in (first.path, second.path):
+        paths = [e.path for e in read_snapshot(snapshot).files]
+        assert len(paths) == len(set(paths))
+        assert odd.relative_to(root).as_posix() in paths
+    assert manifest_files(first.path) == manifest_files(second.path)
+
+
 # --- 3. refusals --------------------------------------------------------------------
 def test_a_flipped_byte_in_a_blob_is_refused_naming_the_file(
     snapshot: Path, tmp_path: Path

@@ -124,7 +124,7 @@ def walk(
     logs_dir = str(state / LOGS_DIR) + os.sep
     found: list[Found] = []
 
-    def visit(directory: str, rel: str, in_state: bool) -> None:
+    def visit(directory: str, rel: str, in_state: bool, in_segment: bool = False) -> None:
         try:
             with os.scandir(directory) as listing:
                 entries = list(listing)
@@ -140,12 +140,13 @@ def walk(
                     sub = f"{rel}{name}/"
                     if (
                         segments is not None
+                        and not in_segment
                         and name.startswith(_SEGMENT_PREFIX)
                         and entry.path.startswith(logs_dir)
                     ):
                         segment(entry.path, sub)
                     else:
-                        visit(entry.path, sub, inside)
+                        visit(entry.path, sub, inside, in_segment)
                     continue
                 if name.endswith(_SKIP_SUFFIXES) or (in_state and name.startswith(".")):
                     continue
@@ -170,7 +171,7 @@ def walk(
                 return
             known.expand(rel)
         first = len(found)
-        visit(directory, rel, True)
+        visit(directory, rel, True, True)
         segments.listed[rel] = (stamp, found[first:])
 
     if start is None:
