@@ -102,12 +102,20 @@ def test_corrupt_blob_raises_integrity_error(artifacts: ArtifactStore, tmp_path:
         IntegrityError, match=rf"artifact {digest}: stored bytes hash to sha256 {actual}"
     ):
         artifacts.get_bytes(digest)
+    with pytest.raises(IntegrityError, match=actual):
+        artifacts.check(digest)
     dest = tmp_path / "model.bin"
     dest.write_bytes(b"previous")
     with pytest.raises(IntegrityError, match=actual):
         artifacts.get_file(digest, dest)
     assert dest.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_check_hashes_in_place(artifacts: ArtifactStore) -> None:
+    data = os.urandom(3 << 20)  # more than one read block
+    digest = artifacts.put_bytes(data)
+    artifacts.check(digest)  # no error: the bytes hash to their name
 
 
 def test_missing_and_malformed_digests(artifacts: ArtifactStore, tmp_path: Path) -> None:
@@ -117,10 +125,14 @@ def test_missing_and_malformed_digests(artifacts: ArtifactStore, tmp_path: Path)
         artifacts.get_bytes(missing)
     with pytest.raises(ArtifactNotFoundError):
         artifacts.get_file(missing, tmp_path / "x.bin")
+    with pytest.raises(ArtifactNotFoundError, match="sha256/00/0000"):
+        artifacts.check(missing)
     assert not (tmp_path / "x.bin").exists()
     for bad in ["abc", "G" * 64, "A" * 64, "../" + "0" * 61]:
         with pytest.raises(ValueError, match="expected 64 lowercase hex characters"):
             artifacts.get_bytes(bad)
+        with pytest.raises(ValueError, match="expected 64 lowercase hex characters"):
+            artifacts.check(bad)
 
 
 def test_open_artifact_store_from_the_default_config(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,16 @@ def test_missing_key_raises_not_found_naming_the_key(store: BlobStore) -> None:
     with pytest.raises(ArtifactNotFoundError, match="blob 'nope/x' not found"):
         store.load_bytes("nope/x")
     assert not store.exists("nope/x")
+
+
+def test_sha256_of_a_stored_value_and_of_a_missing_key(store: BlobStore) -> None:
+    data = os.urandom((1 << 20) + 17)  # more than one read block
+    store.save_bytes("models/big.bin", data)
+    store.save_bytes("empty", b"")
+    assert store.sha256("models/big.bin") == hashlib.sha256(data).hexdigest()
+    assert store.sha256("empty") == hashlib.sha256(b"").hexdigest()
+    with pytest.raises(ArtifactNotFoundError, match="blob 'nope/x' not found"):
+        store.sha256("nope/x")
 
 
 def test_exists_and_delete(store: BlobStore) -> None:

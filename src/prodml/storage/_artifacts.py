@@ -103,6 +103,12 @@ class ArtifactStore:
             copy.replace(target)
         return target
 
+    def check(self, digest: str) -> None:
+        """Verify the stored content of ``digest`` without copying it anywhere:
+        :class:`ArtifactNotFoundError` if absent, :class:`IntegrityError` if its bytes
+        hash to anything else."""
+        _verify(digest, self.blobs.sha256(digest_key(digest)))
+
     def exists(self, digest: str) -> bool:
         """Whether ``digest`` is stored (its content is not verified)."""
         return self.blobs.exists(digest_key(digest))

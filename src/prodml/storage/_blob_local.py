@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from prodml.core import LocalArtifactsConfig
+from prodml.core import LocalArtifactsConfig, fingerprint_file
 from prodml.storage._atomic import atomic_write, is_temp_name
 from prodml.storage._blobs import BlobStore
 
@@ -68,6 +68,12 @@ class LocalBlobStore(BlobStore):
             raise self._missing(key) from None
         with reader, atomic_write(dest) as handle:
             shutil.copyfileobj(reader, handle, 1 << 20)
+
+    def _sha256(self, key: str) -> str:
+        try:
+            return fingerprint_file(self._path(key))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise self._missing(key) from None
 
     def _exists(self, key: str) -> bool:
         return self._path(key).is_file()

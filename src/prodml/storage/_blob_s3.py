@@ -9,6 +9,7 @@ reader sees the old or the new bytes, never a mix.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -104,6 +105,20 @@ class S3BlobStore(BlobStore):
             raise
         except OSError as exc:
             raise self._failed("write", key, exc) from exc
+
+    def _sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        try:
+            with self.fs.open_input_stream(self._path(key)) as reader:
+                while block := reader.read(1 << 20):
+                    digest.update(block)
+        except FileNotFoundError:
+            raise self._missing(key) from None
+        except OSError as exc:
+            if not self._exists(key):
+                raise self._missing(key) from None
+            raise self._failed("read", key, exc) from exc
+        return digest.hexdigest()
 
     def _load_bytes(self, key: str) -> bytes:
         try:

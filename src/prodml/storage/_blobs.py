@@ -15,6 +15,7 @@ ValueError: blob key '../etc/passwd' is invalid: expected '/'-separated, non-emp
 from __future__ import annotations
 
 import builtins
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -71,6 +72,11 @@ class BlobStore(ABC):
         """Write the bytes under ``key`` to the file ``dest``, atomically."""
         self._load_file(check_key(key), Path(dest))
 
+    def sha256(self, key: str) -> str:
+        """The SHA-256 (hex) of the bytes under ``key``, read as a stream where the backend
+        can, nothing written."""
+        return self._sha256(check_key(key))
+
     def exists(self, key: str) -> bool:
         """Whether ``key`` holds a value."""
         return self._exists(check_key(key))
@@ -106,6 +112,9 @@ class BlobStore(ABC):
 
     def _save_file(self, key: str, source: Path) -> None:
         self._save_bytes(key, source.read_bytes())
+
+    def _sha256(self, key: str) -> str:
+        return hashlib.sha256(self._load_bytes(key)).hexdigest()
 
     def _load_file(self, key: str, dest: Path) -> None:
         data = self._load_bytes(key)
