@@ -9,9 +9,11 @@ reader sees the old or the new bytes, never a mix.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,31 +108,31 @@ class S3BlobStore(BlobStore):
         except OSError as exc:
             raise self._failed("write", key, exc) from exc
 
-    def _sha256(self, key: str) -> str:
-        digest = hashlib.sha256()
+    @contextlib.contextmanager
+    def _reader(self, key: str) -> Iterator[Any]:
+        """The object's input stream; a missing object is :meth:`_missing`, any other
+        failure a :class:`StorageError` naming it."""
         try:
             with self.fs.open_input_stream(self._path(key)) as reader:
-                while block := reader.read(1 << 20):
-                    digest.update(block)
+                yield reader
         except FileNotFoundError:
             raise self._missing(key) from None
         except OSError as exc:
             if not self._exists(key):
                 raise self._missing(key) from None
             raise self._failed("read", key, exc) from exc
+
+    def _sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        with self._reader(key) as reader:
+            while block := reader.read(_CHUNK):
+                digest.update(block)
         return digest.hexdigest()
 
     def _load_bytes(self, key: str) -> bytes:
-        try:
-            with self.fs.open_input_stream(self._path(key)) as reader:
-                data: bytes = reader.read()
-                return data
-        except FileNotFoundError:
-            raise self._missing(key) from None
-        except OSError as exc:
-            if not self._exists(key):
-                raise self._missing(key) from None
-            raise self._failed("read", key, exc) from exc
+        with self._reader(key) as reader:
+            data: bytes = reader.read()
+        return data
 
     def _exists(self, key: str) -> bool:
         try:
