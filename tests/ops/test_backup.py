@@ -394,6 +394,25 @@ def test_cached_dates_are_listed_again_when_their_snapshot_is_gone(
     assert third.new_blobs == third.files
 
 
+def test_a_damaged_files_cache_is_not_spliced_into_a_manifest(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, dest = project.root, tmp_path / "backups"
+    day = logged_day(root)
+    first = backup_project(root, dest, record=False)
+    (cache,) = (dest / "cache").glob("*.json")
+    raw = json.loads(cache.read_bytes())
+    (segment,) = [v for k, v in raw["segments"].items() if k.endswith("date=2013-01-01/")]
+    segment[1] = segment[1].replace('"sha256":"', '"sha256":"0', 1)  # a changed byte
+    cache.write_text(json.dumps(raw))
+    with monkeypatch.context() as patch:
+        scanned = scanning(patch)
+        second = backup_project(root, dest, record=False)
+    assert str(day) in scanned  # listed again, not taken from the damaged cache
+    assert manifest_files(second.path) == manifest_files(first.path)
+    verify_snapshot(second.path)
+
+
 def test_rescan_finds_a_log_file_changed_by_hand(project: Project, tmp_path: Path) -> None:
     root, dest = project.root, tmp_path / "backups"
     day = logged_day(root)

@@ -21,7 +21,7 @@ import os
 import stat
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -51,7 +51,7 @@ _CACHE_DIR = "cache"
 LOGS_DIR = "logs"
 _SEGMENT_PREFIX = f"{DATE_KEY}="
 #: The cache's layout; another one (an older prodml's) is ignored: it costs a full read.
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,12 @@ class Segment:
     count: int
     size: int
     mtimes: tuple[int, ...]
+    digest: str = ""
+
+    def checksum(self) -> str:
+        """The SHA-256 of what goes into a manifest (the text, count and size), kept
+        beside them: a cache damaged on disk is not spliced into a manifest."""
+        return fingerprint_bytes(f"{self.count}:{self.size}:{self.text}".encode())
 
     def block(self, rel: str) -> Block:
         return Block(rel, self.text.encode(), self.count, self.size)
@@ -235,9 +241,10 @@ class FilesCache:
                 return cache
             cache.files = {k: (int(v[0]), int(v[1]), str(v[2])) for k, v in raw["files"].items()}
             cache.segments = {
-                k: Segment(int(v[0]), str(v[1]), int(v[2]), int(v[3]), tuple(map(int, v[4])))
+                k: Segment(int(v[0]), str(v[1]), int(v[2]), int(v[3]), tuple(map(int, v[4])),
+                           str(v[5]))
                 for k, v in raw["segments"].items()
-            }
+            }  # fmt: skip
             cache.snapshot = None if raw["snapshot"] is None else str(raw["snapshot"])
             cache.settled_ns = int(raw["settled_ns"])
         except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
@@ -254,7 +261,7 @@ class FilesCache:
         """The segment ``rel`` if it was stored under the marker mtime ``stamp`` and the
         snapshot holding its blobs is still in the destination."""
         found = self.segments.get(rel)
-        if found is None or found.stamp != stamp:
+        if found is None or found.stamp != stamp or found.digest != found.checksum():
             return None
         if self._whole is None:
             self._whole = self.snapshot is not None and os.path.isdir(
@@ -279,7 +286,7 @@ class FilesCache:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(f".{uuid.uuid4().hex}.partial")
-        segments = {k: (s.stamp, s.text, s.count, s.size, s.mtimes)
+        segments = {k: (s.stamp, s.text, s.count, s.size, s.mtimes, s.digest)
                     for k, s in self.segments.items()}  # fmt: skip
         partial.write_bytes(orjson.dumps({
             "format": _CACHE_FORMAT, "files": self.files, "segments": segments,
@@ -292,5 +299,6 @@ def new_segment(stamp: int, entries: list[tuple[str, str, int, int]]) -> Segment
     """A segment for the cache from its files' ``(path, sha256, size, mtime)``."""
     entries.sort()
     text = entries_text([(path, sha, size) for path, sha, size, _ in entries])
-    return Segment(stamp, text.decode(), len(entries), sum(e[2] for e in entries),
+    made = Segment(stamp, text.decode(), len(entries), sum(e[2] for e in entries),
                    tuple(e[3] for e in entries))  # fmt: skip
+    return replace(made, digest=made.checksum())
