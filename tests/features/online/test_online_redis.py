@@ -5,6 +5,7 @@ a connection the server dropped is made again, and closing the store closes them
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,8 @@ import redis
 
 from prodml.features.online import RedisOnlineStore
 from servicekit import redis_url_or_skip
+
+DEADLINE_S = 120.0  # the longest any wait may take, however busy the machine
 
 pytestmark = pytest.mark.integration
 
@@ -89,23 +92,32 @@ def test_each_thread_reads_on_its_own_connection_and_close_closes_them(
     store: RedisOnlineStore, url: str
 ) -> None:
     seen: dict[str, tuple[list[object], int]] = {}
-    barrier = threading.Barrier(3)
+    barrier, read, checked = threading.Barrier(3), threading.Barrier(4), threading.Event()
 
     def work(name: str) -> None:
-        barrier.wait(timeout=60)
+        barrier.wait(timeout=DEADLINE_S)
         seen[name] = (delays(store, "JFK", "東京"), own_id(store))
+        read.wait(timeout=DEADLINE_S)
+        checked.wait(timeout=DEADLINE_S)  # alive, and its connection with it, until checked
 
     threads = [threading.Thread(target=work, args=(f"t{i}",)) for i in range(3)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert [values for values, _ in seen.values()] == [[0.0, 3.0]] * 3
-    ids = {connection for _, connection in seen.values()}
-    assert len(ids) == 3
-    assert ids <= client_ids(url)
-    store.close()
-    assert not ids & client_ids(url)
+    try:
+        read.wait(timeout=DEADLINE_S)
+        assert [values for values, _ in seen.values()] == [[0.0, 3.0]] * 3
+        ids = {connection for _, connection in seen.values()}
+        assert len(ids) == 3
+        assert ids <= client_ids(url)
+        store.close()
+        deadline = time.monotonic() + DEADLINE_S  # the server drops a closed client soon
+        while ids & client_ids(url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not ids & client_ids(url)
+    finally:
+        checked.set()
+        for thread in threads:
+            thread.join(timeout=DEADLINE_S)
 
 
 def test_a_command_error_keeps_the_connection_usable(store: RedisOnlineStore) -> None:
