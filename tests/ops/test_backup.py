@@ -39,6 +39,7 @@ from prodml.core import (
     SystemClock,
 )
 from prodml.ops import (
+    BackupResult,
     Manifest,
     OpsEvents,
     backup_project,
@@ -284,8 +285,10 @@ def logged_day(root: Path) -> Path:
     return day
 
 
-def scanning(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every directory the backup's walk lists."""
+def scanned_backup(
+    monkeypatch: pytest.MonkeyPatch, root: Path, dest: Path
+) -> tuple[BackupResult, list[str]]:
+    """A backup of ``root`` into ``dest``, and every directory its walk listed."""
     scanned: list[str] = []
     real = os.scandir
 
@@ -293,8 +296,9 @@ def scanning(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         scanned.append(os.fspath(path))
         return real(path)
 
-    monkeypatch.setattr(backup_files.os, "scandir", scandir)
-    return scanned
+    with monkeypatch.context() as patch:
+        patch.setattr(backup_files.os, "scandir", scandir)
+        return backup_project(root, dest, record=False), scanned
 
 
 def manifest_files(snapshot: Path) -> dict[str, tuple[str, int]]:
@@ -326,9 +330,7 @@ def test_an_unchanged_log_date_is_taken_from_the_files_cache_whole(
     root, dest = project.root, tmp_path / "backups"
     day = logged_day(root)
     first = backup_project(root, dest, record=False)
-    with monkeypatch.context() as patch:
-        scanned = scanning(patch)
-        second = backup_project(root, dest, record=False)
+    second, scanned = scanned_backup(monkeypatch, root, dest)
     assert not [p for p in scanned if p.startswith(str(day))]  # not listed …
     assert str(day.parent) in scanned  # … but its parent is
     files = manifest_files(second.path)
@@ -340,9 +342,7 @@ def test_an_unchanged_log_date_is_taken_from_the_files_cache_whole(
 
     # New records for the same date move its marker: the date is listed again.
     write_log(root, datetime(2013, 1, 1, 6, 15, tzinfo=UTC), y=2)
-    with monkeypatch.context() as patch:
-        scanned = scanning(patch)
-        third = backup_project(root, dest, record=False)
+    third, scanned = scanned_backup(monkeypatch, root, dest)
     assert str(day) in scanned
     files = manifest_files(third.path)
     assert files == manifest_files(backup_project(root, tmp_path / "fresh2", record=False).path)
@@ -386,9 +386,7 @@ def test_cached_dates_are_listed_again_when_their_snapshot_is_gone(
     shutil.rmtree(second.path)  # the snapshot the files cache names: its blobs may be gone
     for blob in dest.glob("blobs/*/*"):
         blob.unlink()
-    with monkeypatch.context() as patch:
-        scanned = scanning(patch)
-        third = backup_project(root, dest, record=False)
+    third, scanned = scanned_backup(monkeypatch, root, dest)
     assert str(day) in scanned
     verify_snapshot(third.path)  # every blob stored again
     assert third.new_blobs == third.files
@@ -405,9 +403,7 @@ def test_a_damaged_files_cache_is_not_spliced_into_a_manifest(
     (segment,) = [v for k, v in raw["segments"].items() if k.endswith("date=2013-01-01/")]
     segment[1] = segment[1].replace('"sha256":"', '"sha256":"0', 1)  # a changed byte
     cache.write_text(json.dumps(raw))
-    with monkeypatch.context() as patch:
-        scanned = scanning(patch)
-        second = backup_project(root, dest, record=False)
+    second, scanned = scanned_backup(monkeypatch, root, dest)
     assert str(day) in scanned  # listed again, not taken from the damaged cache
     assert manifest_files(second.path) == manifest_files(first.path)
     verify_snapshot(second.path)

@@ -21,7 +21,7 @@ import os
 import stat
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -75,12 +75,13 @@ class Segment:
     count: int
     size: int
     mtimes: tuple[int, ...]
-    digest: str = ""
+    digest: str
 
     def checksum(self) -> str:
         """The SHA-256 of what goes into a manifest (the text, count and size), kept
-        beside them: a cache damaged on disk is not spliced into a manifest."""
-        return fingerprint_bytes(f"{self.count}:{self.size}:{self.text}".encode())
+        beside them as ``digest``: a cache damaged on disk is not spliced into a
+        manifest."""
+        return _checksum(self.text, self.count, self.size)
 
     def block(self, rel: str) -> Block:
         return Block(rel, self.text.encode(), self.count, self.size)
@@ -298,7 +299,11 @@ class FilesCache:
 def new_segment(stamp: int, entries: list[tuple[str, str, int, int]]) -> Segment:
     """A segment for the cache from its files' ``(path, sha256, size, mtime)``."""
     entries.sort()
-    text = entries_text([(path, sha, size) for path, sha, size, _ in entries])
-    made = Segment(stamp, text.decode(), len(entries), sum(e[2] for e in entries),
-                   tuple(e[3] for e in entries))  # fmt: skip
-    return replace(made, digest=made.checksum())
+    text = entries_text([(path, sha, size) for path, sha, size, _ in entries]).decode()
+    count, size = len(entries), sum(e[2] for e in entries)
+    return Segment(stamp, text, count, size, tuple(e[3] for e in entries),
+                   _checksum(text, count, size))  # fmt: skip
+
+
+def _checksum(text: str, count: int, size: int) -> str:
+    return fingerprint_bytes(f"{count}:{size}:{text}".encode())
