@@ -164,8 +164,8 @@ def _champion(rows: ExperimentRows, champion: str | None) -> int:
 def _summaries(table: MetricTable, metric: str) -> tuple[ArmSummary, ...]:
     rows = table.rows
     arms = len(rows.arms)
-    errors = np.bincount(rows.code, weights=rows.error, minlength=arms)
-    fallbacks = np.bincount(rows.code, weights=~rows.own, minlength=arms)
+    errors = np.bincount(rows.code[rows.error], minlength=arms)
+    fallbacks = np.bincount(rows.code[~rows.own], minlength=arms)
     labelled = np.bincount(table.selected("_labelled").code, minlength=arms)
     rewards = np.bincount(table.selected("reward").code, minlength=arms)
     return tuple(

@@ -91,8 +91,8 @@ class ExperimentRows:
     its own arm answered (``own``: no fallback), whether it failed (``error``), its time
     in microseconds since the epoch (UTC), latency, output, label, reward and propensity
     (NaN where missing). ``table`` holds the extra (segment) columns asked for, one row
-    per record; ``positions`` maps a record's key in ``p`` (see ``sources``) to its
-    index."""
+    per record; ``record_ids`` holds each record's global id (see ``sources``), in
+    increasing order."""
 
     arms: tuple[ArmKey, ...]
     #: each arm's records and the role most of its own records carry
@@ -110,7 +110,7 @@ class ExperimentRows:
     propensity: Floats
     table: pa.Table
     sources: Sources = field(repr=False)
-    positions: Ints = field(repr=False)
+    record_ids: Ints = field(repr=False)
     con: duckdb.DuckDBPyConnection = field(repr=False)
 
     @property
@@ -161,7 +161,7 @@ class ExperimentRows:
 
     def position(self, keys: Ints) -> Ints:
         """The record index of each key of ``p``."""
-        found: Ints = self.positions[self.sources.global_ids(keys)]
+        found: Ints = np.searchsorted(self.record_ids, self.sources.global_ids(keys))
         return found
 
 
@@ -202,13 +202,19 @@ def _arm_groups(
 
 
 def _records(
-    con: duckdb.DuckDBPyConnection, arms: Sequence[ArmKey], extra: Sequence[str], labels: bool
+    con: duckdb.DuckDBPyConnection,
+    arms: Sequence[ArmKey],
+    extra: Sequence[str],
+    labels: bool,
+    *,
+    ranked: bool = False,
 ) -> pa.Table:
     """Per record: its key, time, arm's code, whether its own arm answered, whether it
-    failed, the 64-bit hashes of its request id and unit (null: flagged), its numbers
-    and the ``extra`` columns; with ``labels``, each label or reward that answers it
-    (see :class:`_Records`) — a record answered several times has a row per answer,
-    one without any a row with nulls."""
+    failed, the 64-bit hashes of its request id and unit with the lowest bit set (0: no
+    value), its numbers (NaN: none) and the ``extra`` columns; with ``labels``, each
+    label or reward that answers it (see :class:`_Records`) — a record answered several
+    times has a row per answer (with ``ranked``, each answer's ``rank`` and ``pos``), one
+    without any a row with NaNs."""
     live = [a.name for a in arms if not a.shadow]
     shadow = [a.name for a in arms if a.shadow]
     columns = "".join(f', p."{name}"' for name in (n.replace('"', '""') for n in extra))
@@ -216,31 +222,46 @@ def _records(
     # than a join on the text); in the records query, so each id is read once. A row's
     # own label ranks first, then the latest: (has_row, t) as one int64 (times within
     # ±2⁶¹ µs, 73,000 years, of the epoch).
-    answers = (
-        """, l.label, l.reward, (l.has_row::BIGINT << 62) + (l.t + (1::BIGINT << 61)) AS rank,
-        l.pos FROM p LEFT JOIN l ON hash(p.request_id) = hash(l.request_id)
-        AND p.request_id = l.request_id AND (l.row IS NULL OR l.row = coalesce(p.row, 0))"""
-        if labels
-        else " FROM p"
-    )
+    answers = " FROM p"
+    if labels:
+        rank = (
+            ", (l.has_row::BIGINT << 62) + (l.t + (1::BIGINT << 61)) AS rank, l.pos"
+            if ranked
+            else ""
+        )
+        answers = f""", {_number("l.label")} AS label, {_number("l.reward")} AS reward{rank}
+            FROM p LEFT JOIN l ON hash(p.request_id) = hash(l.request_id)
+            AND p.request_id = l.request_id AND (l.row IS NULL OR l.row = coalesce(p.row, 0))"""
     return con.sql(
         f"""SELECT p._i, epoch_us(p.time) AS time_us,
               (CASE WHEN {_SHADOW} THEN list_position($shadow, coalesce(arm, '')) + $live_n
                  ELSE list_position($live, {_ASSIGNED}) END - 1)::SMALLINT AS code,
               fallback_from IS NULL AS own, coalesce(status = 'error', false) AS error,
-              hash(p.request_id) AS request_hash, p.request_id IS NULL AS no_request,
-              hash(unit) AS unit_hash, unit IS NULL AS no_unit,
-              latency_ms, output, propensity{columns}{answers}""",
+              {_hashed("p.request_id")} AS request_hash, {_hashed("unit")} AS unit_hash,
+              {_number("latency_ms")} AS latency_ms, {_number("output")} AS output,
+              {_number("propensity")} AS propensity{columns}{answers}""",
         params={"live": live or [""], "shadow": shadow or [""], "live_n": len(live)},
     ).to_arrow_table()
 
 
+def _hashed(column: str) -> str:
+    """SQL: ``column``'s hash with its lowest bit set, 0 for null (so no null mask)."""
+    return f"CASE WHEN {column} IS NULL THEN 0::UBIGINT ELSE hash({column}) | 1::UBIGINT END"
+
+
+def _number(column: str) -> str:
+    """SQL: ``column`` with NaN for null (NumPy takes the column without a null mask)."""
+    return f"coalesce({column}, 'NaN'::DOUBLE)"
+
+
 def _distinct(hashes: npt.NDArray[np.uint64]) -> int:
-    """How many distinct values have these hashes (sorting beats a hash table here)."""
+    """How many distinct values have these hashes (see :func:`_hashed`: 0 is no value,
+    not counted; sorting beats a hash table here)."""
     if len(hashes) == 0:
         return 0
     ordered = np.sort(hashes)
-    return 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+    found = 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+    return found - 1 if ordered[0] == 0 else found
 
 
 def _arm_counts(
@@ -252,22 +273,19 @@ def _arm_counts(
     srm_us: int | None,
 ) -> dict[ArmKey, ArmCounts]:
     _, counted, roles, versions = groups
-    has_request = ~records.column("no_request", np.bool_)
-    has_unit = ~records.column("no_unit", np.bool_)
     request_hash = records.column("request_hash", np.uint64)
     unit_hash = records.column("unit_hash", np.uint64)
     counts = {}
     for i, key in enumerate(arms):
         mine = code == i
-        with_unit = mine & has_unit
-        units = _distinct(unit_hash[with_unit])
+        units = _distinct(unit_hash[mine])
         if srm_us is not None:
-            units_since = _distinct(unit_hash[with_unit & (time_us >= srm_us)])
+            units_since = _distinct(unit_hash[mine & (time_us >= srm_us)])
         else:
             units_since = units
         counts[key] = ArmCounts(
             records=counted[key],
-            requests=_distinct(request_hash[mine & has_request]),
+            requests=_distinct(request_hash[mine]),
             units=units,
             srm_units=units_since,
             role=roles[key],
@@ -277,42 +295,82 @@ def _arm_counts(
 
 
 class _Records:
-    """The rows of :func:`_records` as one per record, in record order (the order of
-    the records' keys: log order), whatever order the join gave them in: a record's
-    first row stands for it, and its ``label`` and ``reward`` are those of its answer
-    of highest priority (NaN: none)."""
+    """The rows of :func:`_records` as one entry per record, in record order (the order
+    of the records' global ids, ``ids``: log order), whatever order the join gave them
+    in; a record's ``label`` and ``reward`` are those of its answer of highest priority
+    (NaN: none).
 
-    def __init__(self, table: pa.Table, sources: Sources):
-        self.table = table
-        ids = sources.global_ids(_column(table, "_i", np.int64))
-        first = np.full(sources.size, -1, np.int64)  # a record's first row
-        first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1, dtype=np.int64)
-        present = first >= 0
-        self.order: Ints = first[present]
-        self.count = len(self.order)
-        #: each record's index by its global id (-1: none)
-        self.positions = np.full(sources.size, -1, np.int64)
-        self.positions[present] = np.arange(self.count, dtype=np.int64)
-        if not sources.labels:
-            self.label = np.full(self.count, math.nan)
-            self.reward = np.full(self.count, math.nan)
-        elif self.count == len(ids):  # one answer (or none) per record: the usual case
-            self.label = self.column("label", np.float64)
-            self.reward = self.column("reward", np.float64)
+    Each output batch's rows go straight to their records' places (``rank``): one
+    scatter per column from the Arrow buffers, no concatenated copy and no gather. Every
+    row of a record carries the same prediction columns, so a record answered several
+    times takes them from any; its label and reward need the ``ranked`` table
+    (:meth:`of` returns None for an unranked one)."""
+
+    def __init__(
+        self, batches: list[pa.RecordBatch], ranks: list[Ints], ids: Ints, schema: pa.Schema
+    ) -> None:
+        self.batches = batches
+        self.ranks = ranks
+        self.ids = ids
+        self.schema = schema
+        self.count = len(ids)
+        self.label = self.reward = np.empty(0)
+
+    @classmethod
+    def of(cls, table: pa.Table, sources: Sources, *, ranked: bool) -> _Records | None:
+        batches = [batch for batch in table.to_batches() if batch.num_rows]
+        keys = [sources.global_ids(_values(batch.column("_i"), np.int64)) for batch in batches]
+        present = np.zeros(sources.size, np.bool_)
+        for key in keys:
+            present[key] = True
+        ids = np.flatnonzero(present)
+        once = len(ids) == table.num_rows
+        if not once and not ranked:
+            return None
+        if len(ids) == sources.size:  # every record of the listing: its id is its place
+            ranks = keys
         else:
-            index = self.positions[ids]
+            place = np.cumsum(present, dtype=np.int64) - 1
+            ranks = [place[key] for key in keys]
+        del present
+        records = cls(batches, ranks, ids, table.schema)
+        if not sources.labels:
+            records.label = np.full(records.count, math.nan)
+            records.reward = np.full(records.count, math.nan)
+        elif once:
+            records.label = records.column("label", np.float64)
+            records.reward = records.column("reward", np.float64)
+        else:
+            index = np.concatenate(ranks)
             rank = np.asarray(pc.fill_null(table["rank"], 0).to_numpy(), np.int64)
             pos = np.asarray(pc.fill_null(table["pos"], 0).to_numpy(), np.int64)
             label = _column(table, "label", np.float64)
             reward = _column(table, "reward", np.float64)
-            self.label = _latest(index, rank, pos, label, self.count)
-            self.reward = _latest(index, rank, pos, reward, self.count)
+            records.label = _latest(index, rank, pos, label, records.count)
+            records.reward = _latest(index, rank, pos, reward, records.count)
+        return records
 
     def column(self, name: str, kind: Any) -> Any:
-        return _column(self.table, name, kind)[self.order]
+        out = np.empty(self.count, kind)
+        for batch, rank in zip(self.batches, self.ranks, strict=True):
+            out[rank] = _values(batch.column(name), kind)
+        return out
 
     def extra(self, names: Sequence[str]) -> pa.Table:
-        return self.table.select(list(names)).take(pa.array(self.order))
+        table = pa.Table.from_batches(self.batches, self.schema).select(list(names))
+        if not names:
+            return table.slice(0, self.count)
+        order = np.empty(self.count, np.int64)
+        order[np.concatenate(self.ranks)] = np.arange(table.num_rows, dtype=np.int64)
+        return table.take(pa.array(order))
+
+
+def _values(array: pa.Array, kind: Any) -> Any:
+    """A column of one batch as NumPy (no copy for numbers without nulls; a null as NaN
+    or False)."""
+    if array.null_count:
+        array = pc.fill_null(array, math.nan if kind == np.float64 else False)
+    return np.asarray(array.to_numpy(zero_copy_only=False), kind)
 
 
 def _latest(index: Ints, rank: Ints, pos: Ints, values: Floats, count: int) -> Floats:
@@ -349,7 +407,12 @@ def _collect(
     table = _records(con, arms, extra, sources.labels)
     if table.num_rows == 0:
         return None
-    records = _Records(table, sources)
+    records = _Records.of(table, sources, ranked=False)
+    if records is None:  # some record is answered more than once: rank the answers
+        del table
+        ranked = _records(con, arms, extra, sources.labels, ranked=True)
+        records = _Records.of(ranked, sources, ranked=True)
+        assert records is not None
     time_us = records.column("time_us", np.int64)
     code = records.column("code", np.int16)
     counts = pool.submit(_arm_counts, arms, groups, records, code, time_us, srm_us)
@@ -369,7 +432,7 @@ def _collect(
         propensity=records.column("propensity", np.float64),
         table=records.extra(extra),
         sources=sources,
-        positions=records.positions,
+        record_ids=records.ids,
         con=con,
     )
 

@@ -107,10 +107,12 @@ def row_values(metric: str, y: Floats, p: Floats, threshold: float) -> Floats:
     """Each labelled row's log loss (probabilities clipped as :func:`~prodml.stats.log_loss`),
     squared error or correctness (score ``>= threshold`` predicts 1); their mean is the
     metric, as :func:`~prodml.stats.paired_differences` computes it per row."""
-    if metric == "log_loss":
-        likelihood = np.clip(np.where(y == 1.0, p, 1.0 - p), LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
-        out: Floats = -np.log(likelihood)
-        return out
+    if metric == "log_loss":  # in place: one new array (fresh pages cost a pass each)
+        out: Floats = np.subtract(1.0, p)
+        np.copyto(out, p, where=y == 1.0)
+        np.clip(out, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS, out=out)
+        np.log(out, out=out)
+        return np.negative(out, out=out)
     if metric == "brier":
         squared: Floats = (p - y) ** 2
         return squared
@@ -139,7 +141,7 @@ class Selection(NamedTuple):
     mask: Bools
     values: Floats
     scores: Floats
-    code: npt.NDArray[np.int16]
+    code: npt.NDArray[np.intp]
 
 
 class MetricTable:
@@ -155,9 +157,19 @@ class MetricTable:
         self._per_arm: dict[str, list[MetricStat]] = {}
         self._selected: dict[str, Selection] = {}
         self._latencies: list[_Latency] | None = None
-        live = np.zeros(len(rows.arms), np.bool_)
-        live[rows.live] = True
-        self.live_rows: Bools = live[rows.code]
+        self._live_rows: Bools | None = None
+        #: the records' arm codes as NumPy's index type, converted once (``np.bincount``
+        #: would convert small ints on every call)
+        self.codes: npt.NDArray[np.intp] = rows.code.astype(np.intp)
+
+    @property
+    def live_rows(self) -> Bools:
+        """Whether each record is a live arm's."""
+        if self._live_rows is None:
+            live = np.zeros(len(self.rows.arms), np.bool_)
+            live[self.rows.live] = True
+            self._live_rows = live[self.rows.code]
+        return self._live_rows
 
     # -- which rows, which values ------------------------------------------------------
 
@@ -170,7 +182,7 @@ class MetricTable:
         found = self._selected.get(metric)
         if found is None:
             mask, values, scores = self._select(metric)
-            code = self.rows.code if len(values) == len(mask) else self.rows.code[mask]
+            code = self.codes if len(values) == len(mask) else self.codes[mask]
             found = Selection(mask, values, scores, code)
             self._selected[metric] = found
         return found
@@ -188,6 +200,8 @@ class MetricTable:
             return np.ones(len(hits), np.bool_), hits, hits  # type: ignore[return-value]
         if metric in ("mean_latency_ms", "p99_latency_ms"):
             mask = np.isfinite(r.latency)
+            if mask.all():  # the usual case: no copy
+                return mask, r.latency, r.latency
             return mask, r.latency[mask], r.latency[mask]
         labelled = self.selected("_labelled")
         y, p = labelled.values, labelled.scores
@@ -232,7 +246,7 @@ class MetricTable:
         record the metric reads (in the order of :meth:`selected`)."""
         selection = self.selected(metric)
         values, scores = selection.values, selection.scores
-        g = np.asarray(group, np.int64)
+        g = group
         kind = kind_of(metric)
         if kind == "auc":
             auc, var, pos, neg = grouped_delong_auc(values == 1.0, scores, g, groups)
@@ -243,12 +257,20 @@ class MetricTable:
             ]  # fmt: skip
         n = np.bincount(g, minlength=groups).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            total = np.bincount(g, weights=values, minlength=groups)
+            total: Floats
+            if values.dtype == np.bool_:  # hits counted where they are: no float copy
+                total = np.bincount(g[values], minlength=groups).astype(np.float64)
+            else:
+                total = np.bincount(g, weights=values, minlength=groups).astype(np.float64)
             mean = total / n
             if kind == "proportion":  # 0/1 values: the sample variance is n/(n-1)·p(1-p)
                 squares: Floats = n * mean * (1.0 - mean)
-            else:
-                squares = np.bincount(g, (values - mean[g]) ** 2, groups).astype(np.float64)
+            else:  # (values − mean)² in one new array
+                deviation = mean[g]
+                np.subtract(values, deviation, out=deviation)
+                np.square(deviation, out=deviation)
+                squares = np.bincount(g, deviation, groups).astype(np.float64)
+                del deviation
             var = np.where(n > 1, squares / (n - 1), math.nan)
             se = np.sqrt((mean * (1.0 - mean) if kind == "proportion" else var) / n)
         return [
@@ -266,6 +288,8 @@ class MetricTable:
             arms = len(self.rows.arms)
             if arms == 1:
                 split = [values]
+            elif arms <= 4:  # a mask per arm beats a sort for a few arms
+                split = [values[codes == code] for code in range(arms)]
             else:  # a stable sort of small ints is a radix sort: one pass, then slices
                 order = np.argsort(codes, kind="stable")
                 bounds = np.cumsum(np.bincount(codes, minlength=arms))[:-1]

@@ -164,11 +164,15 @@ def over_time(
     if not selection.mask.any():
         return []
     width = bucket_width(bucket)
-    index = rows.time_us[selection.mask] // width
+    index = rows.time_us if selection.mask.all() else rows.time_us[selection.mask]
+    index = np.floor_divide(index, width)  # then in place: fresh pages cost a pass each
     first = int(index.min())
     spans = int(index.max()) - first + 1
     arms = len(rows.arms)
-    stats = table.grouped(metric, (index - first) * arms + selection.code, spans * arms)
+    index -= first
+    index *= arms
+    index += selection.code
+    stats = table.grouped(metric, index, spans * arms)
     out = []
     for b in range(spans):
         cells = stats[b * arms : (b + 1) * arms]
