@@ -107,6 +107,9 @@ entities = pq.read_table(
 )
 con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
+if payload.get("memory_limit"):  # the documented remedy for out-of-memory: spill sooner
+    con.execute(f"SET memory_limit = '{payload['memory_limit']}'")
+    con.execute(f"SET temp_directory = '{payload['temp_directory']}'")
 con.register("entities", entities)
 path = payload["features_path"].replace("'", "''")
 visible = (

@@ -35,6 +35,14 @@ disagreement. Peers are installed on first use in ``benchmarks/.venvs`` (``_peer
 
     python benchmarks/pit_join.py [--quick | --rows N] [--rounds 5] [--no-feast]
                                   [--feast-file auto|yes|no]
+    python benchmarks/pit_join.py --rows 10000000 --entity-rows 100000000 --scale
+
+``--scale`` is the run at scale: ``--entity-rows`` entity rows (100M by default) against
+``--rows`` feature rows, one round of prodml, Polars and DuckDB each (the strongest
+peers; pandas and Feast hold every row in memory several times over), with each
+process's peak memory. prodml splits a join this large into partitions by key
+(``features/_pit_plan.py``). The entity rows are made the same way, from the feature
+rows; results are checked equal on every row and column as in a normal run.
 
 Wall time is what is compared; each process's CPU seconds in the timed part (all its
 threads) are reported beside it, as a check on a loaded machine. Above 1M rows Feast's
@@ -87,9 +95,12 @@ TARGET_PANDAS = 1.5
 # ---------------------------------------------------------------- data
 
 
-def ensure_data(rows: int) -> Path:
-    """Write (once) the feature rows and entity rows for ``rows`` rows each."""
-    folder = DATA / f"pit_cases_{rows}"
+def ensure_data(rows: int, entity_rows: int | None = None) -> Path:
+    """Write (once) ``rows`` feature rows and ``entity_rows`` entity rows (default:
+    ``rows``)."""
+    entity_rows = rows if entity_rows is None else entity_rows
+    suffix = "" if entity_rows == rows else f"_{entity_rows}"
+    folder = DATA / f"pit_cases_{rows}{suffix}"
     done = folder / "cases.json"
     if done.exists():
         return folder
@@ -123,10 +134,11 @@ def ensure_data(rows: int) -> Path:
         columns[name] = pa.array(rng.random(rows), mask=rng.random(rows) < 0.05)
     pq.write_table(pa.table(columns), folder / "features.parquet", row_group_size=131_072)
 
-    keys = rng.integers(0, n_entities, rows)
-    times = start + rng.integers(0, span, rows)
-    kind = rng.random(rows)
-    source = rng.integers(0, rows, rows)
+    count = entity_rows
+    keys = rng.integers(0, n_entities, count)
+    times = start + rng.integers(0, span, count)
+    kind = rng.random(count)
+    source = rng.integers(0, rows, count)
     cases = {
         "exact_event_time": kind < 0.15,
         "exact_ttl_bound": (kind >= 0.15) & (kind < 0.20),
@@ -155,7 +167,7 @@ def ensure_data(rows: int) -> Path:
         for mask in cases.values():
             mask[again] = False
     entities = pa.table(
-        {"entity_id": keys, "event_timestamp": pa.array(times, stamp), "row_id": np.arange(rows)}
+        {"entity_id": keys, "event_timestamp": pa.array(times, stamp), "row_id": np.arange(count)}
     )
     pq.write_table(entities, folder / "entities.parquet")
     summary_of_cases = {
@@ -271,7 +283,15 @@ def run_child(engine: str, folder: Path, out: Path) -> dict[str, Any]:
     return _peers.run_json([*command, "--out", str(out)], what=f"{engine} child")
 
 
-def run_peer(engine: str, folder: Path, out: Path, *, guard: bool) -> dict[str, Any]:
+#: DuckDB's memory limit at scale: its default (80% of RAM) was killed for lack of memory
+#: at 100M entity rows (the Arrow result is held outside it); DuckDB's documentation
+#: says to lower it so that it spills to disk instead.
+SCALE_DUCKDB_MEMORY = "12GB"
+
+
+def run_peer(
+    engine: str, folder: Path, out: Path, *, guard: bool, scale: bool = False
+) -> dict[str, Any]:
     venv = "feast" if engine.startswith("feast") else engine
     python = _peers.peer_python(f"pit_{venv}", PEERS[venv])
     with tempfile.TemporaryDirectory(prefix="pit_") as repo:
@@ -285,6 +305,9 @@ def run_peer(engine: str, folder: Path, out: Path, *, guard: bool) -> dict[str, 
             "features": FEATURES,
             "guard": guard,
         }
+        if scale and engine == "duckdb":
+            payload["memory_limit"] = SCALE_DUCKDB_MEMORY
+            payload["temp_directory"] = str(Path(repo) / "duckdb_spill")
         return _peers.run_peer(python, _pit_peers.SCRIPTS[engine], payload)
 
 
@@ -309,11 +332,21 @@ def _differing(left: np.ndarray, right: np.ndarray) -> int:
     return int((~same.all(axis=1)).sum())
 
 
+def _column(path: Path, name: str) -> np.ndarray:
+    """One column of a result file as float64 (NaN for missing) or int64 (``row_id``)."""
+    column = pq.read_table(path, columns=[name]).column(name)
+    if name == "row_id":
+        return np.asarray(column.to_numpy(), dtype=np.int64)
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
 def compare(reference: Path, other: Path, rows: int) -> dict[str, int]:
-    """Disagreements of ``other`` with prodml's ``reference`` over every row and column."""
-    ref_ids, ref = _read(reference)
+    """Disagreements of ``other`` with prodml's ``reference`` over every row and column
+    (read a column at a time: at 100M rows both whole results would not fit twice)."""
+    ref_ids = _column(reference, "row_id")
     assert np.array_equal(ref_ids, np.arange(rows)), "prodml's rows are not in input order"
-    ids, values = _read(other)
+    del ref_ids
+    ids = _column(other, "row_id")
     unique = np.unique(ids)
     report = {
         "rows": len(ids),
@@ -321,9 +354,18 @@ def compare(reference: Path, other: Path, rows: int) -> dict[str, int]:
         "rows_duplicated": len(ids) - len(unique),
     }
     valid = (ids >= 0) & (ids < rows)
-    differing = _differing(ref[ids[valid]], values[valid]) + int((~valid).sum())
     missing = np.setdiff1d(np.arange(rows), unique)
-    missing_matched = int((~np.isnan(ref[missing]).all(axis=1)).sum())
+    del unique
+    differs = np.zeros(int(valid.sum()), dtype=bool)
+    matched = np.zeros(len(missing), dtype=bool)  # a missing row prodml found a value for
+    for name in FEATURES:
+        ref = _column(reference, name)
+        mine, theirs = ref[ids[valid]], _column(other, name)[valid]
+        differs |= ~((mine == theirs) | (np.isnan(mine) & np.isnan(theirs)))
+        matched |= ~np.isnan(ref[missing])
+        del ref, mine, theirs
+    differing = int(differs.sum()) + int((~valid).sum())
+    missing_matched = int(matched.sum())
     report["rows_differing"] = differing
     report["missing_rows_prodml_matched"] = missing_matched
     report["disagreements"] = differing + missing_matched + report["rows_duplicated"]
@@ -357,6 +399,14 @@ def main() -> None:
         help="Feast's file (Dask) store; auto: up to 1M rows (it needs ~2.3 GB at 1M, "
         "growing with rows x feature rows per entity)",
     )
+    parser.add_argument(
+        "--entity-rows", type=int, help="entity rows (default: --rows; --scale: 100M)"
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="one round of prodml, Polars and DuckDB at --entity-rows entity rows",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -371,11 +421,16 @@ def main() -> None:
         return
 
     rows = 100_000 if args.quick else args.rows
-    rounds = max(5, args.rounds)
+    entity_rows = args.entity_rows or (100_000_000 if args.scale else rows)
+    rounds = 1 if args.scale else max(5, args.rounds)
     print(f"load average before: {load_average()}", flush=True)
-    folder = ensure_data(rows)
+    t0 = time.perf_counter()
+    folder = ensure_data(rows, entity_rows)
+    print(f"data ready in {time.perf_counter() - t0:.0f} s: {folder}", flush=True)
     engines = dict(ENGINES)
-    if args.no_feast:
+    if args.scale:
+        engines = {k: v for k, v in engines.items() if k in ("prodml", "polars", "duckdb")}
+    elif args.no_feast:
         engines = {k: v for k, v in engines.items() if not k.startswith("feast")}
     elif args.feast_file == "no" or (args.feast_file == "auto" and rows > 1_000_000):
         engines.pop("feast_file")
@@ -392,7 +447,7 @@ def main() -> None:
 
         def run() -> float:
             if kind == "peer":
-                figures = run_peer(engine, folder, out, guard=guard)
+                figures = run_peer(engine, folder, out, guard=guard, scale=args.scale)
             else:
                 figures = run_child("prodml" if engine == "prodml" else engine, folder, out)
             reports[engine].append(figures)
@@ -407,7 +462,7 @@ def main() -> None:
 
     times = interleaved(rounds, {engine: side(engine) for engine in engines})
     results: dict[str, Any] = {
-        "rows": {"entity_rows": rows, "feature_rows": rows, "entities": max(1, rows // 10)},
+        "rows": {"entity_rows": entity_rows, "feature_rows": rows, "entities": max(1, rows // 10)},
         "cases": json.loads((folder / "cases.json").read_text()),
         "ttl_days": TTL.days,
         "rounds": rounds,
@@ -428,13 +483,16 @@ def main() -> None:
     for engine, (_, guard) in engines.items():
         if not engine.startswith("prodml"):
             reference = folder / f"out_{'prodml' if guard else 'prodml_noguard'}.parquet"
-            agreement[engine] = compare(reference, folder / f"out_{engine}.parquet", rows)
-    # what the data exercises: rows whose result the created-time guard changes
-    _, guarded = _read(folder / "out_prodml.parquet")
-    _, unguarded = _read(folder / "out_prodml_noguard.parquet")
-    results["cases"]["entity_rows_changed_by_guard"] = _differing(guarded, unguarded)
-    _, picked = _read(folder / "out_prodml.parquet")
-    results["cases"]["entity_rows_with_a_match"] = int((~np.isnan(picked).all(axis=1)).sum())
+            agreement[engine] = compare(reference, folder / f"out_{engine}.parquet", entity_rows)
+    if "prodml_noguard" in engines:  # what the data exercises: rows the guard changes
+        _, guarded = _read(folder / "out_prodml.parquet")
+        _, unguarded = _read(folder / "out_prodml_noguard.parquet")
+        results["cases"]["entity_rows_changed_by_guard"] = _differing(guarded, unguarded)
+        del guarded, unguarded
+    found = np.zeros(entity_rows, dtype=bool)
+    for name in FEATURES:
+        found |= ~np.isnan(_column(folder / "out_prodml.parquet", name))
+    results["cases"]["entity_rows_with_a_match"] = int(found.sum())
     results["agreement"] = agreement
     disagreements = sum(report["disagreements"] for report in agreement.values())
     results["disagreements"] = disagreements
@@ -450,14 +508,23 @@ def main() -> None:
         print(f"{engine:>15} vs prodml: {report}")
     print(f"disagreements: {disagreements}  load average: {load_average()}")
 
-    table = build_rows(results["engines"], rows, disagreements)
+    table = build_rows(results["engines"], rows, disagreements, entity_rows)
     emit(results, table)
     if disagreements:
         sys.exit(1)
 
 
-def build_rows(engines: dict[str, Any], rows: int, disagreements: int) -> list[Row]:
-    size = f"{rows:,} x {rows:,} rows, median of rounds"
+def build_rows(
+    engines: dict[str, Any], rows: int, disagreements: int, entity_rows: int | None = None
+) -> list[Row]:
+    entity_rows = rows if entity_rows is None else entity_rows
+    if entity_rows == rows:
+        size = f"{rows:,} x {rows:,} rows, median of rounds"
+    else:
+        peaks = ", ".join(f"{e} {engines[e]['peak_rss_mb']:,.0f} MiB" for e in engines)
+        one = len(engines["prodml"]["runs"]) == 1
+        rounds = "one round" if one else "median of rounds"
+        size = f"{entity_rows:,} entity x {rows:,} feature rows, {rounds}; peak RSS {peaks}"
     flag = f"; {disagreements} DISAGREEMENTS" if disagreements else ""
     out: list[Row] = []
 

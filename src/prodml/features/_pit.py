@@ -83,6 +83,10 @@ __all__ = [
 ]
 
 _PARALLEL_GATHER_ROWS = 500_000
+#: Picks per feature row from which :func:`_gather_rows` gathers (below, Arrow's take is faster).
+_ROWS_GATHER_FROM = 3
+#: Entity rows per piece of :func:`_gather_rows` (a multiple of 8; its rows fit in cache).
+_GATHER_PIECE_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -330,7 +334,7 @@ def _join_view(
     indices[rows] = ords
     columns = [source.column(feature) for feature, _ in view.features]
     exact = _exact_time(entities.epochs(unit, view.name), event, indices) if view.inclusive else 0
-    return _gather(columns, pa.array(indices, mask=indices < 0)), ViewMatch(len(rows), exact)
+    return _gather(columns, indices), ViewMatch(len(rows), exact)
 
 
 def _exact_time(
@@ -351,11 +355,78 @@ def _exact_time(
     return int(np.count_nonzero((stamped[indices] == at) & (indices >= 0)))
 
 
-def _gather(columns: list[pa.ChunkedArray], indices: pa.Array) -> list[pa.ChunkedArray]:
-    """``column.take(indices)`` for each column; on large joins, columns in parallel
-    (Arrow releases the GIL; random gathers are bound by memory latency, not the GIL)."""
-    if len(indices) < _PARALLEL_GATHER_ROWS or len(columns) < 2:
+def _gather(columns: list[pa.ChunkedArray], picks: npt.NDArray[np.int64]) -> list[pa.ChunkedArray]:
+    """``column.take(picks)`` for each column (a pick of -1: null). On large joins with
+    several entity rows per feature row, the 64-bit columns (floats, ints, times) are
+    gathered together as rows (:func:`_gather_rows`: one random read per entity row
+    instead of one per column and validity bitmap), the others one by one, in parallel (Arrow releases the GIL; random gathers are bound by
+    memory latency, not the GIL)."""
+    indices = pa.array(picks, mask=picks < 0)
+    if len(picks) < _PARALLEL_GATHER_ROWS or len(columns) < 2:
         return [column.take(indices) for column in columns]
-    workers = min(len(columns), os.cpu_count() or 1)
+    out: list[pa.ChunkedArray | None] = [None] * len(columns)
+    wide = [i for i, column in enumerate(columns) if _is_wide(column.type)][:63]
+    # the matrix costs a pass over every feature row: worth it from a few picks per row
+    rows = len(columns[0])
+    if len(wide) >= 2 and rows > 0 and rows * _ROWS_GATHER_FROM <= len(picks):
+        for i, gathered in zip(wide, _gather_rows([columns[i] for i in wide], picks), strict=True):  # fmt: skip
+            out[i] = gathered
+    rest = [i for i in range(len(columns)) if out[i] is None]
+    workers = max(1, min(len(rest), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda column: column.take(indices), columns))
+        for i, gathered in zip(rest, pool.map(lambda i: columns[i].take(indices), rest), strict=True):  # fmt: skip
+            out[i] = gathered
+    return [column for column in out if column is not None]
+
+
+def _is_wide(kind: pa.DataType) -> bool:
+    """A fixed-width 64-bit type (float64, int64, uint64, timestamp, duration, date64)."""
+    return pa.types.is_primitive(kind) and not pa.types.is_boolean(kind) and kind.bit_width == 64
+
+
+def _gather_rows(
+    columns: list[pa.ChunkedArray], picks: npt.NDArray[np.int64]
+) -> list[pa.ChunkedArray]:
+    """:func:`_gather` for 64-bit columns (at most 63): their values side by side in one
+    row-major matrix with a last word of validity bits per row, gathered row by row
+    (``np.take``: one random read per entity row) in pieces small enough to split back
+    into columns while in cache, on two threads; each column's validity is its value's
+    and the pick's."""
+    width = len(columns)
+    matrix = np.empty((len(columns[0]), width + 1), dtype=np.uint64)
+    matrix[:, width] = 0
+    for j, column in enumerate(columns):
+        array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        values = np.frombuffer(array.buffers()[1], dtype=np.uint64)
+        matrix[:, j] = values[array.offset : array.offset + len(array)]
+        if array.null_count == 0:
+            matrix[:, width] |= np.uint64(1) << np.uint64(j)
+        else:
+            valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), np.uint64)
+            matrix[:, width] |= valid << np.uint64(j)
+    count = len(picks)
+    out = [np.empty(count, np.uint64) for _ in columns]
+    bitmaps = [np.empty((count + 7) // 8, np.uint8) for _ in columns]
+    one = np.uint64(1)
+
+    def piece(start: int) -> None:
+        at = picks[start : start + _GATHER_PIECE_ROWS]
+        rows = np.take(matrix, np.maximum(at, 0), axis=0)
+        word = rows[:, width]
+        word[at < 0] = 0  # no pick: null in every column
+        for j in range(width):
+            out[j][start : start + len(at)] = rows[:, j]
+            valid = ((word >> np.uint64(j)) & one).astype(np.bool_)
+            bits = np.packbits(valid, bitorder="little")
+            bitmaps[j][start // 8 : start // 8 + len(bits)] = bits
+
+    starts = range(0, count, _GATHER_PIECE_ROWS)  # a multiple of 8: whole bitmap bytes
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(piece, starts))
+    return [
+        pa.chunked_array(
+            [pa.Array.from_buffers(column.type, count, [pa.py_buffer(bits), pa.py_buffer(values)])],
+            type=column.type,
+        )
+        for column, values, bits in zip(columns, out, bitmaps, strict=True)
+    ]

@@ -18,6 +18,14 @@ Four plans (three in SQL, whose rules are in ``_pit_sql``, and one in NumPy):
   sorts release the GIL). DuckDB's window and as-of join each sort both sides again; on
   a million rows this takes under half the time (``benchmarks/pit_join.py``).
 
+Large joins run in **partitions**: when the entity and feature rows together exceed
+``_PARTITION_ROWS``, both sides are split by a hash of their keys (equal keys, one
+partition; each side keeps its order within a partition) and each partition is picked
+on its own, so the plans' sorts and temporaries are those of one partition, not of the
+whole join — a hundred million entity rows join in the memory of a twenty-million-row
+partition plus the positions. A feature row is only ever picked by entity rows of the
+same key, and ties go to the later row within the key, so partitions change nothing.
+
 Packing is exact, not an approximation: a packed value sorts like the tuple it packs,
 and entity times outside the feature rows' range are clipped to just outside it.
 
@@ -29,6 +37,7 @@ unchanged.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,6 +65,10 @@ _RANK_BITS = 126
 _TIE_BITS = 63
 #: Rows (feature + entity) from which the entity side is prepared on a second thread.
 _PARALLEL_ROWS = 200_000
+#: Entity rows per piece of the NumPy plan's entity side (pieces are sorted on two threads).
+_PROBE_ROWS = 8_000_000
+#: Rows (feature + entity) per partition of a large join (about 2 GiB of working memory).
+_PARTITION_ROWS = 24_000_000
 
 Positions = npt.NDArray[np.int64]
 
@@ -79,6 +92,119 @@ def pick_rows(
     the two Arrow tables registered on ``con`` while the query runs. ``inclusive=False``
     admits only rows visible strictly before each entity time.
     """
+    parts = -(-(len(entity_times) + len(event)) // _PARTITION_ROWS)
+    if parts > 1 and event.null_count < len(event):
+        return _partitioned(
+            con, parts, entity_keys=entity_keys, entity_times=entity_times,
+            feature_keys=feature_keys, event=event, created=created, guard=guard, ttl=ttl,
+            name=name, inclusive=inclusive,
+        )  # fmt: skip
+    return _pick_all(
+        con, entity_keys=entity_keys, entity_times=entity_times, feature_keys=feature_keys,
+        event=event, created=created, guard=guard, ttl=ttl, name=name, inclusive=inclusive,
+    )  # fmt: skip
+
+
+def _partitioned(
+    con: duckdb.DuckDBPyConnection,
+    parts: int,
+    *,
+    entity_keys: Sequence[pa.ChunkedArray],
+    entity_times: pa.ChunkedArray,
+    feature_keys: Sequence[pa.ChunkedArray],
+    event: pa.ChunkedArray,
+    created: pa.ChunkedArray | None,
+    guard: bool,
+    ttl: int | None,
+    name: str,
+    inclusive: bool,
+) -> tuple[Positions, Positions]:
+    """:func:`pick_rows` partition by partition (see the module docstring)."""
+    keys = [(_plain(e), _plain(f)) for e, f in zip(entity_keys, feature_keys, strict=True)]
+    types = [_hash_type(e.type, f.type) for e, f in keys]
+    entity_parts = _split(_partition_ids(con, [e for e, _ in keys], types, parts, name), parts)
+    feature_parts = _split(_partition_ids(con, [f for _, f in keys], types, parts, name), parts)
+    rows: list[Positions] = []
+    ords: list[Positions] = []
+    for mine, theirs in zip(entity_parts, feature_parts, strict=True):
+        if len(mine) == 0 or len(theirs) == 0:
+            continue
+        picked_rows, picked_ords = _pick_all(
+            con,
+            entity_keys=[key.take(mine) for key, _ in keys],
+            entity_times=entity_times.take(mine),
+            feature_keys=[key.take(theirs) for _, key in keys],
+            event=event.take(theirs),
+            created=None if created is None else created.take(theirs),
+            guard=guard, ttl=ttl, name=name, inclusive=inclusive,
+        )  # fmt: skip
+        rows.append(mine[picked_rows])
+        ords.append(theirs[picked_ords])
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(rows), np.concatenate(ords)
+
+
+def _hash_type(entity_key: pa.DataType, feature_key: pa.DataType) -> str | None:
+    """The SQL type a key's two sides are hashed as, so that equal values hash alike
+    (None: the sides are of one type already)."""
+    kinds = (entity_key, feature_key)
+    if all(pa.types.is_integer(k) for k in kinds):
+        return "HUGEINT"
+    if all(pa.types.is_floating(k) for k in kinds):
+        return "DOUBLE"
+    if all(pa.types.is_string(k) or pa.types.is_large_string(k) or pa.types.is_string_view(k) for k in kinds):  # fmt: skip
+        return "VARCHAR"
+    if all(pa.types.is_binary(k) or pa.types.is_large_binary(k) or pa.types.is_binary_view(k) for k in kinds):  # fmt: skip
+        return "BLOB"
+    return None
+
+
+def _partition_ids(
+    con: duckdb.DuckDBPyConnection,
+    keys: Sequence[pa.ChunkedArray],
+    types: Sequence[str | None],
+    parts: int,
+    name: str,
+) -> npt.NDArray[np.uint16]:
+    """Each row's partition: a hash of its keys (in DuckDB, in row order) modulo ``parts``."""
+    table = pa.table({f"__k{i}": key for i, key in enumerate(keys)})
+    relation = f"{name}_keys"
+    con.register(relation, table)
+    try:
+        columns = ", ".join(
+            f"__k{i}" if kind is None else f"CAST(__k{i} AS {kind})" for i, kind in enumerate(types)
+        )
+        found = con.sql(
+            f"SELECT (hash({columns}) % {parts})::USMALLINT AS p FROM {relation}"
+        ).to_arrow_table()
+    finally:
+        con.unregister(relation)
+    return np.asarray(found.column("p").to_numpy(), np.uint16)
+
+
+def _split(ids: npt.NDArray[np.uint16], parts: int) -> list[Positions]:
+    """The rows of each partition, in row order (a stable sort of small ints: one radix
+    pass)."""
+    order = np.argsort(ids, kind="stable").astype(np.int64, copy=False)
+    bounds = np.cumsum(np.bincount(ids, minlength=parts))[:-1]
+    return np.split(order, bounds)
+
+
+def _pick_all(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    entity_keys: Sequence[pa.ChunkedArray],
+    entity_times: pa.ChunkedArray,
+    feature_keys: Sequence[pa.ChunkedArray],
+    event: pa.ChunkedArray,
+    created: pa.ChunkedArray | None,
+    guard: bool,
+    ttl: int | None,
+    name: str,
+    inclusive: bool,
+) -> tuple[Positions, Positions]:
+    """:func:`pick_rows` over all the rows given, in one plan."""
     if event.null_count == len(event):
         return np.empty(0, np.int64), np.empty(0, np.int64)
     if ttl is not None and ttl > INT64_MAX:
@@ -224,14 +350,41 @@ def _running_sorted(
     if (kmax - kmin).bit_length() + tbits > _TIME_BITS:
         return None
     bounds = (kmin, kmax, tlow, thigh, tbits)
-    if len(ev) + len(at) >= _PARALLEL_ROWS:  # the entity side on a second core meanwhile
-        with ThreadPoolExecutor(1, thread_name_prefix="prodml-pit") as pool:
-            pending = pool.submit(_probes, entity_key, at, bounds)
+    if len(ev) + len(at) >= _PARALLEL_ROWS:
+        # the entity side in pieces on two more threads while this one ranks the feature
+        # rows, then looks each piece up as it is ready
+        count = -(-len(at) // _PROBE_ROWS)
+        cuts = np.linspace(0, len(at), count + 1).astype(np.int64).tolist()
+        with ThreadPoolExecutor(2, thread_name_prefix="prodml-pit") as pool:
+            pending = [
+                pool.submit(_probes, entity_key.slice(a, b - a), at.slice(a, b - a), bounds)
+                for a, b in itertools.pairwise(cuts)
+            ]
             steps, best_row = _steps(fkey, ev, cr, cr_valid, seen, bounds)
-            ok, probe, probe_order = pending.result()
+            looked = [_lookup(steps, best_row, tbits, *piece.result()) for piece in pending]
+        picked = np.concatenate([found for found, _ in looked])
+        ok = np.concatenate([can for _, can in looked])
+        del looked
     else:
         steps, best_row = _steps(fkey, ev, cr, cr_valid, seen, bounds)
-        ok, probe, probe_order = _probes(entity_key, at, bounds)
+        picked, ok = _lookup(steps, best_row, tbits, *_probes(entity_key, at, bounds))
+    if since is not None:
+        ok &= ev[picked] >= np.asarray(since.to_numpy(), dtype=np.int64)
+    rows = np.flatnonzero(ok)
+    ords = picked[rows]
+    return rows, (ords if chosen is None else chosen[ords])
+
+
+def _lookup(
+    steps: Positions,
+    best_row: Positions,
+    tbits: int,
+    ok: npt.NDArray[np.bool_],
+    probe: Positions,
+    probe_order: Positions,
+) -> tuple[Positions, npt.NDArray[np.bool_]]:
+    """The feature row each entity row picks (0 where none: ``ok`` then False), from the
+    sorted steps and the entity rows' sorted probes (see :func:`_probes`)."""
     step = np.searchsorted(steps, probe, side="right") - 1
     found = step >= 0
     np.maximum(step, 0, out=step)
@@ -240,11 +393,7 @@ def _running_sorted(
     picked[probe_order] = np.where(found, best_row[step], -1)
     ok &= picked >= 0
     np.maximum(picked, 0, out=picked)
-    if since is not None:
-        ok &= ev[picked] >= np.asarray(since.to_numpy(), dtype=np.int64)
-    rows = np.flatnonzero(ok)
-    ords = picked[rows]
-    return rows, (ords if chosen is None else chosen[ords])
+    return picked, ok
 
 
 Bounds = tuple[int, int, int, int, int]
