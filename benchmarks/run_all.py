@@ -53,6 +53,8 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     "pit_join": Benchmark("pit_join"),
     "pit_join_10m": Benchmark("pit_join", ("--rows", "10000000"), full_only=True),
+    # 100M entity rows x 10M feature rows, one round of prodml, Polars and DuckDB: ~15 min
+    "pit_join_100m": Benchmark("pit_join", ("--rows", "10000000", "--scale"), full_only=True),
     "online_read": Benchmark("online_read"),
     "drift": Benchmark("drift"),
     "drift_10m": Benchmark("drift", ("--rows", "10000000", "--peers", "nannyml"), full_only=True),

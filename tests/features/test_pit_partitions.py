@@ -43,12 +43,15 @@ def _key_values(kind: pa.DataType, raw: np.ndarray, nulls: np.ndarray) -> pa.Chu
     return pa.chunked_array([pa.array(values, kind, mask=nulls)])
 
 
-def _case(seed: int, n: int, kinds: tuple[pa.DataType, pa.DataType], keys: int) -> dict[str, Any]:
+def _case(
+    seed: int, n: int, kinds: tuple[pa.DataType, pa.DataType], keys: int, per_row: float = 0.5
+) -> dict[str, Any]:
+    """``n`` feature rows and ``per_row`` entity rows per feature row."""
     rng = np.random.default_rng(seed)
     raw = rng.integers(0, 12, (keys, n))
     event = rng.integers(0, 100, n) * 10
     created = event + np.where(rng.random(n) < 0.3, rng.integers(0, 200, n), 0)
-    m = max(1, n // 2)
+    m = max(1, int(n * per_row))
     pick = rng.integers(0, n, m)
     kind = rng.random(m)
     entity_raw = np.where(kind < 0.7, raw[:, pick], rng.integers(0, 14, (keys, m)))
@@ -69,13 +72,21 @@ def _case(seed: int, n: int, kinds: tuple[pa.DataType, pa.DataType], keys: int) 
     }
 
 
-def _pick(case: dict[str, Any], partition_rows: int, **options: Any) -> list[tuple[int, int]]:
-    saved = _pit_plan._PARTITION_ROWS
+def _pick(
+    case: dict[str, Any], partition_rows: int, probe_rows: int | None = None, **options: Any
+) -> list[tuple[int, int]]:
+    """The picks with partitions of ``partition_rows`` rows and, with ``probe_rows``, the
+    NumPy plan's entity side in pieces of that many rows on threads."""
+    names = ("_PARTITION_ROWS", "_PROBE_ROWS", "_PARALLEL_ROWS")
+    saved = [getattr(_pit_plan, name) for name in names]
     _pit_plan._PARTITION_ROWS = partition_rows
+    if probe_rows is not None:
+        _pit_plan._PROBE_ROWS, _pit_plan._PARALLEL_ROWS = probe_rows, 0
     try:
         rows, ords = pick_rows(duckdb.connect(), name="t", **case, **options)
     finally:
-        _pit_plan._PARTITION_ROWS = saved
+        for name, value in zip(names, saved, strict=True):
+            setattr(_pit_plan, name, value)
     assert len(set(rows.tolist())) == len(rows)  # one pick per entity row at most
     return sorted(zip(rows.tolist(), ords.tolist(), strict=True))
 
@@ -91,17 +102,20 @@ def _pick(case: dict[str, Any], partition_rows: int, **options: Any) -> list[tup
     ttl=st.sampled_from([None, 0, 300, 5_000]),
     inclusive=st.booleans(),
     partition_rows=st.integers(2, 60),
+    probe_rows=st.sampled_from([None, 1, 7, 50]),
+    per_row=st.sampled_from([0.5, 4.0]),
 )
 def test_partitions_pick_what_one_plan_over_all_rows_picks(
     seed: int, n: int, kinds: str, keys: int, created: bool, guard: bool, ttl: int | None,
-    inclusive: bool, partition_rows: int,
+    inclusive: bool, partition_rows: int, probe_rows: int | None, per_row: float,
 ) -> None:  # fmt: skip
-    case = _case(seed, n, KEY_KINDS[kinds], keys)
+    case = _case(seed, n, KEY_KINDS[kinds], keys, per_row)
     if not created:
         case["created"] = None
     options = {"guard": guard and created, "ttl": ttl, "inclusive": inclusive}
     whole = _pick(case, 10**12, **options)
     assert _pick(case, partition_rows, **options) == whole
+    assert _pick(case, 10**12, probe_rows, **options) == whole  # entity side in pieces
 
 
 @pytest.mark.parametrize("parts", [3, 17])

@@ -359,8 +359,8 @@ def _gather(columns: list[pa.ChunkedArray], picks: npt.NDArray[np.int64]) -> lis
     """``column.take(picks)`` for each column (a pick of -1: null). On large joins with
     several entity rows per feature row, the 64-bit columns (floats, ints, times) are
     gathered together as rows (:func:`_gather_rows`: one random read per entity row
-    instead of one per column and validity bitmap), the others one by one, in parallel (Arrow releases the GIL; random gathers are bound by
-    memory latency, not the GIL)."""
+    instead of one per column and validity bitmap), the others one by one, in parallel
+    (Arrow releases the GIL; random gathers are bound by memory latency, not the GIL)."""
     indices = pa.array(picks, mask=picks < 0)
     if len(picks) < _PARALLEL_GATHER_ROWS or len(columns) < 2:
         return [column.take(indices) for column in columns]

@@ -15,7 +15,8 @@ Four plans (three in SQL, whose rules are in ``_pit_sql``, and one in NumPy):
   sort (ties re-sorted by created time and ordinal), the running maximum over rows
   sorted by (key, visibility time), and one ``searchsorted`` of the entity rows, sorted
   first (on a second thread while the feature rows are ranked, on large joins: NumPy's
-  sorts release the GIL). DuckDB's window and as-of join each sort both sides again; on
+  sorts release the GIL; in pieces on two threads when the entity rows far outnumber
+  the feature rows, each piece looked up as it is ready). DuckDB's window and as-of join each sort both sides again; on
   a million rows this takes under half the time (``benchmarks/pit_join.py``).
 
 Large joins run in **partitions**: when the entity and feature rows together exceed
@@ -40,6 +41,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import duckdb
 import numpy as np
@@ -65,12 +67,32 @@ _RANK_BITS = 126
 _TIE_BITS = 63
 #: Rows (feature + entity) from which the entity side is prepared on a second thread.
 _PARALLEL_ROWS = 200_000
-#: Entity rows per piece of the NumPy plan's entity side (pieces are sorted on two threads).
+#: Entity rows per piece of the NumPy plan's entity side, when it outnumbers the feature rows
+#: (pieces are sorted on two threads).
 _PROBE_ROWS = 8_000_000
 #: Rows (feature + entity) per partition of a large join (about 2 GiB of working memory).
 _PARTITION_ROWS = 24_000_000
 
 Positions = npt.NDArray[np.int64]
+
+
+class _Sides(NamedTuple):
+    """Both sides of a join as :func:`pick_rows` takes them."""
+
+    entity_keys: Sequence[pa.ChunkedArray]
+    entity_times: pa.ChunkedArray
+    feature_keys: Sequence[pa.ChunkedArray]
+    event: pa.ChunkedArray
+    created: pa.ChunkedArray | None
+
+
+class _Rules(NamedTuple):
+    """How a join picks (see :func:`pick_rows`) and the name its tables take."""
+
+    guard: bool
+    ttl: int | None
+    name: str
+    inclusive: bool
 
 
 def pick_rows(
@@ -92,35 +114,21 @@ def pick_rows(
     the two Arrow tables registered on ``con`` while the query runs. ``inclusive=False``
     admits only rows visible strictly before each entity time.
     """
+    sides = _Sides(entity_keys, entity_times, feature_keys, event, created)
+    rules = _Rules(guard, ttl, name, inclusive)
     parts = -(-(len(entity_times) + len(event)) // _PARTITION_ROWS)
     if parts > 1 and event.null_count < len(event):
-        return _partitioned(
-            con, parts, entity_keys=entity_keys, entity_times=entity_times,
-            feature_keys=feature_keys, event=event, created=created, guard=guard, ttl=ttl,
-            name=name, inclusive=inclusive,
-        )  # fmt: skip
-    return _pick_all(
-        con, entity_keys=entity_keys, entity_times=entity_times, feature_keys=feature_keys,
-        event=event, created=created, guard=guard, ttl=ttl, name=name, inclusive=inclusive,
-    )  # fmt: skip
+        return _partitioned(con, parts, sides, rules)
+    return _pick_all(con, sides, rules)
 
 
 def _partitioned(
-    con: duckdb.DuckDBPyConnection,
-    parts: int,
-    *,
-    entity_keys: Sequence[pa.ChunkedArray],
-    entity_times: pa.ChunkedArray,
-    feature_keys: Sequence[pa.ChunkedArray],
-    event: pa.ChunkedArray,
-    created: pa.ChunkedArray | None,
-    guard: bool,
-    ttl: int | None,
-    name: str,
-    inclusive: bool,
+    con: duckdb.DuckDBPyConnection, parts: int, sides: _Sides, rules: _Rules
 ) -> tuple[Positions, Positions]:
     """:func:`pick_rows` partition by partition (see the module docstring)."""
-    keys = [(_plain(e), _plain(f)) for e, f in zip(entity_keys, feature_keys, strict=True)]
+    name = rules.name
+    pairs = zip(sides.entity_keys, sides.feature_keys, strict=True)
+    keys = [(_plain(e), _plain(f)) for e, f in pairs]
     types = [_hash_type(e.type, f.type) for e, f in keys]
     entity_parts = _split(_partition_ids(con, [e for e, _ in keys], types, parts, name), parts)
     feature_parts = _split(_partition_ids(con, [f for _, f in keys], types, parts, name), parts)
@@ -129,15 +137,14 @@ def _partitioned(
     for mine, theirs in zip(entity_parts, feature_parts, strict=True):
         if len(mine) == 0 or len(theirs) == 0:
             continue
-        picked_rows, picked_ords = _pick_all(
-            con,
+        part = _Sides(
             entity_keys=[key.take(mine) for key, _ in keys],
-            entity_times=entity_times.take(mine),
+            entity_times=sides.entity_times.take(mine),
             feature_keys=[key.take(theirs) for _, key in keys],
-            event=event.take(theirs),
-            created=None if created is None else created.take(theirs),
-            guard=guard, ttl=ttl, name=name, inclusive=inclusive,
-        )  # fmt: skip
+            event=sides.event.take(theirs),
+            created=None if sides.created is None else sides.created.take(theirs),
+        )
+        picked_rows, picked_ords = _pick_all(con, part, rules)
         rows.append(mine[picked_rows])
         ords.append(theirs[picked_ords])
     if not rows:
@@ -192,19 +199,11 @@ def _split(ids: npt.NDArray[np.uint16], parts: int) -> list[Positions]:
 
 
 def _pick_all(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    entity_keys: Sequence[pa.ChunkedArray],
-    entity_times: pa.ChunkedArray,
-    feature_keys: Sequence[pa.ChunkedArray],
-    event: pa.ChunkedArray,
-    created: pa.ChunkedArray | None,
-    guard: bool,
-    ttl: int | None,
-    name: str,
-    inclusive: bool,
+    con: duckdb.DuckDBPyConnection, sides: _Sides, rules: _Rules
 ) -> tuple[Positions, Positions]:
     """:func:`pick_rows` over all the rows given, in one plan."""
+    entity_keys, entity_times, feature_keys, event, created = sides
+    guard, ttl, name, inclusive = rules
     if event.null_count == len(event):
         return np.empty(0, np.int64), np.empty(0, np.int64)
     if ttl is not None and ttl > INT64_MAX:
@@ -351,9 +350,10 @@ def _running_sorted(
         return None
     bounds = (kmin, kmax, tlow, thigh, tbits)
     if len(ev) + len(at) >= _PARALLEL_ROWS:
-        # the entity side in pieces on two more threads while this one ranks the feature
-        # rows, then looks each piece up as it is ready
-        count = -(-len(at) // _PROBE_ROWS)
+        # the entity side on the other threads while this one ranks the feature rows,
+        # then each piece looked up as it is ready: one piece unless it is much larger
+        # than the feature side (then in pieces, two threads; else a thread would wait)
+        count = -(-len(at) // max(_PROBE_ROWS, len(ev)))
         cuts = np.linspace(0, len(at), count + 1).astype(np.int64).tolist()
         with ThreadPoolExecutor(2, thread_name_prefix="prodml-pit") as pool:
             pending = [
