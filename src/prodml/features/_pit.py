@@ -361,22 +361,21 @@ def _gather(columns: list[pa.ChunkedArray], picks: npt.NDArray[np.int64]) -> lis
     gathered together as rows (:func:`_gather_rows`: one random read per entity row
     instead of one per column and validity bitmap), the others one by one, in parallel
     (Arrow releases the GIL; random gathers are bound by memory latency, not the GIL)."""
-    indices = pa.array(picks, mask=picks < 0)
     if len(picks) < _PARALLEL_GATHER_ROWS or len(columns) < 2:
+        indices = pa.array(picks, mask=picks < 0)
         return [column.take(indices) for column in columns]
-    out: list[pa.ChunkedArray | None] = [None] * len(columns)
+    out: dict[int, pa.ChunkedArray] = {}
     wide = [i for i, column in enumerate(columns) if _is_wide(column.type)][:63]
     # the matrix costs a pass over every feature row: worth it from a few picks per row
     rows = len(columns[0])
     if len(wide) >= 2 and rows > 0 and rows * _ROWS_GATHER_FROM <= len(picks):
-        for i, gathered in zip(wide, _gather_rows([columns[i] for i in wide], picks), strict=True):  # fmt: skip
-            out[i] = gathered
-    rest = [i for i in range(len(columns)) if out[i] is None]
-    workers = max(1, min(len(rest), os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, gathered in zip(rest, pool.map(lambda i: columns[i].take(indices), rest), strict=True):  # fmt: skip
-            out[i] = gathered
-    return [column for column in out if column is not None]
+        out.update(zip(wide, _gather_rows([columns[i] for i in wide], picks), strict=True))
+    rest = [i for i in range(len(columns)) if i not in out]
+    if rest:  # Arrow's take for the others
+        indices = pa.array(picks, mask=picks < 0)
+        with ThreadPoolExecutor(max_workers=min(len(rest), os.cpu_count() or 1)) as pool:
+            out.update(zip(rest, pool.map(lambda i: columns[i].take(indices), rest), strict=True))  # fmt: skip
+    return [out[i] for i in range(len(columns))]
 
 
 def _is_wide(kind: pa.DataType) -> bool:

@@ -165,13 +165,6 @@ class ExperimentRows:
         return found
 
 
-def _column(table: pa.Table, name: str, kind: Any) -> Any:
-    column = table[name]
-    if column.null_count:
-        column = pc.fill_null(column, math.nan if kind == np.float64 else False)
-    return np.asarray(column.to_numpy(), kind)
-
-
 def _arm_groups(
     con: duckdb.DuckDBPyConnection,
 ) -> tuple[tuple[ArmKey, ...], Counter[ArmKey], dict[ArmKey, str | None], dict[ArmKey, tuple[str, ...]]]:  # fmt: skip
@@ -344,8 +337,8 @@ class _Records:
             index = np.concatenate(ranks)
             rank = np.asarray(pc.fill_null(table["rank"], 0).to_numpy(), np.int64)
             pos = np.asarray(pc.fill_null(table["pos"], 0).to_numpy(), np.int64)
-            label = _column(table, "label", np.float64)
-            reward = _column(table, "reward", np.float64)
+            label = _values(table["label"], np.float64)
+            reward = _values(table["reward"], np.float64)
             records.label = _latest(index, rank, pos, label, records.count)
             records.reward = _latest(index, rank, pos, reward, records.count)
         return records
@@ -365,9 +358,9 @@ class _Records:
         return table.take(pa.array(order))
 
 
-def _values(array: pa.Array, kind: Any) -> Any:
-    """A column of one batch as NumPy (no copy for numbers without nulls; a null as NaN
-    or False)."""
+def _values(array: pa.Array | pa.ChunkedArray, kind: Any) -> Any:
+    """A column (of one batch: no copy for numbers without nulls) as NumPy, a null as
+    NaN or False."""
     if array.null_count:
         array = pc.fill_null(array, math.nan if kind == np.float64 else False)
     return np.asarray(array.to_numpy(zero_copy_only=False), kind)
