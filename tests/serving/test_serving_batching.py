@@ -81,6 +81,25 @@ async def hold_first_batch(batcher: MicroBatcher, model: Model) -> asyncio.Task[
     return first
 
 
+def held_batch(
+    model: Model, pool: concurrent.futures.Executor, requests: list[pd.DataFrame]
+) -> list[Any]:
+    """The answers (or errors) of a one-row request held in ``predict`` and of
+    ``requests``, queued meanwhile: the next batch."""
+
+    async def scenario() -> list[Any]:
+        batcher = make(model, pool)
+        first = await hold_first_batch(batcher, model)
+        tasks = [asyncio.create_task(batcher.submit(f)) for f in requests]
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        outs = await asyncio.gather(first, *tasks, return_exceptions=True)
+        await batcher.close()
+        return list(outs)
+
+    return list(run(scenario))
+
+
 def test_one_request_gets_its_rows(model: Model, pool: concurrent.futures.Executor) -> None:
     async def scenario() -> np.ndarray:
         batcher = make(model, pool)
@@ -217,6 +236,23 @@ def test_an_exception_reaches_every_request_of_its_batch_only(
     assert after.tolist() == [90]
 
 
+def test_a_request_the_model_refuses_fails_alone_not_its_batch(
+    model: Model, pool: concurrent.futures.Executor
+) -> None:
+    def refuse_13(rows: pd.DataFrame) -> np.ndarray:
+        if (rows["id"] == 13).any():
+            raise ValueError("Input X contains NaN")
+        return rows["id"].to_numpy() * 10
+
+    model.output = refuse_13
+    outs = held_batch(model, pool, [frame(1, 2), frame(13), frame(3)])
+    assert outs[0].tolist() == [0]
+    assert outs[1].tolist() == [10, 20]
+    assert isinstance(outs[2], ValueError)
+    assert outs[3].tolist() == [30]
+    assert model.sizes == [1, 4, 2, 1, 1]  # the batch, then each of its requests alone
+
+
 @pytest.mark.parametrize(
     "output",
     [lambda f: np.zeros(len(f) + 1), lambda f: np.float64(1.0)],
@@ -226,18 +262,7 @@ def test_output_of_the_wrong_length_is_bad_output_for_all(
     model: Model, pool: concurrent.futures.Executor, output: Callable[[pd.DataFrame], Any]
 ) -> None:
     model.output = output
-
-    async def scenario() -> list[Any]:
-        batcher = make(model, pool)
-        first = await hold_first_batch(batcher, model)
-        tasks = [asyncio.create_task(batcher.submit(frame(i))) for i in (1, 2)]
-        await asyncio.sleep(0.01)
-        model.gate.set()
-        outs = await asyncio.gather(first, *tasks, return_exceptions=True)
-        await batcher.close()
-        return list(outs)
-
-    outs = run(scenario)
+    outs = held_batch(model, pool, [frame(1), frame(2)])
     assert all(isinstance(o, BadOutputError) for o in outs)
     assert "model 'm'" in str(outs[1])
     assert "expected 2 rows" in str(outs[1])

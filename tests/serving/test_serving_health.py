@@ -83,3 +83,42 @@ def test_non_finite_output_for_out_of_range_inputs_is_the_requests_fault(tmp_pat
         metrics = client.get("/metrics").text
         assert 'prodml_breaker_open{arm="champion",endpoint="wild"} 1.0' not in metrics
     project.close()
+
+
+def test_a_null_the_model_cannot_take_is_the_requests_fault_and_fails_alone(
+    tmp_path: Path,
+) -> None:
+    """A null in a float input the training data never had null, which the model refuses
+    (scikit-learn raises on NaN): a 422 naming the column, no breaker failure, and the
+    requests batched with it are answered."""
+    import asyncio
+
+    import httpx
+
+    from servingkit import FEATURES, row
+
+    project, _ = serving_project(tmp_path / "p")
+
+    def body(values: dict[str, float | None]) -> dict[str, object]:
+        return {"dataframe_split": {"columns": FEATURES, "data": [[values[n] for n in FEATURES]]}}
+
+    null = body({**row(2), "f3": None})
+    with TestClient(serving_app(project)) as client:
+        for _ in range(8):  # more than breaker_failures (5)
+            response = client.post("/invocations", json=null)
+            assert response.status_code == 422, response.text
+            assert response.json()["details"][0]["field"] == "f3"
+        assert client.post("/invocations", json=body(row(1))).status_code == 200
+        metrics = client.get("/metrics").text
+        assert 'prodml_breaker_open{arm="champion",endpoint="lr"} 1.0' not in metrics
+
+        async def together() -> list[int]:  # the null in the middle of concurrent requests
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                bodies = [body(row(i)) for i in range(6)] + [null] + [body(row(9))] * 6
+                answers = await asyncio.gather(*(http.post("/invocations", json=b) for b in bodies))
+                return [a.status_code for a in answers]
+
+        statuses = asyncio.run(together())
+        assert statuses == [200] * 6 + [422] + [200] * 6
+    project.close()

@@ -125,8 +125,8 @@ class Server:
 def _call(request: Request) -> Call:
     """What the pipeline reads of a prediction request's line and headers."""
     headers = request.headers
-    return Call(
-        path=request.url.path,
+    return Call(  # the path as ``request.url.path`` has it, without building the URL
+        path=request.scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C"),
         content_type=headers.get("content-type", ""),
         header_length=headers.get("inference-header-content-length", ""),
         request_id=headers.get("x-request-id"),

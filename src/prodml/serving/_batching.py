@@ -6,7 +6,10 @@ split; a request larger than ``max_size`` goes alone), optionally waits ``max_wa
 for a fuller batch, and runs ``predict`` on the concatenated frame in an executor so
 CPU-bound model code stays off the event loop. While a batch runs, new arrivals queue
 and form the next batch: at low load a request waits for nobody, under load batches
-grow by themselves. That is the whole policy; the batch size follows the load.
+grow by themselves. That is the whole policy; the batch size follows the load. When the
+model raises on a batch of several requests, each is predicted again on its own, so
+that one request's rows (a null where the model wants a number) fail that request only,
+not every request it happened to share a batch with.
 
 A light model (one whose full batch predicts in less time than a thread handoff costs;
 see :attr:`MicroBatcher.inline_limit_s`) is called on the event loop instead: handing a
@@ -68,6 +71,12 @@ class _Request:
     frame: pd.DataFrame
     rows: int
     future: asyncio.Future[np.ndarray]
+
+
+def _fail(requests: list[_Request], error: BaseException) -> None:
+    for request in requests:
+        if not request.future.done():
+            request.future.set_exception(error)
 
 
 def check_rows(output: np.ndarray, rows: int, name: str) -> None:
@@ -249,34 +258,58 @@ class MicroBatcher:
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Request], rows: int) -> None:
         self._inflight = batch  # stays set if we are cancelled: close() fails these
         try:
-            frames = [r.frame for r in batch]
-            self._batches += 1
-            self._rows += rows
-            observe_batch(self._on_batch, rows, self.name)
-            if self.inline_limit_s > 0 and rows <= self.max_size:
-                started = time.perf_counter()
-                output = np.asarray(self._predict_frames(frames))
-                self._timed(time.perf_counter() - started)
-            else:
-                output = np.asarray(
-                    await loop.run_in_executor(self._executor, self._predict_frames, frames)
-                )
-            check_rows(output, rows, self.name)
+            output = await self._call(loop, [r.frame for r in batch], rows)
         except Exception as exc:
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:  # one request's rows may be what the model refused: each alone
+                await self._one_by_one(loop, batch)
         else:
-            start = 0
-            for request in batch:
-                stop = start + request.rows
-                if not request.future.done():
-                    request.future.set_result(output[start:stop])
-                start = stop
+            try:
+                check_rows(output, rows, self.name)
+            except BadOutputError as exc:
+                _fail(batch, exc)
+            else:
+                start = 0
+                for request in batch:
+                    stop = start + request.rows
+                    if not request.future.done():
+                        request.future.set_result(output[start:stop])
+                    start = stop
         self._inflight = []
         if not self._pending:
             return
         await asyncio.sleep(0)  # let the callers just answered respond before the next batch
+
+    async def _call(
+        self, loop: asyncio.AbstractEventLoop, frames: list[pd.DataFrame], rows: int
+    ) -> np.ndarray:
+        """One model call on ``frames`` (inline for a light model, else in the executor)."""
+        self._batches += 1
+        self._rows += rows
+        observe_batch(self._on_batch, rows, self.name)
+        if self.inline_limit_s > 0 and rows <= self.max_size:
+            started = time.perf_counter()
+            output = np.asarray(self._predict_frames(frames))
+            self._timed(time.perf_counter() - started)
+            return output
+        return np.asarray(await loop.run_in_executor(self._executor, self._predict_frames, frames))
+
+    async def _one_by_one(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
+        """After a batch the model raised on: each request (still awaited) predicted on
+        its own, so that a request whose rows the model cannot take (a null where the
+        model wants a number) fails alone, not with every request it was batched with."""
+        for request in batch:
+            if request.future.done():
+                continue
+            try:
+                output = await self._call(loop, [request.frame], request.rows)
+                check_rows(output, request.rows, self.name)
+            except Exception as exc:
+                _fail([request], exc)
+            else:
+                if not request.future.done():
+                    request.future.set_result(output)
 
     def _timed(self, elapsed: float) -> None:
         """Count an inline call that took ``elapsed`` s; too many slow ones in a row send

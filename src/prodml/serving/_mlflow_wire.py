@@ -37,11 +37,18 @@ import pyarrow.parquet as pq
 
 from prodml.core.errors import BadOutputError
 from prodml.registry import Signature
-from prodml.serving._wire import FieldProblem, RequestInvalid, check_columns, check_row_limit
+from prodml.serving._wire import (
+    FieldProblem,
+    RequestInvalid,
+    check_columns,
+    check_row_limit,
+    float_rows_frame,
+)
 
 __all__ = ["Invocation", "decode_invocations", "encode_predictions", "read_invocations"]
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_SPLIT_FIELDS = frozenset({"columns", "data", "index"})
 _REQUIRED = (
     "The input must be a JSON dictionary with exactly one of the input fields "
     "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}"
@@ -194,8 +201,21 @@ def _read_json(body: bytes, signature: Signature, max_rows: int | None = None) -
     key = found[0]
     if max_rows is not None:
         check_row_limit(_json_rows(key, data[key]), max_rows, key)
+    if key == "dataframe_split":
+        frame = _split_frame(data[key], signature)
+        if frame is not None:
+            return Invocation(frame, params)
     columns = _unbase64(_columns(key, data[key], signature), signature)
     return Invocation(check_columns(columns, signature), params)
+
+
+def _split_frame(payload: Any, signature: Signature) -> pd.DataFrame | None:
+    """A well-formed ``dataframe_split`` payload of numbers for an all-float signature,
+    read straight from its rows (:func:`float_rows_frame`); None for anything else, which
+    the general path reads (or refuses, naming the problem)."""
+    if type(payload) is not dict or not payload.keys() <= _SPLIT_FIELDS or "data" not in payload:
+        return None
+    return float_rows_frame(payload["data"], payload.get("columns", signature.columns), signature)
 
 
 def _unbase64(columns: Mapping[str, Any], signature: Signature) -> Mapping[str, Any]:
@@ -295,7 +315,11 @@ def _rows(rows: Any, names: list[str], field: str) -> dict[str, Any]:
             f"{len(names)} values per row",
             422,
         )
-    duplicated = sorted({name for name in names if names.count(name) > 1})
+    duplicated = (
+        sorted({name for name in names if names.count(name) > 1})
+        if len(set(names)) != len(names)
+        else ()
+    )
     if duplicated:
         raise RequestInvalid.of(
             [FieldProblem(n, "appears more than once", "each column once") for n in duplicated]

@@ -65,12 +65,20 @@ def frame_rows(frame: pd.DataFrame, names: Sequence[str] | None = None) -> list[
     [{'x': 1.5, 'n': 2, 's': 'a'}]
     >>> frame_rows(pd.DataFrame({"x": [float("nan")], "n": [None]}))
     [{'x': None, 'n': None}]
+    >>> frame_rows(pd.DataFrame({"x": [1.5, float("nan")], "y": [2.0, 3.0]}))
+    [{'x': 1.5, 'y': 2.0}, {'x': None, 'y': 3.0}]
     """
     if names is None or len(names) != frame.shape[1]:
         names = [str(name) for name in frame.columns]
+    if getattr(frame, "_is_homogeneous_type", False):  # all float64: no object copy
+        floats = frame.to_numpy()
+        if floats.dtype == np.float64 and not np.isnan(floats).any():
+            return [dict(zip(names, row, strict=True)) for row in floats.tolist()]
     values = frame.to_numpy(dtype=object)
     missing = pd.isna(values)
     if missing.any():  # NaN and NaT were nulls before pandas held them: say so
+        if not values.flags.writeable:  # pandas' copy-on-write may hand back a view
+            values = values.copy()
         values[missing] = None
     return [dict(zip(names, row, strict=True)) for row in values.tolist()]
 

@@ -50,6 +50,7 @@ log = logging.getLogger("prodml.serving")
 _GUARD_CHECK_S = 0.25  # a guarded arm's window is checked at most this often
 _INTEGRITY_TTL_S = 10.0  # /readyz re-runs the metadata DB's quick_check at most this often
 _SUSPECT = frozenset({"out_of_range", "non_finite"})  # inputs that may overflow a model
+_UNTAKEABLE = frozenset({"null_rate", "non_finite"})  # inputs a model may refuse to take
 
 
 class ServingRuntime:
@@ -272,7 +273,7 @@ class ServingRuntime:
         else:
             route = Route(table.arms[arm], ())
         state = route.arm
-        suspect = tuple(v for v in violations if v.kind in _SUSPECT)
+        suspect = tuple(v for v in violations if v.kind in _SUSPECT or v.kind in _UNTAKEABLE)
         for shadow in route.shadows:
             self._mirror(table, shadow, frame, request_id, unit, state.name)
         try:
@@ -321,9 +322,11 @@ class ServingRuntime:
     ) -> np.ndarray:
         """One arm call under its breaker and timeout; outcomes feed breaker and guardrail.
 
-        Non-finite output for inputs outside the training range (``suspect``) is the
-        request's fault, not the arm's: a 422 naming those columns, and no breaker
-        failure (or one client's extreme values could open the champion's breaker)."""
+        Non-finite output for inputs outside the training range, and a model raising on
+        nulls or non-finite inputs it never saw in training (``suspect``: the request's
+        soft violations), are the request's fault, not the arm's: a 422 naming those
+        columns, and no breaker failure (or one client's extreme values or nulls could
+        open the champion's breaker)."""
         breaker = state.breaker
         if not breaker.allow():
             self.metrics.arm_failures.labels(table.endpoint, state.name, "circuit_open").inc()
@@ -338,9 +341,10 @@ class ServingRuntime:
         try:
             scores = await state.model.predict(frame, timeout_s=timeout_s, native=native)
         except Exception as exc:
-            if isinstance(exc, NonFiniteOutputError) and suspect:
+            blamed = _request_fault(exc, suspect)
+            if blamed:
                 raise RequestInvalid.of(
-                    [FieldProblem(v.column, v.kind, v.message) for v in suspect], status=422
+                    [FieldProblem(v.column, v.kind, v.message) for v in blamed], status=422
                 ) from None
             breaker.record_failure()
             kind = (
@@ -443,3 +447,14 @@ class ServingRuntime:
             return
         if not shadow.model.mirror(call):
             self.metrics.shadow.labels(table.endpoint, shadow.name, "dropped").inc()
+
+
+def _request_fault(exc: Exception, suspect: Sequence[RowViolation]) -> tuple[RowViolation, ...]:
+    """The request's violations a failed model call is blamed on (see
+    :meth:`ServingRuntime._call`); empty when the failure is the arm's own: a timeout,
+    output of the wrong shape, or an error on inputs the training data had."""
+    if isinstance(exc, NonFiniteOutputError):
+        return tuple(v for v in suspect if v.kind in _SUSPECT)
+    if isinstance(exc, ServingError):
+        return ()
+    return tuple(v for v in suspect if v.kind in _UNTAKEABLE)

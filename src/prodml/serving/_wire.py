@@ -41,6 +41,7 @@ __all__ = [
     "check_columns",
     "check_row_limit",
     "expected_values",
+    "float_rows_frame",
     "typed_columns",
     "unknown_fields",
 ]
@@ -394,6 +395,32 @@ def _float_frame(columns: Mapping[str, Any], plan: _Plan) -> pd.DataFrame | None
     try:
         array = _narrow_float(np.array(lists, dtype=np.float64), plan.floats or "float64")
     except (OverflowError, _Invalid):
+        return None
+    return pd.DataFrame(array.T, columns=plan.index.view(), copy=False)
+
+
+def float_rows_frame(rows: Any, names: Any, signature: Signature) -> pd.DataFrame | None:
+    """The model's input frame from row-major ``rows`` whose values are in the order of
+    ``names``, fast, for an all-float signature fed rows of numbers in its own column
+    order (the common one-row request): one 2-D array straight from the rows, none of
+    :func:`check_columns`' column lists. ``None`` when anything is off (other columns or
+    order, ragged rows, other values, no rows); :func:`check_columns` then reads the
+    columns and names the problem. The frame equals the one it would build."""
+    plan = _plan(signature)
+    if plan.floats is None or type(rows) is not list or not rows:
+        return None
+    if not isinstance(names, list | tuple) or tuple(names) != plan.names:
+        return None
+    if set(map(type, rows)) != {list} or not set(map(type, chain.from_iterable(rows))) <= _NUMBERS:
+        return None
+    try:
+        array = np.array(rows, dtype=np.float64)
+        if array.shape != (len(rows), len(plan.names)):
+            return None
+        # column-major, as check_columns' frame: a model's sums then add in the same
+        # order, to the last bit (BLAS takes another path over a row-major matrix)
+        array = _narrow_float(np.ascontiguousarray(array.T), plan.floats)
+    except (OverflowError, ValueError, _Invalid):  # ValueError: rows of unequal lengths
         return None
     return pd.DataFrame(array.T, columns=plan.index.view(), copy=False)
 
