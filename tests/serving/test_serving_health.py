@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from prodml.core import StorageError
 from prodml.project import serving_app
-from servingkit import serving_project
+from servingkit import FEATURES, serving_project
 
 
 def test_readyz_reports_models_and_stores_and_fails_when_the_database_does(
@@ -95,7 +95,7 @@ def test_a_null_the_model_cannot_take_is_the_requests_fault_and_fails_alone(
 
     import httpx
 
-    from servingkit import FEATURES, row
+    from servingkit import row
 
     project, _ = serving_project(tmp_path / "p")
 
@@ -121,4 +121,35 @@ def test_a_null_the_model_cannot_take_is_the_requests_fault_and_fails_alone(
 
         statuses = asyncio.run(together())
         assert statuses == [200] * 6 + [422] + [200] * 6
+    project.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/invocations", {"dataframe_split": {"columns": FEATURES, "data": []}}),
+        ("/invocations", {"dataframe_records": []}),
+        (
+            "/v2/models/lr/infer",
+            {"inputs": [{"name": "x", "shape": [0, 20], "datatype": "FP64", "data": []}]},
+        ),
+    ],
+    ids=["split", "records", "v2"],
+)
+def test_a_request_without_rows_is_refused_and_costs_the_arm_nothing(
+    tmp_path: Path, path: str, body: dict[str, object]
+) -> None:
+    from servingkit import row
+
+    project, _ = serving_project(tmp_path / "p")
+    with TestClient(serving_app(project)) as client:
+        for _ in range(8):  # more than breaker_failures (5)
+            response = client.post(path, json=body)
+            assert response.status_code == 422, response.text
+        good = {"dataframe_split": {"columns": FEATURES, "data": [list(row(1).values())]}}
+        assert client.post("/invocations", json=good).status_code == 200
+        assert (
+            'prodml_breaker_open{arm="champion",endpoint="lr"} 1.0'
+            not in client.get("/metrics").text
+        )
     project.close()

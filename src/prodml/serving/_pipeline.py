@@ -270,6 +270,8 @@ class Pipeline:
         (idempotently with a key: the same key with the same request replays the stored
         answer; with another request it is refused)."""
         started = time.perf_counter()
+        if len(frame) == 0:  # nothing to predict; a model raising on it is no fault of the arm
+            raise RequestInvalid.of([FieldProblem("body", "holds no rows", "at least one row")])
         check_ids(request_id, key)
         cache_key = "" if key is None else f"{table.endpoint}\0{key.value}"
         if key is not None:
