@@ -119,7 +119,7 @@ def test_a_null_the_model_cannot_take_is_the_requests_fault_and_fails_alone(
                 answers = await asyncio.gather(*(http.post("/invocations", json=b) for b in bodies))
                 return [a.status_code for a in answers]
 
-        statuses = asyncio.run(together())
+        statuses = client.portal.call(together)  # on the app's own event loop
         assert statuses == [200] * 6 + [422] + [200] * 6
     project.close()
 

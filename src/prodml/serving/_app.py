@@ -104,7 +104,9 @@ class Server:
     # -- MLflow scoring protocol --------------------------------------------------------
     async def invocations(self, request: Request) -> Response:
         self.context.check_predict_token(request)
-        name = request.path_params.get("name") or request.query_params.get("endpoint")
+        name = request.path_params.get("name")
+        if not name and request.scope.get("query_string"):  # parsed only when there is one
+            name = request.query_params.get("endpoint")
         table = self.runtime.table(name) if name else self.runtime.only_endpoint()
         raw = await self.context.body(request)
         return _response(await self.pipeline.mlflow(table, raw, _call(request)))

@@ -264,8 +264,8 @@ class ResponseCounting:
         name = next((params[k] for k in _ENDPOINT_PARAMS if k in params), None)
         known = self.endpoints()
         if name is None and scope.get("route") is not None:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-            name = query.get("endpoint")
+            text = scope.get("query_string", b"")
+            name = dict(parse_qsl(text.decode("latin-1"))).get("endpoint") if text else None
             if name is None and getattr(scope["route"], "path", "") == "/invocations":
                 name = next(iter(known)) if len(known) == 1 else None
         return name if isinstance(name, str) and name in known else "unknown"
