@@ -16,8 +16,9 @@ Four plans (three in SQL, whose rules are in ``_pit_sql``, and one in NumPy):
   sorted by (key, visibility time), and one ``searchsorted`` of the entity rows, sorted
   first (on a second thread while the feature rows are ranked, on large joins: NumPy's
   sorts release the GIL; in pieces on two threads when the entity rows far outnumber
-  the feature rows, each piece looked up as it is ready). DuckDB's window and as-of join each sort both sides again; on
-  a million rows this takes under half the time (``benchmarks/pit_join.py``).
+  the feature rows, each piece looked up as it is ready). DuckDB's window and as-of
+  join each sort both sides again; on a million rows this takes under half the time
+  (``benchmarks/pit_join.py``).
 
 Large joins run in **partitions**: when the entity and feature rows together exceed
 ``_PARTITION_ROWS``, both sides are split by a hash of their keys (equal keys, one
