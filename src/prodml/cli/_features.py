@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
 
 from prodml.cli._confirm import confirm
 from prodml.cli._options import JsonOption, ProjectOption, check_window
 from prodml.cli._output import emit, guarded, stdout, styled, table, warn
-from prodml.core import SchemaError, ensure_utc
+from prodml.core import SchemaError, StorageError, ensure_utc
 from prodml.project import Project, progress_bar
 
 __all__ = ["features_app"]
@@ -162,6 +163,12 @@ def build_training_set(
     No entity rows (exit 8) or a view whose source has no rows (exit 9) is an error; a
     view that gives no value to any row is a warning with counts (an error, exit 8, with
     --strict or with on_unmatched_view = "error" in the features section of prodml.toml)."""
+    if output is not None and not output.parent.is_dir():
+        raise typer.BadParameter(
+            f"{output}: its directory {str(output.parent)!r} does not exist; expected a path "
+            "in an existing directory",
+            param_hint="'--output'",
+        )
     with guarded(as_json), Project.open(project) as proj:
         result = proj.features.build_training_set(
             entity_rows,
@@ -171,7 +178,7 @@ def build_training_set(
             on_unmatched_view="error" if strict else None,
         )
         if output is not None:
-            pq.write_table(result.table, output)
+            _write_output(result.table, output, result.fingerprint)
         summary = result.summary()
     warn(summary["warnings"])
     emit(
@@ -189,11 +196,26 @@ def build_training_set(
     )
 
 
+def _write_output(table: pa.Table, output: Path, fingerprint: str) -> None:
+    """Write the training set to ``--output``; a path that cannot be written is a
+    :class:`StorageError` that says the snapshot itself is stored."""
+    try:
+        pq.write_table(table, output)
+    except OSError as exc:
+        raise StorageError(
+            f"--output {str(output)!r} cannot be written ({exc}); the training set is stored "
+            f"as snapshot {fingerprint[:12]}, expected a writable file path"
+        ) from None
+
+
 @features_app.command("get")
 def get(
     service: Annotated[str, typer.Argument(help="Feature service name.")],
     entity: Annotated[
-        list[str], typer.Option("--entity", "-e", help="KEY=VALUE join key (repeatable).")
+        list[str],
+        typer.Option(
+            "--entity", "-e", help="KEY=VALUE join key (repeatable; KEY='\"VALUE\"': a string)."
+        ),
     ],
     request: Annotated[
         list[str] | None,
@@ -211,10 +233,8 @@ def get(
 ) -> None:
     """Read one entity's online features (values, versions and freshness)."""
     with guarded(as_json), Project.open(project) as proj:
-        pairs = (_pair(e, parse_json=False, flag="--entity") for e in entity)
-        entities = {k: [v] for k, v in pairs}
-        fields = (_pair(r, parse_json=True, flag="--request") for r in request or [])
-        request_data = {k: [v] for k, v in fields}
+        entities = _pairs(entity, parse_json=False, flag="--entity")
+        request_data = _pairs(request or [], parse_json=True, flag="--request")
         online = proj.features.get_online(
             service, entities, request_data or None, now=None if at is None else ensure_utc(at)
         )
@@ -244,6 +264,18 @@ def _show_online(service: str, result: dict[str, Any]) -> None:
     table("Freshness", ["view", "version", "state", "age"], rows)
 
 
+def _pairs(texts: list[str], *, parse_json: bool, flag: str) -> dict[str, list[Any]]:
+    """``KEY=VALUE`` options as one-row columns; a key given twice is refused (which of
+    its values is meant cannot be told)."""
+    columns: dict[str, list[Any]] = {}
+    for text in texts:
+        key, value = _pair(text, parse_json=parse_json, flag=flag)
+        if key in columns:
+            raise SchemaError(f"{flag} {key!r} is given twice; expected each key once")
+        columns[key] = [value]
+    return columns
+
+
 def _pair(text: str, *, parse_json: bool, flag: str) -> tuple[str, Any]:
     if "=" not in text:
         raise SchemaError(f"{flag} expects KEY=VALUE, got {text!r}")
@@ -263,5 +295,15 @@ def _pair(text: str, *, parse_json: bool, flag: str) -> tuple[str, Any]:
 
 
 def _coerce(value: str) -> Any:
-    """Join keys typed on the command line: integers stay integers."""
-    return int(value) if value.lstrip("-").isdigit() else value
+    """Join keys typed on the command line: integers written as such (``42``, ``-7``)
+    stay integers; a value in double quotes is the string inside them, so digits whose
+    text matters stay a string (``"007"``, ``"42"``); anything else is a string as typed.
+
+    >>> _coerce("42"), _coerce("-7"), _coerce("007"), _coerce('"42"'), _coerce("JFK")
+    (42, -7, '007', '42', 'JFK')
+    """
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    if value.isascii() and value.lstrip("-").isdigit() and str(int(value)) == value:
+        return int(value)
+    return value

@@ -8,7 +8,8 @@ per entity, the row with the latest ``(event_time, created_time)``. After materi
 to ``T`` the online store therefore holds exactly the row a point-in-time join picks at
 ``T`` — the online/offline consistency guarantee. The watermark advances only after a
 chunk is written, so an interrupted run resumes where it stopped and a repeated run writes
-nothing.
+nothing. Rows the join never picks (a null join key or event time) are not loaded, and a
+null created time means "known at its event time", as in the join.
 
 A strict view (``inclusive=False``) loads ``[lo, hi)`` instead: after materializing up to
 ``T`` it holds the row a strict join picks at ``T`` (visible strictly before ``T``), and a
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from prodml.core import Clock, SourceError, ensure_utc
 from prodml.features._definitions import FeatureView
@@ -130,7 +132,7 @@ class Materializer:
             visible = self._visibility(view)
             mark = self.watermark(view)
             first_inclusive = mark is None
-            earliest = None if mark is not None else self._earliest(con, relation, visible)
+            earliest = None if mark is not None else self._earliest(con, view, relation, visible)
             if mark is None and earliest is None:
                 raise SourceError(
                     f"feature view {view.name!r}: its source {view.source!r} has no rows "
@@ -144,19 +146,17 @@ class Materializer:
                 return MaterializeResult(view.name, view.version, lo, end, 0, 0, 0, mark)
             bounds = _chunks(lo, end, self._chunk)
             rows_read = rows_written = 0
-            columns = [*view.join_keys, view.event_time]
-            if view.created_time:
-                columns.append(view.created_time)
-            columns += list(view.feature_names)
-            select = ", ".join(f'"{c}"' for c in columns)
+            select, joinable = _columns(view)
             for index, (a, b) in enumerate(bounds):
                 low_op = ">=" if not view.inclusive or (first_inclusive and index == 0) else ">"
                 high_op = "<=" if view.inclusive else "<"
-                batch = con.sql(
-                    f'SELECT {select} FROM "{relation}" '
-                    f"WHERE {visible} {low_op} TIMESTAMPTZ '{a.isoformat()}' "
-                    f"AND {visible} {high_op} TIMESTAMPTZ '{b.isoformat()}'"
-                ).to_arrow_table()
+                batch = _query(
+                    con,
+                    view,
+                    f'SELECT {select} FROM "{relation}" WHERE {joinable} '
+                    f"AND {visible} {low_op} TIMESTAMPTZ '{a.isoformat()}' "
+                    f"AND {visible} {high_op} TIMESTAMPTZ '{b.isoformat()}'",
+                )
                 written = 0
                 if batch.num_rows:
                     written = self._online.write_batch(
@@ -184,12 +184,14 @@ class Materializer:
         return f'"{view.event_time}"'
 
     def _earliest(
-        self, con: duckdb.DuckDBPyConnection, relation: str, visible: str
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str, visible: str
     ) -> datetime | None:
-        rows = con.sql(f'SELECT epoch_us(min({visible})) FROM "{relation}"').fetchall()
-        if not rows or rows[0][0] is None:
+        _, joinable = _columns(view)
+        query = f'SELECT epoch_us(min({visible})) FROM "{relation}" WHERE {joinable}'
+        micros = _query(con, view, query).column(0)[0].as_py()
+        if micros is None:
             return None
-        return _EPOCH + timedelta(microseconds=int(rows[0][0]))
+        return _EPOCH + timedelta(microseconds=int(micros))
 
     def _advance(self, view: FeatureView, watermark: datetime, written: int) -> None:
         now = self._clock.now()
@@ -209,6 +211,40 @@ class Materializer:
                 row.watermark = watermark
                 row.rows_written = row.rows_written + written
                 row.updated_at = now
+
+
+#: A null created time is "known at its event time" and, among rows of one event time,
+#: the oldest (as in the point-in-time join): it is stored as the earliest time that every
+#: timestamp unit holds, so the online store's ordering needs no null.
+_NULL_CREATED = "TIMESTAMP '1678-01-01'"
+
+
+def _columns(view: FeatureView) -> tuple[str, str]:
+    """The SELECT list of a view's rows for the online store, and the condition that
+    keeps only the rows a point-in-time join can pick: every join key and the event
+    time not null (null keys never match; a row without an event time is ignored)."""
+    columns = [_quote(c) for c in (*view.join_keys, view.event_time)]
+    if view.created_time:
+        created = _quote(view.created_time)
+        columns.append(f"COALESCE({created}, {_NULL_CREATED}) AS {created}")
+    columns += [_quote(c) for c in view.feature_names]
+    joinable = " AND ".join(f"{_quote(c)} IS NOT NULL" for c in (*view.join_keys, view.event_time))
+    return ", ".join(columns), joinable
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _query(con: duckdb.DuckDBPyConnection, view: FeatureView, query: str) -> pa.Table:
+    """Run a query over the view's source; a source that fails while it is read (a
+    damaged Parquet page, a SQL source raising) is a :class:`SourceError` naming it."""
+    try:
+        return con.sql(query).to_arrow_table()
+    except duckdb.Error as exc:
+        raise SourceError(
+            f"feature view {view.name!r}: reading its source {view.source!r} failed: {exc}"
+        ) from None
 
 
 def _chunks(lo: datetime, hi: datetime, step: timedelta) -> list[tuple[datetime, datetime]]:

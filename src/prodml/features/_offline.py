@@ -6,6 +6,8 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import warnings
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -29,14 +31,17 @@ from prodml.features._service import FeatureService
 from prodml.features._sources import ParquetSource, PythonSource, SqlSource
 from prodml.storage._blob_s3 import S3BlobStore
 
-__all__ = ["OfflineStore", "to_arrow"]
+__all__ = ["OfflineStore", "check_unique_columns", "to_arrow"]
 
 
 def to_arrow(data: pa.Table | pd.DataFrame, *, what: str) -> pa.Table:
-    """Accept an Arrow table or a pandas DataFrame (index dropped)."""
+    """Accept an Arrow table or a pandas DataFrame (index dropped); a column name that
+    appears twice is a :class:`SchemaError` (which of the two is meant cannot be told)."""
     if isinstance(data, pa.Table):
+        check_unique_columns(data.column_names, what=what)
         return data
     if isinstance(data, pd.DataFrame):
+        check_unique_columns([str(c) for c in data.columns], what=what)
         try:
             with warnings.catch_warnings():
                 # pyarrow reads tz-aware columns through Series.values, which pandas 3.1
@@ -48,6 +53,21 @@ def to_arrow(data: pa.Table | pd.DataFrame, *, what: str) -> pa.Table:
     raise SchemaError(
         f"{what}: expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}"
     )
+
+
+def check_unique_columns(names: Sequence[str], *, what: str) -> None:
+    """Raise :class:`SchemaError` naming the column names that appear more than once.
+
+    >>> check_unique_columns(["a", "b", "a"], what="entity rows")
+    Traceback (most recent call last):
+    ...
+    prodml.core.errors.SchemaError: entity rows: column name(s) ['a'] appear more than once; expected unique column names
+    """
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise SchemaError(
+            f"{what}: column name(s) {repeated} appear more than once; expected unique column names"
+        )
 
 
 def _s3_parquet(url: str, where: str) -> ds.Dataset:
@@ -254,6 +274,7 @@ class OfflineStore:
 def check_entity_rows(entity_rows: pa.Table, service: FeatureService, *, timestamp: str) -> None:
     """Raise naming the column when entity rows cannot be joined to the service."""
     where = f"entity rows for feature service {service.name!r}"
+    check_unique_columns(entity_rows.column_names, what=where)
     if timestamp not in entity_rows.column_names:
         raise TimestampError(
             f"{where}: no timestamp column {timestamp!r}; columns: {entity_rows.column_names} "

@@ -58,19 +58,57 @@ class OnlineFeatures:
 
 
 def columns_of(rows: Rows, *, what: str) -> dict[str, list[Any]]:
-    """Column lists from a mapping of columns or a list of row mappings."""
+    """Column lists from a mapping of columns or a list of row mappings.
+
+    A column's values come in a sequence (a list, tuple, NumPy array or pandas Series):
+    a string or a single value where the values are expected is a :class:`SchemaError`,
+    not read as one entity per character.
+
+    >>> columns_of({"origin": ["JFK", "EWR"]}, what="entities")
+    {'origin': ['JFK', 'EWR']}
+    >>> columns_of([{"origin": "JFK"}], what="entities")
+    {'origin': ['JFK']}
+    >>> columns_of({"origin": "JFK"}, what="entities")
+    Traceback (most recent call last):
+    ...
+    prodml.core.errors.SchemaError: entities: column 'origin' is of type str, not a list of values; expected one value per entity row, in a list
+    """
+    given: object = rows
     if type(rows) is dict or isinstance(rows, Mapping):  # a dict skips the ABC check
-        columns = {str(k): list(v) for k, v in rows.items()}
-    else:
+        columns = {str(k): _values(v, what=what, column=str(k)) for k, v in rows.items()}
+    elif isinstance(rows, Sequence) and not isinstance(given, str | bytes):
         names: dict[str, None] = {}
-        for row in rows:
+        for index, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise SchemaError(
+                    f"{what}: row {index} is a {type(row).__name__}; expected a mapping of "
+                    "column name to value"
+                )
             names.update(dict.fromkeys(row))
         columns = {n: [row.get(n) for row in rows] for n in names}
+    else:
+        raise SchemaError(
+            f"{what}: got a {type(rows).__name__}; expected a mapping of column name to a "
+            "list of values, or a list of row mappings"
+        )
     if len(columns) > 1:
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise SchemaError(f"{what}: columns have different lengths {sorted(lengths)}")
     return columns
+
+
+def _values(values: Any, *, what: str, column: str) -> list[Any]:
+    """One column's values as a list; a string, mapping, set or single value is refused."""
+    if not isinstance(values, str | bytes | bytearray | Mapping | set | frozenset):
+        try:
+            return list(values)
+        except TypeError:
+            pass
+    raise SchemaError(
+        f"{what}: column {column!r} is of type {type(values).__name__}, not a list of values; "
+        "expected one value per entity row, in a list"
+    )
 
 
 def read_online(
@@ -134,14 +172,33 @@ def _input_table(
     features: dict[str, list[Any]],
     count: int,
 ) -> pa.Table:
+    where = f"online read of feature service {service.name!r}"
+    shadowed = sorted(set(request) & set(service.output_names))
+    if shadowed:
+        raise SchemaError(
+            f"{where}: request field(s) {shadowed} have the names of features of the service; "
+            "expected request fields other than the features (rename them)"
+        )
+    for name in sorted(set(request) & set(keys)):
+        if request[name] != keys[name]:
+            raise SchemaError(
+                f"{where}: request field {name!r} is also an entity key, with other values; "
+                "expected the entity key's values or no such request field"
+            )
     columns: dict[str, pa.Array] = {}
     for name, column in {**keys, **request}.items():
         if len(column) != count:
             raise SchemaError(
-                f"online read of feature service {service.name!r}: request field {name!r} has "
-                f"{len(column)} value(s) for {count} entities"
+                f"{where}: request field {name!r} has {len(column)} value(s) for {count} entities"
             )
-        columns[name] = pa.array(column)
+        try:
+            columns[name] = pa.array(column)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            kinds = sorted({type(value).__name__ for value in column})
+            raise SchemaError(
+                f"{where}: field {name!r} holds values of types {kinds} that do not make one "
+                f"column ({type(exc).__name__}); expected values of one type"
+            ) from None
     for projection in service.projections:
         for field in projection.features:
             kind = arrow_type(field.dtype)
