@@ -298,7 +298,7 @@ def test_readyz_reports_a_corrupt_db(root: Path, served: tuple[Project, TestClie
 
 def test_monitor_watch_refuses_a_corrupt_db(root: Path) -> None:
     corrupt_page(root)
-    code, out = cli("monitor", "watch", "--passes", "1", "--interval", "0", "-p", str(root))
+    code, out = cli("monitor", "watch", "--passes", "1", "--interval", "0.01", "-p", str(root))
     assert code == 11, out
     assert_names_file_and_restore(out["error"], root)
 

@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from prodml.cli._options import JsonOption, ProjectOption
 from prodml.cli._output import emit, guarded, stdout, styled, table
-from prodml.cli._watch import repeat, stop_signals
+from prodml.cli._watch import PassesOption, check_interval, repeat, stop_signals
 from prodml.core._monitor_metrics import MONITOR_METRICS
+from prodml.core.errors import StorageError
 from prodml.monitoring import (
     MonitorCollector,
     MonitorRun,
@@ -138,20 +139,32 @@ def watch(
         float | None,
         typer.Option(help="Seconds between passes (default: \\[monitoring] watch_interval_s)."),
     ] = None,
-    passes: Annotated[int | None, typer.Option(help="Stop after this many passes.")] = None,
+    passes: PassesOption = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve the monitoring gauges for Prometheus on this port.")
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve the monitoring gauges for Prometheus on this port."
+        ),
     ] = None,
     project: ProjectOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
     """Run passes in a loop until interrupted (SIGINT/SIGTERM finish the current pass)."""
+    if interval is not None:
+        check_interval(interval)
     with stop_signals() as stop, guarded(as_json), Project.open(project) as proj:
         proj.db.ensure_intact()  # a controller starts only on a consistent metadata DB
         if metrics_port is not None:
             registry = CollectorRegistry()
             registry.register(MonitorCollector(proj.monitor.store))
-            start_http_server(metrics_port, registry=registry)
+            try:
+                start_http_server(metrics_port, registry=registry)
+            except OSError as exc:
+                raise typer.BadParameter(
+                    f"port {metrics_port} cannot serve the gauges ({exc.strerror or exc}); "
+                    "expected a free port",
+                    param_hint="'--metrics-port'",
+                ) from None
         wait = interval if interval is not None else proj.config.monitoring.watch_interval_s
 
         def one_pass() -> None:
@@ -171,10 +184,21 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """Write one self-contained HTML report of the stored windows (opens offline)."""
-    with guarded(as_json), Project.open(project) as proj:
-        counts = write_project_report(
-            proj, output, title=f"prodml monitoring: {proj.name}", endpoint=endpoint
+    if output.is_dir():
+        raise typer.BadParameter(
+            f"{output} is a directory; expected the path of the HTML file to write",
+            param_hint="'--output'",
         )
+    with guarded(as_json), Project.open(project) as proj:
+        try:
+            counts = write_project_report(
+                proj, output, title=f"prodml monitoring: {proj.name}", endpoint=endpoint
+            )
+        except OSError as exc:
+            raise StorageError(
+                f"monitoring report --output {str(output)!r} cannot be written "
+                f"({exc.strerror or exc}); expected a writable file path"
+            ) from None
     emit(
         {"path": str(output), **counts},
         as_json=as_json,

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prodml.core import MonitoringConfig
+from prodml.core._monitor_metrics import CLASSIFICATION_METRICS, ESTIMATED_METRICS
 from prodml.monitoring._drift import DriftMethod, DriftReference, score_drift
 from prodml.monitoring._performance import (
     Calibrator,
@@ -187,6 +188,10 @@ def prediction_checks(
     positive = float(np.mean(scores >= threshold))
     ref_positive = reference.meta.get("reference_positive_rate")
     out.append(_share_change("prediction", "positive_rate", positive, ref_positive, config))
+    problem = _not_probabilities(scores)
+    if problem is not None:  # no estimate from scores clipped or mapped into [0, 1]
+        return out + [emit("estimated", metric, None, status="error", details={"reason": problem})
+                      for metric in ESTIMATED_METRICS]  # fmt: skip
     calibrator, source = recent, "recent"
     if calibrator is None and reference.meta.get("calibrator"):
         calibrator, source = Calibrator.from_dict(reference.meta["calibrator"]), "reference"
@@ -242,6 +247,13 @@ def label_checks(
     task = reference.meta.get("task")
     ref_metrics = reference.meta.get("reference_metrics", {})
     if task == "classification":
+        problem = _not_binary(y[mask]) or _not_probabilities(scores[mask])
+        if problem is not None:  # one bad label or score would make every metric wrong
+            failed = {"reason": problem}
+            out += [emit("performance", name, None, status="error", details=failed)
+                    for name in (*CLASSIFICATION_METRICS, "ece")]  # fmt: skip
+            out.append(emit("label", "label_rate", None, status="error", details=failed))
+            return out, labelled
         metrics = classification_metrics(
             y[mask], scores[mask], threshold=config.classification_threshold
         )
@@ -261,8 +273,12 @@ def label_checks(
             out.append(
                 emit("performance", "ece", None, status="error", details={"reason": str(exc)})
             )
-        out.append(_share_change("label", "label_rate", float(np.mean(y[mask])),
-                                 reference.meta.get("reference_label_rate"), config))  # fmt: skip
+        if mask.any():
+            out.append(_share_change("label", "label_rate", float(np.mean(y[mask])),
+                                     reference.meta.get("reference_label_rate"), config))  # fmt: skip
+        else:  # every labelled record lacks a score: no rate to compare
+            out.append(emit("label", "label_rate", None,
+                            details={"reason": "no labelled record has a finite score"}))  # fmt: skip
     else:
         for name, value in regression_metrics(y[mask], scores[mask]).items():
             out.append(
@@ -291,7 +307,35 @@ def recent_calibrator(table: pa.Table, labels: pa.Table, min_rows: int) -> Calib
     keep = np.isfinite(y) & np.isfinite(scores)
     if keep.sum() < min_rows or len(np.unique(y[keep])) < 2:
         return None
+    if _not_binary(y[keep]) or _not_probabilities(scores[keep]):
+        return None  # its own label checks report why; the reference's map stands in
     return Calibrator().fit(scores[keep], y[keep])
+
+
+def _not_binary(labels: np.ndarray) -> str | None:
+    """Why a classifier's (finite) ``labels`` cannot be scored, or None when every one
+    is 0 or 1."""
+    bad = (labels != 0) & (labels != 1)
+    if not bad.any():
+        return None
+    values = np.unique(labels[bad])[:3].tolist()
+    return (
+        f"label: a classifier's labels must be 0 or 1 (or true/false); {int(bad.sum())} "
+        f"labelled records hold other values, e.g. {values}"
+    )
+
+
+def _not_probabilities(scores: np.ndarray) -> str | None:
+    """Why a classifier's (finite) ``scores`` cannot be read as probabilities, or None
+    when every one lies in [0, 1]."""
+    bad = (scores < 0) | (scores > 1)
+    if not bad.any():
+        return None
+    values = np.unique(scores[bad])[:3].tolist()
+    return (
+        f"output: a classifier's scores must be probabilities in [0, 1]; {int(bad.sum())} "
+        f"records hold other values, e.g. {values}"
+    )
 
 
 def _joined_labels(table: pa.Table, labels: pa.Table) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ import pyarrow as pa
 from prodml.core import Clock, MonitoringConfig
 from prodml.core.errors import (
     ConfigError,
+    DefinitionError,
     IntegrityError,
     NotFoundError,
     ProdMLError,
@@ -46,13 +47,16 @@ from prodml.storage import ArtifactStore, features_in
 __all__ = ["REFERENCE_ERRORS", "ReferenceFitter", "WindowReader", "reference_window"]
 
 #: What a missing or broken reference raises: no version, run, training set or artifact
-#: (:class:`NotFoundError`), inputs that are not columns of the training set or a window
-#: without live predictions (:class:`SchemaError`, :class:`NotFoundError`), unreadable
+#: (:class:`NotFoundError`; so do records with no model version, answered by a
+#: deployment's default response), a logged model version that is not a version
+#: reference (:class:`DefinitionError`), inputs that are not columns of the training set
+#: or a window without live predictions (:class:`SchemaError`, :class:`NotFoundError`), unreadable
 #: or tampered bytes (:class:`StorageError`, :class:`IntegrityError`), a model format
 #: that refuses to load (:class:`ConfigError`) and a model that fails to score its test
 #: split (:class:`TrainingError`).
 REFERENCE_ERRORS: tuple[type[ProdMLError], ...] = (
     NotFoundError,
+    DefinitionError,
     SchemaError,
     StorageError,
     IntegrityError,
@@ -114,6 +118,12 @@ class ReferenceFitter:
     def reference(self, model_version: str, endpoint: str | None = None) -> MonitorReference:
         """The stored reference of ``model_version`` (on ``endpoint`` when ``[monitoring]
         reference`` is a past window of its log), fitted and stored on first use."""
+        if not model_version:
+            raise NotFoundError(
+                "prediction records with no model_version (served without a model, e.g. by "
+                "a deployment's default response) have no monitoring reference; expected a "
+                "model version such as name:version"
+            )
         window = reference_window(self.config)
         if window is not None and endpoint is None:
             raise SchemaError(
@@ -146,7 +156,8 @@ class ReferenceFitter:
         data = self._artifacts.get_bytes(digest)
         try:
             return MonitorReference.from_bytes(data)
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
+            # a readable archive of the wrong shape (another version's layout, an edit)
             raise StorageError(
                 f"stored monitoring reference {key!r} (artifact {digest[:12]}) is not a "
                 f"readable reference archive ({type(exc).__name__}: {exc})"

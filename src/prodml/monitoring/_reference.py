@@ -51,9 +51,16 @@ class MonitorReference:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MonitorReference:
+        """The reference :meth:`to_bytes` wrote; ``ValueError`` when ``meta.json`` is not
+        an object whose ``inputs`` (if any) is a list of names."""
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             drift = DriftReference.from_bytes(archive.read("drift.zip"))
             meta = json.loads(archive.read("meta.json"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta.json holds a {type(meta).__name__}; expected an object")
+        inputs = meta.get("inputs", [])
+        if not isinstance(inputs, list) or not all(isinstance(n, str) for n in inputs):
+            raise ValueError(f"meta.json: inputs is {inputs!r}; expected a list of names")
         return cls(drift, meta)
 
     @property
