@@ -9,7 +9,7 @@ import typer
 
 from prodml.cli._options import ActorOption, JsonOption, ProjectOption, ReasonOption
 from prodml.cli._output import emit, guarded, stdout, styled, table
-from prodml.core import ConfigError, parse_ref
+from prodml.core import ConfigError
 from prodml.project import Project
 
 __all__ = ["models_app"]
@@ -161,6 +161,11 @@ def _show_lineage(data: dict[str, Any]) -> None:
         f"{' (dirty)' if code.get('dirty') else ''}"
     )
     for ds in data["datasets"]:
+        if not ds.get("recorded", True):
+            stdout.print(
+                f"  {ds['role']} set {ds['fingerprint'][:16]}… (not recorded in this project)"
+            )
+            continue
         stdout.print(
             f"  {ds['role']} set {ds['fingerprint'][:16]}… {ds.get('rows', '?'):,} rows "
             f"{ds.get('start_time')} → {ds.get('end_time')}"
@@ -220,7 +225,7 @@ def alias(
     """Point an alias at a version (`models alias flight_delay:2 challenger`), or remove it."""
     with guarded(as_json), Project.open(project) as proj:
         if delete:
-            model = parse_ref(ref).name if (":" in ref or "@" in ref) else ref
+            model = ref.partition("@")[0].partition(":")[0]
             proj.registry.delete_alias(model, name, actor=actor, reason=reason)
             data: dict[str, Any] = {"model": model, "alias": name, "deleted": True}
         else:

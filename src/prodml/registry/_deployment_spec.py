@@ -27,7 +27,7 @@ prodml.core.errors.DefinitionError: deployment policy 'single': expected exactly
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -205,6 +205,8 @@ class DeploymentSpec:
             raise DefinitionError(
                 f"{owner}: bandit floor {self.bandit.floor} times {len(live)} arms exceeds 1"
             )
+        if not isinstance(self.paused, bool):
+            raise DefinitionError(f"{owner}: paused must be true or false, got {self.paused!r}")
         if self.on_missing_entity not in (None, "serve", "warn", "refuse"):
             raise DefinitionError(
                 f"{owner}: on_missing_entity must be 'serve', 'warn', 'refuse' or null, got "
@@ -271,10 +273,16 @@ class DeploymentSpec:
 
     def with_weights(self, weights: Mapping[str, float]) -> DeploymentSpec:
         """A copy with some arms' weights changed (a canary's champion takes 1 − w)."""
-        for name in weights:
-            self.arm(name)
+        checked = {
+            name: _number(f"deployment arm {self.arm(name).name!r}", "weight", weight, 0.0)
+            for name, weight in weights.items()
+        }
+        if self.policy == "canary":
+            for arm in self.arms:
+                if arm.role == "challenger" and arm.name in checked:
+                    _number(f"deployment arm {arm.name!r}", "weight", checked[arm.name], 0.0, 1.0)
         arms = tuple(
-            replace(arm, weight=float(weights[arm.name])) if arm.name in weights else arm
+            replace(arm, weight=checked[arm.name]) if arm.name in checked else arm
             for arm in self.arms
         )
         if self.policy == "canary" and not any(
@@ -301,11 +309,21 @@ class DeploymentSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> DeploymentSpec:
         """Read :meth:`to_dict` output (or hand-written JSON); raise
         :class:`DefinitionError` naming the bad field."""
+        if not isinstance(data, Mapping):
+            raise DefinitionError(
+                f"deployment spec is malformed: expected a mapping with 'policy' and 'arms', "
+                f"got {type(data).__name__}"
+            )
         try:
             values = dict(data)
-            arms: Sequence[Mapping[str, Any]] = values.pop("arms")
+            arms: Any = values.pop("arms")
             bandit = values.pop("bandit", None)
             guardrails = values.pop("guardrails", None) or {}
+            if isinstance(arms, str | bytes) or not all(isinstance(a, Mapping) for a in arms):
+                raise DefinitionError(
+                    "deployment spec is malformed: arms must be a list of mappings "
+                    f"({{'name', 'model', 'role', 'weight'}}), got {arms!r}"
+                )
             return cls(
                 arms=tuple(Arm(**dict(arm)) for arm in arms),
                 bandit=BanditSpec(**bandit) if bandit is not None else None,

@@ -546,6 +546,11 @@ def _check_deployable(session: Session, arm: str, model: str) -> str:
 
 
 def _resolve(session: Session, spec: DeploymentSpec | Mapping[str, Any]) -> DeploymentSpec:
+    if not isinstance(spec, DeploymentSpec | Mapping):
+        raise DefinitionError(
+            f"deployment spec is malformed: expected a DeploymentSpec or a mapping with "
+            f"'policy' and 'arms', got {type(spec).__name__}"
+        )
     data = spec.to_dict() if isinstance(spec, DeploymentSpec) else dict(spec)
     arms = data.get("arms")
     if isinstance(arms, list | tuple) and all(

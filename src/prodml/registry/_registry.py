@@ -15,6 +15,8 @@ from __future__ import annotations
 import builtins
 import getpass
 import logging
+import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -234,6 +236,17 @@ class ModelRegistry:
         from prodml.registry.formats import detect_format, get_format, serialize  # see module doc
 
         check_name(name, kind="model")
+        if not isinstance(signature, _signature_class()):
+            raise DefinitionError(
+                f"register {name!r}: signature must be a Signature (see "
+                f"prodml.registry.infer_signature), got {type(signature).__name__}"
+            )
+        if gate is not None and not isinstance(gate, Mapping):
+            raise DefinitionError(
+                f"register {name!r}: gate must be a mapping with a 'status' (a gate "
+                f"result's to_dict()), got {type(gate).__name__}"
+            )
+        stored_metrics = _metric_values(name, metrics or {})
         if artifact is None:
             fmt, data = serialize(model, format)
         else:
@@ -254,7 +267,7 @@ class ModelRegistry:
                 "format": fmt.name,
                 "signature": signature.to_dict(),
                 "profile": None if profile is None else dict(profile),
-                "metrics": dict(metrics or {}),
+                "metrics": stored_metrics,
                 "evaluation": None if evaluation is None else dict(evaluation),
                 "gate": None if gate is None else dict(gate),
                 "gate_status": gate_status,
@@ -470,10 +483,15 @@ class ModelRegistry:
 
     # --- helpers --------------------------------------------------------------------
     def _version_number(self, name: str, version: int | str) -> int:
+        if isinstance(version, bool) or not isinstance(version, int | str):
+            raise DefinitionError(
+                f"alias of model {name!r}: version must be a number or a reference "
+                f"'{name}:3', got {version!r}"
+            )
         if isinstance(version, int):
             return version
         text = str(version)
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return int(text)
         resolved = self.get(text)
         if resolved.name != name:
@@ -494,6 +512,29 @@ class ModelRegistry:
 
 
 _VERSIONS = Base.metadata.tables["model_versions"]
+
+
+def _signature_class() -> type[Signature]:
+    from prodml.registry._signature import Signature  # see the module doc
+
+    return Signature
+
+
+def _metric_values(name: str, metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """A version's metrics as JSON numbers: every value a real number (NumPy scalars
+    included) or None; NaN is stored as None (null), as evaluation reports store it."""
+    out: dict[str, float | None] = {}
+    for key, value in metrics.items():
+        if value is None:
+            out[str(key)] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise DefinitionError(
+                f"register {name!r}: metric {key!r} must be a number or None, got {value!r}"
+            )
+        number = float(value)
+        out[str(key)] = None if math.isnan(number) else number
+    return out
 
 
 def _aliases(session: Session, name: str) -> dict[str, int]:

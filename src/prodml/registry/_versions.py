@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from prodml.core import ModelNotFoundError, ModelRef, check_name, parse_ref
+from prodml.core import DefinitionError, ModelNotFoundError, ModelRef, check_name, parse_ref
 from prodml.registry._records import AuditEntry, ModelVersion
 from prodml.storage._models import (
     AuditRow,
@@ -99,6 +99,11 @@ def resolve_ref(session: Session, ref: str | ModelRef) -> ModelVersionRow:
         version: int | None = alias.version
     else:
         version = parsed.version
+    if version is not None and not 0 < version <= _MAX_VERSION:
+        _require_model(session, parsed.name)
+        raise ModelNotFoundError(
+            f"model {parsed.name!r} has no version {version}; see `prodml models show {parsed.name}`"
+        )
     query = select(ModelVersionRow).where(ModelVersionRow.name == parsed.name)
     if version is None:
         row = session.scalars(query.order_by(ModelVersionRow.version.desc()).limit(1)).first()
@@ -112,14 +117,33 @@ def resolve_ref(session: Session, ref: str | ModelRef) -> ModelVersionRow:
     return row
 
 
+#: The largest version number a database integer column holds (a larger one names none).
+_MAX_VERSION = 2**63 - 1
+
+
 def _parse(ref: str | ModelRef) -> ModelRef:
     if isinstance(ref, ModelRef):
         return ref
+    if not isinstance(ref, str):
+        raise DefinitionError(
+            f"model reference {ref!r}: expected a string 'name:version', 'name@alias' or 'name'"
+        )
+    _, colon, version = ref.partition(":")
+    if colon and "@" not in ref and version != "latest" and not _is_number(version):
+        raise DefinitionError(
+            f"model reference {ref!r}: version must be a positive integer, got {version!r}"
+        )
     if "@" in ref or ":" in ref:
         if ref.endswith(":latest"):
             return ModelRef(check_name(ref[: -len(":latest")], kind="model"))
         return parse_ref(ref)
     return ModelRef(check_name(ref, kind="model"))
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` is ASCII digits (``str.isdigit`` also accepts ``'²'``, which
+    ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def _require_model(session: Session, name: str) -> None:

@@ -169,6 +169,11 @@ def evaluate(
     if segments is not None:
         if len(segments) != len(y):
             raise SchemaError(f"segments: has {len(segments)} rows but y_true has {len(y)}")
+        repeated = sorted({str(c) for c in segments.columns[segments.columns.duplicated()]})
+        if repeated:
+            raise SchemaError(
+                f"segments: columns {repeated} appear more than once; expected unique"
+            )
         for column in segments.columns:
             codes, names = _slice_codes(segments[column], slice_min_rows)
             if task == "classification":
@@ -252,7 +257,13 @@ def _slice_codes(values: pd.Series[Any], min_rows: int) -> tuple[Ints, list[str]
     Values are grouped by name (``str(value)``, nulls as :data:`NULL_SLICE`); rows of a
     name with fewer than ``min_rows`` rows get the id of :data:`OTHER_SLICE`.
     """
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    try:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError as exc:  # unhashable values: lists, dicts
+        raise SchemaError(
+            f"segment column {values.name!r} holds values that cannot be grouped ({exc}); "
+            "expected scalar values (strings, numbers, booleans)"
+        ) from exc
     raw_names = [str(u) for u in uniques] + [NULL_SLICE]  # code -1 picks the last
     name_codes, names = pd.factorize(np.array(raw_names, dtype=object))
     group = name_codes[codes].astype(np.intp)
@@ -268,9 +279,11 @@ def _call(predict: Callable[[pd.DataFrame], Any], frame: pd.DataFrame) -> None:
         raise TrainingError(
             f"measure_performance: predict failed on {len(frame)} rows: {exc!r}"
         ) from exc
-    if len(out) != len(frame):
+    if np.ndim(out) == 0 or len(out) != len(frame):
+        got = "a single value" if np.ndim(out) == 0 else f"{len(out)} values"
         raise TrainingError(
-            f"measure_performance: predict returned {len(out)} values for {len(frame)} rows"
+            f"measure_performance: predict returned {got} for {len(frame)} rows; "
+            "expected one per row"
         )
 
 

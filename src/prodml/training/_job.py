@@ -119,6 +119,26 @@ class TrainingResult:
         }
 
 
+def _binary_labels(column: str, labels: pd.Series) -> pd.Series:
+    """Labels of a classification trainer as bools: a bool column, or numbers that are
+    all 0 or 1. Anything else (strings, other numbers) is refused rather than cast, since
+    ``astype(bool)`` would turn ``2``, ``0.3`` or ``"no"`` into ``True``."""
+    if pd.api.types.is_bool_dtype(labels.dtype):
+        return labels.astype(bool)
+    if pd.api.types.is_numeric_dtype(labels.dtype):
+        bad = labels[~labels.isin([0, 1])].unique()
+        if len(bad) == 0:
+            return labels.astype(bool)
+        found = sorted(bad.tolist())[:5]
+    else:
+        found = sorted({str(value) for value in labels.head(1000)})[:5]
+    raise SchemaError(
+        f"training set column {column!r} (the label) of a classification trainer holds "
+        f"{found} (dtype {labels.dtype}): expected binary labels, bool or 0/1 "
+        "(compute the label as a bool, e.g. arr_delay > 15)"
+    )
+
+
 def predictions_sha256(scores: np.ndarray) -> str:
     """SHA-256 over the exact float64 bytes of the predictions."""
     return hashlib.sha256(np.ascontiguousarray(scores, dtype="float64").tobytes()).hexdigest()
@@ -350,7 +370,15 @@ class Training:
                 f"training set column {spec.label!r} (the label): {missing} of {len(labels)} "
                 "rows are null; expected every row of the window to be labelled"
             )
-        return labels.astype(bool) if spec.task == "classification" else labels.astype("float64")
+        if spec.task == "classification":
+            return _binary_labels(spec.label, labels)
+        try:
+            return labels.astype("float64")
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(
+                f"training set column {spec.label!r} (the label) of a regression trainer has "
+                f"dtype {labels.dtype}: expected numbers ({exc})"
+            ) from exc
 
     def _split(
         self, spec: TrainerSpec, timestamps: pd.Series, start: datetime, end: datetime
@@ -512,10 +540,13 @@ class Training:
         self, spec: TrainerSpec, test: pd.DataFrame, y_test: np.ndarray, kwargs: dict[str, Any]
     ) -> tuple[str | None, EvaluationReport | None, str | None]:
         try:
-            champion = self.registry.load(f"{spec.name}@champion")
+            ref = self.registry.get(f"{spec.name}@champion").ref
         except ModelNotFoundError:
             return None, None, None
-        ref = champion.version.ref
+        try:
+            champion = self.registry.load(ref)
+        except ProdMLError as exc:  # a missing or corrupt artifact: this job can still gate
+            return ref, None, f"champion {ref} could not be loaded: {exc}"
         try:
             scores = champion.predict(test)
         except ProdMLError as exc:

@@ -100,7 +100,7 @@ def parse_models_uri(uri: str) -> ModelsUri:
     if not rest:
         return ModelsUri(None, None, None, first, "")
     selector = rest[0]
-    if not (selector.isdigit() or selector.lower() == "latest"):
+    if not ((selector.isascii() and selector.isdigit()) or selector.lower() == "latest"):
         raise SourceError(
             f"MLflow model URI {uri!r}: version {selector!r} is not supported: expected a "
             "version number, 'latest' or an alias (models:/NAME@ALIAS); MLflow stages are "
@@ -287,8 +287,8 @@ def import_mlflow_model(
     import mlflow.models
 
     where = describe_uri(tracking_uri)
-    client = make_client(tracking_uri, registry_uri)
     with _reading(uri, where, tracking_uri, registry_uri):
+        client = make_client(tracking_uri, registry_uri)  # refuses some URIs at once
         located = _locate(client, uri)
         metrics: dict[str, float] = {}
         if located.run_id:
