@@ -102,6 +102,10 @@ def _seconds(text: str, flag: str) -> float:
             return parse_duration(text, field=flag).total_seconds()
         except ValueError as exc:
             raise bad(flag, str(exc)) from None
+        except OverflowError:  # more days than a timedelta holds
+            raise bad(
+                flag, f"{text!r} is too long: expected a duration such as '1h' or '7d'"
+            ) from None
     if not math.isfinite(seconds) or seconds < 0:
         raise bad(flag, f"{text!r}: expected a duration >= 0 such as 3600, '30m' or '1h'")
     return seconds
@@ -334,13 +338,19 @@ def report(
     effect over time, guardrails, SRM, paired shadow comparisons and every decision."""
     from prodml.rollout import rollout_report
 
+    if output.is_dir():
+        raise bad("--output", f"{output} is a directory: expected the path of an HTML file")
     with guarded(as_json), Project.open(project) as proj:
         html = rollout_report(
             proj.rollout, proj.deployments, endpoint, generated_at=proj.clock.now()
         )
     tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(output)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise bad("--output", f"{output}: cannot write it: {exc.strerror or exc}") from None
     emit(
         {"path": str(output), "bytes": len(html.encode())},
         as_json=as_json,

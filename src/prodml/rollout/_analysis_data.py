@@ -61,6 +61,8 @@ Ints = npt.NDArray[np.int64]
 _SHADOW = "coalesce(shadow, false)"
 _ASSIGNED = f"CASE WHEN {_SHADOW} THEN coalesce(arm, '') ELSE coalesce(fallback_from, arm, '') END"
 _log = logging.getLogger("prodml.rollout")
+#: Prefix of the extra (segment) columns in the records query, apart from its own names.
+_EXTRA = "extra:"
 
 
 @dataclass(frozen=True, order=True)
@@ -210,7 +212,10 @@ def _records(
     without any a row with NaNs."""
     live = [a.name for a in arms if not a.shadow]
     shadow = [a.name for a in arms if a.shadow]
-    columns = "".join(f', p."{name}"' for name in (n.replace('"', '""') for n in extra))
+    # aliased: an extra column may share a name with one of the fixed ones (``output``)
+    columns = "".join(
+        f', p."{name}" AS "{_EXTRA}{name}"' for name in (n.replace('"', '""') for n in extra)
+    )
     # Joined on the ids' 64-bit hashes, then the ids compared (exact, and ~30% faster
     # than a join on the text); in the records query, so each id is read once. A row's
     # own label ranks first, then the latest: (has_row, t) as one int64 (times within
@@ -423,7 +428,7 @@ def _collect(
         label=records.label,
         reward=records.reward,
         propensity=records.column("propensity", np.float64),
-        table=records.extra(extra),
+        table=records.extra([_EXTRA + name for name in extra]).rename_columns(list(extra)),
         sources=sources,
         record_ids=records.ids,
         con=con,

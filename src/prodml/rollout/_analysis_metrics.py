@@ -205,11 +205,25 @@ class MetricTable:
             return mask, r.latency[mask], r.latency[mask]
         labelled = self.selected("_labelled")
         y, p = labelled.values, labelled.scores
+        self._check_outputs(metric)
         self._check_labels(metric, y, p)
         if metric == "roc_auc":
             return labelled.mask, y, p
         values = row_values(metric, y, p, self.threshold)
         return labelled.mask, values, values
+
+    def _check_outputs(self, metric: str) -> None:
+        """An infinite output is no answer a model metric can score: refuse it rather
+        than leave its rows out (NaN stays "no output", as an error's record has)."""
+        r = self.rows
+        if not np.isinf(r.output).any():  # the usual case: one pass, no full-size masks
+            return
+        infinite = r.own & np.isinf(r.output) & np.isfinite(r.label)
+        if infinite.any():
+            raise SchemaError(
+                f"endpoint {self.endpoint!r}: metric {metric!r} needs finite model outputs, "
+                f"got {int(infinite.sum())} labelled records with an infinite output"
+            )
 
     def _check_labels(self, metric: str, y: Floats, p: Floats) -> None:
         binary = (y == 0.0) | (y == 1.0)

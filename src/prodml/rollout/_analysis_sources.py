@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prodml.core import ensure_utc
+from prodml.core.errors import TimestampError
 from prodml.monitoring._records import label_values
 from prodml.storage import PREDICTION_SCHEMA, LogFiles, LogStores, QuarantinedFile
 from prodml.storage._log_format import LOG_TIMESTAMP
@@ -230,6 +231,12 @@ def arrow_sources(
     count = table.num_rows
     if count == 0:
         return Sources(False, False, np.zeros(1, np.int64), 0)
+    if not pa.types.is_timestamp(table["time"].type) or table["time"].type.tz is None:
+        # files that disagree on the time's type (naive in one, UTC in another) read as text
+        raise TimestampError(
+            f"endpoint {endpoint!r}: the prediction log's column 'time' reads as "
+            f"{table['time'].type}: expected UTC timestamps in every file of the range"
+        )
     table = _typed(table)
     con.register("p", table.append_column("_i", pa.array(np.arange(count, dtype=np.int64))))
     read = logs.labels.read(

@@ -98,6 +98,12 @@ class Rollouts:
             challenger = None
             if plan.kind == "canary":
                 challenger = deployment.spec.arm("challenger").model
+                if challenger == deployment.spec.arm(champion).model:  # aliases resolved
+                    raise StateError(
+                        f"rollout plan of {endpoint!r}: challenger {plan.challenger!r} is "
+                        f"{challenger}, the version the champion arm already serves; expected "
+                        "another version of the model"
+                    )
             state = RolloutState(
                 now, now, deployment.revision, deployment.spec.arm(champion).model,
                 challenger, champion_arm=champion,

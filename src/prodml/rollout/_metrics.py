@@ -102,6 +102,10 @@ class Guardrail:
                 f"guardrail {self.metric!r}: margin must be a finite number >= 0, got {margin!r}"
             )
         object.__setattr__(self, "margin", float(margin))
+        if not isinstance(self.relative, bool):  # the text "false" is truthy
+            raise DefinitionError(
+                f"guardrail {self.metric!r}: relative must be true or false, got {self.relative!r}"
+            )
 
     @property
     def info(self) -> MetricInfo:

@@ -55,6 +55,10 @@ def _seconds(value: Any, name: str) -> float:
             return parse_duration(value, field=f"{_OWNER}: {name}").total_seconds()
         except ValueError as exc:
             raise DefinitionError(str(exc)) from None
+        except OverflowError:  # more days than a timedelta holds
+            raise DefinitionError(
+                f"{_OWNER}: {name} {value!r} is too long: expected a duration such as '30m' or '7d'"
+            ) from None
     return _number(value, name, 0.0)
 
 
@@ -173,6 +177,14 @@ class RolloutPlan:
         for name in ("require_approval", "require_blessed", "require_approved"):
             if not isinstance(getattr(self, name), bool):
                 raise DefinitionError(f"{_OWNER}: {name} must be true or false")
+        if self.segment_by is not None and not (
+            isinstance(self.segment_by, str) and self.segment_by
+        ):
+            raise DefinitionError(
+                f"{_OWNER}: segment_by must be a column name, got {self.segment_by!r}"
+            )
+        if not isinstance(self.extra, Mapping):
+            raise DefinitionError(f"{_OWNER}: extra must be a table, got {self.extra!r}")
 
     @staticmethod
     def _check_weights(weights: Mapping[str, float]) -> None:

@@ -115,10 +115,23 @@ def check_alternative(alternative: str) -> Alternative:
     return alternative  # type: ignore[return-value]
 
 
-def _count(value: float, name: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or float(value) != int(value) or int(value) < minimum:
+def check_count(value: float, name: str, *, minimum: int = 0) -> int:
+    """``value`` as an int if it is a whole number ``>= minimum`` (an integral float
+    passes), else :class:`SchemaError` — NaN, infinity and non-numbers included."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise SchemaError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    if not math.isfinite(value) or float(value) != int(value) or int(value) < minimum:
         raise SchemaError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_finite(value: float, name: str) -> float:
+    """``value`` as a float if it is a finite number, else :class:`SchemaError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise SchemaError(f"{name}: expected a finite number, got {value!r}")
+    if not math.isfinite(value):
+        raise SchemaError(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
 
 
 # -- the shared test ------------------------------------------------------------------
@@ -135,12 +148,16 @@ def normal_test(
     ci_std_error: float | None = None,
 ) -> TwoSampleTest:
     """Test ``estimate = null`` with statistic ``(estimate − null) / std_error``, normal
-    (``df`` infinite) or Student t; the interval uses ``ci_std_error`` if given.
+    (``df`` infinite) or Student t; the interval uses ``ci_std_error`` if given. A NaN
+    estimate (a metric undefined on the data) gives a NaN test; an infinite one is a
+    :class:`SchemaError`.
 
     >>> round(normal_test(1.0, 0.5).pvalue, 6)
     0.0455
     """
     alpha, alternative = check_alpha(alpha), check_alternative(alternative)
+    if math.isinf(estimate):
+        raise SchemaError(f"estimate: expected a finite number (or NaN), got {estimate!r}")
     dist = norm if math.isinf(df) else student_t(df)
     ci_se = std_error if ci_std_error is None else ci_std_error
     nan = math.nan
@@ -178,11 +195,11 @@ def two_proportion_ztest(
     """z test of ``p_treatment − p_control`` from counts; ``pooled`` uses the pooled rate
     in the standard error (statsmodels' ``proportions_ztest``), otherwise each arm's own
     (the Wald test). The interval always uses the unpooled standard error."""
-    n_c = _count(n_control, "n_control", minimum=1)
-    n_t = _count(n_treatment, "n_treatment", minimum=1)
+    n_c = check_count(n_control, "n_control", minimum=1)
+    n_t = check_count(n_treatment, "n_treatment", minimum=1)
     x_c, x_t = (
-        _count(successes_control, "successes_control"),
-        _count(successes_treatment, "successes_treatment"),
+        check_count(successes_control, "successes_control"),
+        check_count(successes_treatment, "successes_treatment"),
     )
     if x_c > n_c or x_t > n_t:
         raise SchemaError(
@@ -217,16 +234,31 @@ def welch_ttest_from_stats(
     """Welch's t test of ``mean_treatment − mean_control`` from each arm's mean,
     sample standard deviation (ddof 1) and size, with Welch–Satterthwaite degrees of
     freedom (SciPy's ``ttest_ind_from_stats(equal_var=False)``, arms swapped)."""
-    n_c = _count(n_control, "n_control", minimum=2)
-    n_t = _count(n_treatment, "n_treatment", minimum=2)
+    n_c = check_count(n_control, "n_control", minimum=2)
+    n_t = check_count(n_treatment, "n_treatment", minimum=2)
+    m_c, m_t = (
+        check_finite(mean_control, "mean_control"),
+        check_finite(mean_treatment, "mean_treatment"),
+    )
     for name, sd in (("sd_control", sd_control), ("sd_treatment", sd_treatment)):
         if not (math.isfinite(sd) and sd >= 0):
             raise SchemaError(f"{name}: expected a finite standard deviation >= 0, got {sd!r}")
-    v_c, v_t = sd_control**2 / n_c, sd_treatment**2 / n_t
+    v_c, v_t = (
+        sd_control * sd_control / n_c,
+        sd_treatment * sd_treatment / n_t,
+    )  # x*x: inf, no raise
     var = v_c + v_t
-    df = var**2 / (v_c**2 / (n_c - 1) + v_t**2 / (n_t - 1)) if var > 0 else math.nan
+    if not math.isfinite(var):
+        raise SchemaError(
+            f"sd_control, sd_treatment: expected standard deviations whose squared standard "
+            f"error is a finite number, got {sd_control!r} and {sd_treatment!r}"
+        )
+    # Welch–Satterthwaite, divided through by var² so that no square overflows
+    df = (
+        1.0 / ((v_c / var) ** 2 / (n_c - 1) + (v_t / var) ** 2 / (n_t - 1)) if var > 0 else math.nan
+    )
     return normal_test(
-        float(mean_treatment - mean_control),
+        m_t - m_c,
         math.sqrt(var),
         df=df if var > 0 else math.inf,
         alpha=alpha,

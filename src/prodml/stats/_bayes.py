@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import integrate, special, stats
@@ -61,6 +62,13 @@ def _positive(field: str, value: float) -> float:
     if not math.isfinite(result) or result <= 0:
         raise ConfigError(f"{field}: expected a finite number > 0, got {value!r}")
     return result
+
+
+def _prior(value: Any) -> tuple[Any, Any]:
+    """A prior given as a pair, else :class:`ConfigError` naming ``prior``."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ConfigError(f"prior: expected a pair of numbers, got {value!r}")
+    return value[0], value[1]
 
 
 def _counts(arm: str, successes: int, trials: int) -> tuple[int, int]:
@@ -169,7 +177,8 @@ def beta_binomial(
     """
     sa, na = _counts("a", successes_a, trials_a)
     sb, nb = _counts("b", successes_b, trials_b)
-    pa, pb = _positive("prior[0]", prior[0]), _positive("prior[1]", prior[1])
+    first, second = _prior(prior)
+    pa, pb = _positive("prior[0]", first), _positive("prior[1]", second)
     a1, b1, a2, b2 = pa + sa, pb + na - sa, pa + sb, pb + nb - sb
     return BayesComparison(
         prob_b_beats_a=prob_beta_greater(a1, b1, a2, b2),
@@ -193,7 +202,10 @@ def _normal_posterior(
         raise SchemaError(f"n_{arm}: expected an int >= 1, got {n!r}")
     if prior is None:
         return float(mean), variance / n
-    mu0, tau2 = float(prior[0]), _positive("prior[1]", prior[1])
+    first, second = _prior(prior)
+    if isinstance(first, bool) or not isinstance(first, int | float | np.integer | np.floating):
+        raise ConfigError(f"prior[0]: expected a finite prior mean, got {first!r}")
+    mu0, tau2 = float(first), _positive("prior[1]", second)
     if not math.isfinite(mu0):
         raise ConfigError(f"prior[0]: expected a finite prior mean, got {prior[0]!r}")
     if variance == 0:

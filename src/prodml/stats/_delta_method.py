@@ -31,7 +31,13 @@ import numpy as np
 import numpy.typing as npt
 
 from prodml.core.errors import SchemaError
-from prodml.stats._ab_tests import Alternative, TwoSampleTest, normal_test
+from prodml.stats._ab_tests import (
+    Alternative,
+    TwoSampleTest,
+    check_count,
+    check_finite,
+    normal_test,
+)
 from prodml.stats._metrics import finite_floats
 
 __all__ = [
@@ -60,8 +66,9 @@ def _lift(m_c: float, v_c: float, m_t: float, v_t: float) -> tuple[float, float]
     """Relative lift and its delta-method standard error from means and their variances."""
     if m_c == 0:
         raise SchemaError("control mean: expected a nonzero value for a relative lift, got 0")
-    var = v_t / m_c**2 + m_t**2 * v_c / m_c**4
-    return m_t / m_c - 1, math.sqrt(var)
+    ratio = m_t / m_c
+    # sqrt(v_t + ratio² v_c) / |m_c|: no power of m_c to overflow or underflow
+    return ratio - 1, math.sqrt(v_t + ratio * ratio * v_c) / abs(m_c)
 
 
 def relative_lift_from_stats(
@@ -77,17 +84,16 @@ def relative_lift_from_stats(
 ) -> TwoSampleTest:
     """Test of the relative lift ``mean_treatment / mean_control − 1 = 0`` from each
     arm's mean, standard deviation and size (a rate ``p`` has ``sd = sqrt(p (1 − p))``)."""
-    for name, n in (("n_control", n_control), ("n_treatment", n_treatment)):
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise SchemaError(f"{name}: expected an integer >= 1, got {n!r}")
+    n_c = check_count(n_control, "n_control", minimum=1)
+    n_t = check_count(n_treatment, "n_treatment", minimum=1)
     for name, sd in (("sd_control", sd_control), ("sd_treatment", sd_treatment)):
         if not (math.isfinite(sd) and sd >= 0):
             raise SchemaError(f"{name}: expected a finite standard deviation >= 0, got {sd!r}")
     lift, se = _lift(
-        float(mean_control),
-        sd_control**2 / n_control,
-        float(mean_treatment),
-        sd_treatment**2 / n_treatment,
+        check_finite(mean_control, "mean_control"),
+        sd_control * sd_control / n_c,
+        check_finite(mean_treatment, "mean_treatment"),
+        sd_treatment * sd_treatment / n_t,
     )
     return normal_test(lift, se, alpha=alpha, alternative=alternative)
 

@@ -129,6 +129,7 @@ def adjust_family(
         p = np.array([np.nan if v is None else float(v) for v in raw], dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise SchemaError(f"pvalues: expected numbers or None, got {exc}") from None
+    _checked_pvalues(p, alpha)  # both methods refuse bad input with ProdML errors
     adjust = holm if method == "holm" else benjamini_hochberg
     adjusted, rejected = adjust(p, alpha)
     return AdjustedFamily(

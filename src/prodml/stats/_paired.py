@@ -240,7 +240,9 @@ def paired_bootstrap(
     ``metric`` is a name computed vectorised over all resamples (``roc_auc``,
     ``log_loss``, ``brier``, ``accuracy`` at ``threshold``) or a function
     ``(y_true, score) -> float`` called once per resample. Resamples where the metric is
-    undefined (NaN, e.g. one class for ROC-AUC) are left out.
+    undefined (NaN, e.g. one class for ROC-AUC) are left out. Under two rows the
+    difference has no standard error, interval or p-value (NaN), as in
+    :func:`paired_differences`.
 
     >>> r = paired_bootstrap([0, 1, 0, 1, 1, 0], [.2, .6, .4, .7, .3, .5], [.1, .8, .3, .9, .6, .2], "brier")
     >>> round(r.difference, 4), r.resamples, round(r.p_value, 4)
@@ -271,6 +273,10 @@ def paired_bootstrap(
         nan = math.nan
         return PairedComparison("bootstrap", name, 0, nan, nan, nan, nan, nan, nan, nan)
     full_a, full_b = values(y[None, :], a[None, :], b[None, :])
+    diff = float(full_b[0] - full_a[0])
+    if n < 2:  # every resample is the one row: no spread to judge the difference by
+        nan = math.nan
+        return PairedComparison("bootstrap", name, n, float(full_a[0]), float(full_b[0]), diff, nan, nan, nan, nan)  # fmt: skip
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_CELLS // n)
     diffs = []
@@ -280,7 +286,6 @@ def paired_bootstrap(
         diffs.append(vb - va)
     d = np.concatenate(diffs)
     d = d[~np.isnan(d)]
-    diff = float(full_b[0] - full_a[0])
     if len(d) == 0:
         nan = math.nan
         return PairedComparison("bootstrap", name, n, float(full_a[0]), float(full_b[0]), diff, nan, nan, nan, nan)  # fmt: skip

@@ -38,6 +38,7 @@ target power or a hair above it.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -86,8 +87,19 @@ class SampleSize:
 # -- arguments ------------------------------------------------------------------------
 
 
+#: The most units per arm a sample size may ask for: beyond 2⁵³ a float no longer holds
+#: every integer, and no experiment is that large — the effect is too small to detect.
+_MAX_UNITS = 2.0**53
+
+
+def _float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # NumPy's too
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    return float(value)
+
+
 def _probability(value: float, name: str, *, open_interval: bool = True) -> float:
-    v = float(value)
+    v = _float(value, name)
     ok = 0.0 < v < 1.0 if open_interval else 0.0 <= v <= 1.0
     if not ok:
         interval = "(0, 1)" if open_interval else "[0, 1]"
@@ -96,7 +108,7 @@ def _probability(value: float, name: str, *, open_interval: bool = True) -> floa
 
 
 def _positive(value: float, name: str) -> float:
-    v = float(value)
+    v = _float(value, name)
     if not (math.isfinite(v) and v > 0.0):
         raise ConfigError(f"{name}: expected a finite number > 0, got {value!r}")
     return v
@@ -124,8 +136,16 @@ def _method(method: str) -> str:
     return method
 
 
-def _sizes(n_control: float, ratio: float) -> SampleSize:
+def _sizes(n_control: float, ratio: float, effect: str) -> SampleSize:
+    """The sample size of ``n_control`` control units; :class:`ConfigError` naming the
+    ``effect`` argument (or ``ratio``) when an arm would need more than ``_MAX_UNITS``."""
     n_t = n_control * ratio
+    for n, name in ((n_control, effect), (n_t, "ratio")):
+        if not n <= _MAX_UNITS:  # NaN and infinity too
+            raise ConfigError(
+                f"{name}: the experiment would need {n:.3g} units in an arm, more than "
+                f"{_MAX_UNITS:.3g}; expected a larger effect or a ratio nearer 1"
+            )
     # a float a few ulps above an integer (e.g. 252.00000000000003) is that integer
     return SampleSize(n_control, n_t, _ceil(n_control), _ceil(n_t))
 
@@ -181,7 +201,8 @@ def proportion_sample_size(
     z_a = _z_alpha(alpha, alternative)
     z_b = _z_power(power, alpha)
     effect, sd0, sd1 = _prop_terms(p_c, p_t, ratio, _method(method))
-    return _sizes(((z_a * sd0 + z_b * sd1) / effect) ** 2, ratio)
+    root = (z_a * sd0 + z_b * sd1) / effect
+    return _sizes(root * root, ratio, "p_treatment")  # root*root: inf, never OverflowError
 
 
 def proportion_power(
@@ -256,7 +277,13 @@ def proportion_mde(
 def _mean_sd(sd_control: float, sd_treatment: float | None, ratio: float) -> float:
     sd_c = _positive(sd_control, "sd_control")
     sd_t = sd_c if sd_treatment is None else _positive(sd_treatment, "sd_treatment")
-    return math.sqrt(sd_c**2 + sd_t**2 / _positive(ratio, "ratio"))
+    sd = math.hypot(sd_c, sd_t / math.sqrt(_positive(ratio, "ratio")))  # hypot: no overflow
+    if not math.isfinite(sd):
+        raise ConfigError(
+            f"sd_control: expected standard deviations whose combination is finite, got "
+            f"{sd_control!r} and {sd_treatment!r}"
+        )
+    return sd
 
 
 def mean_sample_size(
@@ -272,11 +299,13 @@ def mean_sample_size(
     """Units per arm to detect a difference of means ``delta`` with known standard
     deviations (``sd_treatment`` defaults to ``sd_control``):
     ``n_c = (z_α + z_β)² (sd_c² + sd_t² / r) / δ²``."""
+    delta = _float(delta, "delta")
     if not (math.isfinite(delta) and delta != 0):
         raise ConfigError(f"delta: expected a finite nonzero difference, got {delta!r}")
     sd = _mean_sd(sd_control, sd_treatment, ratio)
     z = _z_alpha(alpha, alternative) + _z_power(power, alpha)
-    return _sizes((z * sd / delta) ** 2, float(ratio))
+    root = z * sd / abs(delta)
+    return _sizes(root * root, float(ratio), "delta")  # root*root: inf, never OverflowError
 
 
 def mean_power(
@@ -290,6 +319,7 @@ def mean_power(
     alternative: PowerAlternative = "two-sided",
 ) -> float:
     """Probability that the z test of the difference of means rejects."""
+    delta = _float(delta, "delta")
     if not math.isfinite(delta):
         raise ConfigError(f"delta: expected a finite difference, got {delta!r}")
     sd = _mean_sd(sd_control, sd_treatment, ratio)

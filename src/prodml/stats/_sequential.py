@@ -168,7 +168,13 @@ def msprt(
         raise SchemaError("variance: expected values ≥ 0")
     if np.any(t2 <= 0):
         raise ConfigError("tau2: expected a mixing variance > 0")
-    est, var, t2 = np.broadcast_arrays(est, var, t2)
+    try:
+        est, var, t2 = np.broadcast_arrays(est, var, t2)
+    except ValueError:
+        raise SchemaError(
+            f"estimate, variance, tau2: expected one value per look (or one for all), got "
+            f"shapes {est.shape}, {var.shape} and {t2.shape}"
+        ) from None
     informative = var > 0
     safe_var = np.where(informative, var, 1.0)
     q = np.where(informative, t2 / safe_var, 0.0)  # τ²/V
@@ -188,6 +194,18 @@ def _sizes(n_a: ArrayLike, n_b: ArrayLike) -> tuple[Floats, Floats]:
     if np.any(na < 1) or np.any(nb < 1):
         raise SchemaError("n_a, n_b: expected at least one unit per arm at every look")
     return na, nb
+
+
+def _same_looks(**arrays: Floats) -> None:
+    """:class:`SchemaError` unless the arrays broadcast together: one value per look
+    (or one for every look)."""
+    try:
+        np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    except ValueError:
+        shapes = ", ".join(f"{name} {a.shape}" for name, a in arrays.items())
+        raise SchemaError(
+            f"{', '.join(arrays)}: expected one value per look (or one for all), got {shapes}"
+        ) from None
 
 
 def _two_sample(
@@ -223,6 +241,7 @@ def msprt_proportions(
     tuned to it, see the module docstring) or ``tau2`` on the scale of θ."""
     na, nb = _sizes(n_a, n_b)
     xa, xb = _floats(successes_a, "successes_a"), _floats(successes_b, "successes_b")
+    _same_looks(n_a=na, successes_a=xa, n_b=nb, successes_b=xb)
     if np.any((xa < 0) | (xa > na)) or np.any((xb < 0) | (xb > nb)):
         raise SchemaError("successes_a, successes_b: expected counts in [0, n]")
     pa, pb = xa / na, xb / nb
@@ -249,7 +268,9 @@ def msprt_means(
     va, vb = _floats(var_a, "var_a"), _floats(var_b, "var_b")
     if np.any(va < 0) or np.any(vb < 0):
         raise SchemaError("var_a, var_b: expected variances ≥ 0")
-    estimate = _floats(mean_b, "mean_b") - _floats(mean_a, "mean_a")
+    ma, mb = _floats(mean_a, "mean_a"), _floats(mean_b, "mean_b")
+    _same_looks(n_a=na, mean_a=ma, var_a=va, n_b=nb, mean_b=mb, var_b=vb)
+    estimate = mb - ma
     return _two_sample(na, nb, estimate, va / na + vb / nb, tau2, planned_n, alpha)
 
 
