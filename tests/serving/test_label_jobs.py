@@ -179,6 +179,10 @@ def test_a_row_column_names_the_row_each_label_answers(
         ({"sql": "SELECT * FROM (VALUES ('a', 1, TIMESTAMP '2013-05-01'), "
                  "(NULL, NULL, TIMESTAMP '2013-05-02')) t(request_id, label, time)"},
          SchemaError, ["row 1 'request_id' missing_field", "row 1 'label' missing_field"]),
+        # text the monitor would read as "no label": refused, not dropped without a word
+        ({"sql": "SELECT * FROM (VALUES ('a', 'true', TIMESTAMP '2013-05-01'), "
+                 "('b', 'yes', TIMESTAMP '2013-05-02')) t(request_id, label, time)"},
+         SchemaError, ["row 1 'label' unreadable", "a finite number, a boolean"]),
         ({"function": "nowhere.py:labels"}, ConfigError, ["nowhere.py", "no such file"]),
     ],
 )  # fmt: skip

@@ -112,6 +112,25 @@ def test_corrupt_blob_raises_integrity_error(artifacts: ArtifactStore, tmp_path:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_put_of_corrupt_content_rewrites_it_rather_than_skip_it(
+    artifacts: ArtifactStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A blob damaged in place is not reused by the next put of the same content (a
+    retrain with the same seed would register a version whose artifact cannot load)."""
+    digest = artifacts.put_bytes(b"good weights")
+    artifacts.blobs.save_bytes(digest_key(digest), b"evil weights")
+    assert artifacts.put_bytes(b"good weights") == digest
+    assert artifacts.get_bytes(digest) == b"good weights"
+    assert f"artifact {digest}: stored bytes hash to" in caplog.text
+    source = tmp_path / "model.bin"
+    source.write_bytes(os.urandom(3 << 20))
+    digest = artifacts.put_file(source)
+    artifacts.blobs.save_bytes(digest_key(digest), b"truncated")
+    assert artifacts.put_file(source) == digest
+    artifacts.check(digest)
+    assert artifacts.get_file(digest, tmp_path / "out.bin").read_bytes() == source.read_bytes()
+
+
 def test_check_hashes_in_place(artifacts: ArtifactStore) -> None:
     data = os.urandom(3 << 20)  # more than one read block
     digest = artifacts.put_bytes(data)

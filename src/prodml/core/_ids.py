@@ -71,7 +71,7 @@ def parse_ref(ref: str) -> ModelRef:
         return ModelRef(check_name(name, kind="model"), alias=check_name(alias, kind="alias"))
     if ":" in ref:
         name, version = ref.split(":", 1)
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit()):
             raise DefinitionError(
                 f"model reference {ref!r}: version must be a positive integer, got {version!r}"
             )

@@ -58,6 +58,32 @@ def _label_fits(label: Any, task: str | None) -> bool:
     return task != "classification" or label in (0, 1)
 
 
+_READABLE = "a finite number, a boolean, or text holding one (true, false, 1, 0.5)"
+
+
+def _readable(label: str | int | float | bool) -> bool:
+    """Whether the monitor and the analysis can read ``label`` as a number (see
+    ``label_values``): a label they would read as "no label" is refused where it
+    arrives, not dropped without a word later.
+
+    >>> [_readable(v) for v in (True, 2, 0.5, " TRUE", "1", "yes", float("inf"), "nan")]
+    [True, True, True, True, True, False, False, False]
+    """
+    if isinstance(label, bool):
+        return True
+    if isinstance(label, str):
+        if label.strip().lower() in ("true", "false"):
+            return True
+        try:
+            label = float(label)
+        except ValueError:
+            return False
+    try:
+        return math.isfinite(label)
+    except OverflowError:  # an int past float's range
+        return False
+
+
 def _problem(index: int, name: str, problem: str, expected: str) -> FieldProblem:
     return FieldProblem(f"items[{index}].{name}", problem, expected)
 
@@ -166,6 +192,8 @@ def parse_feedback(
             problems.append(_problem(index, "label", "missing_field", "a label or a reward"))
         if label is not None and not isinstance(label, str | int | float | bool):
             problems.append(_problem(index, "label", "wrong_type", "number, string or bool"))
+        elif label is not None and not _readable(label):
+            problems.append(_problem(index, "label", "unreadable", _READABLE))
         reward_value = None if reward is None else finite_float(reward)
         if reward is not None and reward_value is None:
             problems.append(_problem(index, "reward", "wrong_type", "finite number"))

@@ -43,7 +43,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     sent, with or without a Content-Length) a 413 with ``Connection: close``, since the
     rest of the body is left unread on the connection."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0

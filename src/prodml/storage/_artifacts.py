@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import logging
 import re
 import tempfile
 from pathlib import Path
 
 from prodml.core import IntegrityError, fingerprint_file
+from prodml.core.errors import ArtifactNotFoundError
 from prodml.storage._atomic import TEMP_PREFIX, TEMP_SUFFIX
 from prodml.storage._blobs import BlobStore
 
@@ -28,6 +30,7 @@ __all__ = ["ArtifactStore", "check_digest", "digest_key"]
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _ROOT = "sha256/"
+_log = logging.getLogger("prodml.storage")
 
 
 def check_digest(digest: str) -> str:
@@ -62,7 +65,7 @@ class ArtifactStore:
         """Store ``data`` and return its hex SHA-256."""
         digest = hashlib.sha256(data).hexdigest()
         key = digest_key(digest)
-        if not self.blobs.exists(key):
+        if not self._intact(key, digest):
             self.blobs.save_bytes(key, data)
         return digest
 
@@ -75,9 +78,24 @@ class ArtifactStore:
         source = Path(path)
         digest = fingerprint_file(source)
         key = digest_key(digest)
-        if not self.blobs.exists(key):
+        if not self._intact(key, digest):
             self.blobs.save_file(key, source)
         return digest
+
+    def _intact(self, key: str, digest: str) -> bool:
+        """Whether the blob ``key`` is stored with the content of ``digest``. A stored
+        blob is hashed again before a put skips it: a corrupt one (damaged on disk,
+        edited) is rewritten from the good content, never handed to a new record."""
+        if not self.blobs.exists(key):
+            return False
+        try:
+            actual = self.blobs.sha256(key)
+        except ArtifactNotFoundError:  # deleted meanwhile
+            return False
+        if actual != digest:
+            _log.warning("artifact %s: stored bytes hash to %s; rewriting it", digest, actual)
+            return False
+        return True
 
     def get_bytes(self, digest: str) -> bytes:
         """The verified content of ``digest``; :class:`ArtifactNotFoundError` if absent."""

@@ -121,7 +121,9 @@ def mount_ui(app: FastAPI, project: Project, *, tokens: Tokens | None = None) ->
 
     @app.get("/ui/models/{name}", include_in_schema=False)
     async def model(name: str, request: Request) -> Response:
-        compare = [int(v) for v in request.query_params.getlist("compare") if v.isdigit()][:2]
+        compare = [
+            int(v) for v in request.query_params.getlist("compare") if v.isascii() and v.isdigit()
+        ][:2]
         return await page(request, "model.html",
                           lambda: pages.model_page(project, name, compare), f"Model {name}")  # fmt: skip
 
