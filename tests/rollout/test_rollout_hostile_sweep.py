@@ -26,7 +26,7 @@ from prodml.core.errors import (
     DefinitionError,
     SchemaError,
     StateError,
-    TimestampError,
+    StorageError,
 )
 from prodml.registry import DeploymentSpec
 from prodml.rollout import Guardrail, RolloutPlan
@@ -46,7 +46,7 @@ from prodml.stats import (
     two_proportion_ztest,
     welch_ttest_from_stats,
 )
-from prodml.storage import LogStores, open_log_stores
+from prodml.storage import LogStores, QuarantinedFile, open_log_stores
 from servingkit import lr_model, register
 
 runner = CliRunner(env={"COLUMNS": "400"})
@@ -231,14 +231,19 @@ def test_segments_by_a_fixed_numeric_column_are_reported(tmp_path: Path, column:
     json.dumps(result.to_dict(), allow_nan=False)
 
 
-def test_a_log_file_with_naive_times_is_a_timestamp_error(tmp_path: Path) -> None:
+def test_a_log_file_with_naive_times_is_refused_by_name_or_quarantined(tmp_path: Path) -> None:
+    """Read with the others, its times turned the whole log's time column into text."""
     logs = _logged(tmp_path)
     first = sorted(tmp_path.rglob("predictions/**/*.parquet"))[0]
     table = pq.read_table(first)
     naive = table["time"].cast(pa.timestamp("us"))
     pq.write_table(table.set_column(table.column_names.index("time"), "time", naive), first)
-    with pytest.raises(TimestampError, match=r"endpoint 'delay'.*'time'.*expected UTC"):
+    with pytest.raises(StorageError, match=rf"{first.name} cannot be read: .*'time' is timestamp"):
         analyze_experiment(logs, E)
+    quarantine: list[QuarantinedFile] = []
+    result = analyze_experiment(logs, E, quarantine=quarantine)
+    assert [q.source.name for q in quarantine] == [first.name]
+    assert sum(arm.records for arm in result.arms) == 200 - table.num_rows
 
 
 def test_infinite_outputs_are_refused_like_outputs_outside_zero_one(tmp_path: Path) -> None:
@@ -255,7 +260,9 @@ def test_infinite_outputs_are_refused_like_outputs_outside_zero_one(tmp_path: Pa
 
 
 def test_a_bake_longer_than_a_timedelta_is_a_definition_error() -> None:
-    with pytest.raises(DefinitionError, match="step bake '99999999999999999999d' is too long"):
+    with pytest.raises(
+        DefinitionError, match="step bake: duration '99999999999999999999d' is too long"
+    ):
         RolloutPlan.from_dict({"challenger": "m:2", "bake": "99999999999999999999d"})
 
 

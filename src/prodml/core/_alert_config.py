@@ -57,11 +57,13 @@ _METRIC = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*$")
 DEFAULT_SINK = "log"
 #: Upper bound on N in ``m_of_n``: the breach history kept per alert.
 MAX_WINDOWS = 1000
+#: The longest duration :func:`parse_duration` accepts: 100 years (of 365.25 days).
+MAX_DURATION_S = 36_525 * 86_400
 
 
 class _Section(BaseModel):
     # Same base as prodml.core._config._Section, copied: _config imports this module.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def parse_duration(text: str, *, field: str = "duration") -> timedelta:
@@ -81,6 +83,11 @@ def parse_duration(text: str, *, field: str = "duration") -> timedelta:
             "or w, such as '30m', '6h', '2d', '1w' or '1d12h'"
         )
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(compact))
+    if seconds > MAX_DURATION_S:  # past this, a date plus the duration leaves the calendar
+        raise ValueError(
+            f"{field}: duration {text!r} is too long: expected at most 100 years "
+            f"({MAX_DURATION_S // _UNITS['d']}d)"
+        )
     return timedelta(seconds=seconds)
 
 

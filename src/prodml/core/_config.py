@@ -14,19 +14,31 @@ Relative paths are relative to the project root, resolved by the caller.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from prodml.core._alert_config import AlertsConfig
+from prodml.core._alert_config import AlertsConfig, parse_duration
+from prodml.core._clock import ensure_utc
 from prodml.core._config_errors import describe_errors
 from prodml.core._label_config import LabelsConfig
 from prodml.core._monitor_metrics import DriftStatistic
@@ -70,17 +82,33 @@ ENV_PREFIX = "PRODML__"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf passes gt=0 and then fails where it is used (Event.wait(inf) overflows); NaN
+    # fails every comparison: neither is a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _path_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("expected a path without NUL characters")
+    return value
+
+
+#: A file or directory setting: an empty one would name the project root itself.
+PathText = Annotated[str, Field(min_length=1), AfterValidator(_path_text)]
+#: The longest monitoring window or step: 100 years, in each unit (rows: a bound far
+#: past any log, that keeps counts in int64).
+_MAX_SPAN = {"h": 876_600, "d": 36_525, "w": 5_218, "mo": 1_200, "rows": 10**15}
+_SPAN = re.compile(r"^([1-9][0-9]*)(h|d|w|mo|rows)$")
 
 
 class ProjectSection(_Section):
     name: str = "prodml"
-    state_dir: str = ".prodml"
+    state_dir: PathText = ".prodml"
 
 
 class SqliteMetadataConfig(_Section):
     type: Literal["sqlite"] = "sqlite"
-    path: str = ".prodml/meta.db"
+    path: PathText = ".prodml/meta.db"
 
 
 class PostgresMetadataConfig(_Section):
@@ -96,7 +124,7 @@ MetadataConfig = Annotated[
 
 class LocalArtifactsConfig(_Section):
     type: Literal["local"] = "local"
-    path: str = ".prodml/artifacts"
+    path: PathText = ".prodml/artifacts"
 
 
 class S3ArtifactsConfig(_Section):
@@ -138,7 +166,7 @@ class MemoryOnlineConfig(_Section):
 
 class SqliteOnlineConfig(_Section):
     type: Literal["sqlite"] = "sqlite"
-    path: str = ".prodml/online.db"
+    path: PathText = ".prodml/online.db"
 
 
 class RedisOnlineConfig(_Section):
@@ -154,14 +182,14 @@ OnlineStoreConfig = Annotated[
 
 class OfflineStoreConfig(_Section):
     type: Literal["duckdb"] = "duckdb"
-    path: str = ".prodml/offline"
+    path: PathText = ".prodml/offline"
     threads: int | None = Field(default=None, ge=1)
     memory_limit: str | None = None
 
 
 class FeaturesConfig(_Section):
-    definitions: str = "features.py"
-    datasets_path: str = ".prodml/datasets"
+    definitions: PathText = "features.py"
+    datasets_path: PathText = ".prodml/datasets"
     created_time_guard: bool = True
     on_violation: Literal["error", "warn", "ignore"] = "error"
     on_unmatched_view: Literal["warn", "error"] = Field(
@@ -169,13 +197,13 @@ class FeaturesConfig(_Section):
         description="a feature view that gives no value to any row of a training set: "
         "build it with a warning (counts in its summary) or refuse it",
     )
-    materialize_chunk_hours: int = Field(default=24 * 7, ge=1)
+    materialize_chunk_hours: int = Field(default=24 * 7, ge=1, le=_MAX_SPAN["h"])
 
 
 class TrainingConfig(_Section):
     """``[training]``: where the training function lives and how data is split."""
 
-    module: str = "train.py"
+    module: PathText = "train.py"
     trainer: str | None = Field(
         default=None, description="function name in `module`; default: the one decorated"
     )
@@ -192,7 +220,7 @@ class TrainingConfig(_Section):
         default=(), description="columns whose values get their own metrics (slices)"
     )
     slice_min_rows: int = Field(default=100, ge=1)
-    robustness_dir: str = "robustness"
+    robustness_dir: PathText = "robustness"
     refit: Literal["none", "full"] = Field(
         default="none",
         description='"full": after the gate, refit on every row of the window and register that',
@@ -446,6 +474,42 @@ class MonitoringConfig(_Section):
     watch_interval_s: float = Field(default=60.0, gt=0)
     quality: QualityConfig = QualityConfig()
     alerts: AlertsConfig = AlertsConfig()
+
+    @field_validator("window", "step")
+    @classmethod
+    def _check_span(cls, value: str | None) -> str | None:
+        match = None if value is None else _SPAN.fullmatch(value)
+        if match is not None and int(match[1]) > _MAX_SPAN[match[2]]:
+            raise ValueError(f"too long: expected at most {_MAX_SPAN[match[2]]}{match[2]}")
+        return value
+
+    @field_validator("grace", "label_horizon")
+    @classmethod
+    def _check_duration(cls, value: str, info: ValidationInfo) -> str:
+        parse_duration(value, field=str(info.field_name))  # too long for a date: refused
+        return value
+
+    @field_validator("reference")
+    @classmethod
+    def _check_reference(cls, value: str) -> str:
+        if value == "training":
+            return value
+        try:
+            start, end = (ensure_utc(datetime.fromisoformat(part)) for part in value.split("/"))
+        except ValueError as exc:
+            raise ValueError(f"expected START/END, two ISO dates: {exc}") from None
+        if not start < end:
+            raise ValueError("expected START/END with START before END")
+        return value
+
+    @model_validator(mode="after")
+    def _check_step_kind(self) -> MonitoringConfig:
+        if self.step is not None and self.window.endswith("rows") != self.step.endswith("rows"):
+            raise ValueError(
+                f"step {self.step!r}: a window of rows needs a step of rows, a time window "
+                f"({self.window!r}) a time step"
+            )
+        return self
 
 
 class Config(BaseSettings):

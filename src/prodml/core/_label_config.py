@@ -30,7 +30,7 @@ __all__ = ["LabelJobConfig", "LabelsConfig"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LabelJobConfig(_Section):

@@ -53,7 +53,7 @@ _MONTHS = re.compile(r"^\d+mo$")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _duration(value: Any, field: str) -> Any:

@@ -35,6 +35,7 @@ __all__ = [
     "log_text",
     "mark_changed",
     "quarantine_root",
+    "utf8_text",
 ]
 
 #: Directory keys below a partition: ``<partition_field>=<name>/date=<YYYY-MM-DD>/hour=<HH>``.
@@ -135,16 +136,43 @@ def column_array(values: Sequence[Any]) -> pa.Array:
     if not kinds:
         return pa.nulls(len(values))
     if all(issubclass(kind, datetime) for kind in kinds):
-        return pa.array([None if v is None else ensure_utc(v) for v in values], LOG_TIMESTAMP)
+        try:
+            return pa.array([None if v is None else ensure_utc(v) for v in values], LOG_TIMESTAMP)
+        except Exception:  # a tzinfo is user code: stored as text below
+            # pandas' NaT (a datetime unequal to itself) is a missing time: a null
+            values = [None if v is None or v != v else v for v in values]
+            try:
+                times = [None if v is None else ensure_utc(v) for v in values]
+                return pa.array(times, LOG_TIMESTAMP)
+            except Exception:  # an offset that raises or leaves the range
+                pass
     arrow_type = pa.float64() if kinds == {int, float} else None
     if len(kinds) == 1:
         arrow_type = _ARROW_TYPES.get(kinds.pop())
     if arrow_type is not None:
         try:
             return pa.array(values, arrow_type)
-        except (pa.ArrowException, OverflowError):
-            pass  # an int beyond int64: stored as text below
-    return pa.array([None if v is None else log_text(v) for v in values], pa.string())
+        except (pa.ArrowException, OverflowError, UnicodeEncodeError):
+            pass  # an int beyond int64, a str that is not UTF-8: stored as text below
+    texts = [None if v is None else log_text(v) for v in values]
+    try:
+        return pa.array(texts, pa.string())
+    except UnicodeEncodeError:
+        return pa.array([None if t is None else utf8_text(t) for t in texts], pa.string())
+
+
+def utf8_text(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a lone surrogate (which JSON decoders let through)
+    written as its escape, so that one such value never makes a log file unwritable.
+
+    >>> utf8_text("a\\ud800b") == "a\\\\ud800b", utf8_text("é")
+    (True, 'é')
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _plain(value: Any) -> Any:
@@ -174,7 +202,10 @@ def log_text(value: Any) -> str:
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, datetime):  # as Arrow casts a timestamp to string, so that files agree
-        return ensure_utc(value).strftime("%Y-%m-%d %H:%M:%S.%fZ")
+        try:
+            return ensure_utc(value).strftime("%Y-%m-%d %H:%M:%S.%fZ")
+        except Exception:  # a tzinfo that raises, a UTC time before year 1
+            return repr(value)
     if isinstance(value, date):
         return value.isoformat()
     try:

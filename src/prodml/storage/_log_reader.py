@@ -95,10 +95,12 @@ def log_files(
     start: datetime | None = None,
     end: datetime | None = None,
     partition_field: str = "endpoint",
+    time_field: str = "time",
 ) -> LogFiles | None:
     """The files :func:`read_log` would read for the same arguments, with their footers'
-    schemas and row counts; None when a footer cannot be read (:func:`read_log` then
-    says which file, or quarantines it)."""
+    schemas and row counts; None when a footer cannot be read or a file's time column
+    is not the log's timestamp type (:func:`read_log` then says which file, or
+    quarantines it)."""
     if partition is not None:
         check_partition(partition, field="partition")
     low = None if start is None else ensure_utc(start)
@@ -111,6 +113,8 @@ def log_files(
             schemas.append(fragment.physical_schema)
             rows.append(fragment.metadata.num_rows)
     except (OSError, pa.ArrowException):
+        return None
+    if any(_foreign_time(schema, time_field) is not None for schema in schemas):
         return None
     return LogFiles(tuple(files), tuple(schemas), tuple(rows))
 
@@ -136,7 +140,8 @@ def read_log(
     the time and partition columns, or the requested ones.
 
     An unreadable file (empty, not Parquet, truncated, a corrupt page, a column that
-    cannot be read as the unified type) raises :class:`StorageError` naming it; with a
+    cannot be read as the unified type, a time column that is not a UTC microsecond
+    timestamp: naive, another zone or unit, text) raises :class:`StorageError` naming it; with a
     ``quarantine`` list it is moved to the log's quarantine instead, appended to the
     list, and the records of the other files are returned. A file that cannot be opened
     for a reason of the system (permissions, too many open files) always raises.
@@ -157,10 +162,15 @@ def read_log(
     fragments, schemas = [], []
     for fragment in listed.get_fragments():
         try:
-            schemas.append(fragment.physical_schema)
+            schema = fragment.physical_schema
         except (OSError, pa.ArrowException) as exc:
             _unreadable(Path(root), Path(fragment.path), exc, quarantine)
             continue
+        foreign = _foreign_time(schema, time_field)
+        if foreign is not None:
+            _unreadable(Path(root), Path(fragment.path), foreign, quarantine)
+            continue
+        schemas.append(schema)
         fragments.append(fragment)
     condition = None
     if low is not None:
@@ -268,10 +278,26 @@ def _unreadable(
     quarantine.append(QuarantinedFile(path, target, reason))
 
 
+def _foreign_time(schema: pa.Schema, time_field: str) -> SchemaError | None:
+    """Why a file whose footer has ``schema`` is not a file of the log (None: it may be
+    one): its time column is not the UTC microsecond timestamp every writer stores. Read
+    with the others, it would turn the whole log's time column into text."""
+    index = schema.get_field_index(time_field)
+    if index < 0:
+        return None
+    kind = schema.field(index).type
+    if kind == LOG_TIMESTAMP or kind == pa.null():
+        return None
+    return SchemaError(f"column {time_field!r} is {kind}; expected {LOG_TIMESTAMP}")
+
+
 def _is_file_fault(error: Exception) -> bool:
     """Whether ``error`` is about the file's bytes: Arrow's own errors (but running out
-    of memory), and I/O errors Arrow raises without an OS error number (such as a
-    corrupt compressed page); an ``OSError`` with an ``errno`` is the system's."""
+    of memory), I/O errors Arrow raises without an OS error number (such as a corrupt
+    compressed page), and a time column of another type (:func:`_foreign_time`); an
+    ``OSError`` with an ``errno`` is the system's."""
+    if isinstance(error, SchemaError):
+        return True
     if isinstance(error, pa.ArrowMemoryError | MemoryError):
         return False
     if isinstance(error, pa.ArrowException) and not isinstance(error, OSError):

@@ -33,8 +33,8 @@ from prodml.storage._log_format import (
     hour_dir,
 )
 from prodml.storage._log_memory import _combine
-from prodml.storage._log_reader import QuarantinedFile
-from prodml.storage._log_store import PARTITION_FIELD, LogStore, log_dir
+from prodml.storage._log_reader import QuarantinedFile, _foreign_time
+from prodml.storage._log_store import PARTITION_FIELD, TIME_FIELD, LogStore, log_dir
 from prodml.storage._logs import LogSink
 
 __all__ = ["S3LogStore"]
@@ -183,9 +183,11 @@ class S3LogStore(LogStore):
         def load(key: str) -> pa.Table | Exception:
             data = self._load(key)  # the store failing is not the object being bad
             try:
-                return pq.read_table(pa.BufferReader(data))
+                table = pq.read_table(pa.BufferReader(data))
             except (pa.ArrowInvalid, OSError) as exc:
                 return exc
+            foreign = _foreign_time(table.schema, TIME_FIELD)  # naive, text…: not the log's
+            return table if foreign is None else foreign
 
         with ThreadPoolExecutor(_THREADS, thread_name_prefix="prodml-s3-log") as pool:
             loaded = list(pool.map(load, keys))

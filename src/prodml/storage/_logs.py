@@ -42,13 +42,14 @@ import numpy as np
 import pyarrow as pa
 
 from prodml.core import Clock, ensure_utc
-from prodml.core.errors import SchemaError, StateError
+from prodml.core.errors import SchemaError, StateError, StorageError
 from prodml.storage._log_format import (
     LOG_TIMESTAMP,
     check_partition,
     column_array,
     hour_dir,
     mark_changed,
+    utf8_text,
 )
 from prodml.storage._tables import write_table
 
@@ -542,7 +543,7 @@ class LogWriter:
                     column.extend(block.column(key))
                 done += block.rows
         columns = {self.time_field: times}
-        columns.update((str(key), column_array(col)) for key, col in values.items())
+        columns.update((utf8_text(str(key)), column_array(col)) for key, col in values.items())
         if self.sink is not None:
             self.sink(partition, hour, pa.table(columns))
             return
@@ -551,8 +552,16 @@ class LogWriter:
         directory.mkdir(parents=True, exist_ok=True)
         changed = partial(mark_changed, directory.parent)
         target = directory / f"{stamp}-{uuid.uuid4().hex}.parquet"
-        write_table(pa.table(columns), target, before_replace=changed)
-        changed()
+        try:
+            write_table(pa.table(columns), target, before_replace=changed)
+            changed()
+        except (OSError, StorageError) as exc:
+            if not target.exists():
+                raise
+            # The file is in place (what failed came after its rename: the directory's
+            # fsync, the change marker): its rows are written, and a retry would write
+            # them twice.
+            log.warning("log writer %s: %s written, then: %s", self.root, target, exc)
 
     def _transposed(self, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
         """The rows' values by key (every key any row has but the time; missing values
@@ -582,9 +591,16 @@ class LogWriter:
 
 
 def _converts(value: datetime) -> bool:
-    """Whether Arrow can store ``value`` as a UTC timestamp."""
+    """Whether Arrow can store ``value`` as a UTC timestamp whose hour (a directory
+    name) is a datetime: a UTC time before year 1 is not one.
+
+    >>> from datetime import timezone
+    >>> _converts(datetime(1, 1, 1, 5)), _converts(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))))
+    (True, False)
+    """
     try:
-        pa.array([value], LOG_TIMESTAMP)
+        micros = pa.array([value], LOG_TIMESTAMP).cast(pa.int64())[0].as_py()
+        _EPOCH + timedelta(hours=micros // _MICROS_PER_HOUR)
     except Exception:
         return False
     return True
