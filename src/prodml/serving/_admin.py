@@ -9,6 +9,12 @@ and the rollback of one, also move the registry's ``<model>@champion`` alias in 
 transaction (a refusal on either side — an unapproved version, an alias moved since —
 is a 409 and changes nothing).
 
+A change may say which revision it was made against (``"expected_revision": n``, 0 for
+"the endpoint has no deployment yet"): when the deployment has moved on since, the change
+is a 409 and nothing is written, so of two people changing an endpoint at once the one
+who read it first loses, and does not overwrite the other unseen. A body field these
+routes do not know is a 422 (a misspelt guard must not be ignored).
+
 Layers above serving add their own admin commands as :class:`AdminAction` s (the rollout
 controller's ``/v1/admin/rollouts/{endpoint}/...``): the same tokens, roles and error
 mapping, without serving importing them.
@@ -25,6 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import FastAPI, Request, Security
 from fastapi.responses import Response
 
+from prodml.core.errors import ConflictError
 from prodml.registry import Deployment, DeploymentSpec
 from prodml.serving import _openapi as api
 from prodml.serving._auth import credentials
@@ -49,6 +56,57 @@ def _mapping(body: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
         raise RequestInvalid(f"{what}: request body must be a JSON object", status=400)
     return body
+
+
+#: The body fields of each deployment change (beyond ``reason`` and ``expected_revision``).
+_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "deploy": ("spec",),
+    "weights": ("weights",),
+    "promote": ("arm",),
+}
+
+
+def _check_fields(body: Mapping[str, Any], action: str) -> None:
+    """Refuse a body field the ``action``'s route does not take (422, naming it)."""
+    known = (*_FIELDS.get(action, ()), "reason", "expected_revision")
+    unknown = sorted(str(k) for k in body if k not in known)
+    if unknown:
+        raise RequestInvalid(
+            f"{action}: unknown field(s) {unknown}; expected only {list(known)}",
+            status=422,
+            details=[FieldProblem(k, "unknown_field", f"one of {list(known)}") for k in unknown],
+        )
+
+
+def _expected_revision(body: Mapping[str, Any]) -> int | None:
+    """The body's ``expected_revision``: None (any revision), or an integer >= 0."""
+    value = body.get("expected_revision")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RequestInvalid(
+            f"field 'expected_revision' must be an integer >= 0, got {value!r}",
+            status=422,
+            details=[FieldProblem("expected_revision", "wrong_type", "integer >= 0 (a revision)")],
+        )
+    return value
+
+
+def _at_revision(endpoint: str, expected: int | None) -> Callable[[Any, Deployment], None] | None:
+    """A ``within`` hook refusing the change (409, nothing written) unless it was made
+    against revision ``expected``: the change writes ``expected + 1`` then."""
+    if expected is None:
+        return None
+
+    def check(session: Any, deployment: Deployment) -> None:
+        actual = deployment.revision - 1
+        if actual != expected:
+            raise ConflictError(
+                f"deployment {endpoint!r} is at revision {actual}, expected revision "
+                f"{expected}; re-read it and retry"
+            )
+
+    return check
 
 
 def _reason(body: Mapping[str, Any]) -> str | None:
@@ -123,6 +181,7 @@ def add_admin_routes(
     async def deploy(endpoint: Endpoint, request: Request) -> Response:
         context.tokens.require(_credentials(request), "admin")  # before the body
         body = _mapping(await context.json(request), "deploy")
+        _check_fields(body, "deploy")
         spec_data = body.get("spec")
         if not isinstance(spec_data, Mapping):
             raise RequestInvalid(
@@ -131,10 +190,9 @@ def add_admin_routes(
                 details=[FieldProblem("spec", "missing_field", "deployment spec object")],
             )
         spec = DeploymentSpec.from_dict(spec_data)
-        reason = _reason(body)
-        return await run(
-            "admin", request, lambda actor: store.deploy(endpoint, spec, actor=actor, reason=reason)
-        )
+        reason, expected = _reason(body), _expected_revision(body)
+        change = partial(store.deploy, endpoint, spec, reason=reason, expected_revision=expected)
+        return await run("admin", request, lambda actor: change(actor=actor))
 
     @app.post(
         "/v1/admin/deployments/{endpoint}/weights",
@@ -145,25 +203,35 @@ def add_admin_routes(
     async def weights(endpoint: Endpoint, request: Request) -> Response:
         context.tokens.require(_credentials(request), "operator")
         body = _mapping(await context.json(request), "weights")
+        _check_fields(body, "weights")
         values = body.get("weights")
-        if not isinstance(values, Mapping) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+        if (
+            not isinstance(values, Mapping)
+            or not values  # no arm named: nothing would change but the revision
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+            )
         ):
             raise RequestInvalid(
-                "field 'weights' must map arm names to numbers",
+                "field 'weights' must map one or more arm names to numbers",
                 status=422,
                 details=[FieldProblem("weights", "wrong_type", "object of arm name → number")],
             )
-        reason = _reason(body)
-        change = partial(store.set_weights, endpoint, dict(values), reason=reason)
+        reason, expected = _reason(body), _expected_revision(body)
+        change = partial(
+            store.set_weights, endpoint, dict(values), reason=reason, expected_revision=expected
+        )
         return await run("operator", request, lambda actor: change(actor=actor))
 
     def simple(action: str, role: str) -> None:
         async def handler(endpoint: Endpoint, request: Request) -> Response:
             context.tokens.require(_credentials(request), role)
             body = _mapping(await context.json(request, empty={}), action)
+            _check_fields(body, action)
             reason = _reason(body)
-            method = getattr(store, action)
+            method = partial(
+                getattr(store, action), within=_at_revision(endpoint, _expected_revision(body))
+            )
             if action == "promote":
                 arm = body.get("arm", "challenger")
                 if not isinstance(arm, str):

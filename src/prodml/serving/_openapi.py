@@ -493,12 +493,19 @@ FEEDBACK = _body(
     }
 )
 _REASON: Schema = {"type": ["string", "null"], "description": "Why, for the audit trail"}
+_EXPECTED: Schema = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "description": "The revision the change was made against (0: no deployment yet; null or "
+    "absent: any); another current revision is a 409 and nothing is written",
+}
 DEPLOY = _body(
     {
         "application/json": {
             "type": "object",
             "required": ["spec"],
-            "properties": {"spec": _ANY_OBJECT, "reason": _REASON},
+            "additionalProperties": False,
+            "properties": {"spec": _ANY_OBJECT, "reason": _REASON, "expected_revision": _EXPECTED},
         }
     }
 )
@@ -507,24 +514,35 @@ WEIGHTS = _body(
         "application/json": {
             "type": "object",
             "required": ["weights"],
+            "additionalProperties": False,
             "properties": {
                 "weights": {"type": "object", "additionalProperties": {"type": "number"}},
                 "reason": _REASON,
+                "expected_revision": _EXPECTED,
             },
         }
     }
 )
 ADMIN_BODY = _body({"application/json": _ANY_OBJECT}, required=False)
 ACTION = _body(
-    {"application/json": {"type": "object", "properties": {"reason": _REASON}}}, required=False
+    {
+        "application/json": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"reason": _REASON, "expected_revision": _EXPECTED},
+        }
+    },
+    required=False,
 )
 PROMOTE = _body(
     {
         "application/json": {
             "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "reason": _REASON,
                 "arm": {"type": "string", "description": "The arm to promote (challenger)"},
+                "expected_revision": _EXPECTED,
             },
         }
     },

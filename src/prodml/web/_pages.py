@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from prodml.core.errors import NotFoundError, ProdMLError, StateError
+from prodml.core.errors import NotFoundError, ProdMLError, StateError, StorageError
 from prodml.monitoring import render_endpoint_section, render_retraining
 from prodml.monitoring._sinks import parse_scope
 from prodml.ops import OpsEvents
@@ -79,6 +79,17 @@ def _alerts_of(firing: list[dict[str, Any]], endpoint: str) -> list[dict[str, An
     return [a for a in firing if parse_scope(str(a.get("scope", ""))).get("endpoint") == endpoint]
 
 
+def _traffic(project: Project, endpoint: str) -> dict[str, Any]:
+    """``traffic``: the endpoint's recent traffic (None: no records), and
+    ``traffic_error``: why it could not be read (a corrupt log file), else None — the
+    page still shows the deployment and its buttons (a rollback is most needed then)."""
+    try:
+        return {"traffic": recent_traffic(project.logs.predictions, endpoint),
+                "traffic_error": None}  # fmt: skip
+    except StorageError as exc:
+        return {"traffic": None, "traffic_error": str(exc)}
+
+
 def _retrain_by_endpoint(project: Project) -> dict[str, dict[str, Any]]:
     status = project.retraining.status()
     out: dict[str, dict[str, Any]] = {}
@@ -99,7 +110,7 @@ def overview_page(project: Project) -> dict[str, Any]:
         rows.append({
             "endpoint": name,
             "deployment": deployment.to_dict(),
-            "traffic": recent_traffic(project.logs.predictions, name),
+            **_traffic(project, name),
             "alerts": _alerts_of(firing, name),
             "retrain": retrains.get(name),
             "decision": _last_decision(project, name),
@@ -133,12 +144,13 @@ def endpoint_page(project: Project, endpoint: str, memo: Memo | None = None) -> 
         analysis = memo.get(key, analyse) if memo is not None else analyse()
     history = list(reversed(project.deployments.history(endpoint)))[:30]
     latest = str(history[0].get("action")) if history else None
-    traffic = recent_traffic(project.logs.predictions, endpoint)
+    read = _traffic(project, endpoint)
+    traffic = read["traffic"]
     return {
         "endpoint": endpoint,
         "deployment": deployment.to_dict(),
         "history": history,
-        "traffic": traffic,
+        **read,
         "split": _split_rows(traffic),
         "rollout": rollout,
         "analysis": analysis,
