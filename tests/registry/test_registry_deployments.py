@@ -100,6 +100,20 @@ def test_deploy_creates_then_replaces_with_dense_revisions(deps: Deps) -> None:
     assert history[1]["time"] == clock.now()
 
 
+@pytest.mark.parametrize("stored", ["'[]'", """'{"policy": "single", "arms": "m:1"}'"""])
+def test_a_stored_spec_that_is_no_spec_is_a_storage_error_and_a_deploy_replaces_it(
+    deps: Deps, stored: str
+) -> None:
+    """A damaged record is the store's fault, not the reader's request (it was a
+    DefinitionError, which the admin API answered as the client's 422)."""
+    deps.store.deploy("ep", DeploymentSpec.single("m:1"), actor="ann")
+    _raw(deps, f"UPDATE deployments SET spec = {stored} WHERE endpoint = 'ep'")
+    with pytest.raises(StorageError, match=r"endpoint 'ep' \(revision 1\): its stored spec"):
+        deps.store.get("ep")
+    again = deps.store.deploy("ep", DeploymentSpec.single("m:2"), actor="ann")
+    assert deps.store.get("ep") == again
+
+
 def test_an_endpoint_name_is_checked(deps: Deps) -> None:
     with pytest.raises(DefinitionError, match=r"endpoint name is invalid"):
         deps.store.deploy("bad name", DeploymentSpec.single("m:1"), actor="ann")

@@ -39,6 +39,7 @@ from prodml.core import (
     DeploymentNotFoundError,
     RegistryConfig,
     StateError,
+    StorageError,
     check_name,
 )
 from prodml.registry._bandit_records import BanditRecords
@@ -564,7 +565,17 @@ def _resolve(session: Session, spec: DeploymentSpec | Mapping[str, Any]) -> Depl
 
 
 def _spec(row: DeploymentRow) -> DeploymentSpec:
-    return DeploymentSpec.from_dict(row.spec)
+    """The row's stored spec; one that no longer reads as a spec (edited by hand, or
+    damaged) is a :class:`StorageError` naming the endpoint and revision — the stored
+    record is at fault, not the request that read it."""
+    try:
+        return DeploymentSpec.from_dict(row.spec)
+    except (DefinitionError, TypeError, ValueError, KeyError) as exc:
+        raise StorageError(
+            f"deployment of endpoint {row.endpoint!r} (revision {row.revision}): its stored "
+            f"spec is not a valid deployment spec ({exc}); expected the record a deploy "
+            "wrote — restore the metadata DB from a backup or deploy the endpoint again"
+        ) from None
 
 
 def _record(row: DeploymentRow) -> Deployment:
