@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from prodml.cli._options import JsonOption, ProjectOption, ReasonOption
-from prodml.cli._output import emit, guarded, stdout, table
+from prodml.cli._output import emit, exit_code, guarded, stderr, stdout, styled, table
 from prodml.cli._watch import (
     PassesOption,
     Standby,
@@ -65,16 +65,25 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """One pass over the retraining policies (refused while another controller holds
-    the project's lease); a forced job records ``--reason``."""
+    the project's lease); a forced job records ``--reason``. A policy whose pass failed
+    outside a job is listed under ``failures`` and sets the exit code (of its error)."""
     with guarded(as_json), Project.open(project) as proj:
         retraining = proj.retraining
         try:
             ran = retraining.run_once(policy, force=force, reason=reason)
             jobs = [j.to_dict() for j in ran]
+            failed = list(retraining.failures)
         finally:
             retraining.release()
-    emit({"jobs": jobs}, as_json=as_json,
+    failures = [f.to_dict() for f in failed]
+    emit({"jobs": jobs, "failures": failures}, as_json=as_json,
          human=lambda: _show_jobs(jobs, "Retrain jobs of this pass"))  # fmt: skip
+    if failed:
+        if not as_json:
+            for f in failures:
+                stderr.print(styled("[bold red]error:[/] policy {policy}: {error}", **f),
+                             highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(exit_code(failed[0].error))
 
 
 @controller_app.command("status")
@@ -151,6 +160,9 @@ def watch(
                            f"{' → ' + job.candidate if job.candidate else ''}"
                            f"{': ' + job.error if job.error else ''}")  # fmt: skip
                 _line({"event": "job", "message": message, **job.to_dict()}, as_json)
+            for failure in retraining.failures:
+                message = f"policy {failure.policy}: the pass failed: {failure.error}"
+                _line({"event": "policy_failed", "message": message, **failure.to_dict()}, as_json)  # fmt: skip
             standby.acting()
 
         try:

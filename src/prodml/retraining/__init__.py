@@ -14,6 +14,7 @@ from prodml.retraining._controller import (
     REJECTED_RULE,
     HandOff,
     Heartbeat,
+    PolicyFailure,
     Retraining,
 )
 from prodml.retraining._store import FINISHED, JobStore, RetrainJob, Step
@@ -29,6 +30,7 @@ __all__ = [
     "HandOff",
     "Heartbeat",
     "JobStore",
+    "PolicyFailure",
     "RetrainJob",
     "RetrainPolicyConfig",
     "Retraining",

@@ -1,7 +1,8 @@
 """The retraining controller: one pass over the project's retraining policies.
 
 For each policy the pass first finishes what earlier passes left (a job whose
-controller died is *abandoned*; a failed job is retried up to ``retries`` times), then
+controller died is *abandoned*; a failed job is retried up to ``retries`` times,
+unless a person forces a job), then
 checks the triggers (:mod:`~prodml.retraining._triggers`) — unless the ``cooldown``
 since the last job has not passed or ``max_jobs`` jobs started within ``per`` — and,
 when one fires, runs a recorded job:
@@ -33,9 +34,11 @@ left) and the policy may start again.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,6 +63,7 @@ __all__ = [
     "REJECTED_RULE",
     "HandOff",
     "Heartbeat",
+    "PolicyFailure",
     "Retraining",
 ]
 
@@ -84,6 +88,18 @@ _TRAIN_STEPS = (
     ("Calibrating", "calibrate"),
     ("Registering", "register"),
 )
+
+
+@dataclass(frozen=True)
+class PolicyFailure:
+    """A policy whose pass failed before or outside a job (a trigger that cannot be
+    evaluated, say): the other policies' passes went on."""
+
+    policy: str
+    error: ProdMLError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "error": str(self.error), "type": type(self.error).__name__}  # fmt: skip
 
 
 class Retraining:
@@ -113,6 +129,8 @@ class Retraining:
         self.triggers = TriggerCheck(monitor)
         self.holder = holder or default_holder()
         self._lease = Lease(db, LEASE, self.holder, ttl_s=config.lease_s, clock=clock)
+        #: The policies whose last pass (:meth:`run_once`) failed outside a job.
+        self.failures: list[PolicyFailure] = []
 
     # --- policies ---------------------------------------------------------------------
     def policy(self, name: str) -> RetrainPolicyConfig:
@@ -135,7 +153,9 @@ class Retraining:
     ) -> list[RetrainJob]:
         """One pass over the policies (or ``policy``'s); ``force`` starts a job of each
         without waiting for a trigger (still under the lease), recorded with ``reason``
-        (why a person started it). The jobs it ran."""
+        (why a person started it). The jobs it ran; a policy whose pass fails outside a
+        job (its triggers cannot be evaluated) is logged and listed in :attr:`failures`,
+        and the other policies' passes go on."""
         chosen = [self.policy(policy)] if policy is not None else list(self.config.policies)
         if not self._lease.acquire():
             held = self._lease.current()
@@ -146,11 +166,13 @@ class Retraining:
             )
         self._abandon_stale()
         ran = []
+        self.failures = []
         for p in chosen:
             try:
                 job = self._policy_pass(p, force=force, actor=actor, reason=reason)
             except ProdMLError as exc:  # one policy's failure costs that policy's pass
                 log.error("retraining pass of policy %r failed: %s", p.name, exc)
+                self.failures.append(PolicyFailure(p.name, exc))
                 continue
             if job is not None:
                 ran.append(job)
@@ -175,12 +197,12 @@ class Retraining:
         now = self._clock.now()
         history = self.jobs.jobs(policy=policy.name, limit=50)
         last = history[0] if history else None
+        if force:  # a person's job (and reason) supersedes a pending retry
+            why = "started by hand" if not reason else f"started by hand: {reason}"
+            return self._run(policy, "manual", why, {}, 1, actor)
         if last is not None and last.status == "failed" and last.attempt <= policy.retries:
             return self._run(policy, last.trigger, f"retry of {last.id}: {last.reason}",
                              {**last.evidence, "retry_of": last.id}, last.attempt + 1, actor)  # fmt: skip
-        if force:
-            why = "started by hand" if not reason else f"started by hand: {reason}"
-            return self._run(policy, "manual", why, {}, 1, actor)
         blocked = self._blocked(policy, history, now)
         if blocked is not None:  # the triggers' windows wait: they are judged once it ends
             log.debug("policy %r: no trigger checked: %s", policy.name, blocked)
@@ -232,7 +254,7 @@ class Retraining:
             if policy.endpoint is None or served is None:
                 continue
             if trigger.kind == "challenger":
-                observed = self.triggers.leads(trigger, policy.endpoint, served, since)
+                observed = self.triggers.leads(trigger, policy.endpoint, served, since, now)
                 fired = self.triggers.check(
                     policy, index, trigger, windows=(), threshold=trigger.threshold or 0.0,
                     now=now, observed=observed,
@@ -241,13 +263,19 @@ class Retraining:
                     return fired
                 continue
             if windows is None:
-                windows = self.triggers.windows(policy.endpoint, served, since)
+                windows = self.triggers.windows(policy.endpoint, served, since, now)
             threshold = trigger.threshold
             if threshold is None:  # the champion's own test value, less the margin
                 name = (trigger.metric or "").partition(".")[2]
-                value = self._registry.get(served).metrics.get(name)
-                if not isinstance(value, int | float):
-                    continue
+                metrics = self._registry.get(served).metrics
+                value = metrics.get(name)
+                if not isinstance(value, int | float) or not math.isfinite(value):
+                    raise ConfigError(
+                        f"retraining policy {policy.name!r}, trigger {index} ({trigger.kind}): "
+                        f"no threshold, and the champion {served} has no finite test {name!r} "
+                        f"to derive it from (got {value!r}; its metrics: {sorted(metrics)}); "
+                        "expected a threshold, or a metric the champion was evaluated on"
+                    )
                 threshold = float(value) - trigger.margin if trigger.direction == "below" else float(value) + trigger.margin  # fmt: skip
             fired = self.triggers.check(
                 policy, index, trigger, windows=windows, threshold=threshold, now=now
@@ -281,9 +309,9 @@ class Retraining:
         return job
 
     def _steps(self, policy: RetrainPolicyConfig, job: RetrainJob, runner: _JobRun) -> None:
+        runner.begin("window")
         champion = self._served(policy)
         start, end, mode, parent = self._window(policy, job, champion)
-        runner.begin("window")
         job.window_start, job.window_end = start, end
         runner.done({"start": start.isoformat(), "end": end.isoformat(), "mode": mode,
                      "parent": parent, "champion": champion})  # fmt: skip
@@ -330,7 +358,14 @@ class Retraining:
             start = policy.start
         else:
             assert policy.window_days is not None
-            start = end - timedelta(days=policy.window_days)
+            try:
+                start = end - timedelta(days=policy.window_days)
+            except OverflowError:
+                raise ConfigError(
+                    f"retraining policy {policy.name!r}: window_days = {policy.window_days} "
+                    f"reaches before the year 1 from {end:%Y-%m-%d}; expected a window of "
+                    "days that fits the calendar"
+                ) from None
         if start >= end:
             raise ConfigError(
                 f"retraining policy {policy.name!r}: the data window [{start:%Y-%m-%d}, "

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeGuard
 
+from pydantic import ValidationError
+
+from prodml.core import ConfigError
 from prodml.core._alert_config import AlertRuleConfig
 from prodml.core._retraining_config import RetrainPolicyConfig, TriggerConfig
 from prodml.monitoring import AlertState, MonitorStore, Observation, Result, StoredWindow, evaluate
@@ -89,6 +92,11 @@ def _challenger(observed: Sequence[Observation], window_end: datetime) -> dict[s
     return {}
 
 
+def _closed(windows: Sequence[StoredWindow], until: datetime | None) -> list[StoredWindow]:
+    """The windows that ended by ``until`` (all of them when None)."""
+    return [w for w in windows if until is None or w.end <= until]
+
+
 def _metric_value(results: Sequence[Result], metric: str) -> float | None:
     check, _, name = metric.partition(".")
     for r in results:
@@ -105,23 +113,31 @@ class TriggerCheck:
         self.store = store
 
     def windows(
-        self, endpoint: str, served: str, since: datetime | None
+        self, endpoint: str, served: str, since: datetime | None, until: datetime | None = None
     ) -> list[tuple[StoredWindow, list[Result]]]:
-        """Closed windows of the live arm serving ``served`` that end after ``since``."""
+        """Closed windows of the live arm serving ``served`` that end after ``since`` (and
+        by ``until``: a window stamped later is not closed yet — a skewed clock — and would
+        move the trigger's state past the real windows before it)."""
         found = [
             w
-            for w in self.store.windows(endpoint=endpoint, since=since)
+            for w in _closed(self.store.windows(endpoint=endpoint, since=since), until)
             if not w.shadow and w.model_version == served
         ]
         results = self.store.results([w.id for w in found])
         return [(w, results[w.id]) for w in found]
 
     def leads(
-        self, trigger: TriggerConfig, endpoint: str, served: str, since: datetime | None
+        self,
+        trigger: TriggerConfig,
+        endpoint: str,
+        served: str,
+        since: datetime | None,
+        until: datetime | None = None,
     ) -> list[Observation]:
-        """Per closed window of the live arm serving ``served`` (labels final): the best
-        lead of another model's arm over it on the trigger's metric in the same window."""
-        found = self.store.windows(endpoint=endpoint, since=since)
+        """Per closed window of the live arm serving ``served`` (labels final, ended by
+        ``until``): the best lead of another model's arm over it on the trigger's metric
+        in the same window."""
+        found = _closed(self.store.windows(endpoint=endpoint, since=since), until)
         results = self.store.results([w.id for w in found])
         metric = trigger.metric or "performance.roc_auc"
         sign = -1.0 if METRIC_DIRECTIONS.get(metric.partition(".")[2]) == "lower" else 1.0
@@ -179,13 +195,20 @@ class TriggerCheck:
         values, for a challenger trigger); the firing, if it turned firing on one."""
         name = rule_name(policy.name, index)
         scope = scope_of(policy.name)
-        rule = AlertRuleConfig.model_validate(
-            {
-                "name": name, "metric": trigger.metric, "threshold": threshold,
-                "direction": trigger.direction, "m_of_n": trigger.m_of_n,
-                "for": trigger.for_,
-            }
-        )  # fmt: skip
+        try:
+            rule = AlertRuleConfig.model_validate(
+                {
+                    "name": name, "metric": trigger.metric, "threshold": threshold,
+                    "direction": trigger.direction, "m_of_n": trigger.m_of_n,
+                    "for": trigger.for_,
+                }
+            )  # fmt: skip
+        except ValidationError as exc:  # a metric monitoring never computes, say
+            problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise ConfigError(
+                f"retraining policy {policy.name!r}, trigger {index} ({trigger.kind}): metric "
+                f"{trigger.metric!r} cannot be watched: {problems}"
+            ) from None
         stored = self.store.alert_state(name, scope)
         previous = AlertState.from_dict(stored) if stored is not None else None
         if observed is None:
