@@ -65,6 +65,10 @@ def backup(
     from prodml.project._project import find_root
 
     with guarded(as_json):
+        for flag, value in (("--keep-last", keep_last), ("--keep-daily", keep_daily),
+                            ("--keep-weekly", keep_weekly)):  # fmt: skip
+            if value is not None and value < 0:  # refused before a snapshot is taken
+                raise ConfigError(f"{flag} {value}: expected a count >= 0")
         root = find_root(project.resolve())
         offsite = to if to is not None and is_s3_url(to) else None
         dest = _destination(root, local if offsite else (None if to is None else Path(to)))
@@ -77,7 +81,7 @@ def backup(
         policy = {"keep_last": keep_last or 1, "keep_daily": keep_daily or 0,
                   "keep_weekly": keep_weekly or 0}  # fmt: skip
         if retention:
-            pruned = prune_snapshots(dest, **policy)
+            pruned = prune_snapshots(dest, **policy, keep=(result.id,))
         if offsite is not None:
             with progress_bar(not as_json) as bar:
                 pushed = push(dest, offsite, progress=lambda d, t: bar("upload", d, t))

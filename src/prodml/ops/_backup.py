@@ -23,7 +23,9 @@ order (metadata first): see :mod:`~prodml.ops._external`.
 The snapshot's ``manifest.json`` lists each file's path, SHA-256 and size. It is
 written into a hidden working directory which is renamed to
 ``snapshots/<UTC time>-<manifest sha256[:16]>`` only when everything is in place: a
-backup killed midway leaves no directory that looks like a snapshot.
+backup killed midway leaves no directory that looks like a snapshot. Backups hold the
+destination's ``.lock`` shared, a prune holds it exclusively: a prune never removes the
+blobs a running backup stored but has not named yet.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +46,7 @@ from typing import Any
 
 from prodml.core import (
     ConfigError,
+    ConflictError,
     ProdMLError,
     StorageError,
     fingerprint_bytes,
@@ -76,7 +79,19 @@ from prodml.ops._manifest import (
 from prodml.storage import open_metadata_db
 from prodml.storage._revision import VERSION_TABLE
 
-__all__ = ["SNAPSHOTS_DIR", "BackupResult", "backup_project", "blob_file", "blob_path"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock: backups and prunes unlocked
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "SNAPSHOTS_DIR",
+    "BackupResult",
+    "backup_project",
+    "blob_file",
+    "blob_path",
+    "lock_destination",
+]
 
 BLOBS_DIR = "blobs"
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -167,6 +182,70 @@ def _last_external(dest: Path) -> tuple[ExternalEntry, ...]:
     return ()
 
 
+#: What a backup destination holds (a directory of the project holding anything else is
+#: the project's own: a backup into it would leave those files out).
+_DESTINATION_ENTRIES = frozenset({BLOBS_DIR, SNAPSHOTS_DIR, "cache", ".lock"})
+#: Seconds a backup or a prune waits for the other to finish with the destination.
+LOCK_WAIT_S = 3600.0
+
+
+@contextlib.contextmanager
+def lock_destination(dest: Path, *, exclusive: bool, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the destination's lock: shared by backups (they only add blobs, and may run
+    side by side), exclusive for a prune (it removes the blobs no snapshot names, which
+    includes those a running backup stored but has not named yet)."""
+    if fcntl is None:  # pragma: no cover - Windows: run a prune when no backup runs
+        yield  # type: ignore[unreachable]
+        return
+    path = dest / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ConflictError(
+                        f"backup destination {dest}: "
+                        + ("a backup is writing to it" if exclusive else "a prune holds it")
+                        + f" (waited {wait_s:g} s); try again when it has finished"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _check_destination(root: Path, state: Path, dest: Path) -> None:
+    """Refuse a destination whose snapshots would not hold the project: the project
+    directory itself, its state directory or a directory holding it (the walk leaves the
+    destination out), or a directory of the project holding files of its own."""
+    where = dest.resolve()
+    if not where.is_relative_to(root):
+        return
+    if where == root or state.resolve().is_relative_to(where):
+        raise ConfigError(
+            f"backup destination {dest}: it is (or holds) the project's own directory "
+            f"{where}; expected a directory outside the project, such as {root.parent}/"
+            f"{root.name}-backups"
+        )
+    try:
+        own = sorted(e.name for e in os.scandir(where) if e.name not in _DESTINATION_ENTRIES)
+    except NotADirectoryError:
+        own = [where.name]
+    except FileNotFoundError:
+        return
+    if own:
+        raise ConfigError(
+            f"backup destination {dest}: a directory of the project holding files of its "
+            f"own ({', '.join(own[:3])}), which a backup into it would leave out; expected "
+            "a new directory, or one holding only backups"
+        )
+
+
 def _blob_dirs(dest: Path) -> str:
     """The blob directory of ``dest`` with its 256 fan-out directories made (once per
     backup, not once per file), as a string for :func:`blob_file`."""
@@ -219,10 +298,19 @@ def _write_bytes(data: bytes) -> Callable[[str], object]:
     return lambda path: write_new(path, data)
 
 
+def _has_blob(target: str, size: int) -> bool:
+    """Whether the blob ``target`` is in the store with ``size`` bytes (one cut short is
+    written again, not named by one more snapshot)."""
+    try:
+        return os.stat(target).st_size == size
+    except FileNotFoundError:
+        return False
+
+
 def _store_blob(blobs: str, source: str, sha256: str, *, move: bool) -> bool:
     """Put ``source`` in the blob store (False: the blob was there already)."""
     target = blob_file(blobs, sha256)
-    if os.path.exists(target):
+    if _has_blob(target, os.stat(source).st_size):
         if move:
             os.unlink(source)
         return False
@@ -242,7 +330,7 @@ def _store_file(blobs: str, source: str, size: int) -> tuple[str, int, bool]:
     data = read_small(source)
     sha = fingerprint_bytes(data)
     target = blob_file(blobs, sha)
-    if os.path.exists(target):
+    if _has_blob(target, len(data)):
         return sha, len(data), False
     _publish(target, _write_bytes(data))
     return sha, len(data), True
@@ -318,11 +406,23 @@ def backup_project(
                 f"[metadata] path = {config.metadata.path!r} lies outside the project {root}: "
                 "`prodml backup` snapshots the project directory; keep the metadata DB inside it"
             )
-    dest.mkdir(parents=True, exist_ok=True)
+    state = root / config.project.state_dir
+    _check_destination(root, state, dest)
     work = dest / SNAPSHOTS_DIR / f".incomplete-{uuid.uuid4().hex}"
-    work.mkdir(parents=True)
+    lock = contextlib.ExitStack()
     try:
-        state = root / config.project.state_dir
+        work.mkdir(parents=True)
+        lock.enter_context(lock_destination(dest, exclusive=False))
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise StorageError(
+            f"backup destination {dest}: cannot create {work.parent} ({exc}); expected a "
+            "directory prodml can write to"
+        ) from exc
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
         entries: list[FileEntry] = []
         skipped: list[str] = []
         new_blobs = new_bytes = 0
@@ -398,7 +498,7 @@ def backup_project(
             if (
                 cached is not None
                 and item.mtime_ns < fresh
-                and os.path.isfile(blob_file(blobs, cached))
+                and _has_blob(blob_file(blobs, cached), item.size)
             ):
                 stored[item.rel] = (cached, item.size, False)  # as the last backup found it
                 seen[item.rel] = (item.size, item.mtime_ns, cached)
@@ -470,6 +570,8 @@ def backup_project(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        lock.close()
     seconds = (datetime.now(UTC) - started).total_seconds()
     files = len(entries) + sum(b.count for b in blocks)
     size = manifest.size + sum(b.size for b in blocks)

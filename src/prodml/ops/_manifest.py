@@ -16,9 +16,11 @@ True
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,10 @@ MANIFEST_SUM = "MANIFEST.sha256"
 #: Format 2 added ``external``; format 1 manifests (none) are still read.
 FORMAT = 2
 _READS = frozenset({1, 2})
+#: The stores an external entry may belong to (see :mod:`~prodml.ops._external`).
+_STORES = frozenset({"metadata", "online", "artifacts", "logs", "datasets"})
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHAS = re.compile(r"[0-9a-f]*")
 
 
 @dataclass(frozen=True)
@@ -117,14 +123,86 @@ class Manifest:
             skipped = tuple(raw.pop("skipped", ()))
             external = tuple(ExternalEntry(**e) for e in raw.pop("external", ()))
             manifest = cls(files=files, skipped=skipped, external=external, **raw)
-        except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+        except (orjson.JSONDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise IntegrityError(f"{where}: not a prodml snapshot manifest ({exc})") from None
-        if manifest.format not in _READS:
+        if type(manifest.format) is not int or manifest.format not in _READS:
             raise IntegrityError(
                 f"{where}: manifest format {manifest.format}, this prodml reads formats "
                 f"{sorted(_READS)}"
             )
+        _check_entries(manifest, where)
         return manifest
+
+
+def _check_entries(manifest: Manifest, where: str) -> None:
+    """Refuse a manifest whose entries a restore could not write safely: a path that is
+    not relative and inside the project (``..``, absolute, empty parts), a path listed
+    twice, a SHA-256 that is not 64 hex digits, a size that is not a count, an unknown
+    external store, a creation time that is not an ISO 8601 time."""
+
+    def bad(what: str, expected: str, got: object) -> IntegrityError:
+        return IntegrityError(
+            f"{where}: {what}: expected {expected}, got {got!r}; not a prodml snapshot "
+            "manifest, restore refused"
+        )
+
+    try:
+        created = datetime.fromisoformat(manifest.created_at)
+    except (TypeError, ValueError):
+        created = None
+    if created is None or created.tzinfo is None:  # retention orders snapshots by it
+        raise bad("created_at", "an ISO 8601 time with its UTC offset", manifest.created_at)
+    if _sound(manifest.files, manifest.external):
+        return
+    seen: set[str] = set()
+    entries: list[tuple[str, FileEntry | ExternalEntry]] = [("files", f) for f in manifest.files]
+    entries += [("external", e) for e in manifest.external]
+    for section, entry in entries:
+        path = entry.path if isinstance(entry, FileEntry) else entry.key
+        name = "path" if isinstance(entry, FileEntry) else "key"
+        if not _relative_path(path):
+            raise bad(f"{section} {name}", "a relative '/'-separated path inside the project",
+                      path)  # fmt: skip
+        if isinstance(entry, ExternalEntry) and entry.store not in _STORES:
+            raise bad(f"external {path} store", f"one of {sorted(_STORES)}", entry.store)
+        if not isinstance(entry.sha256, str) or not _SHA256.fullmatch(entry.sha256):
+            raise bad(f"{section} {path} sha256", "64 lowercase hex digits", entry.sha256)
+        if type(entry.size) is not int or entry.size < 0:
+            raise bad(f"{section} {path} size", "a byte count >= 0", entry.size)
+        if isinstance(entry, FileEntry):
+            if path in seen:
+                raise bad(f"files {path}", "each path listed once", "a second entry")
+            seen.add(path)
+
+
+def _sound(files: Sequence[FileEntry], external: Sequence[ExternalEntry]) -> bool:
+    """Whether every entry passes :func:`_check_entries`, checked over all of them at
+    once (a manifest lists hundreds of thousands of log files; the entry-by-entry check
+    only runs to name the first bad one)."""
+    paths = [f.path for f in files] + [e.key for e in external]
+    shas = [f.sha256 for f in files] + [e.sha256 for e in external]
+    sizes = [f.size for f in files] + [e.size for e in external]
+    if not (all(type(p) is str for p in paths) and all(type(h) is str for h in shas)
+            and all(type(n) is int for n in sizes)):  # fmt: skip
+        return False
+    joined = "/\x00/".join(paths)
+    return (
+        "\x00" not in "".join(paths)
+        and not any(bad in f"/{joined}/" for bad in ("//", "/./", "/../"))
+        and _SHAS.fullmatch("".join(shas)) is not None
+        and all(len(h) == 64 for h in shas)
+        and (not sizes or min(sizes) >= 0)
+        and len({f.path for f in files}) == len(files)
+        and all(e.store in _STORES for e in external)
+    )
+
+
+def _relative_path(path: object) -> bool:
+    """Whether ``path`` is a relative, normalised ``/``-separated path (no ``..``, no
+    empty or ``.`` parts, no NUL): one a restore may write under its target."""
+    if not isinstance(path, str) or not path or "\x00" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 @dataclass(frozen=True)

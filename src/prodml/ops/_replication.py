@@ -135,12 +135,23 @@ def restore_replica(url_or_dir: str, out: Path, *, timestamp: datetime | None = 
     latest point, or the state at ``timestamp``), and check its integrity."""
     if out.exists():
         raise ConflictError(f"restore target {out} exists: restore into a new file")
+    if timestamp is not None and timestamp.utcoffset() is None:  # never the machine's zone
+        raise ConfigError(
+            f"replica restore timestamp {timestamp.isoformat()}: expected a time with its UTC "
+            "offset, such as 2026-12-05T22:40:00Z"
+        )
     url = url_or_dir if "://" in url_or_dir else Path(url_or_dir).resolve().as_uri()
     command = [litestream_path(), "restore", "-o", str(out)]
     if timestamp is not None:
         when = timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         command += ["-timestamp", when]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"restore target {out}: cannot create its directory ({exc}); expected a path "
+            "whose parent is (or can be made) a writable directory"
+        ) from exc
     done = subprocess.run([*command, url], capture_output=True, text=True, check=False)
     if done.returncode != 0 or not out.is_file():
         out.unlink(missing_ok=True)

@@ -227,9 +227,15 @@ def restore_snapshot(
             f"revisions up to {known[-1]!r}: upgrade prodml to restore it"
         )
     target = target.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
     work = target.parent / f".{target.name}.restoring-{uuid.uuid4().hex}"
-    work.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work.mkdir()
+    except OSError as exc:
+        raise StorageError(
+            f"restore target {target}: cannot create a directory beside it ({exc}); "
+            "expected a path whose parent is (or can be made) a writable directory"
+        ) from exc
     external: ExternalTargets | None = None
     converted: Config | None = None
     try:

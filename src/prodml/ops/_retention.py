@@ -12,13 +12,13 @@ snapshots, so pruning an old snapshot never removes a file a newer one needs.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from prodml.core import ConfigError
-from prodml.ops._backup import BLOBS_DIR, blob_path
+from prodml.core import ConfigError, IntegrityError
+from prodml.ops._backup import BLOBS_DIR, blob_path, lock_destination
 from prodml.ops._manifest import list_snapshots, read_snapshot
 
 __all__ = ["PruneResult", "prune_snapshots"]
@@ -53,19 +53,43 @@ def _kept(times: Sequence[datetime], *, keep_last: int, keep_daily: int, keep_we
 
 
 def prune_snapshots(
-    dest: Path, *, keep_last: int = 1, keep_daily: int = 7, keep_weekly: int = 4
+    dest: Path,
+    *,
+    keep_last: int = 1,
+    keep_daily: int = 7,
+    keep_weekly: int = 4,
+    keep: Collection[str] = (),
 ) -> PruneResult:
     """Remove the snapshots the policy does not keep, then the blobs no kept snapshot
-    names. At least one snapshot is always kept."""
+    names. At least one snapshot is always kept, and so are those named in ``keep`` (the
+    one a backup just took, even when an older one's clock ran ahead)."""
     for name, value in (("keep_last", keep_last), ("keep_daily", keep_daily),
                         ("keep_weekly", keep_weekly)):  # fmt: skip
         if value < 0:
             raise ConfigError(f"retention {name}: expected a count >= 0, got {value}")
+    if not dest.is_dir():
+        return PruneResult((), (), 0, 0)
+    with lock_destination(dest, exclusive=True):  # no backup stores blobs meanwhile
+        return _prune(dest, keep_last=keep_last, keep_daily=keep_daily,
+                      keep_weekly=keep_weekly, keep=keep)  # fmt: skip
+
+
+def _prune(
+    dest: Path, *, keep_last: int, keep_daily: int, keep_weekly: int, keep: Collection[str]
+) -> PruneResult:
     snapshots = list_snapshots(dest)
-    manifests = [read_snapshot(s) for s in snapshots]
+    manifests = []
+    for snapshot in snapshots:
+        try:
+            manifests.append(read_snapshot(snapshot))
+        except IntegrityError as exc:  # which blobs it names is unknown: none may go
+            raise IntegrityError(
+                f"retention of {dest}: {exc}; nothing pruned (move the snapshot aside to prune)"
+            ) from None
     times = [datetime.fromisoformat(m.created_at) for m in manifests]
     kept = _kept(times, keep_last=max(keep_last, 1), keep_daily=keep_daily,
                  keep_weekly=keep_weekly)  # fmt: skip
+    kept |= {i for i, s in enumerate(snapshots) if s.name in keep}
     removed = [s for i, s in enumerate(snapshots) if i not in kept]
     needed = {e.sha256 for i, m in enumerate(manifests) if i in kept for e in m.files}
     needed |= {e.sha256 for i, m in enumerate(manifests) if i in kept for e in m.external}
