@@ -48,6 +48,17 @@ name = "weekly"
 model = "flight_delay"
 window = "sliding"
 window_days = 7
+
+[[retraining.policies]]
+name = "rmse"
+model = "flight_delay"
+endpoint = "flight_delay"
+window = "expanding"
+start = {T0:%Y-%m-%dT%H:%M:%SZ}
+
+[[retraining.policies.triggers]]
+kind = "performance"
+metric = "performance.rmse"
 """
 )
 
@@ -159,6 +170,18 @@ def test_an_unknown_policy_is_404_naming_it_and_the_configured_ones(
     assert "'nightly'" in error
     assert "'weekly'" in error
     assert project.retraining.history() == []
+
+
+def test_a_pass_that_fails_outside_a_job_is_an_error_not_an_empty_200(
+    client: TestClient, project: Project
+) -> None:
+    """Policy ``rmse`` has no threshold and the champion (a classifier) no test rmse to
+    derive one from: its pass cannot judge the trigger, which must not read as "nothing
+    fired"."""
+    answer = client.post("/v1/admin/retraining/rmse/run", json={}, headers=bearer(OPERATOR))
+    assert answer.status_code == 409, answer.text
+    assert "has no finite test 'rmse'" in answer.json()["error"]
+    assert project.retraining.history("rmse") == []
 
 
 @pytest.mark.parametrize(

@@ -263,3 +263,34 @@ def test_a_reference_window_that_is_no_window_is_refused(reference: str) -> None
 def test_an_empty_or_nul_path_in_the_config_is_refused(text: str, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         load_config_text(text, environ={})
+
+
+def test_a_state_dir_that_cannot_be_created_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    """``state_dir = "prodml.toml"`` (a file in the way) raised a raw FileExistsError."""
+    from prodml import Project
+
+    Project.init(tmp_path / "p", name="p").close()
+    config = tmp_path / "p" / "prodml.toml"
+    text = config.read_text()
+    config.write_text(
+        text.replace("[project]\n", '[project]\nstate_dir = "prodml.toml/state"\n', 1)
+    )
+    with pytest.raises(StorageError, match=r"state_dir 'prodml.toml/state' cannot be created"):
+        Project.open(tmp_path / "p")
+
+
+@pytest.mark.parametrize("value", ["1e300", "1e-9", "0"])
+def test_a_retraining_lease_outside_a_second_to_a_week_is_refused(value: str) -> None:
+    """1e300 raised an OverflowError in every ``prodml controller`` command; 1e-9 lost the
+    lease before each job's first step."""
+    with pytest.raises(ConfigError, match="lease_s"):
+        load_config_text(f"[project]\nname = 'p'\n\n[retraining]\nlease_s = {value}\n")
+
+
+def test_a_serving_port_given_as_a_boolean_is_refused() -> None:
+    """``port = true`` was read as port 1."""
+    with pytest.raises(ConfigError, match="port"):
+        load_config_text("[project]\nname = 'p'\n\n[serving]\nport = true\n")
+    assert (
+        load_config_text("[project]\nname = 'p'\n\n[serving]\nport = 9000\n").serving.port == 9000
+    )

@@ -296,6 +296,14 @@ class ServingConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
+
+    @field_validator("port", "workers", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # pydantic reads true as 1: port 1, one worker
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
     max_request_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=1024,

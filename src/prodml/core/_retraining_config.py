@@ -202,7 +202,9 @@ class RetrainingConfig(_Section):
     """``[retraining]``: the policies, and the controller's lease."""
 
     policies: tuple[RetrainPolicyConfig, ...] = ()
-    lease_s: float = Field(default=600.0, gt=0)
+    #: Seconds the controller's lease lasts without a heartbeat: at least a second (the
+    #: heartbeat renews it), at most a week (a dead controller's lease blocks the others).
+    lease_s: float = Field(default=600.0, ge=1.0, le=7 * 86400.0)
 
     @model_validator(mode="after")
     def _unique(self) -> Self:

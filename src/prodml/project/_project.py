@@ -32,6 +32,7 @@ from prodml.core import (
     Config,
     ProjectNotFoundError,
     SqliteMetadataConfig,
+    StorageError,
     SystemClock,
     load_config,
 )
@@ -61,7 +62,14 @@ class Project:
         self.config = config
         self.clock = clock
         self.state_dir = root / config.project.state_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission, a read-only disk
+            raise StorageError(
+                f"project {root}: [project] state_dir {config.project.state_dir!r} cannot be "
+                f"created at {self.state_dir} ({exc.strerror or exc}); expected a directory "
+                "prodml can write to"
+            ) from None
         self.artifacts: ArtifactStore = open_artifact_store(config.artifacts, root)
         self.db: MetadataDB = open_metadata_db(
             config.metadata,

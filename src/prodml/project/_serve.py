@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from prodml.core import Clock, ConflictError, DefinitionError, ProjectNotFoundError
+from prodml.core import Clock, ConflictError, DefinitionError, ProjectNotFoundError, StateError
 from prodml.project._project import Project
 from prodml.serving import AdminAction, PredictionLog, ServingRuntime, create_app
 
@@ -204,6 +204,11 @@ def retraining_actions(project: Project) -> list[AdminAction]:
                 retraining.release()
             finally:
                 running.release()
+        for failure in retraining.failures:  # the pass failed outside a job: not a 200
+            raise StateError(  # a 409 that says why (a ConfigError would be a bare 500)
+                f"retraining policy {policy!r}: its pass failed before any job "
+                f"({type(failure.error).__name__}: {failure.error})"
+            ) from failure.error
         return {"policy": policy, "force": force, "jobs": [j.to_dict() for j in jobs]}
 
     return [
