@@ -153,6 +153,17 @@ def serving_project(root: Path, *, config: str = "") -> tuple[Project, ModelVers
     return project, version
 
 
+def canary_project(root: Path, *, config: str = "") -> tuple[Project, ModelVersion]:
+    """:func:`serving_project`, then ``lr:2`` registered and approved, and endpoint ``lr``
+    a 10% canary of it (revision 2); returns the project and ``lr:2``."""
+    project, champion = serving_project(root, config=config)
+    model, X = lr_model(C=0.1, seed=1)
+    challenger = register(project, model, X)
+    spec = DeploymentSpec.canary(champion.ref, challenger.ref, weight=0.1, timeout_ms=PATIENT_MS)
+    project.deployments.deploy("lr", spec, actor="test")
+    return project, challenger
+
+
 def row(seed: int = 0) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     return {

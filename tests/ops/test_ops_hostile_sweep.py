@@ -10,7 +10,6 @@ import hashlib
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from typer.testing import CliRunner
 from prodml import Project
 from prodml.cli._app import app
 from prodml.core import ConfigError, IntegrityError, StorageError
+from prodml.ops import _backup as backup_module
 from prodml.ops import (
     backup_project,
     list_snapshots,
@@ -30,6 +30,7 @@ from prodml.ops import (
 )
 
 runner = CliRunner()
+DEADLINE_S = 60.0  # the longest a wait may take, however busy the machine
 
 
 @pytest.fixture
@@ -204,15 +205,30 @@ def test_a_negative_retention_flag_is_refused_before_the_backup(
     assert list_snapshots(dest) == []  # nothing done: the error is the whole story
 
 
-def test_a_prune_waits_for_a_running_backup_and_keeps_its_blobs(root: Path, tmp_path: Path) -> None:
+def test_a_prune_waits_for_a_running_backup_and_keeps_its_blobs(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dest = tmp_path / "backups"
     backup_project(root, dest, record=False)
     (root / "data" / "new.bin").write_bytes(b"new" * 1000)
     pruned: list[object] = []
-    started = threading.Event()
+    refused = threading.Event()  # the prune met the running backup's lock
+    real = backup_module.fcntl
+
+    class Flock:
+        LOCK_EX, LOCK_SH, LOCK_NB = real.LOCK_EX, real.LOCK_SH, real.LOCK_NB
+
+        @staticmethod
+        def flock(fd: int, mode: int) -> None:
+            try:
+                real.flock(fd, mode)
+            except BlockingIOError:
+                refused.set()
+                raise
+
+    monkeypatch.setattr(backup_module, "fcntl", Flock)
 
     def prune() -> None:
-        started.set()
         pruned.append(prune_snapshots(dest, keep_last=1, keep_daily=0, keep_weekly=0))
 
     threads: list[threading.Thread] = []
@@ -222,11 +238,10 @@ def test_a_prune_waits_for_a_running_backup_and_keeps_its_blobs(root: Path, tmp_
             thread = threading.Thread(target=prune)
             threads.append(thread)
             thread.start()
-            started.wait()
-            time.sleep(0.5)
+            assert refused.wait(DEADLINE_S), "the prune never tried the backup's lock"
 
     result = backup_project(root, dest, record=False, progress=progress)
-    threads[0].join(timeout=60)
+    threads[0].join(timeout=DEADLINE_S)
     assert pruned, "the prune did not finish"
     verify_snapshot(result.path)  # every blob it names is still there
     assert list_snapshots(dest) == [result.path]

@@ -18,17 +18,13 @@ from fastapi.testclient import TestClient
 
 from prodml import Project
 from prodml.project import serving_app
-from prodml.registry import DeploymentSpec
 from prodml.serving import SESSION_COOKIE
 from prodml.web import ui_app
 from servingkit import (
-    PATIENT_MS,
     TOKEN,
     bearer,
-    lr_model,
-    register,
+    canary_project,
     row,
-    serving_project,
     tokens_toml,
 )
 
@@ -46,11 +42,7 @@ SINGLE = {
 def project(tmp_path: Path) -> Iterator[Project]:
     """``lr:1`` and ``lr:2`` approved; endpoint ``lr`` a 10% canary of ``lr:2`` at
     revision 2."""
-    project, champion = serving_project(tmp_path / "project", config=TOKENS)
-    model, X = lr_model(C=0.1, seed=1)
-    challenger = register(project, model, X)
-    spec = DeploymentSpec.canary(champion.ref, challenger.ref, weight=0.1, timeout_ms=PATIENT_MS)
-    project.deployments.deploy("lr", spec, actor="test")
+    project, _ = canary_project(tmp_path / "project", config=TOKENS)
     yield project
     project.close()
 

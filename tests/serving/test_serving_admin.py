@@ -20,8 +20,8 @@ from servingkit import (
     PATIENT_MS,
     TOKEN,
     bearer,
+    canary_project,
     lr_model,
-    register,
     row,
     serving_project,
     tokens_toml,
@@ -45,11 +45,7 @@ def v2_body(values: dict[str, float]) -> dict[str, Any]:
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     """``lr:1`` and ``lr:2`` registered; endpoint ``lr`` a 10% canary of ``lr:2``."""
-    project, champion = serving_project(tmp_path / "project", config=TOKENS)
-    model, X = lr_model(C=0.1, seed=1)
-    challenger = register(project, model, X)
-    spec = DeploymentSpec.canary(champion.ref, challenger.ref, weight=0.1, timeout_ms=PATIENT_MS)
-    project.deployments.deploy("lr", spec, actor="test")
+    project, _ = canary_project(tmp_path / "project", config=TOKENS)
     yield project
     project.close()
 

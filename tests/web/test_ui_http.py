@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from prodml import Project
 from prodml.core import DefinitionError
 from prodml.features import Entity, Field
-from prodml.registry import DeploymentSpec, infer_signature
+from prodml.registry import infer_signature
 from prodml.serving import SESSION_COOKIE, csrf_token
 from prodml.web import ui_app
-from servingkit import PATIENT_MS, TOKEN, bearer, lr_model, register, serving_project, tokens_toml
+from servingkit import TOKEN, bearer, canary_project, lr_model, tokens_toml
 
 VIEWER, OPERATOR, ADMIN = TOKEN["viewer"], TOKEN["operator"], TOKEN["admin"]
 TOKENS = """
@@ -47,11 +47,8 @@ ACT_BUTTON = re.compile(r'<button type="button" class="act"[^>]*>')
 def project(tmp_path: Path) -> Iterator[Project]:
     """``lr:1`` and ``lr:2`` approved, endpoint ``lr`` a 10% canary of ``lr:2``
     (revision 2); ``lr:3`` registered and still pending."""
-    project, champion = serving_project(tmp_path / "project", config=TOKENS)
-    model, X = lr_model(C=0.1, seed=1)
-    challenger = register(project, model, X)
-    spec = DeploymentSpec.canary(champion.ref, challenger.ref, weight=0.1, timeout_ms=PATIENT_MS)
-    project.deployments.deploy("lr", spec, actor="test")
+    project, _ = canary_project(tmp_path / "project", config=TOKENS)
+    model, X = lr_model(C=0.1, seed=1)  # lr:2's model again, registered as lr:3
     sample = X.head(5)
     pending = project.registry.register(
         "lr", model, signature=infer_signature(sample, np.zeros(len(sample))), actor="test"
