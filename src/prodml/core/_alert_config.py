@@ -28,7 +28,6 @@ from datetime import timedelta
 from typing import Any, Literal, Self
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -37,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from prodml.core._config_section import Section as _Section
 from prodml.core._ids import NAME_PATTERN
 from prodml.core._monitor_metrics import MONITOR_METRICS, closest_metric, describe_metrics
 
@@ -59,11 +59,6 @@ DEFAULT_SINK = "log"
 MAX_WINDOWS = 1000
 #: The longest duration :func:`parse_duration` accepts: 100 years (of 365.25 days).
 MAX_DURATION_S = 36_525 * 86_400
-
-
-class _Section(BaseModel):
-    # Same base as prodml.core._config._Section, copied: _config imports this module.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def parse_duration(text: str, *, field: str = "duration") -> timedelta:

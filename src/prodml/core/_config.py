@@ -14,7 +14,6 @@ Relative paths are relative to the project root, resolved by the caller.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from datetime import datetime
@@ -22,9 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -40,6 +36,8 @@ from pydantic_settings import (
 from prodml.core._alert_config import AlertsConfig, parse_duration
 from prodml.core._clock import ensure_utc
 from prodml.core._config_errors import describe_errors
+from prodml.core._config_section import MAX_SPAN, SPAN_PATTERN, PathText
+from prodml.core._config_section import Section as _Section
 from prodml.core._label_config import LabelsConfig
 from prodml.core._monitor_metrics import DriftStatistic
 from prodml.core._retraining_config import RetrainingConfig
@@ -79,26 +77,6 @@ __all__ = [
 
 CONFIG_FILE = "prodml.toml"
 ENV_PREFIX = "PRODML__"
-
-
-class _Section(BaseModel):
-    # inf passes gt=0 and then fails where it is used (Event.wait(inf) overflows); NaN
-    # fails every comparison: neither is a setting.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def _path_text(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("expected a path without NUL characters")
-    return value
-
-
-#: A file or directory setting: an empty one would name the project root itself.
-PathText = Annotated[str, Field(min_length=1), AfterValidator(_path_text)]
-#: The longest monitoring window or step: 100 years, in each unit (rows: a bound far
-#: past any log, that keeps counts in int64).
-_MAX_SPAN = {"h": 876_600, "d": 36_525, "w": 5_218, "mo": 1_200, "rows": 10**15}
-_SPAN = re.compile(r"^([1-9][0-9]*)(h|d|w|mo|rows)$")
 
 
 class ProjectSection(_Section):
@@ -197,7 +175,7 @@ class FeaturesConfig(_Section):
         description="a feature view that gives no value to any row of a training set: "
         "build it with a warning (counts in its summary) or refuse it",
     )
-    materialize_chunk_hours: int = Field(default=24 * 7, ge=1, le=_MAX_SPAN["h"])
+    materialize_chunk_hours: int = Field(default=24 * 7, ge=1, le=MAX_SPAN["h"])
 
 
 class TrainingConfig(_Section):
@@ -451,8 +429,8 @@ class MonitoringConfig(_Section):
     performance is recomputed while labels can still arrive, ``label_horizon`` after it.
     """
 
-    window: str = Field(default="1d", pattern=r"^[1-9][0-9]*(h|d|w|mo|rows)$")
-    step: str | None = Field(default=None, pattern=r"^[1-9][0-9]*(h|d|w|mo|rows)$")
+    window: str = Field(default="1d", pattern=SPAN_PATTERN)
+    step: str | None = Field(default=None, pattern=SPAN_PATTERN)
     grace: str = Field(default="5m", pattern=r"^[0-9]+(s|m|h|d|w)$")
     reference: str = Field(
         default="training",
@@ -486,9 +464,11 @@ class MonitoringConfig(_Section):
     @field_validator("window", "step")
     @classmethod
     def _check_span(cls, value: str | None) -> str | None:
-        match = None if value is None else _SPAN.fullmatch(value)
-        if match is not None and int(match[1]) > _MAX_SPAN[match[2]]:
-            raise ValueError(f"too long: expected at most {_MAX_SPAN[match[2]]}{match[2]}")
+        if value is None:
+            return value
+        unit = value.lstrip("0123456789")  # the pattern has checked the shape
+        if int(value[: -len(unit)]) > MAX_SPAN[unit]:
+            raise ValueError(f"too long: expected at most {MAX_SPAN[unit]}{unit}")
         return value
 
     @field_validator("grace", "label_horizon")

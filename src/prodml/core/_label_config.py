@@ -21,16 +21,13 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from prodml.core._config_section import Section as _Section
 from prodml.core._ids import NAME_PATTERN
 from prodml.core.errors import NotFoundError
 
 __all__ = ["LabelJobConfig", "LabelsConfig"]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LabelJobConfig(_Section):

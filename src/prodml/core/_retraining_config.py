@@ -41,19 +41,16 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from prodml.core._alert_config import MAX_WINDOWS, parse_duration
+from prodml.core._config_section import Section as _Section
 from prodml.core._ids import NAME_PATTERN
 
 __all__ = ["RetrainPolicyConfig", "RetrainingConfig", "TriggerConfig"]
 
 _METRIC_CHECKS = ("performance", "estimated")
 _MONTHS = re.compile(r"^\d+mo$")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _duration(value: Any, field: str) -> Any:
