@@ -23,25 +23,21 @@ Bandit endpoints also keep their shared state here (:mod:`._bandit_records`).
 from __future__ import annotations
 
 import builtins
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from prodml.core import (
     Clock,
-    ConflictError,
     DefinitionError,
-    DeploymentNotFoundError,
     RegistryConfig,
     StateError,
-    StorageError,
     check_name,
 )
+from prodml.registry import _deployment_rows as _rows
 from prodml.registry._bandit_records import BanditRecords
 from prodml.registry._deployment_changes import (
     WEIGHT_ACTIONS,
@@ -64,7 +60,7 @@ from prodml.registry._promotion import (
     restore_moves,
 )
 from prodml.registry._records import AliasEvent
-from prodml.registry._versions import add_audit, resolve_ref
+from prodml.registry._versions import add_audit
 from prodml.storage import MetadataDB
 from prodml.storage._models import Base, DeploymentHistoryRow, DeploymentRow
 
@@ -72,7 +68,6 @@ __all__ = ["AliasListener", "DeploymentStore"]
 
 log = logging.getLogger(__name__)
 
-_HISTORY = Base.metadata.tables["deployment_history"]
 _STATES = Base.metadata.tables["bandit_states"]
 
 
@@ -106,14 +101,14 @@ class DeploymentStore(BanditRecords):
         with self._db.session() as session:
             row = session.get(DeploymentRow, endpoint)
             if row is None:
-                raise _not_found(session, endpoint)
-            return _record(row)
+                raise _rows.not_found(session, endpoint)
+            return _rows.record(row)
 
     def list(self) -> builtins.list[Deployment]:
         """Every deployment, sorted by endpoint."""
         with self._db.session() as session:
             rows = session.scalars(select(DeploymentRow).order_by(DeploymentRow.endpoint))
-            return [_record(row) for row in rows]
+            return [_rows.record(row) for row in rows]
 
     def revisions(self) -> dict[str, int]:
         """``{endpoint: revision}`` of every deployment: one small query, for polling."""
@@ -130,7 +125,7 @@ class DeploymentStore(BanditRecords):
                 .order_by(DeploymentHistoryRow.revision)
             ).all()
             if not rows:
-                raise _not_found(session, endpoint)
+                raise _rows.not_found(session, endpoint)
             return [
                 {
                     "revision": row.revision,
@@ -163,9 +158,9 @@ class DeploymentStore(BanditRecords):
         check_name(endpoint, kind="endpoint")
         change = Change.of(endpoint, "deploy", actor, reason, evidence, within)
         with self._db.write() as session:
-            current = _lock(session, endpoint)
-            _check_revision(endpoint, current, expected_revision)
-            resolved = _resolve(session, spec)
+            current = _rows.lock(session, endpoint)
+            _rows.check_revision(endpoint, current, expected_revision)
+            resolved = _rows.resolve(session, spec)
             deployment, _ = self._commit(session, endpoint, current, resolved, change)
         return deployment
 
@@ -243,15 +238,15 @@ class DeploymentStore(BanditRecords):
         check_name(endpoint, kind="endpoint")
         change = Change.of(endpoint, "promote", actor, reason, evidence, within)
         with self._db.write() as session:
-            current = _require(session, endpoint)
-            spec = _spec(current)
+            current = _rows.require(session, endpoint)
+            spec = _rows.stored_spec(current)
             model = spec.arm(arm).model
             if spec.policy == "single":
                 raise StateError(
                     f"deployment {endpoint!r} already serves only {model} (policy 'single'); "
                     "nothing to promote"
                 )
-            model = _check_deployable(session, arm, model)
+            model = _rows.check_deployable(session, arm, model)
             check_promotable(
                 session, model, require_blessed=require_blessed, require_approved=require_approved
             )
@@ -286,13 +281,13 @@ class DeploymentStore(BanditRecords):
         check_name(endpoint, kind="endpoint")
         change = Change.of(endpoint, "rollback", actor, reason, evidence, within)
         with self._db.write() as session:
-            current = _require(session, endpoint)
-            spec = _spec(current)
+            current = _rows.require(session, endpoint)
+            spec = _rows.stored_spec(current)
             champion = spec.champion
             action, replaced = promoted_from(session, endpoint, current.revision)
             moves: builtins.list[AliasMove] = []
             if replaced is not None:
-                new = _resolve(session, replaced)  # checked again: a version may be rejected
+                new = _rows.resolve(session, replaced)  # checked again: a version may be rejected
                 moves = [m.reversed() for m in promote_moves(session, endpoint, current.revision)]
             elif spec.policy != "single":
                 if champion is None:
@@ -331,8 +326,8 @@ class DeploymentStore(BanditRecords):
         check_name(endpoint, kind="endpoint")
         change = Change.of(endpoint, "rollback", actor, reason, evidence, within)
         with self._db.write() as session:
-            current = _require(session, endpoint)
-            spec = _spec(current)
+            current = _rows.require(session, endpoint)
+            spec = _rows.stored_spec(current)
             champion = spec.champion
             if spec.policy not in ("single", "shadow") or champion is None:
                 raise StateError(
@@ -341,7 +336,9 @@ class DeploymentStore(BanditRecords):
                     "experiment first with `prodml deployments rollback`"
                 )
             moves = restore_moves(session, endpoint, champion.model)
-            target = _check_deployable(session, champion.name, f"{moves[0].name}:{moves[0].after}")
+            target = _rows.check_deployable(
+                session, champion.name, f"{moves[0].name}:{moves[0].after}"
+            )
             new = single_of(spec, target)
             deployment, events = self._commit(session, endpoint, current, new, change, moves)
         self._notify(events)
@@ -367,10 +364,10 @@ class DeploymentStore(BanditRecords):
         """Remove the deployment (its history stays) and its bandit state."""
         check_name(endpoint, kind="endpoint")
         with self._db.write() as session:
-            current = _require(session, endpoint)
+            current = _rows.require(session, endpoint)
             now = self._clock.now()
-            before = _audit_view(current.revision, current.spec, current.reason)
-            _append(
+            before = _rows.audit_view(current.revision, current.spec, current.reason)
+            _rows.append_history(
                 session, endpoint, current.revision + 1, None, Change("delete", actor, reason), now
             )
             session.delete(current)
@@ -396,9 +393,9 @@ class DeploymentStore(BanditRecords):
     ) -> Deployment:
         check_name(endpoint, kind="endpoint")
         with self._db.write() as session:
-            current = _require(session, endpoint)
-            _check_revision(endpoint, current, expected_revision)
-            new = transform(_spec(current))
+            current = _rows.require(session, endpoint)
+            _rows.check_revision(endpoint, current, expected_revision)
+            new = transform(_rows.stored_spec(current))
             deployment, _ = self._commit(session, endpoint, current, new, change)
         return deployment
 
@@ -450,11 +447,11 @@ class DeploymentStore(BanditRecords):
             )
         else:
             revision = current.revision + 1
-            before = _audit_view(current.revision, current.spec, current.reason)
+            before = _rows.audit_view(current.revision, current.spec, current.reason)
             current.revision, current.spec = revision, data
             current.updated_at, current.updated_by, current.reason = now, actor, reason
-        _append(session, endpoint, revision, data, change, now)
-        after = _audit_view(revision, data, reason)
+        _rows.append_history(session, endpoint, revision, data, change, now)
+        after = _rows.audit_view(revision, data, reason)
         for move in moves:
             after[move.key] = move.to_dict()
         if change.evidence is not None:
@@ -494,118 +491,3 @@ class DeploymentStore(BanditRecords):
                     listener.alias_changed(event)
                 except Exception as exc:  # a mirror must never undo the system of record
                     log.warning("alias listener %r failed: %s", listener, exc)
-
-
-# --- helpers --------------------------------------------------------------------------
-def _lock(session: Session, endpoint: str) -> DeploymentRow | None:
-    """The endpoint's row locked for this transaction, or ``None`` (then, on
-    PostgreSQL, an advisory lock on the name makes concurrent creators queue)."""
-    query = select(DeploymentRow).where(DeploymentRow.endpoint == endpoint).with_for_update()
-    row = session.scalars(query).one_or_none()
-    if row is None and session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.sha256(f"prodml-deployment:{endpoint}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-        row = session.scalars(query).one_or_none()
-    return row
-
-
-def _require(session: Session, endpoint: str) -> DeploymentRow:
-    row = _lock(session, endpoint)
-    if row is None:
-        raise _not_found(session, endpoint)
-    return row
-
-
-def _not_found(session: Session, endpoint: str) -> DeploymentNotFoundError:
-    known = session.scalars(select(DeploymentRow.endpoint).order_by(DeploymentRow.endpoint))
-    return DeploymentNotFoundError(
-        f"endpoint {endpoint!r} has no deployment; deployed endpoints: {known.all()}"
-    )
-
-
-def _check_revision(endpoint: str, current: DeploymentRow | None, expected: int | None) -> None:
-    actual = 0 if current is None else current.revision
-    if expected is not None and expected != actual:
-        by = "" if current is None else f" (last changed by {current.updated_by})"
-        raise ConflictError(
-            f"deployment {endpoint!r} is at revision {actual}{by}, expected revision "
-            f"{expected}; re-read it and retry"
-        )
-
-
-def _check_deployable(session: Session, arm: str, model: str) -> str:
-    """``model`` resolved to ``name:version``; refuse a rejected version."""
-    row = resolve_ref(session, model)
-    ref = f"{row.name}:{row.version}"
-    if row.status == "rejected":
-        raise StateError(
-            f"deployment arm {arm!r}: model version {ref} was rejected by {row.status_actor} "
-            f"({row.status_reason or 'no reason given'}); expected a pending or approved version"
-        )
-    return ref
-
-
-def _resolve(session: Session, spec: DeploymentSpec | Mapping[str, Any]) -> DeploymentSpec:
-    if not isinstance(spec, DeploymentSpec | Mapping):
-        raise DefinitionError(
-            f"deployment spec is malformed: expected a DeploymentSpec or a mapping with "
-            f"'policy' and 'arms', got {type(spec).__name__}"
-        )
-    data = spec.to_dict() if isinstance(spec, DeploymentSpec) else dict(spec)
-    arms = data.get("arms")
-    if isinstance(arms, list | tuple) and all(
-        isinstance(arm, Mapping) and isinstance(arm.get("model"), str) for arm in arms
-    ):
-        data["arms"] = [
-            {**arm, "model": _check_deployable(session, str(arm.get("name")), arm["model"])}
-            for arm in arms
-        ]
-    return DeploymentSpec.from_dict(data)
-
-
-def _spec(row: DeploymentRow) -> DeploymentSpec:
-    """The row's stored spec; one that no longer reads as a spec (edited by hand, or
-    damaged) is a :class:`StorageError` naming the endpoint and revision — the stored
-    record is at fault, not the request that read it."""
-    try:
-        return DeploymentSpec.from_dict(row.spec)
-    except (DefinitionError, TypeError, ValueError, KeyError) as exc:
-        raise StorageError(
-            f"deployment of endpoint {row.endpoint!r} (revision {row.revision}): its stored "
-            f"spec is not a valid deployment spec ({exc}); expected the record a deploy "
-            "wrote — restore the metadata DB from a backup or deploy the endpoint again"
-        ) from None
-
-
-def _record(row: DeploymentRow) -> Deployment:
-    return Deployment(
-        row.endpoint, row.revision, _spec(row), row.updated_at, row.updated_by, row.reason
-    )
-
-
-def _append(
-    session: Session,
-    endpoint: str,
-    revision: int,
-    spec: dict[str, Any] | None,
-    change: Change,
-    now: datetime,
-) -> None:
-    session.connection().execute(
-        insert(_HISTORY),
-        {
-            "endpoint": endpoint,
-            "revision": revision,
-            "action": change.action,
-            "spec": spec,
-            "actor": change.actor,
-            "reason": change.reason,
-            "time": now,
-            "evidence": change.evidence,
-        },
-    )
-
-
-def _audit_view(revision: int, spec: dict[str, Any], reason: str | None) -> dict[str, Any]:
-    return {"revision": revision, "spec": spec, "reason": reason}
