@@ -25,10 +25,9 @@ import pytest
 from hypothesis import given, settings
 
 from prodml.core import SchemaError, SimulatedClock, StateError
-from prodml.storage import _atomic, _logs
+from prodml.storage import LogBlock, LogStats, LogWriter, _atomic, _logs
 from prodml.storage._log_format import CHANGED_MARKER
 from prodml.storage._log_reader import read_log
-from prodml.storage._logs import LogBlock, LogStats, LogWriter
 
 T0 = datetime(2013, 1, 1, tzinfo=UTC)
 FILE_NAME = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{32}\.parquet$")

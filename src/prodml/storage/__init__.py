@@ -39,6 +39,7 @@ from prodml.storage._models import (
 from prodml.storage._urls import metadata_url, redact_url
 
 if TYPE_CHECKING:
+    from prodml.storage._log_block import LogBlock
     from prodml.storage._log_format import LABELS_DIR, PREDICTIONS_DIR, log_text
     from prodml.storage._log_memory import MemoryLogStore
     from prodml.storage._log_reader import (
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
         LogStores,
         open_log_stores,
     )
-    from prodml.storage._logs import LogBlock, LogSink, LogStats, LogWriter
+    from prodml.storage._logs import LogSink, LogStats, LogWriter
     from prodml.storage._migrate import head_revision
     from prodml.storage._prediction_record import (
         ENTITY_PREFIX,
@@ -101,7 +102,8 @@ else:
                 "LogStores",
                 "open_log_stores",
             ],
-            "prodml.storage._logs": ["LogBlock", "LogSink", "LogStats", "LogWriter"],
+            "prodml.storage._log_block": ["LogBlock"],
+            "prodml.storage._logs": ["LogSink", "LogStats", "LogWriter"],
             "prodml.storage._migrate": ["head_revision"],
             "prodml.storage._prediction_record": [
                 "ENTITY_PREFIX",

@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from prodml.core import Clock, ensure_utc
 from prodml.core.errors import SchemaError, StateError, StorageError
+from prodml.storage._log_block import LogBlock
 from prodml.storage._log_format import (
     LOG_TIMESTAMP,
     check_partition,
@@ -53,7 +54,7 @@ from prodml.storage._log_format import (
 )
 from prodml.storage._tables import write_table
 
-__all__ = ["LogBlock", "LogSink", "LogStats", "LogWriter"]
+__all__ = ["LogSink", "LogStats", "LogWriter"]
 
 _KNOWN_PARTITIONS_LIMIT = 1024  # names checked once and cached; past this, checked every time
 _MIN_BACKOFF_S = 0.05
@@ -62,40 +63,6 @@ _MICROS_PER_HOUR = 3_600_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger("prodml.storage")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class LogBlock:
-    """``rows`` log records given by column, for writers of many similar records at once
-    (a batch of shadow predictions): no dict per record is made, queued or read back.
-
-    ``fields`` maps each field, in column order, to its value for every row, or, for a
-    field named in ``varying``, to a sequence of ``rows`` values (one per row). The time
-    and partition fields hold one value for the whole block.
-
-    >>> block = LogBlock(2, {"time": datetime(2013, 1, 1), "endpoint": "e", "y": [1, 2]},
-    ...                  varying=frozenset({"y"}))
-    >>> block.head(1).fields["y"], block.head(1).rows
-    ([1], 1)
-    """
-
-    rows: int
-    fields: Mapping[str, Any]
-    varying: frozenset[str] = frozenset()
-
-    def head(self, rows: int) -> LogBlock:
-        """The block of the first ``rows`` records."""
-        fields = {
-            key: list(value[:rows]) if key in self.varying else value
-            for key, value in self.fields.items()
-        }
-        return LogBlock(rows, fields, self.varying)
-
-    def column(self, key: str) -> list[Any]:
-        """The values of field ``key`` for every row (None where the block lacks it)."""
-        if key in self.varying:
-            return list(self.fields[key])
-        return [self.fields.get(key)] * self.rows
 
 
 #: Where a group's rows go instead of a Parquet file under ``root``: called (on the
